@@ -1,0 +1,168 @@
+"""Readable console exporters: one line per span, log record or metric data point."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+from opentelemetry.sdk._logs import ReadableLogRecord
+from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from telemetry_otel._otel.logs import log_record_to_event
+from telemetry_otel._otel.metrics import DELTA_TEMPORALITY, metrics_data_to_models
+from telemetry_otel._otel.spans import LEGACY_PARENT_SPAN_ID, LEGACY_SPAN_ID, LEGACY_TRACE_ID
+from telemetry_otel.models import Metric, MetricType
+
+_HIDDEN_SPAN_KEYS = (LEGACY_TRACE_ID, LEGACY_SPAN_ID, LEGACY_PARENT_SPAN_ID)
+
+
+class ConsoleLines:
+    """Writes whole lines to a stream (stdout by default, looked up at write time)."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self._out = out
+        self._lock = threading.Lock()
+
+    def write(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        out = self._out or sys.stdout
+        with self._lock:
+            out.write("".join(line + "\n" for line in lines))
+            out.flush()
+
+
+def iso_time(ns: int) -> str:
+    """Nanoseconds since the epoch as an ISO 8601 UTC time with milliseconds."""
+    moment = datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def format_fields(fields: Mapping[str, Any]) -> str:
+    """``key=value`` pairs; strings with spaces or quotes are JSON-quoted."""
+    parts = []
+    for key, value in fields.items():
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        if isinstance(value, str) and (not value or any(c in value for c in ' "=\n')):
+            text = json.dumps(value)
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+def short_id(value: int, width: int) -> str:
+    """The first 8 hex digits of an id, enough to tell spans apart on a terminal."""
+    return f"{value:0{width}x}"[:8]
+
+
+def format_span(span: ReadableSpan) -> str:
+    context = span.context
+    duration_ms = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
+    words = [
+        iso_time(span.end_time or 0),
+        "TRACE ",
+        f"{span.name}",
+        f"{duration_ms:.3f}ms",
+        f"trace={short_id(context.trace_id, 32)}",
+        f"span={short_id(context.span_id, 16)}",
+    ]
+    if span.parent is not None:
+        words.append(f"parent={short_id(span.parent.span_id, 16)}")
+    if span.status.is_ok is False:
+        words.append(f"error={json.dumps(span.status.description or 'ERROR')}")
+    attributes = {k: v for k, v in (span.attributes or {}).items() if k not in _HIDDEN_SPAN_KEYS}
+    if attributes:
+        words.append(format_fields(attributes))
+    return " ".join(words)
+
+
+def format_log(record: ReadableLogRecord) -> str:
+    event = log_record_to_event(record, {})  # type: ignore[arg-type]
+    log = record.log_record
+    words = [
+        iso_time(log.timestamp or log.observed_timestamp or 0),
+        "EVENT ",
+        f"{event.severity.name:<8}",
+        f"{event.name}:",
+        event.message,
+    ]
+    fields = {**event.tags, **event.metadata}
+    if fields:
+        words.append(format_fields(fields))
+    return " ".join(words)
+
+
+def format_metric(metric: Metric) -> str:
+    words = [
+        iso_time(round(metric.timestamp * 1e9)),
+        "METRIC",
+        f"{metric.metric_type.name:<8}",
+        metric.name,
+    ]
+    if metric.metric_type is MetricType.HISTOGRAM:
+        words.append(f"sum={metric.value:g} count={metric.count} min={metric.min} max={metric.max}")
+    else:
+        words.append(f"{metric.value:g}")
+    if metric.unit:
+        words.append(metric.unit)
+    if metric.tags:
+        words.append(format_fields(metric.tags))
+    return " ".join(words)
+
+
+class ConsoleSpanExporter(SpanExporter):
+    """Prints one line per span: time, name, duration, short ids, status, attributes."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self._lines = ConsoleLines(out)
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self._lines.write([format_span(span) for span in spans])
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+
+class ConsoleLogRecordExporter(LogRecordExporter):
+    """Prints one line per log record: time, severity, event name, message, attributes."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self._lines = ConsoleLines(out)
+
+    def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
+        self._lines.write([format_log(record) for record in batch])
+        return LogRecordExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+    def shutdown(self) -> None:
+        pass
+
+
+class ConsoleMetricExporter(MetricExporter):
+    """Prints one line per data point that changed in the interval."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        super().__init__(preferred_temporality=DELTA_TEMPORALITY)
+        self._lines = ConsoleLines(out)
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        models = metrics_data_to_models(metrics_data, {})
+        self._lines.write([format_metric(model) for model in models])
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass

@@ -1,0 +1,105 @@
+"""Event models to OpenTelemetry log records, and log records back to Event models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.sdk._logs import ReadWriteLogRecord
+
+from telemetry_otel._otel.spans import seconds_to_ns
+from telemetry_otel.models import Event, EventSeverity
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_SEVERITY_NUMBERS = {s: SeverityNumber(s.severity_number) for s in EventSeverity}
+_SEVERITY_TEXTS = {s: s.name for s in EventSeverity}
+
+
+class LegacyLogRecord(LogRecord):
+    """A log record that remembers which attributes came from ``Event.tags``.
+
+    On the wire, tags and metadata are plain log attributes of the same name; the
+    callback bridge needs to give them back apart, and this Python-side field
+    lets it do so without adding anything to the exported record.
+    """
+
+    def __init__(self, *, tag_keys: frozenset[str], **fields: Any) -> None:
+        super().__init__(**fields)
+        self.tag_keys = tag_keys
+
+
+def event_to_log_record(event: Event) -> LegacyLogRecord:
+    """Return the log record for an event (metadata wins over a tag of the same key)."""
+    metadata = event.metadata
+    attributes = {key: value for key, value in event.tags.items() if key not in metadata}
+    tag_keys = frozenset(attributes)
+    for key, value in metadata.items():
+        attributes[key] = log_value(value)
+    severity = event.severity
+    return LegacyLogRecord(
+        tag_keys=tag_keys,
+        timestamp=seconds_to_ns(event.timestamp),
+        severity_number=_SEVERITY_NUMBERS[severity],
+        severity_text=_SEVERITY_TEXTS[severity],
+        body=event.message,
+        attributes=attributes,
+        event_name=event.name,
+    )
+
+
+def log_value(value: object) -> Any:
+    """A metadata value as an OTLP AnyValue: nesting kept, other types as str(value).
+
+    Integers beyond signed 64 bits become strings: OTLP cannot carry them, and one
+    would make the encoder drop the whole batch.
+    """
+    if value is None or isinstance(value, (str, bool, float, bytes)):
+        return value
+    if isinstance(value, int):
+        return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): log_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [log_value(v) for v in value]
+    return str(value)
+
+
+def log_record_to_event(record: ReadWriteLogRecord, global_tags: Mapping[str, Any]) -> Event:
+    """Rebuild the Event a log record came from, metadata and tags apart."""
+    log = record.log_record
+    attributes = dict(log.attributes or {})
+    tag_keys = getattr(log, "tag_keys", frozenset())
+    tags = dict(global_tags)
+    tags.update((key, attributes.pop(key)) for key in tag_keys if key in attributes)
+    return Event(
+        name=log.event_name or "log",
+        message=log.body if isinstance(log.body, str) else str(log.body),
+        severity=severity_from_number(log.severity_number),
+        metadata=_plain(attributes),
+        timestamp=(log.timestamp or log.observed_timestamp or 0) / 1e9,
+        tags=tags,
+    )
+
+
+def severity_from_number(number: SeverityNumber | None) -> EventSeverity:
+    """The EventSeverity whose OTel severity range holds ``number`` (TRACE counts as DEBUG)."""
+    value = number.value if number is not None else 9
+    if value >= 21:
+        return EventSeverity.CRITICAL
+    if value >= 17:
+        return EventSeverity.ERROR
+    if value >= 13:
+        return EventSeverity.WARNING
+    if value >= 9:
+        return EventSeverity.INFO
+    return EventSeverity.DEBUG
+
+
+def _plain(value: Any) -> Any:
+    """Attribute containers (tuples, mapping proxies) as plain lists and dicts."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value

@@ -1,0 +1,131 @@
+"""Metric models to OpenTelemetry instruments, and exported metric data back to models."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from opentelemetry.metrics import Meter
+from opentelemetry.sdk.metrics import Counter, Histogram, _Gauge
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Gauge,
+    MetricsData,
+    Sum,
+)
+from opentelemetry.sdk.metrics.export import (
+    Histogram as HistogramData,
+)
+
+from telemetry_otel.models import Metric, MetricType
+
+Record = Callable[[Any, Any], None]
+
+# The callback bridge hands out what changed in each interval.
+DELTA_TEMPORALITY = {
+    Counter: AggregationTemporality.DELTA,
+    Histogram: AggregationTemporality.DELTA,
+    _Gauge: AggregationTemporality.DELTA,
+}
+
+
+class InstrumentCache:
+    """Creates one instrument per metric name and type, and returns its record method.
+
+    Instrument names are case-insensitive in OpenTelemetry, so a name already used
+    by another metric type (in any case) is refused rather than registered twice.
+    """
+
+    def __init__(self, meter: Meter) -> None:
+        self._meter = meter
+        self._records: dict[tuple[str, MetricType], Record] = {}
+        self._types: dict[str, MetricType] = {}
+        self._lock = threading.Lock()
+
+    def record_method(self, metric: Metric) -> Record | None:
+        """Return the bound add/set/record of the metric's instrument, or None on a type clash."""
+        record = self._records.get((metric.name, metric.metric_type))
+        if record is None:
+            with self._lock:
+                record = self._create(metric)
+        return record
+
+    def _create(self, metric: Metric) -> Record | None:
+        key = (metric.name, metric.metric_type)
+        if key in self._records:
+            return self._records[key]
+        known_type = self._types.get(metric.name.lower())
+        if known_type is not None and known_type is not metric.metric_type:
+            return None
+        meter, name = self._meter, metric.name
+        options = {"unit": metric.unit, "description": metric.description}
+        record: Record
+        if metric.metric_type is MetricType.COUNTER:
+            record = meter.create_counter(name, **options).add
+        elif metric.metric_type is MetricType.GAUGE:
+            record = meter.create_gauge(name, **options).set
+        else:
+            record = meter.create_histogram(name, **options).record
+        self._types[name.lower()] = metric.metric_type
+        self._records[key] = record
+        return record
+
+    def type_of(self, name: str) -> MetricType | None:
+        """The metric type a name is registered with, if any."""
+        return self._types.get(name.lower())
+
+
+def metrics_data_to_models(data: MetricsData, global_tags: Mapping[str, Any]) -> list[Metric]:
+    """One Metric per exported data point: counters, gauges and explicit-bucket histograms."""
+    models: list[Metric] = []
+    for resource_metrics in data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                models.extend(_points_to_models(metric, global_tags))
+    return models
+
+
+def count_data_points(data: MetricsData) -> int:
+    """How many data points an export carries."""
+    return sum(
+        len(metric.data.data_points)
+        for resource_metrics in data.resource_metrics
+        for scope_metrics in resource_metrics.scope_metrics
+        for metric in scope_metrics.metrics
+    )
+
+
+def _points_to_models(metric: Any, global_tags: Mapping[str, Any]) -> Iterator[Metric]:
+    data = metric.data
+    if isinstance(data, Sum):
+        metric_type = MetricType.COUNTER if data.is_monotonic else MetricType.GAUGE
+    elif isinstance(data, Gauge):
+        metric_type = MetricType.GAUGE
+    elif isinstance(data, HistogramData):
+        metric_type = MetricType.HISTOGRAM
+    else:  # exponential histograms are not produced by this library's instruments
+        return
+    for point in data.data_points:
+        tags = dict(global_tags)
+        tags.update(point.attributes or {})
+        common = {
+            "name": metric.name,
+            "metric_type": metric_type,
+            "tags": tags,
+            "timestamp": point.time_unix_nano / 1e9,
+            "unit": metric.unit or "",
+            "description": metric.description or "",
+        }
+        if metric_type is MetricType.HISTOGRAM:
+            yield Metric(
+                value=point.sum,
+                count=point.count,
+                min=point.min if point.count else None,
+                max=point.max if point.count else None,
+                bucket_counts=list(point.bucket_counts),
+                explicit_bounds=list(point.explicit_bounds),
+                **common,
+            )
+        else:
+            yield Metric(value=point.value, **common)

@@ -1,0 +1,146 @@
+"""Trace models to finished OpenTelemetry spans, and spans back to Trace models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits
+from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.status import Status, StatusCode
+
+from telemetry_otel._otel.ids import otel_span_id, otel_trace_id
+from telemetry_otel.models import Trace
+
+LEGACY_TRACE_ID = "legacy.trace_id"
+LEGACY_SPAN_ID = "legacy.span_id"
+LEGACY_PARENT_SPAN_ID = "legacy.parent_span_id"
+_LEGACY_KEYS = frozenset((LEGACY_TRACE_ID, LEGACY_SPAN_ID, LEGACY_PARENT_SPAN_ID))
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSET = Status(StatusCode.UNSET)
+
+
+def seconds_to_ns(seconds: float) -> int:
+    """Epoch seconds (float) to integer nanoseconds."""
+    return round(seconds * 1e9)
+
+
+def ms_to_ns(milliseconds: float) -> int:
+    """A duration in milliseconds to integer nanoseconds."""
+    return round(milliseconds * 1e6)
+
+
+class SpanFactory:
+    """Builds the finished span for a Trace, or None when the sampler drops its trace.
+
+    A legacy Trace is already finished, so the span is built finished: the SDK's
+    start/end machinery (context, locks, on_start) would only add cost. The
+    sampler is still consulted on the mapped trace id, and span limits still apply.
+    """
+
+    def __init__(
+        self,
+        resource: Resource,
+        scope: InstrumentationScope,
+        sampler: Sampler,
+        limits: SpanLimits,
+    ) -> None:
+        self._resource = resource
+        self._scope = scope
+        self._sampler = sampler
+        self._max_attributes = limits.max_span_attributes
+        self._max_value_len = limits.max_span_attribute_length
+
+    def build(self, trace: Trace) -> ReadableSpan | None:
+        """Return the span for ``trace``, or None when its trace is sampled out."""
+        trace_id = otel_trace_id(trace.trace_id)
+        decision = self._sampler.should_sample(None, trace_id, trace.operation)
+        if not decision.decision.is_sampled():
+            return None
+        context = SpanContext(
+            trace_id,
+            otel_span_id(trace.trace_id, trace.span_id),
+            is_remote=False,
+            trace_flags=_SAMPLED,
+            trace_state=decision.trace_state,
+        )
+        end = seconds_to_ns(trace.timestamp)
+        return ReadableSpan(
+            name=trace.operation,
+            context=context,
+            parent=self._parent_context(trace, trace_id),
+            resource=self._resource,
+            attributes=BoundedAttributes(
+                self._max_attributes,
+                _span_attributes(trace),
+                immutable=True,
+                max_value_len=self._max_value_len,
+            ),
+            kind=SpanKind.INTERNAL,
+            status=Status(StatusCode.ERROR, trace.error) if trace.error else _UNSET,
+            start_time=max(0, end - ms_to_ns(trace.duration_ms)),
+            end_time=end,
+            instrumentation_scope=self._scope,
+        )
+
+    @staticmethod
+    def _parent_context(trace: Trace, trace_id: int) -> SpanContext | None:
+        if trace.parent_span_id is None:
+            return None
+        parent_id = otel_span_id(trace.trace_id, trace.parent_span_id)
+        return SpanContext(trace_id, parent_id, is_remote=False, trace_flags=_SAMPLED)
+
+
+def _span_attributes(trace: Trace) -> dict[str, Any]:
+    attributes: dict[str, Any] = dict(trace.tags)
+    attributes[LEGACY_TRACE_ID] = trace.trace_id
+    attributes[LEGACY_SPAN_ID] = trace.span_id
+    if trace.parent_span_id is not None:
+        attributes[LEGACY_PARENT_SPAN_ID] = trace.parent_span_id
+    return attributes
+
+
+def span_to_trace(span: ReadableSpan, global_tags: Mapping[str, Any]) -> Trace:
+    """Rebuild the Trace model a span came from, legacy ids restored.
+
+    Spans that did not come from a Trace (no ``legacy.*`` attributes) get their
+    W3C hex ids instead.
+    """
+    attributes = dict(span.attributes or {})
+    context = span.context
+    trace_id = attributes.get(LEGACY_TRACE_ID) or f"{context.trace_id:032x}"
+    span_id = attributes.get(LEGACY_SPAN_ID) or f"{context.span_id:016x}"
+    parent_span_id = attributes.get(LEGACY_PARENT_SPAN_ID)
+    if parent_span_id is None and span.parent is not None:
+        parent_span_id = f"{span.parent.span_id:016x}"
+    start, end = span.start_time or 0, span.end_time or 0
+    tags = dict(global_tags)
+    tags.update((k, v) for k, v in attributes.items() if k not in _LEGACY_KEYS)
+    return Trace(
+        trace_id=str(trace_id),
+        span_id=str(span_id),
+        operation=span.name,
+        duration_ms=(end - start) / 1e6,
+        parent_span_id=str(parent_span_id) if parent_span_id is not None else None,
+        tags=_plain_tags(tags),
+        timestamp=end / 1e9,
+        error=_error_message(span.status),
+    )
+
+
+def _error_message(status: Status) -> str | None:
+    if status.status_code is not StatusCode.ERROR:
+        return None
+    return status.description or "ERROR"
+
+
+def _plain_tags(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """Attribute values as tag values: sequences become their string form."""
+    return {
+        key: value if isinstance(value, (str, bool, int, float)) else str(list(value))
+        for key, value in attributes.items()
+    }

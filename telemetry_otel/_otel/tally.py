@@ -1,0 +1,25 @@
+"""A counter that many threads increment without a lock."""
+
+from __future__ import annotations
+
+import itertools
+
+
+class Tally:
+    """Counts calls to :attr:`increment`; exact under concurrent use.
+
+    ``next()`` on an ``itertools.count`` is a single C call, atomic under the GIL,
+    so the hot collect path counts without taking a lock.
+    """
+
+    __slots__ = ("_counter", "increment")
+
+    def __init__(self) -> None:
+        self._counter = itertools.count()
+        self.increment = self._counter.__next__
+
+    @property
+    def value(self) -> int:
+        """How many times :attr:`increment` was called."""
+        # repr is "count(N)", N being the next value: the number of increments so far.
+        return int(repr(self._counter)[6:-1])

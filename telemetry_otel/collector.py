@@ -1,0 +1,190 @@
+"""TelemetryCollector: the legacy collector API over an OpenTelemetry pipeline."""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from telemetry_otel._otel.pipeline import SIGNALS, Pipeline
+from telemetry_otel.config import TelemetryConfig
+from telemetry_otel.models import Event, Metric, Trace
+
+__all__ = ["TelemetryCollector"]
+
+ExporterCallback = Callable[[str, Any], object]
+# How long flush() and stop() wait for exporters when not told otherwise.
+DEFAULT_TIMEOUT_MS = 10_000
+
+
+class _State(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+class TelemetryCollector:
+    """Collects metrics, events and traces and sends them through the OpenTelemetry SDK.
+
+    Each collector builds its own resource and tracer, meter and logger providers,
+    and leaves OpenTelemetry's global providers alone.
+
+    Args:
+        config: How to collect and where to export; ``TelemetryConfig()`` when None.
+    """
+
+    def __init__(self, config: TelemetryConfig | None = None) -> None:
+        if config is None:
+            config = TelemetryConfig()
+        elif not isinstance(config, TelemetryConfig):
+            raise TypeError(f"config must be a TelemetryConfig or None, got {config!r}")
+        self.config = config
+        self._lock = threading.RLock()
+        self._state = _State.NEW
+        self._callbacks: list[ExporterCallback] = []
+        # Set only while running and enabled: the collect path reads it once, without a lock.
+        self._pipeline: Pipeline | None = None
+        self._last_pipeline: Pipeline | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Build the pipeline and start collecting. Idempotent; raises RuntimeError after stop()."""
+        with self._lock:
+            if self._state is _State.RUNNING:
+                return
+            if self._state is _State.STOPPED:
+                raise RuntimeError("TelemetryCollector cannot be started again after stop()")
+            if self.config.enabled:
+                pipeline = Pipeline(self.config)
+                for callback in self._callbacks:
+                    pipeline.add_callback(callback)
+                self._pipeline = self._last_pipeline = pipeline
+            self._state = _State.RUNNING
+
+    def stop(self, timeout_ms: float | None = None) -> None:
+        """Flush everything collected, then shut the pipeline down. Idempotent.
+
+        Args:
+            timeout_ms: How long to wait for exporters (default 10,000 ms); what is
+                still queued then is dropped and counted in ``stats()``.
+        """
+        deadline = _deadline(timeout_ms)
+        with self._lock:
+            if self._state is _State.STOPPED:
+                return
+            self._state = _State.STOPPED
+            pipeline, self._pipeline = self._pipeline, None
+            if pipeline is not None:
+                pipeline.shutdown(deadline)
+
+    def flush(self, timeout_ms: float | None = None) -> bool:
+        """Export everything collected so far to every endpoint and callback.
+
+        Args:
+            timeout_ms: How long to wait (default 10,000 ms).
+
+        Returns:
+            True when everything collected before the call reached every exporter and
+            callback; False when the time ran out or an export failed.
+        """
+        deadline = _deadline(timeout_ms)
+        pipeline = self._pipeline
+        return True if pipeline is None else pipeline.flush(deadline)
+
+    @property
+    def is_running(self) -> bool:
+        """True between start() and stop()."""
+        return self._state is _State.RUNNING
+
+    def __enter__(self) -> TelemetryCollector:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- collecting --------------------------------------------------------------------------
+
+    def collect_metric(self, metric: Metric) -> bool:
+        """Record a metric. Returns False when not collecting or on a name/type clash."""
+        if type(metric) is not Metric and not isinstance(metric, Metric):
+            raise TypeError(f"collect_metric() takes a Metric, got {type(metric).__name__}")
+        pipeline = self._pipeline
+        return False if pipeline is None else pipeline.record_metric(metric)
+
+    def collect_event(self, event: Event) -> bool:
+        """Emit an event as a log record. Returns False when not collecting or sampled out."""
+        if type(event) is not Event and not isinstance(event, Event):
+            raise TypeError(f"collect_event() takes an Event, got {type(event).__name__}")
+        pipeline = self._pipeline
+        return False if pipeline is None else pipeline.emit_event(event)
+
+    def collect_trace(self, trace: Trace) -> bool:
+        """Emit a trace as a finished span. Returns False when not collecting or sampled out."""
+        if type(trace) is not Trace and not isinstance(trace, Trace):
+            raise TypeError(f"collect_trace() takes a Trace, got {type(trace).__name__}")
+        pipeline = self._pipeline
+        return False if pipeline is None else pipeline.emit_trace(trace)
+
+    # -- legacy exporters --------------------------------------------------------------------
+
+    def register_exporter(self, callback: ExporterCallback) -> None:
+        """Call ``callback(data_type, model)`` for every item the pipeline exports.
+
+        ``data_type`` is ``"metric"``, ``"event"`` or ``"trace"``; the model is rebuilt
+        from OpenTelemetry data (metrics aggregated per export interval). Registering
+        the same callback twice has no further effect.
+        """
+        if not callable(callback):
+            raise TypeError(f"register_exporter() takes a callable, got {callback!r}")
+        with self._lock:
+            if callback in self._callbacks:
+                return
+            self._callbacks.append(callback)
+            if self._pipeline is not None:
+                self._pipeline.add_callback(callback)
+
+    def unregister_exporter(self, callback: ExporterCallback) -> None:
+        """Stop calling ``callback``; raises ValueError if it is not registered."""
+        with self._lock:
+            if callback not in self._callbacks:
+                raise ValueError(f"unregister_exporter(): {callback!r} is not registered")
+            self._callbacks.remove(callback)
+            if self._pipeline is not None:
+                self._pipeline.remove_callback(callback)
+
+    # -- accounting --------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Counts per signal (``"metric"``, ``"event"``, ``"trace"``).
+
+        Each has ``collected``, ``sampled_out``, ``dropped``, ``exported``,
+        ``export_failures`` and ``pending``; see the README for what each counts.
+        """
+        pipeline = self._last_pipeline
+        if pipeline is None:
+            zero = dict.fromkeys(
+                ("collected", "sampled_out", "dropped", "exported", "export_failures", "pending"),
+                0,
+            )
+            return {signal: dict(zero) for signal in SIGNALS}
+        return pipeline.stats()
+
+
+def _deadline(timeout_ms: float | None) -> float:
+    if timeout_ms is None:
+        timeout_ms = DEFAULT_TIMEOUT_MS
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
+        raise TypeError(f"timeout_ms must be a number or None, got {timeout_ms!r}")
+    if not timeout_ms >= 0:
+        raise ValueError(f"timeout_ms must be non-negative, got {timeout_ms!r}")
+    return time.monotonic() + timeout_ms / 1000

@@ -1,0 +1,362 @@
+"""The legacy telemetry data models: Metric, Event and Trace.
+
+Pure Python on purpose: nothing here imports OpenTelemetry, so the models can be
+built, validated and serialised anywhere. Every model validates at construction
+and raises an error that names the field and shows the bad value, because one bad
+item reaching the OTLP encoder would make it throw away a whole batch.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+__all__ = ["Event", "EventSeverity", "Metric", "MetricType", "Trace"]
+
+TagValue = str | int | float | bool
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+# Timestamps travel as unsigned 64-bit nanoseconds but several encoders treat
+# them as signed, so the project keeps them below 2**63 ns.
+_MAX_EPOCH_SECONDS = (2**63 - 1) / 1e9
+# https://opentelemetry.io/docs/specs/otel/metrics/api/#instrument-name-syntax
+_INSTRUMENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-/]{0,254}")
+
+
+class MetricType(str, Enum):
+    """How a metric's values combine: summed, last value, or distribution."""
+
+    COUNTER = "counter"
+    GAUGE = "gauge"
+    HISTOGRAM = "histogram"
+
+
+class EventSeverity(str, Enum):
+    """Severity of an event; each maps to an OpenTelemetry SeverityNumber."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+    @property
+    def severity_number(self) -> int:
+        """The OpenTelemetry SeverityNumber: DEBUG 5, INFO 9, WARNING 13, ERROR 17, CRITICAL 21."""
+        return _SEVERITY_NUMBERS[self]
+
+
+_SEVERITY_NUMBERS = {
+    EventSeverity.DEBUG: 5,
+    EventSeverity.INFO: 9,
+    EventSeverity.WARNING: 13,
+    EventSeverity.ERROR: 17,
+    EventSeverity.CRITICAL: 21,
+}
+
+
+def _fail_type(owner: str, name: str, expected: str, value: object) -> TypeError:
+    return TypeError(f"{owner}.{name} must be {expected}, got {value!r}")
+
+
+def _fail_value(owner: str, name: str, expected: str, value: object) -> ValueError:
+    return ValueError(f"{owner}.{name} must be {expected}, got {value!r}")
+
+
+def _check_text(owner: str, name: str, value: object) -> None:
+    if type(value) is not str and not isinstance(value, str):
+        raise _fail_type(owner, name, "a str", value)
+    if not value:
+        raise _fail_value(owner, name, "a non-empty string", value)
+
+
+def _check_number(owner: str, name: str, value: object) -> None:
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise _fail_value(owner, name, "a finite number", value)
+    elif kind is int:
+        if not _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
+            raise _fail_value(owner, name, "an integer within signed 64 bits", value)
+    elif kind is bool or not isinstance(value, (int, float)):
+        raise _fail_type(owner, name, "an int or float (not bool)", value)
+    else:  # int and float subclasses, numpy scalars that subclass them
+        _check_number(owner, name, float(value) if isinstance(value, float) else int(value))
+
+
+def _check_timestamp(owner: str, name: str, value: object) -> None:
+    _check_number(owner, name, value)
+    if not 0 <= value <= _MAX_EPOCH_SECONDS:  # type: ignore[operator]
+        raise _fail_value(owner, name, "epoch seconds between 0 and 2**63 ns", value)
+
+
+def _check_tags(owner: str, name: str, tags: object) -> None:
+    if not isinstance(tags, dict):
+        raise _fail_type(owner, name, "a dict", tags)
+    for key, value in tags.items():
+        if type(key) is not str:
+            raise _fail_type(owner, f"{name} key", "a str", key)
+        kind = type(value)
+        if kind is str or kind is bool or kind is float:
+            continue
+        if kind is int:
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                raise _fail_value(owner, f"{name}[{key!r}]", "within signed 64 bits", value)
+            continue
+        raise _fail_type(owner, f"{name}[{key!r}]", "a str, int, float or bool", value)
+
+
+def _check_metadata(owner: str, metadata: object) -> None:
+    if not isinstance(metadata, dict):
+        raise _fail_type(owner, "metadata", "a dict", metadata)
+    for key in metadata:
+        if type(key) is not str:
+            raise _fail_type(owner, "metadata key", "a str", key)
+
+
+def _enum_member(owner: str, name: str, enum: type[Enum], value: object) -> Any:
+    if isinstance(value, enum):
+        return value
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(repr(m.value) for m in enum)
+        raise _fail_value(owner, name, f"one of {choices}", value) from None
+
+
+def _jsonable(value: object) -> Any:
+    """Copy a metadata value into plain JSON types; anything else becomes str(value)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+def _read_fields(owner: type, data: object, required: tuple[str, ...]) -> dict[str, Any]:
+    """Check a from_dict() argument: a dict with the required keys and no unknown ones."""
+    name = owner.__name__
+    if not isinstance(data, dict):
+        raise TypeError(f"{name}.from_dict() needs a dict, got {data!r}")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise ValueError(f"{name}.from_dict(): missing field(s) {', '.join(missing)}")
+    unknown = sorted(set(data) - set(owner.__dataclass_fields__))  # type: ignore[attr-defined]
+    if unknown:
+        raise ValueError(f"{name}.from_dict(): unknown field(s) {', '.join(map(repr, unknown))}")
+    return dict(data)
+
+
+@dataclass(eq=True)
+class Metric:
+    """A numerical measurement.
+
+    Attributes:
+        name: Instrument name: a letter, then letters, digits, ``_ . - /``; at most 255.
+        value: The measurement (int or float, finite). For a histogram that the
+            callback bridge rebuilt, the sum of the observations.
+        metric_type: COUNTER (summed), GAUGE (last value) or HISTOGRAM (distribution).
+        tags: Attributes of the measurement.
+        timestamp: Epoch seconds; defaults to now.
+        unit: Unit of the instrument, e.g. ``"ms"``.
+        description: Description of the instrument.
+        count: Histogram only, filled by the callback bridge: number of observations.
+        min: Histogram only, filled by the callback bridge: smallest observation.
+        max: Histogram only, filled by the callback bridge: largest observation.
+        bucket_counts: Histogram only, filled by the callback bridge: count per bucket.
+        explicit_bounds: Histogram only, filled by the callback bridge: bucket bounds.
+    """
+
+    name: str
+    value: int | float
+    metric_type: MetricType = MetricType.GAUGE
+    tags: dict[str, TagValue] = field(default_factory=dict)
+    timestamp: float = field(default_factory=time.time)
+    unit: str = ""
+    description: str = ""
+    count: int | None = None
+    min: float | None = None
+    max: float | None = None
+    bucket_counts: list[int] | None = None
+    explicit_bounds: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        name = self.name
+        if type(name) is not str:
+            raise _fail_type("Metric", "name", "a str", name)
+        if _INSTRUMENT_NAME.fullmatch(name) is None:
+            raise _fail_value(
+                "Metric",
+                "name",
+                "a letter followed by up to 254 letters, digits, '_', '.', '-' or '/'",
+                name,
+            )
+        _check_number("Metric", "value", self.value)
+        if type(self.metric_type) is not MetricType:
+            self.metric_type = _enum_member("Metric", "metric_type", MetricType, self.metric_type)
+        if self.metric_type is MetricType.COUNTER and self.value < 0:
+            raise _fail_value("Metric", "value", "non-negative for a COUNTER", self.value)
+        _check_tags("Metric", "tags", self.tags)
+        _check_timestamp("Metric", "timestamp", self.timestamp)
+        if type(self.unit) is not str:
+            raise _fail_type("Metric", "unit", "a str", self.unit)
+        if type(self.description) is not str:
+            raise _fail_type("Metric", "description", "a str", self.description)
+        if self.count is not None or self.bucket_counts is not None:
+            self._check_histogram_fields()
+
+    def _check_histogram_fields(self) -> None:
+        if self.count is not None and (type(self.count) is not int or self.count < 0):
+            raise _fail_value("Metric", "count", "a non-negative int or None", self.count)
+        for name in ("min", "max"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_number("Metric", name, value)
+        for name in ("bucket_counts", "explicit_bounds"):
+            values = getattr(self, name)
+            if values is not None and not isinstance(values, list):
+                raise _fail_type("Metric", name, "a list or None", values)
+            for value in values or ():
+                _check_number("Metric", name, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict; histogram fields that are None are omitted."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "value": self.value,
+            "metric_type": self.metric_type.value,
+            "tags": dict(self.tags),
+            "timestamp": self.timestamp,
+            "unit": self.unit,
+            "description": self.description,
+        }
+        for name in ("count", "min", "max"):
+            if getattr(self, name) is not None:
+                data[name] = getattr(self, name)
+        for name in ("bucket_counts", "explicit_bounds"):
+            if getattr(self, name) is not None:
+                data[name] = list(getattr(self, name))
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Metric:
+        """Rebuild a Metric from :meth:`to_dict` output, validating every field."""
+        return cls(**_read_fields(cls, data, ("name", "value")))
+
+
+@dataclass(eq=True)
+class Event:
+    """A discrete event or log entry.
+
+    Attributes:
+        name: What happened, e.g. ``"user_action"``; becomes the log record's event name.
+        message: Human-readable text; becomes the log record's body.
+        severity: DEBUG, INFO, WARNING, ERROR or CRITICAL.
+        metadata: Event details; nested dicts and lists are kept as they are.
+        timestamp: Epoch seconds; defaults to now.
+        tags: Attributes shared with other telemetry (str, int, float or bool values).
+    """
+
+    name: str
+    message: str
+    severity: EventSeverity = EventSeverity.INFO
+    metadata: dict[str, Any] = field(default_factory=dict)
+    timestamp: float = field(default_factory=time.time)
+    tags: dict[str, TagValue] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_text("Event", "name", self.name)
+        if type(self.message) is not str and not isinstance(self.message, str):
+            raise _fail_type("Event", "message", "a str", self.message)
+        if type(self.severity) is not EventSeverity:
+            self.severity = _enum_member("Event", "severity", EventSeverity, self.severity)
+        _check_metadata("Event", self.metadata)
+        _check_timestamp("Event", "timestamp", self.timestamp)
+        _check_tags("Event", "tags", self.tags)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict; metadata values JSON cannot hold become strings."""
+        return {
+            "name": self.name,
+            "message": self.message,
+            "severity": self.severity.value,
+            "metadata": _jsonable(self.metadata),
+            "timestamp": self.timestamp,
+            "tags": dict(self.tags),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Event:
+        """Rebuild an Event from :meth:`to_dict` output, validating every field."""
+        return cls(**_read_fields(cls, data, ("name", "message")))
+
+
+@dataclass(eq=True)
+class Trace:
+    """A finished span of a distributed trace.
+
+    Attributes:
+        trace_id: The trace this span belongs to (any non-empty string; 32 lowercase
+            hex digits are used as the OpenTelemetry trace id as they are).
+        span_id: This span (any non-empty string; 16 lowercase hex digits are used as
+            they are).
+        operation: What the span did; becomes the span name.
+        duration_ms: How long it took, in milliseconds.
+        parent_span_id: The parent span in the same trace, or None for a root span.
+        tags: Span attributes.
+        timestamp: When the span ended, epoch seconds; defaults to now.
+        error: A non-empty message marks the span failed (status ERROR).
+    """
+
+    trace_id: str
+    span_id: str
+    operation: str
+    duration_ms: float
+    parent_span_id: str | None = None
+    tags: dict[str, TagValue] = field(default_factory=dict)
+    timestamp: float = field(default_factory=time.time)
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_text("Trace", "trace_id", self.trace_id)
+        _check_text("Trace", "span_id", self.span_id)
+        _check_text("Trace", "operation", self.operation)
+        _check_number("Trace", "duration_ms", self.duration_ms)
+        if self.duration_ms < 0:
+            raise _fail_value("Trace", "duration_ms", "non-negative", self.duration_ms)
+        if self.parent_span_id is not None:
+            _check_text("Trace", "parent_span_id", self.parent_span_id)
+        _check_tags("Trace", "tags", self.tags)
+        _check_timestamp("Trace", "timestamp", self.timestamp)
+        if self.timestamp - self.duration_ms / 1000 < 0:
+            raise _fail_value(
+                "Trace", "timestamp", "at least duration_ms after the epoch", self.timestamp
+            )
+        if self.error is not None and type(self.error) is not str:
+            raise _fail_type("Trace", "error", "a str or None", self.error)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-serialisable dict of every field."""
+        return {
+            "trace_id": self.trace_id,
+            "span_id": self.span_id,
+            "operation": self.operation,
+            "duration_ms": self.duration_ms,
+            "parent_span_id": self.parent_span_id,
+            "tags": dict(self.tags),
+            "timestamp": self.timestamp,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trace:
+        """Rebuild a Trace from :meth:`to_dict` output, validating every field."""
+        return cls(**_read_fields(cls, data, ("trace_id", "span_id", "operation", "duration_ms")))
