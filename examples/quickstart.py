@@ -44,16 +44,20 @@ def main() -> None:
                 metadata={"user_id": "12345", "amount": 99.99},
             )
         )
-        collector.collect_event(
-            Event("payment_declined", "Card declined", EventSeverity.WARNING)
-        )
+        collector.collect_event(Event("payment_declined", "Card declined", EventSeverity.WARNING))
         now = time.time()
         collector.collect_trace(
             Trace("order-7", "db", "SELECT orders", 40.0, parent_span_id="root", timestamp=now)
         )
         collector.collect_trace(
-            Trace("order-7", "root", "POST /checkout", 234.5, tags={"http.method": "POST"},
-                  timestamp=now)
+            Trace(
+                "order-7",
+                "root",
+                "POST /checkout",
+                234.5,
+                tags={"http.method": "POST"},
+                timestamp=now,
+            )
         )
     print("stats:", collector.stats())
 

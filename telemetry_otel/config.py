@@ -75,5 +75,6 @@ def _check_positive_int(name: str, value: object) -> None:
 def _check_sample_rate(value: object) -> None:
     if type(value) not in (int, float):
         raise TypeError(f"TelemetryConfig.sample_rate must be a number, got {value!r}")
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):  # type: ignore[arg-type]
+    assert isinstance(value, (int, float))
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         raise ValueError(f"TelemetryConfig.sample_rate must be between 0 and 1, got {value!r}")

@@ -17,7 +17,13 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from telemetry_otel._otel.logs import log_record_to_event
 from telemetry_otel._otel.metrics import DELTA_TEMPORALITY, metrics_data_to_models
-from telemetry_otel._otel.spans import LEGACY_PARENT_SPAN_ID, LEGACY_SPAN_ID, LEGACY_TRACE_ID
+from telemetry_otel._otel.spans import (
+    LEGACY_PARENT_SPAN_ID,
+    LEGACY_SPAN_ID,
+    LEGACY_TRACE_ID,
+    ns_to_seconds,
+    seconds_to_ns,
+)
 from telemetry_otel.models import Metric, MetricType
 
 _HIDDEN_SPAN_KEYS = (LEGACY_TRACE_ID, LEGACY_SPAN_ID, LEGACY_PARENT_SPAN_ID)
@@ -41,7 +47,7 @@ class ConsoleLines:
 
 def iso_time(ns: int) -> str:
     """Nanoseconds since the epoch as an ISO 8601 UTC time with milliseconds."""
-    moment = datetime.fromtimestamp(ns / 1e9, tz=timezone.utc)
+    moment = datetime.fromtimestamp(ns_to_seconds(ns), tz=timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
@@ -63,7 +69,7 @@ def short_id(value: int, width: int) -> str:
 
 def format_span(span: ReadableSpan) -> str:
     context = span.context
-    duration_ms = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
+    duration_ms = ((span.end_time or 0) - (span.start_time or 0)) / 1_000_000
     words = [
         iso_time(span.end_time or 0),
         "TRACE ",
@@ -100,7 +106,7 @@ def format_log(record: ReadableLogRecord) -> str:
 
 def format_metric(metric: Metric) -> str:
     words = [
-        iso_time(round(metric.timestamp * 1e9)),
+        iso_time(seconds_to_ns(metric.timestamp)),
         "METRIC",
         f"{metric.metric_type.name:<8}",
         metric.name,

@@ -143,9 +143,9 @@ class DeliveryQueue(Generic[T]):
         with self._cond:
             items = self._items
             self._cond.wait_for(
-                lambda: len(items) >= self._batch_size
-                or (items and self._flushers)
-                or self._closed,
+                lambda: (
+                    len(items) >= self._batch_size or (items and self._flushers) or self._closed
+                ),
                 timeout=self._delay_s,
             )
             if self._closed and not items:

@@ -44,4 +44,3 @@ def otel_span_id(legacy_trace_id: str, legacy_span_id: str) -> int:
             return value
     digest = sha256(_utf8(legacy_trace_id) + b"\0" + _utf8(legacy_span_id)).digest()
     return int.from_bytes(digest[:8], "big") or 1
-

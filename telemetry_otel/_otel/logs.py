@@ -8,7 +8,7 @@ from typing import Any
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import ReadWriteLogRecord
 
-from telemetry_otel._otel.spans import seconds_to_ns
+from telemetry_otel._otel.spans import ns_to_seconds, seconds_to_ns
 from telemetry_otel.models import Event, EventSeverity
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -69,7 +69,7 @@ def log_record_to_event(record: ReadWriteLogRecord, global_tags: Mapping[str, An
     """Rebuild the Event a log record came from, metadata and tags apart."""
     log = record.log_record
     attributes = dict(log.attributes or {})
-    tag_keys = getattr(log, "tag_keys", frozenset())
+    tag_keys: frozenset[str] = getattr(log, "tag_keys", frozenset())
     tags = dict(global_tags)
     tags.update((key, attributes.pop(key)) for key in tag_keys if key in attributes)
     return Event(
@@ -77,7 +77,7 @@ def log_record_to_event(record: ReadWriteLogRecord, global_tags: Mapping[str, An
         message=log.body if isinstance(log.body, str) else str(log.body),
         severity=severity_from_number(log.severity_number),
         metadata=_plain(attributes),
-        timestamp=(log.timestamp or log.observed_timestamp or 0) / 1e9,
+        timestamp=ns_to_seconds(log.timestamp or log.observed_timestamp or 0),
         tags=tags,
     )
 

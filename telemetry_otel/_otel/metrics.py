@@ -18,12 +18,13 @@ from opentelemetry.sdk.metrics.export import (
     Histogram as HistogramData,
 )
 
+from telemetry_otel._otel.spans import ns_to_seconds
 from telemetry_otel.models import Metric, MetricType
 
 Record = Callable[[Any, Any], None]
 
 # The callback bridge hands out what changed in each interval.
-DELTA_TEMPORALITY = {
+DELTA_TEMPORALITY: dict[type, AggregationTemporality] = {
     Counter: AggregationTemporality.DELTA,
     Histogram: AggregationTemporality.DELTA,
     _Gauge: AggregationTemporality.DELTA,
@@ -59,14 +60,14 @@ class InstrumentCache:
         if known_type is not None and known_type is not metric.metric_type:
             return None
         meter, name = self._meter, metric.name
-        options = {"unit": metric.unit, "description": metric.description}
+        unit, description = metric.unit, metric.description
         record: Record
         if metric.metric_type is MetricType.COUNTER:
-            record = meter.create_counter(name, **options).add
+            record = meter.create_counter(name, unit=unit, description=description).add
         elif metric.metric_type is MetricType.GAUGE:
-            record = meter.create_gauge(name, **options).set
+            record = meter.create_gauge(name, unit=unit, description=description).set
         else:
-            record = meter.create_histogram(name, **options).record
+            record = meter.create_histogram(name, unit=unit, description=description).record
         self._types[name.lower()] = metric.metric_type
         self._records[key] = record
         return record
@@ -113,7 +114,7 @@ def _points_to_models(metric: Any, global_tags: Mapping[str, Any]) -> Iterator[M
             "name": metric.name,
             "metric_type": metric_type,
             "tags": tags,
-            "timestamp": point.time_unix_nano / 1e9,
+            "timestamp": ns_to_seconds(point.time_unix_nano),
             "unit": metric.unit or "",
             "description": metric.description or "",
         }

@@ -247,13 +247,13 @@ class Pipeline:
         flushed = all([queue.close(deadline) for queue in self._all_queues()])
         for _, exporters in self._exporters:
             exporters.spans.shutdown()
-            exporters.logs.shutdown()
+            exporters.logs.shutdown()  # type: ignore[no-untyped-call]
         self.tracer_provider.shutdown()
         self.logger_provider.shutdown()
         return flushed
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Per-signal counts: collected, sampled_out, dropped, exported, export_failures, pending."""
+        """Per-signal counts, summed over destinations (see TelemetryCollector.stats)."""
         callbacks = (*self._callbacks, *self._retired)
         destinations: dict[str, list[DeliveryCounts]] = {
             "trace": [q.counts() for q in (*self._queues["trace"], *(d.traces for d in callbacks))],

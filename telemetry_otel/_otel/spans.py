@@ -25,8 +25,19 @@ _UNSET = Status(StatusCode.UNSET)
 
 
 def seconds_to_ns(seconds: float) -> int:
-    """Epoch seconds (float) to integer nanoseconds."""
-    return round(seconds * 1e9)
+    """Epoch seconds (float) to the nearest integer nanosecond.
+
+    Whole and fractional seconds are scaled apart: ``seconds * 1e9`` would round
+    to the ~256 ns spacing of floats near 1e18, and ``ns / 1e9`` would then not
+    give back the timestamp that was collected.
+    """
+    whole = int(seconds)
+    return whole * 1_000_000_000 + round((seconds - whole) * 1e9)
+
+
+def ns_to_seconds(ns: int) -> float:
+    """Integer nanoseconds to epoch seconds, correctly rounded (int / float would not be)."""
+    return ns / 1_000_000_000
 
 
 def ms_to_ns(milliseconds: float) -> int:
@@ -59,7 +70,7 @@ class SpanFactory:
         """Return the span for ``trace``, or None when its trace is sampled out."""
         trace_id = otel_trace_id(trace.trace_id)
         decision = self._sampler.should_sample(None, trace_id, trace.operation)
-        if not decision.decision.is_sampled():
+        if not decision.decision.is_sampled():  # type: ignore[no-untyped-call]
             return None
         context = SpanContext(
             trace_id,
@@ -124,10 +135,10 @@ def span_to_trace(span: ReadableSpan, global_tags: Mapping[str, Any]) -> Trace:
         trace_id=str(trace_id),
         span_id=str(span_id),
         operation=span.name,
-        duration_ms=(end - start) / 1e6,
+        duration_ms=(end - start) / 1_000_000,
         parent_span_id=str(parent_span_id) if parent_span_id is not None else None,
         tags=_plain_tags(tags),
-        timestamp=end / 1e9,
+        timestamp=ns_to_seconds(end),
         error=_error_message(span.status),
     )
 

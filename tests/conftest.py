@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from telemetry_otel import TelemetryCollector, TelemetryConfig
+from tests.otlp_receiver import OtlpReceiver
+
+
+@pytest.fixture
+def otlp_receiver() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def make_collector() -> Iterator[Callable[..., TelemetryCollector]]:
+    """Started collectors built from TelemetryConfig keywords, stopped after the test."""
+    collectors: list[TelemetryCollector] = []
+
+    def make(**config: Any) -> TelemetryCollector:
+        collector = TelemetryCollector(TelemetryConfig(**config))
+        collector.start()
+        collectors.append(collector)
+        return collector
+
+    yield make
+    for collector in collectors:
+        collector.stop(timeout_ms=2000)
+
+
+class Recorder:
+    """A legacy exporter callback that keeps what it receives, in order."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, data_type: str, data: Any) -> None:
+        with self._lock:
+            self.items.append((data_type, data))
+
+    def of(self, data_type: str) -> list[Any]:
+        with self._lock:
+            return [data for kind, data in self.items if kind == data_type]
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()

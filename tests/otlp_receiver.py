@@ -1,0 +1,206 @@
+"""A loopback OTLP receiver for tests: gRPC and HTTP/protobuf, from the official protos.
+
+It records every export request it receives (decoded into the official request
+messages) with the transport, headers and content encoding it arrived with.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+_REQUESTS: dict[str, type[Message]] = {
+    "traces": trace_service_pb2.ExportTraceServiceRequest,
+    "metrics": metrics_service_pb2.ExportMetricsServiceRequest,
+    "logs": logs_service_pb2.ExportLogsServiceRequest,
+}
+_RESPONSES: dict[str, type[Message]] = {
+    "traces": trace_service_pb2.ExportTraceServiceResponse,
+    "metrics": metrics_service_pb2.ExportMetricsServiceResponse,
+    "logs": logs_service_pb2.ExportLogsServiceResponse,
+}
+
+
+@dataclass
+class Received:
+    """One export request as it arrived."""
+
+    signal: str
+    transport: str
+    request: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class OtlpReceiver:
+    """Records OTLP export requests arriving over gRPC and HTTP on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        self._grpc_server: grpc.Server | None = None
+        self._http_server: ThreadingHTTPServer | None = None
+        self.grpc_port = 0
+        self.http_port = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> OtlpReceiver:
+        self._start_grpc()
+        self._start_http()
+        return self
+
+    def stop(self) -> None:
+        if self._grpc_server is not None:
+            self._grpc_server.stop(grace=None)
+        if self._http_server is not None:
+            self._http_server.shutdown()
+            self._http_server.server_close()
+
+    def _start_grpc(self) -> None:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), server)
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsService(self), server)
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsService(self), server)
+        self.grpc_port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        self._grpc_server = server
+
+    def _start_http(self) -> None:
+        receiver = self
+
+        class Handler(_OtlpHttpHandler):
+            owner = receiver
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.http_port = server.server_address[1]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._http_server = server
+
+    # -- recording and reading ---------------------------------------------------------------
+
+    def record(self, signal: str, transport: str, request: Any, headers: dict[str, str]) -> None:
+        with self._lock:
+            self.received.append(Received(signal, transport, request, headers))
+
+    def requests(self, signal: str) -> list[Received]:
+        with self._lock:
+            return [r for r in self.received if r.signal == signal]
+
+    def spans(self) -> list[tuple[dict[str, Any], Any]]:
+        """Every span received, with its resource attributes."""
+        return [
+            (attributes_of(rs.resource.attributes), span)
+            for r in self.requests("traces")
+            for rs in r.request.resource_spans
+            for ss in rs.scope_spans
+            for span in ss.spans
+        ]
+
+    def log_records(self) -> list[tuple[dict[str, Any], Any]]:
+        """Every log record received, with its resource attributes."""
+        return [
+            (attributes_of(rl.resource.attributes), record)
+            for r in self.requests("logs")
+            for rl in r.request.resource_logs
+            for sl in rl.scope_logs
+            for record in sl.log_records
+        ]
+
+    def metrics(self) -> list[tuple[dict[str, Any], Any]]:
+        """Every metric received, with its resource attributes."""
+        return [
+            (attributes_of(rm.resource.attributes), metric)
+            for r in self.requests("metrics")
+            for rm in r.request.resource_metrics
+            for sm in rm.scope_metrics
+            for metric in sm.metrics
+        ]
+
+    def wait_for(self, condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            time.sleep(0.02)
+        return condition()
+
+
+def any_value(value: Any) -> Any:
+    """An OTLP AnyValue as a Python value."""
+    kind = value.WhichOneof("value")
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+    if kind == "array_value":
+        return [any_value(v) for v in value.array_value.values]
+    return getattr(value, kind) if kind else None
+
+
+def attributes_of(key_values: Any) -> dict[str, Any]:
+    """OTLP KeyValue list as a dict."""
+    return {kv.key: any_value(kv.value) for kv in key_values}
+
+
+class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self, owner: OtlpReceiver) -> None:
+        self.owner = owner
+
+    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.owner.record("traces", "grpc", request, dict(context.invocation_metadata()))
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self, owner: OtlpReceiver) -> None:
+        self.owner = owner
+
+    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.owner.record("metrics", "grpc", request, dict(context.invocation_metadata()))
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
+class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
+    def __init__(self, owner: OtlpReceiver) -> None:
+        self.owner = owner
+
+    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
+        self.owner.record("logs", "grpc", request, dict(context.invocation_metadata()))
+        return logs_service_pb2.ExportLogsServiceResponse()
+
+
+class _OtlpHttpHandler(BaseHTTPRequestHandler):
+    owner: OtlpReceiver
+
+    def do_POST(self) -> None:
+        signal = self.path.rsplit("/", 1)[-1]
+        if not self.path.endswith(f"/v1/{signal}") or signal not in _REQUESTS:
+            self.send_error(404)
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        request = _REQUESTS[signal]()
+        request.ParseFromString(body)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        headers[":path"] = self.path
+        self.owner.record(signal, "http", request, headers)
+        payload = _RESPONSES[signal]().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass

@@ -1,0 +1,393 @@
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from telemetry_otel import (
+    Event,
+    EventSeverity,
+    Metric,
+    MetricType,
+    TelemetryCollector,
+    TelemetryConfig,
+    Trace,
+)
+from telemetry_otel._otel.ids import otel_trace_id
+
+COUNT_KEYS = ("collected", "sampled_out", "dropped", "exported", "export_failures", "pending")
+
+
+def _trace(trace_id="t-1", span_id="s-1", **fields):
+    return Trace(
+        trace_id, span_id, fields.pop("operation", "op"), fields.pop("duration_ms", 5.0), **fields
+    )
+
+
+def assert_delivery_identity(stats, signal, destinations):
+    counts = stats[signal]
+    assert destinations * (counts["collected"] - counts["sampled_out"]) == (
+        counts["dropped"] + counts["exported"] + counts["export_failures"] + counts["pending"]
+    ), counts
+
+
+# -- lifecycle ---------------------------------------------------------------------------------
+
+
+def test_start_is_idempotent_and_stop_is_final():
+    collector = TelemetryCollector()
+    assert not collector.is_running
+    collector.start()
+    collector.start()
+    assert collector.is_running
+    collector.stop()
+    collector.stop()
+    assert not collector.is_running
+    with pytest.raises(RuntimeError, match="cannot be started again after stop"):
+        collector.start()
+
+
+def test_context_manager_starts_and_stops():
+    with TelemetryCollector() as collector:
+        assert collector.is_running
+    assert not collector.is_running
+
+
+def test_collect_returns_false_before_start_after_stop_and_when_disabled(recorder):
+    collector = TelemetryCollector()
+    assert collector.collect_metric(Metric("m", 1)) is False
+    collector.start()
+    collector.stop()
+    assert collector.collect_event(Event("e", "m")) is False
+    with TelemetryCollector(TelemetryConfig(enabled=False)) as disabled:
+        disabled.register_exporter(recorder)
+        assert disabled.collect_trace(_trace()) is False
+        assert disabled.flush() is True
+    assert recorder.items == []
+    assert collector.stats()["event"] == dict.fromkeys(COUNT_KEYS, 0)
+
+
+@pytest.mark.parametrize(
+    ("method", "wrong"),
+    [
+        ("collect_metric", Event("e", "m")),
+        ("collect_event", {"name": "e"}),
+        ("collect_trace", None),
+    ],
+)
+def test_collecting_anything_but_the_matching_model_raises_type_error(method, wrong):
+    with TelemetryCollector() as collector:
+        with pytest.raises(
+            TypeError, match=rf"{method}\(\) takes an? \w+, got {type(wrong).__name__}"
+        ):
+            getattr(collector, method)(wrong)
+
+
+def test_config_must_be_a_telemetry_config():
+    with pytest.raises(TypeError, match="config must be a TelemetryConfig or None, got"):
+        TelemetryCollector({"enabled": True})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("timeout", "error"), [(-1, ValueError), ("1", TypeError)])
+def test_flush_rejects_a_bad_timeout(timeout, error):
+    with TelemetryCollector() as collector, pytest.raises(error, match="timeout_ms"):
+        collector.flush(timeout)
+
+
+# -- callbacks: the legacy exporters -----------------------------------------------------------
+
+
+def test_callbacks_registered_before_and_after_start_both_receive_items(recorder):
+    late = type(recorder)()
+    collector = TelemetryCollector()
+    collector.register_exporter(recorder)
+    collector.start()
+    collector.register_exporter(late)
+    assert collector.collect_trace(_trace()) is True
+    assert collector.flush(5000) is True
+    assert [kind for kind, _ in recorder.items] == ["trace"]
+    assert [kind for kind, _ in late.items] == ["trace"]
+    collector.stop()
+
+
+def test_unregistered_callback_receives_nothing_more(make_collector, recorder):
+    collector = make_collector()
+    collector.register_exporter(recorder)
+    collector.collect_event(Event("first", "m"))
+    collector.flush()
+    collector.unregister_exporter(recorder)
+    collector.collect_event(Event("second", "m"))
+    collector.flush()
+    assert [e.name for e in recorder.of("event")] == ["first"]
+
+
+def test_register_rejects_non_callables_and_unregister_unknown_callbacks(make_collector):
+    collector = make_collector()
+    with pytest.raises(TypeError, match="register_exporter\\(\\) takes a callable, got 42"):
+        collector.register_exporter(42)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="is not registered"):
+        collector.unregister_exporter(print)
+
+
+def test_registering_a_callback_twice_delivers_once(make_collector, recorder):
+    collector = make_collector()
+    collector.register_exporter(recorder)
+    collector.register_exporter(recorder)
+    collector.collect_trace(_trace())
+    collector.flush()
+    assert len(recorder.items) == 1
+
+
+def test_a_raising_callback_is_counted_and_never_stops_the_others(make_collector, recorder, caplog):
+    def broken(data_type, data):
+        raise RuntimeError("callback bug")
+
+    collector = make_collector()
+    collector.register_exporter(broken)
+    collector.register_exporter(recorder)
+    for i in range(3):
+        assert collector.collect_trace(_trace(span_id=f"s{i}")) is True
+    assert collector.flush() is False  # one destination failed
+    assert len(recorder.of("trace")) == 3
+    stats = collector.stats()["trace"]
+    assert (stats["exported"], stats["export_failures"], stats["pending"]) == (3, 3, 0)
+    assert sum("callback bug" in r.exc_text for r in caplog.records if r.exc_text) == 1
+
+
+# -- stats -------------------------------------------------------------------------------------
+
+
+def test_stats_count_every_delivery_per_destination(make_collector, recorder):
+    other = type(recorder)()
+    collector = make_collector(sample_rate=0.5)
+    collector.register_exporter(recorder)
+    collector.register_exporter(other)
+    kept = sum(collector.collect_trace(_trace(trace_id=f"trace-{i}")) for i in range(200))
+    for i in range(50):
+        collector.collect_event(Event("e", f"m{i}"))
+    assert collector.flush() is True
+    stats = collector.stats()
+    assert stats["trace"]["collected"] == 200
+    assert stats["trace"]["sampled_out"] == 200 - kept
+    assert stats["trace"]["exported"] == 2 * kept
+    for signal in ("trace", "event"):
+        assert_delivery_identity(stats, signal, destinations=2)
+        assert stats[signal]["pending"] == 0
+
+
+def test_a_full_queue_drops_oldest_items_and_counts_them(make_collector):
+    entered, release = threading.Event(), threading.Event()
+    received = []
+
+    def slow(data_type, data):
+        entered.set()
+        release.wait(10)
+        received.append(data.span_id)
+
+    collector = make_collector(buffer_size=5, flush_interval_ms=60_000)
+    collector.register_exporter(slow)
+    collector.collect_trace(_trace(span_id="first"))
+    assert collector.flush(timeout_ms=50) is False  # the callback holds the first item
+    assert entered.wait(5)
+    for i in range(8):
+        assert collector.collect_trace(_trace(span_id=f"s{i}")) is True
+    stats = collector.stats()["trace"]
+    assert (stats["collected"], stats["dropped"], stats["pending"], stats["exported"]) == (
+        9,
+        3,
+        6,
+        0,
+    )
+    assert_delivery_identity(collector.stats(), "trace", destinations=1)
+    release.set()
+    assert collector.flush(5000) is True
+    assert received == ["first", "s3", "s4", "s5", "s6", "s7"]
+    assert collector.stats()["trace"]["exported"] == 6
+
+
+def test_stop_returns_by_its_deadline_and_counts_what_it_could_not_deliver(make_collector):
+    release = threading.Event()
+    collector = make_collector(flush_interval_ms=60_000)
+    collector.register_exporter(lambda data_type, data: release.wait(10))
+    for i in range(4):
+        collector.collect_trace(_trace(span_id=f"s{i}"))
+    started = time.monotonic()
+    collector.stop(timeout_ms=200)
+    assert time.monotonic() - started < 2
+    stats = collector.stats()["trace"]
+    # The worker holds the first batch (all four) in the blocked callback: still pending.
+    assert (stats["collected"], stats["pending"]) == (4, 4)
+    release.set()
+
+
+# -- sampling ----------------------------------------------------------------------------------
+
+
+def test_sample_rate_keeps_or_drops_every_span_of_a_trace_together(make_collector, recorder):
+    collector = make_collector(sample_rate=0.25)
+    collector.register_exporter(recorder)
+    decisions: dict[str, set[bool]] = {}
+    for trace_number in range(400):
+        trace_id = f"trace-{trace_number}"
+        for span in ("child", "root"):
+            kept = collector.collect_trace(_trace(trace_id=trace_id, span_id=span))
+            decisions.setdefault(trace_id, set()).add(kept)
+    assert all(len(kept) == 1 for kept in decisions.values())
+    # The OTel trace-id-ratio rule: keep when the low 64 bits are below rate * 2**64.
+    bound = round(0.25 * 2**64)
+    expected = {t for t in decisions if otel_trace_id(t) & (2**64 - 1) < bound}
+    assert {t for t, kept in decisions.items() if kept == {True}} == expected
+    assert 60 < len(expected) < 140
+    collector.flush()
+    assert {t.trace_id for t in recorder.of("trace")} == expected
+
+
+def test_sample_rate_zero_drops_traces_and_events_but_never_metrics(make_collector, recorder):
+    collector = make_collector(sample_rate=0.0)
+    collector.register_exporter(recorder)
+    assert collector.collect_trace(_trace()) is False
+    assert collector.collect_event(Event("e", "m")) is False
+    assert collector.collect_metric(Metric("m", 1, MetricType.COUNTER)) is True
+    collector.flush()
+    stats = collector.stats()
+    assert (stats["trace"]["collected"], stats["trace"]["sampled_out"]) == (1, 1)
+    assert (stats["event"]["collected"], stats["event"]["sampled_out"]) == (1, 1)
+    assert stats["metric"]["sampled_out"] == 0
+    assert [kind for kind, _ in recorder.items] == ["metric"]
+
+
+def test_events_are_sampled_independently_at_the_sample_rate(make_collector):
+    collector = make_collector(sample_rate=0.3)
+    kept = sum(collector.collect_event(Event("e", "m")) for _ in range(4000))
+    # Binomial(4000, 0.3): standard deviation 29; 6 sigma either side.
+    assert abs(kept - 1200) < 175
+    assert collector.stats()["event"]["sampled_out"] == 4000 - kept
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+def test_a_metric_name_used_by_another_type_is_refused_and_counted(make_collector, recorder):
+    collector = make_collector()
+    collector.register_exporter(recorder)
+    assert collector.collect_metric(Metric("jobs", 1, MetricType.COUNTER)) is True
+    assert collector.collect_metric(Metric("jobs", 5, MetricType.GAUGE)) is False
+    assert collector.collect_metric(Metric("JOBS", 5, MetricType.HISTOGRAM)) is False
+    collector.flush()
+    stats = collector.stats()["metric"]
+    assert (stats["collected"], stats["dropped"]) == (1, 2)
+    assert [(m.name, m.metric_type, m.value) for m in recorder.of("metric")] == [
+        ("jobs", MetricType.COUNTER, 1)
+    ]
+
+
+def test_eight_threads_of_counter_increments_sum_exactly(make_collector, recorder):
+    collector = make_collector(flush_interval_ms=60_000)
+    collector.register_exporter(recorder)
+
+    def add_many():
+        for _ in range(10_000):
+            collector.collect_metric(Metric("hits", 1, MetricType.COUNTER, tags={"k": "v"}))
+
+    threads = [threading.Thread(target=add_many) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert collector.flush(10_000) is True
+    assert [m.value for m in recorder.of("metric")] == [80_000]
+    assert collector.stats()["metric"]["collected"] == 80_000
+
+
+def test_bridge_metrics_are_deltas_per_interval_with_global_tags(make_collector, recorder):
+    collector = make_collector(flush_interval_ms=60_000, tags={"env": "prod"})
+    collector.register_exporter(recorder)
+    for value in (2, 3):
+        collector.collect_metric(
+            Metric(
+                "orders",
+                value,
+                MetricType.COUNTER,
+                {"region": "eu"},
+                unit="1",
+                description="Orders placed",
+            )
+        )
+    for value in (7, 4):
+        collector.collect_metric(Metric("depth", value, MetricType.GAUGE))
+    for value in (1.0, 30.0, 8.0):
+        collector.collect_metric(Metric("latency", value, MetricType.HISTOGRAM, unit="ms"))
+    before = time.time()
+    collector.flush()
+    first = {m.name: m for m in recorder.of("metric")}
+    assert first["orders"].value == 5
+    assert first["orders"].tags == {"env": "prod", "region": "eu"}
+    assert (first["orders"].unit, first["orders"].description) == ("1", "Orders placed")
+    assert first["depth"].value == 4
+    latency = first["latency"]
+    assert (latency.value, latency.count, latency.min, latency.max) == (39.0, 3, 1.0, 30.0)
+    assert latency.explicit_bounds[:4] == [0.0, 5.0, 10.0, 25.0]
+    assert latency.bucket_counts[:5] == [0, 1, 1, 0, 1]
+    assert sum(latency.bucket_counts) == 3
+    assert before <= latency.timestamp <= time.time()
+
+    collector.collect_metric(Metric("orders", 4, MetricType.COUNTER, {"region": "eu"}))
+    collector.flush()
+    second = recorder.of("metric")[len(first) :]
+    assert [(m.name, m.value) for m in second] == [("orders", 4)]
+
+
+# -- the bridge gives back what was collected --------------------------------------------------
+
+
+def test_bridge_restores_legacy_trace_ids_parent_error_and_tags(make_collector, recorder):
+    collector = make_collector(tags={"env": "prod"})
+    collector.register_exporter(recorder)
+    trace = Trace(
+        "trace-abc-123",
+        "span-002",
+        "charge_card",
+        12.5,
+        parent_span_id="span-001",
+        tags={"payment_method": "card"},
+        timestamp=1_700_000_000.25,
+        error="declined",
+    )
+    collector.collect_trace(trace)
+    collector.flush()
+    [received] = recorder.of("trace")
+    assert received == Trace(
+        "trace-abc-123",
+        "span-002",
+        "charge_card",
+        12.5,
+        parent_span_id="span-001",
+        tags={"env": "prod", "payment_method": "card"},
+        timestamp=1_700_000_000.25,
+        error="declined",
+    )
+
+
+def test_bridge_gives_event_metadata_and_tags_back_apart(make_collector, recorder):
+    collector = make_collector(tags={"env": "prod"})
+    collector.register_exporter(recorder)
+    event = Event(
+        "user_action",
+        "checkout",
+        EventSeverity.WARNING,
+        metadata={"user_id": "12345", "cart": {"items": [1, 2]}, "amount": 99.99},
+        timestamp=1_700_000_000.5,
+        tags={"team": "payments"},
+    )
+    collector.collect_event(event)
+    collector.flush()
+    [received] = recorder.of("event")
+    assert received == Event(
+        "user_action",
+        "checkout",
+        EventSeverity.WARNING,
+        metadata={"user_id": "12345", "cart": {"items": [1, 2]}, "amount": 99.99},
+        timestamp=1_700_000_000.5,
+        tags={"env": "prod", "team": "payments"},
+    )
