@@ -77,11 +77,9 @@ def test_collect_returns_false_before_start_after_stop_and_when_disabled(recorde
     ],
 )
 def test_collecting_anything_but_the_matching_model_raises_type_error(method, wrong):
-    with TelemetryCollector() as collector:
-        with pytest.raises(
-            TypeError, match=rf"{method}\(\) takes an? \w+, got {type(wrong).__name__}"
-        ):
-            getattr(collector, method)(wrong)
+    expected = rf"{method}\(\) takes an? \w+, got {type(wrong).__name__}"
+    with TelemetryCollector() as collector, pytest.raises(TypeError, match=expected):
+        getattr(collector, method)(wrong)
 
 
 def test_config_must_be_a_telemetry_config():
