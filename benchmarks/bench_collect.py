@@ -1,0 +1,202 @@
+"""Median ns per call of each collect path next to the raw OTel SDK call it maps onto.
+
+Both sides run in one process, in alternating rounds, with the same processors
+and a null exporter behind them, and model construction counted on the facade
+side. Run ``make bench`` (or ``python benchmarks/bench_collect.py --quick`` for a
+smoke run). Medians and ratios only: these machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import (
+    BatchLogRecordProcessor,
+    LogRecordExporter,
+    LogRecordExportResult,
+)
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from telemetry_otel import (
+    Event,
+    EventSeverity,
+    Metric,
+    MetricType,
+    TelemetryCollector,
+    TelemetryConfig,
+    Trace,
+)
+
+TAGS = {"endpoint": "/api/users", "method": "GET"}
+# Long enough that periodic exports do not land inside the timed rounds.
+INTERVAL_MS = 600_000
+
+
+class NullSpanExporter(SpanExporter):
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+class NullLogExporter(LogRecordExporter):
+    def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
+        return LogRecordExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+class NullMetricExporter(MetricExporter):
+    def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kw: Any) -> Any:
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kw: Any) -> None:
+        pass
+
+
+def raw_otel() -> dict[str, Callable[[], None]]:
+    """The hand-written OTel calls, one reader / one batch processor each."""
+    reader = PeriodicExportingMetricReader(NullMetricExporter(), export_interval_millis=INTERVAL_MS)
+    meter = MeterProvider(metric_readers=[reader], shutdown_on_exit=False).get_meter("bench")
+    counter, gauge = meter.create_counter("c"), meter.create_gauge("g")
+    histogram = meter.create_histogram("h")
+    tracer_provider = TracerProvider(shutdown_on_exit=False)
+    tracer_provider.add_span_processor(BatchSpanProcessor(NullSpanExporter()))
+    tracer = tracer_provider.get_tracer("bench")
+    logger_provider = LoggerProvider(shutdown_on_exit=False)
+    logger_provider.add_log_record_processor(BatchLogRecordProcessor(NullLogExporter()))
+    logger = logger_provider.get_logger("bench")
+
+    def span() -> None:
+        end = time.time_ns()
+        tracer.start_span("process_payment", start_time=end - 234_500_000, attributes=TAGS).end(
+            end_time=end
+        )
+
+    def log() -> None:
+        logger.emit(
+            event_name="user_action",
+            body="User completed checkout",
+            severity_number=SeverityNumber.INFO,
+            severity_text="INFO",
+            attributes=TAGS,
+            timestamp=time.time_ns(),
+        )
+
+    return {
+        "counter": lambda: counter.add(1, TAGS),
+        "histogram": lambda: histogram.record(125.5, TAGS),
+        "gauge": lambda: gauge.set(75.5, TAGS),
+        "trace": span,
+        "event": log,
+    }
+
+
+def facade(collector: TelemetryCollector) -> dict[str, Callable[[], None]]:
+    """The same calls through the legacy API, model construction included."""
+    return {
+        "counter": lambda: collector.collect_metric(Metric("c", 1, MetricType.COUNTER, TAGS)),
+        "histogram": lambda: collector.collect_metric(
+            Metric("h", 125.5, MetricType.HISTOGRAM, TAGS)
+        ),
+        "gauge": lambda: collector.collect_metric(Metric("g", 75.5, MetricType.GAUGE, TAGS)),
+        "trace": lambda: collector.collect_trace(
+            Trace("trace-abc-123", "span-001", "process_payment", 234.5, tags=TAGS)
+        ),
+        "event": lambda: collector.collect_event(
+            Event("user_action", "User completed checkout", EventSeverity.INFO, tags=TAGS)
+        ),
+    }
+
+
+def started_collector(**config: Any) -> TelemetryCollector:
+    # buffer_size as the SDK batch processors' default queue (2048), as on the raw side.
+    collector = TelemetryCollector(
+        TelemetryConfig(flush_interval_ms=INTERVAL_MS, buffer_size=2048, **config)
+    )
+    collector.start()
+    pipeline = collector._pipeline
+    if pipeline is not None:
+        # One null destination per signal, like the raw side's batch processors: the
+        # public endpoints all do real I/O, which is not what is measured here.
+        pipeline._add_queue("trace", "null-traces", len)
+        pipeline._add_queue("event", "null-events", len)
+    return collector
+
+
+def ns_per_call(call: Callable[[], None], calls: int) -> float:
+    start = time.perf_counter_ns()
+    for _ in range(calls):
+        call()
+    return (time.perf_counter_ns() - start) / calls
+
+
+def compare(rounds: int, calls: int) -> list[tuple[str, float, float]]:
+    """Alternate facade and raw rounds; return (path, facade median, raw median)."""
+    collector = started_collector()
+    ours, raw = facade(collector), raw_otel()
+    rows = []
+    for path in ours:
+        samples: dict[str, list[float]] = {"ours": [], "raw": []}
+        for _ in range(rounds):
+            samples["ours"].append(ns_per_call(ours[path], calls))
+            samples["raw"].append(ns_per_call(raw[path], calls))
+        rows.append((path, statistics.median(samples["ours"]), statistics.median(samples["raw"])))
+    collector.stop()
+    return rows
+
+
+def short_paths(rounds: int, calls: int) -> list[tuple[str, float]]:
+    """The paths that must return early: a disabled collector and a sampled-out item."""
+    disabled = started_collector(enabled=False)
+    sampled_out = started_collector(sample_rate=0.0)
+    metric = Metric("c", 1, MetricType.COUNTER, TAGS)
+    trace = Trace("trace-abc-123", "span-001", "process_payment", 234.5, tags=TAGS)
+    event = Event("user_action", "User completed checkout")
+    paths: dict[str, Callable[[], object]] = {
+        "disabled collect_metric": lambda: disabled.collect_metric(metric),
+        "sampled-out collect_trace": lambda: sampled_out.collect_trace(trace),
+        "sampled-out collect_event": lambda: sampled_out.collect_event(event),
+    }
+    rows = [
+        (name, statistics.median(ns_per_call(call, calls) for _ in range(rounds)))  # type: ignore[arg-type]
+        for name, call in paths.items()
+    ]
+    disabled.stop()
+    sampled_out.stop()
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a few calls, to check it runs")
+    args = parser.parse_args(argv)
+    rounds, calls = (3, 200) if args.quick else (15, 2000)
+    print(f"median ns per call over {rounds} rounds of {calls} calls (model construction included)")
+    print(f"{'path':<28}{'facade':>10}{'raw OTel':>10}{'ratio':>8}")
+    for path, ours, raw in compare(rounds, calls):
+        print(f"{path:<28}{ours:>10.0f}{raw:>10.0f}{ours / raw:>8.2f}")
+    for name, ns in short_paths(rounds, calls):
+        print(f"{name:<28}{ns:>10.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""The benchmark runs and prints every row; its timings are not asserted (shared machines)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_collect.py"
+
+
+def test_benchmark_prints_facade_raw_and_ratio_for_every_path():
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
+    for path in ("counter", "histogram", "gauge", "trace", "event"):
+        facade, raw, ratio = (float(value) for value in rows[path])
+        assert facade > 0 and raw > 0
+        assert abs(ratio - facade / raw) < 0.01 + 0.01 * ratio
+    assert {"disabled", "sampled-out"} <= set(rows)
