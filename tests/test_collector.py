@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+from opentelemetry import _logs, metrics, trace
 
 from telemetry_otel import (
     Event,
@@ -389,3 +390,17 @@ def test_bridge_gives_event_metadata_and_tags_back_apart(make_collector, recorde
         timestamp=1_700_000_000.5,
         tags={"env": "prod", "team": "payments"},
     )
+
+
+def test_the_collector_leaves_otel_global_providers_alone(make_collector):
+    before = (
+        trace.get_tracer_provider(),
+        metrics.get_meter_provider(),
+        _logs.get_logger_provider(),
+    )
+    collector = make_collector()
+    collector.collect_trace(_trace())
+    collector.collect_metric(Metric("m", 1))
+    collector.collect_event(Event("e", "m"))
+    after = (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs.get_logger_provider())
+    assert after == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from decimal import Decimal
 
 import pytest
@@ -174,3 +175,23 @@ def test_metrics_arrive_on_their_instruments_with_values_units_and_attributes(
     assert (histogram.count, histogram.sum, histogram.min, histogram.max) == (2, 31.0, 1.0, 30.0)
     assert metrics["latency"].unit == "ms"
     assert collector.stats()["metric"]["exported"] == 3
+
+
+def test_eight_threads_of_counter_increments_sum_exactly_on_the_wire(otlp_receiver, make_collector):
+    collector = make_collector(
+        export_endpoints=[_endpoint(otlp_receiver, "grpc")], flush_interval_ms=60_000
+    )
+
+    def add_many():
+        for _ in range(10_000):
+            collector.collect_metric(Metric("hits", 1, MetricType.COUNTER, {"k": "v"}))
+
+    threads = [threading.Thread(target=add_many) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert collector.flush(10_000) is True
+    points = [p for _, m in otlp_receiver.metrics() if m.name == "hits" for p in m.sum.data_points]
+    # OTLP's default temporality is cumulative: the last point holds the total.
+    assert points[-1].as_int == 80_000
