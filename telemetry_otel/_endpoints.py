@@ -6,10 +6,56 @@ built, not when the collector starts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from types import MappingProxyType
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
-_OTLP_SCHEMES = {"grpc": "grpc", "http": "http", "https": "http"}
+from telemetry_otel._redact import mask_url
+
+SIGNALS = ("traces", "metrics", "logs")
+COMPRESSIONS = ("gzip", "none")
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+_OTLP_SCHEMES = {"grpc": ("grpc", False), "grpcs": ("grpc", True),
+                 "http": ("http", False), "https": ("http", True)}  # fmt: skip
+_OPTIONS = {
+    "otlp": ("compression", "timeout_ms", "ca_file"),
+    "console": ("format",),
+    "file": ("max_bytes", "backups"),
+    "prometheus": (),
+}
+_FORMS = (
+    "'console[?format=text|json]', 'grpc[s]://host:port', 'http[s]://host:port[/prefix]', "
+    "'file:///directory', 'prometheus://host:port'"
+)
+DEFAULT_BACKUPS = 5
+PROMETHEUS_INSTALL = "pip install 'telemetry-otel[prometheus]'"
+
+
+@dataclass(frozen=True)
+class OtlpTarget:
+    """Where and how one signal goes to an OTLP receiver.
+
+    Attributes:
+        protocol: ``"grpc"`` or ``"http"`` (protobuf).
+        url: gRPC: ``http(s)://host:port``; HTTP: the full URL, ``/v1/<signal>`` included.
+        headers: Request headers (gRPC metadata).
+        compression: ``"gzip"`` or ``"none"``.
+        timeout_ms: Time allowed for one export request.
+        ca_file: PEM file of the CAs to trust for TLS, or None for the system's.
+    """
+
+    protocol: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    compression: str = "gzip"
+    timeout_ms: int = 10_000
+    ca_file: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("https://")
 
 
 @dataclass(frozen=True)
@@ -17,47 +63,135 @@ class Endpoint:
     """One parsed export endpoint.
 
     Attributes:
-        kind: ``"console"``, ``"grpc"`` (OTLP/gRPC) or ``"http"`` (OTLP/HTTP protobuf).
-        url: For OTLP, the base URL (``http://host:port`` or ``https://host:port/prefix``).
-        text: The string it was parsed from.
+        kind: ``"console"``, ``"otlp"``, ``"file"`` or ``"prometheus"``.
+        text: The string it was parsed from (or a description, for one from the environment).
+        url: OTLP: ``http(s)://host:port[/prefix]``; file: the directory; prometheus:
+            ``host:port`` to serve on.
+        protocol: OTLP only: ``"grpc"`` or ``"http"``.
+        options: The query options given in the string, checked.
+        targets: OTLP endpoints from ``OTEL_EXPORTER_OTLP_*``: one target per signal.
     """
 
     kind: str
-    url: str
     text: str
+    url: str = ""
+    protocol: str = ""
+    options: Mapping[str, str | int] = field(default_factory=dict)
+    targets: Mapping[str, OtlpTarget] | None = None
+
+
+def _error(text: str, problem: str) -> ValueError:
+    return ValueError(f"export_endpoints: {mask_url(text)!r} {problem}")
 
 
 def parse_endpoint(text: object) -> Endpoint:
     """Parse one ``export_endpoints`` entry, raising ValueError naming what is wrong."""
     if not isinstance(text, str):
         raise TypeError(f"export_endpoints entries must be str, got {text!r}")
-    if text == "console":
-        return Endpoint("console", "", text)
     parts = urlsplit(text)
-    kind = _OTLP_SCHEMES.get(parts.scheme)
-    if kind is None:
-        raise ValueError(
-            f"export_endpoints: unknown endpoint {text!r}; expected 'console', "
-            "'grpc://host:port', 'http://host:port' or 'https://host:port'"
-        )
-    _check_host_and_port(text, parts.hostname, parts)
-    if parts.query or parts.fragment:
-        raise ValueError(f"export_endpoints: {text!r} takes no query or fragment")
-    if kind == "grpc" and parts.path not in ("", "/"):
-        raise ValueError(f"export_endpoints: {text!r}: a gRPC endpoint takes no path")
-    scheme = "https" if parts.scheme == "https" else "http"
+    if text == "console" or text.startswith("console?"):
+        return Endpoint("console", text, options=_options(text, "console", text[8:]))
+    if parts.scheme == "file":
+        return _parse_file(text, parts)
+    if parts.scheme == "prometheus":
+        host, port = _host_and_port(text, parts)
+        if parts.path not in ("", "/") or parts.query:
+            raise _error(text, "takes no path or options")
+        if find_spec("opentelemetry.exporter.prometheus") is None:
+            raise _error(text, f"needs the prometheus extra: {PROMETHEUS_INSTALL}")
+        return Endpoint("prometheus", text, url=f"{host}:{port}")
+    if parts.scheme in _OTLP_SCHEMES:
+        return _parse_otlp(text, parts)
+    raise ValueError(
+        f"export_endpoints: unknown endpoint {mask_url(text)!r}; expected one of {_FORMS}"
+    )
+
+
+def _parse_otlp(text: str, parts: SplitResult) -> Endpoint:
+    protocol, tls = _OTLP_SCHEMES[parts.scheme]
+    _host_and_port(text, parts)
+    if parts.fragment:
+        raise _error(text, "takes no fragment")
+    if protocol == "grpc" and parts.path not in ("", "/"):
+        raise _error(text, "has a path; a gRPC endpoint takes none")
+    options = _options(text, "otlp", parts.query)
+    if "ca_file" in options and not tls:
+        raise _error(text, "sets ca_file without TLS; use grpcs:// or https://")
+    scheme = "https" if tls else "http"
     url = f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}"
-    return Endpoint(kind, url, text)
+    return Endpoint("otlp", text, url=url, protocol=protocol, options=options)
 
 
-def _check_host_and_port(text: str, host: str | None, parts: object) -> None:
-    if not host:
-        raise ValueError(f"export_endpoints: {text!r} has no host")
+def _parse_file(text: str, parts: SplitResult) -> Endpoint:
+    if parts.netloc or not parts.path.startswith("/"):
+        raise _error(text, "must be file:///absolute/directory")
+    options = _options(text, "file", parts.query)
+    if "backups" in options and "max_bytes" not in options:
+        raise _error(text, "sets backups without max_bytes")
+    return Endpoint("file", text, url=parts.path, options=options)
+
+
+def _host_and_port(text: str, parts: SplitResult) -> tuple[str, int]:
+    if not parts.hostname:
+        raise _error(text, "has no host")
     try:
-        port = parts.port  # type: ignore[attr-defined]
+        port = parts.port
     except ValueError:
-        raise ValueError(f"export_endpoints: {text!r} has an invalid port") from None
+        raise _error(text, "has an invalid port") from None
     if port is None:
-        raise ValueError(f"export_endpoints: {text!r} needs an explicit port")
+        raise _error(text, "needs an explicit port")
     if port == 0:
-        raise ValueError(f"export_endpoints: {text!r} has port 0")
+        raise _error(text, "has port 0")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return host, port
+
+
+def _options(text: str, kind: str, query: str) -> dict[str, str | int]:
+    options: dict[str, str | int] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
+        if name not in _OPTIONS[kind]:
+            allowed = ", ".join(_OPTIONS[kind]) or "none"
+            raise _error(text, f"has an unknown option {name!r} (allowed: {allowed})")
+        options[name] = _option_value(text, name, value)
+    return options
+
+
+def _option_value(text: str, name: str, value: str) -> str | int:
+    if name == "compression" and value not in COMPRESSIONS:
+        raise _error(text, f"has compression={value!r}; expected gzip or none")
+    if name == "format" and value not in ("text", "json"):
+        raise _error(text, f"has format={value!r}; expected text or json")
+    if name == "ca_file" and not value:
+        raise _error(text, "has an empty ca_file")
+    if name in ("timeout_ms", "max_bytes", "backups"):
+        least = 0 if name == "backups" else 1
+        if not value.isdigit() or int(value) < least:
+            raise _error(text, f"has {name}={value!r}; expected a whole number >= {least}")
+        return int(value)
+    return value
+
+
+def otlp_targets(
+    endpoint: Endpoint, headers: Mapping[str, str], defaults: Mapping[str, OtlpTarget]
+) -> dict[str, OtlpTarget]:
+    """Each signal's target for an OTLP endpoint string.
+
+    Options in the string win; then ``headers`` (the config field) when not empty;
+    then the per-signal ``defaults`` (from the OTel variables).
+    """
+    if endpoint.targets is not None:
+        return dict(endpoint.targets)
+    options = endpoint.options
+    targets = {}
+    for signal in SIGNALS:
+        base = defaults[signal]
+        url = endpoint.url if endpoint.protocol == "grpc" else f"{endpoint.url}/v1/{signal}"
+        targets[signal] = OtlpTarget(
+            protocol=endpoint.protocol,
+            url=url,
+            headers=MappingProxyType(dict(headers)) if headers else base.headers,
+            compression=str(options.get("compression", base.compression)),
+            timeout_ms=int(options.get("timeout_ms", base.timeout_ms)),
+            ca_file=str(options["ca_file"]) if "ca_file" in options else base.ca_file,
+        )
+    return targets

@@ -41,7 +41,8 @@ class TelemetryCollector:
             config = TelemetryConfig()
         elif not isinstance(config, TelemetryConfig):
             raise TypeError(f"config must be a TelemetryConfig or None, got {config!r}")
-        self.config = config
+        # Fields the config left unset come from TELEMETRY_* / OTEL_* variables.
+        self.config = config.with_env()
         self._lock = threading.RLock()
         self._state = _State.NEW
         self._callbacks: list[ExporterCallback] = []

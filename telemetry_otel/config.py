@@ -1,45 +1,106 @@
-"""TelemetryConfig: the legacy configuration, validated when it is built."""
+"""TelemetryConfig: the legacy configuration, validated when it is built.
+
+Precedence for every field: an explicit argument, then ``TELEMETRY_*``, then
+``OTEL_*``, then the default. A collector fills the fields its config left unset
+from the environment (:meth:`TelemetryConfig.with_env`).
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import os
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
 
-from telemetry_otel._endpoints import Endpoint, parse_endpoint
+from telemetry_otel._endpoints import SIGNALS, Endpoint, OtlpTarget, otlp_targets, parse_endpoint
+from telemetry_otel._env import read_env
+from telemetry_otel._redact import mask_headers, mask_url
 from telemetry_otel.models import _check_tags
 
 __all__ = ["TelemetryConfig"]
 
 
-@dataclass
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET: Any = _Unset()
+_DEFAULTS: dict[str, Any] = {
+    "enabled": True,
+    "buffer_size": 1000,
+    "flush_interval_ms": 5000,
+    "export_endpoints": [],
+    "sample_rate": 1.0,
+    "tags": {},
+    "service_name": None,
+    "headers": {},
+}
+FIELDS = tuple(_DEFAULTS)
+_BUILT_IN_TARGETS = MappingProxyType(
+    {s: OtlpTarget("http", f"http://localhost:4318/v1/{s}") for s in SIGNALS}
+)
+
+
 class TelemetryConfig:
     """How a TelemetryCollector collects and where it exports.
 
-    Attributes:
+    Args:
         enabled: When False, ``collect_*`` return False and nothing is exported.
         buffer_size: Queue size of each trace and event destination; a full queue
             drops its oldest item (counted in ``stats()``). Export batches hold at
             most ``min(512, buffer_size)`` items.
         flush_interval_ms: How often queued traces and events are exported, and the
             metric export interval.
-        export_endpoints: Where telemetry goes: ``"console"``, ``"grpc://host:port"``
-            (OTLP/gRPC) or ``"http(s)://host:port[/prefix]"`` (OTLP/HTTP protobuf).
-        sample_rate: Fraction of traces (decided per trace id) and events kept, 0.0 to 1.0.
-            Metrics are never sampled.
+        export_endpoints: Where telemetry goes; see the README's endpoint table.
+        sample_rate: Fraction of traces (decided per trace id) and events kept, 0.0 to
+            1.0. Metrics are never sampled.
         tags: Global tags: resource attributes of everything the collector exports.
         service_name: The ``service.name`` resource attribute; when None, a
             ``service.name`` tag, then ``OTEL_SERVICE_NAME``, then the OTel default.
+        headers: Headers (gRPC metadata) sent to every OTLP endpoint given as a string;
+            when empty, the ``OTEL_EXPORTER_OTLP_HEADERS`` variables apply.
     """
 
-    enabled: bool = True
-    buffer_size: int = 1000
-    flush_interval_ms: int = 5000
-    export_endpoints: list[str] = field(default_factory=list)
-    sample_rate: float = 1.0
-    tags: dict[str, str | int | float | bool] = field(default_factory=dict)
-    service_name: str | None = None
+    enabled: bool
+    buffer_size: int
+    flush_interval_ms: int
+    export_endpoints: list[str]
+    sample_rate: float
+    tags: dict[str, str | int | float | bool]
+    service_name: str | None
+    headers: dict[str, str]
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        enabled: bool = _UNSET,
+        buffer_size: int = _UNSET,
+        flush_interval_ms: int = _UNSET,
+        export_endpoints: list[str] = _UNSET,
+        sample_rate: float = _UNSET,
+        tags: dict[str, str | int | float | bool] = _UNSET,
+        service_name: str | None = _UNSET,
+        headers: dict[str, str] = _UNSET,
+    ) -> None:
+        given = {
+            "enabled": enabled,
+            "buffer_size": buffer_size,
+            "flush_interval_ms": flush_interval_ms,
+            "export_endpoints": export_endpoints,
+            "sample_rate": sample_rate,
+            "tags": tags,
+            "service_name": service_name,
+            "headers": headers,
+        }
+        self._sources = {name: "argument" for name, value in given.items() if value is not _UNSET}
+        for name, value in given.items():
+            setattr(self, name, _copy(_DEFAULTS[name]) if value is _UNSET else value)
+        self._env_endpoints: tuple[Endpoint, ...] = ()
+        self._otlp_defaults: Mapping[str, OtlpTarget] = _BUILT_IN_TARGETS
+        self._validate()
+
+    def _validate(self) -> None:
         if not isinstance(self.enabled, bool):
             raise TypeError(f"TelemetryConfig.enabled must be a bool, got {self.enabled!r}")
         _check_positive_int("buffer_size", self.buffer_size)
@@ -53,16 +114,99 @@ class TelemetryConfig:
                 "TelemetryConfig.service_name must be a non-empty str or None, "
                 f"got {self.service_name!r}"
             )
+        _check_headers(self.headers)
         self.endpoints()
 
+    # -- the environment ---------------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
+        """A config from ``TELEMETRY_*`` and ``OTEL_*`` variables (``os.environ`` by default)."""
+        return cls().with_env(environ)
+
+    def with_env(self, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
+        """A copy whose unset fields come from the environment; explicit arguments win.
+
+        Raises:
+            ValueError: a variable is malformed; the message names it and its value.
+        """
+        env = read_env(os.environ if environ is None else environ)
+        values, sources = {}, {}
+        for name in FIELDS:
+            if name in self._sources:
+                values[name], sources[name] = getattr(self, name), self._sources[name]
+            elif name in env.fields:
+                values[name], sources[name] = env.fields[name]
+            else:
+                values[name], sources[name] = _copy(_DEFAULTS[name]), "default"
+        resolved = TelemetryConfig(**values)
+        resolved._sources = sources
+        resolved._otlp_defaults = MappingProxyType(env.otlp_defaults)
+        if env.otlp_endpoint is not None and sources["export_endpoints"] == "default":
+            resolved._env_endpoints = (env.otlp_endpoint,)
+        return resolved
+
+    # -- endpoints ---------------------------------------------------------------------------
+
     def endpoints(self) -> list[Endpoint]:
-        """Return ``export_endpoints`` parsed, raising ValueError for an unknown form."""
+        """Every export endpoint, parsed: the strings, then any from ``OTEL_EXPORTER_OTLP_*``.
+
+        Raises:
+            ValueError: an endpoint string has an unknown form or option.
+        """
         if not isinstance(self.export_endpoints, (list, tuple)):
             raise TypeError(
                 "TelemetryConfig.export_endpoints must be a list of str, "
                 f"got {self.export_endpoints!r}"
             )
-        return [parse_endpoint(text) for text in self.export_endpoints]
+        return [*(parse_endpoint(text) for text in self.export_endpoints), *self._env_endpoints]
+
+    def otlp_targets(self, endpoint: Endpoint) -> dict[str, OtlpTarget]:
+        """Each signal's OTLP target for an endpoint, headers and OTel defaults applied."""
+        return otlp_targets(endpoint, self.headers, self._otlp_defaults)
+
+    # -- showing it --------------------------------------------------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, TelemetryConfig):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in FIELDS)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in self._masked().items())
+        return f"TelemetryConfig({shown})"
+
+    def _masked(self) -> dict[str, Any]:
+        values = {name: getattr(self, name) for name in FIELDS}
+        values["export_endpoints"] = [mask_url(text) for text in self.export_endpoints]
+        values["headers"] = mask_headers(self.headers)
+        return values
+
+    def describe(self) -> str:
+        """The effective configuration, one line per field and per endpoint signal, with
+        where each value came from; header values and credentials masked."""
+        lines = [
+            f"{name:<18} {value!r}  ({self._sources.get(name, 'default')})"
+            for name, value in self._masked().items()
+        ]
+        for endpoint in self.endpoints():
+            lines.append(f"endpoint {mask_url(endpoint.text)}")
+            if endpoint.kind == "otlp":
+                lines.extend(_describe_targets(self.otlp_targets(endpoint)))
+        return "\n".join(lines)
+
+
+def _describe_targets(targets: Mapping[str, OtlpTarget]) -> list[str]:
+    return [
+        f"  {signal:<8} {target.protocol} {mask_url(target.url)} "
+        f"compression={target.compression} timeout_ms={target.timeout_ms} "
+        f"ca_file={target.ca_file} headers={mask_headers(target.headers)}"
+        for signal, target in targets.items()
+    ]
+
+
+def _copy(value: Any) -> Any:
+    return value.copy() if isinstance(value, (list, dict)) else value
 
 
 def _check_positive_int(name: str, value: object) -> None:
@@ -78,3 +222,15 @@ def _check_sample_rate(value: object) -> None:
     assert isinstance(value, (int, float))
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
         raise ValueError(f"TelemetryConfig.sample_rate must be between 0 and 1, got {value!r}")
+
+
+def _check_headers(headers: object) -> None:
+    if not isinstance(headers, dict):
+        raise TypeError(f"TelemetryConfig.headers must be a dict, got {type(headers).__name__}")
+    for key, value in headers.items():
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            # The value is never shown: headers carry credentials.
+            raise TypeError(
+                f"TelemetryConfig.headers must map non-empty str names to str values; "
+                f"bad entry for {key!r}"
+            )

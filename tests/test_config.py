@@ -37,26 +37,47 @@ def test_endpoints_are_parsed_into_kind_and_base_url():
     config = TelemetryConfig(
         export_endpoints=["console", "grpc://h:4317", "https://h:443/prefix/", "http://h:4318"]
     )
-    assert [(e.kind, e.url) for e in config.endpoints()] == [
-        ("console", ""),
-        ("grpc", "http://h:4317"),
-        ("http", "https://h:443/prefix"),
-        ("http", "http://h:4318"),
+    assert [(e.kind, e.protocol, e.url) for e in config.endpoints()] == [
+        ("console", "", ""),
+        ("otlp", "grpc", "http://h:4317"),
+        ("otlp", "http", "https://h:443/prefix"),
+        ("otlp", "http", "http://h:4318"),
     ]
 
 
 @pytest.mark.parametrize(
     ("endpoint", "message"),
     [
-        ("stdout", "export_endpoints: unknown endpoint 'stdout'"),
+        ("stdout", "export_endpoints: unknown endpoint 'stdout'; expected one of 'console"),
         ("ftp://h:21", "unknown endpoint 'ftp://h:21'"),
         ("grpc://:4317", "'grpc://:4317' has no host"),
         ("grpc://h", "'grpc://h' needs an explicit port"),
         ("http://h:99999", "'http://h:99999' has an invalid port"),
         ("http://h:abc", "has an invalid port"),
         ("http://h:0", "has port 0"),
-        ("grpc://h:4317/v1", "a gRPC endpoint takes no path"),
-        ("http://h:4318?x=1", "takes no query or fragment"),
+        ("grpc://h:4317/v1", "has a path; a gRPC endpoint takes none"),
+        (
+            "http://h:4318?x=1",
+            "has an unknown option 'x' (allowed: compression, timeout_ms, ca_file)",
+        ),
+        ("http://h:4318?compression=zstd", "has compression='zstd'; expected gzip or none"),
+        ("grpc://h:4317?timeout_ms=-5", "has timeout_ms='-5'; expected a whole number >= 1"),
+        ("grpc://h:4317?timeout_ms=0", "has timeout_ms='0'"),
+        ("grpc://h:4317?ca_file=/ca.pem", "sets ca_file without TLS; use grpcs:// or https://"),
+        ("https://h:443?ca_file=", "has an empty ca_file"),
+        ("http://h:4318#frag", "takes no fragment"),
+        ("console?format=yaml", "has format='yaml'; expected text or json"),
+        ("console?colour=1", "has an unknown option 'colour' (allowed: format)"),
+        ("file://relative/dir", "must be file:///absolute/directory"),
+        ("file:///tmp/t?max_bytes=0", "has max_bytes='0'; expected a whole number >= 1"),
+        ("file:///tmp/t?backups=2", "sets backups without max_bytes"),
+        ("file:///tmp/t?rotate=1", "has an unknown option 'rotate' (allowed: max_bytes, backups)"),
+        ("prometheus://127.0.0.1", "needs an explicit port"),
+        ("prometheus://127.0.0.1:9464/metrics", "takes no path or options"),
+        (
+            "https://user:hunter2@h:443?zip=1",
+            "'https://user:***@h:443?zip=1' has an unknown option",
+        ),
     ],
 )
 def test_unknown_or_malformed_endpoints_fail_at_config_time(endpoint, message):
@@ -91,3 +112,63 @@ def test_bad_values_fail_fast_naming_field_and_value(options, error, message):
 def test_sample_rate_limits_are_inclusive():
     assert TelemetryConfig(sample_rate=0).sample_rate == 0
     assert TelemetryConfig(sample_rate=1).sample_rate == 1
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "kind", "options"),
+    [
+        ("console?format=json", "console", {"format": "json"}),
+        ("grpcs://h:4317?compression=none&timeout_ms=2500&ca_file=/ca.pem", "otlp",
+         {"compression": "none", "timeout_ms": 2500, "ca_file": "/ca.pem"}),
+        ("file:///var/spool/telemetry?max_bytes=1048576&backups=3", "file",
+         {"max_bytes": 1048576, "backups": 3}),
+        ("prometheus://127.0.0.1:9464", "prometheus", {}),
+    ],
+)  # fmt: skip
+def test_endpoint_options_are_parsed_and_typed(endpoint, kind, options):
+    [parsed] = TelemetryConfig(export_endpoints=[endpoint]).endpoints()
+    assert (parsed.kind, dict(parsed.options)) == (kind, options)
+
+
+def test_otlp_string_endpoints_get_per_signal_targets_with_defaults():
+    config = TelemetryConfig(
+        export_endpoints=["http://h:4318/prefix", "grpcs://g:4317?compression=none"],
+        headers={"Authorization": "Bearer s3cret"},
+    )
+    http, grpc = (config.otlp_targets(e) for e in config.endpoints())
+    assert {s: t.url for s, t in http.items()} == {
+        "traces": "http://h:4318/prefix/v1/traces",
+        "metrics": "http://h:4318/prefix/v1/metrics",
+        "logs": "http://h:4318/prefix/v1/logs",
+    }
+    assert {t.url for t in grpc.values()} == {"https://g:4317"}
+    assert (http["traces"].compression, grpc["logs"].compression) == ("gzip", "none")
+    assert (http["traces"].timeout_ms, grpc["traces"].tls, http["traces"].tls) == (
+        10_000,
+        True,
+        False,
+    )
+    assert dict(http["metrics"].headers) == {"Authorization": "Bearer s3cret"}
+
+
+def test_repr_and_describe_mask_header_values_and_url_credentials():
+    config = TelemetryConfig(
+        export_endpoints=["https://user:hunter2@otlp.example.com:443?timeout_ms=5000"],
+        headers={"api-key": "s3cret-key"},
+    )
+    for shown in (repr(config), config.describe()):
+        assert "hunter2" not in shown and "s3cret-key" not in shown
+        assert "user:***@otlp.example.com" in shown
+        assert "'api-key': '***'" in shown
+    assert "  traces   http https://user:***@otlp.example.com:443/v1/traces" in config.describe()
+
+
+def test_bad_headers_are_refused_without_showing_their_values():
+    with pytest.raises(TypeError) as raised:
+        TelemetryConfig(headers={"authorization": 12345678})
+    assert "'authorization'" in str(raised.value) and "12345678" not in str(raised.value)
+
+
+def test_configs_compare_by_field_values():
+    assert TelemetryConfig(buffer_size=5) == TelemetryConfig(buffer_size=5)
+    assert TelemetryConfig(buffer_size=5) != TelemetryConfig(buffer_size=6)

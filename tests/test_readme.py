@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
 from telemetry_otel import TelemetryConfig
+from telemetry_otel.config import FIELDS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -19,10 +19,7 @@ def test_readme_opens_with_the_two_commands():
 def test_config_table_lists_every_field_with_its_default():
     section = README.split("## Configuration", 1)[1].split("\n### ", 1)[0]
     rows = dict(re.findall(r"^\| `(\w+)` \|[^|]*\| `?([^|`]*)`? \|", section, re.M))
-    defaults = {
-        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        for f in dataclasses.fields(TelemetryConfig)
-    }
+    defaults = {name: getattr(TelemetryConfig(), name) for name in FIELDS}
     assert set(rows) == set(defaults)
     for name, default in defaults.items():
         assert rows[name].replace(",", "") == repr(default).replace("'", ""), name

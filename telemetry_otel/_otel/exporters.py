@@ -1,68 +1,184 @@
-"""Endpoint strings to SDK exporters, and the counting wrapper for metric exporters."""
+"""Endpoints to SDK exporters and metric readers: one Destination per endpoint."""
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk._logs.export import LogRecordExporter
-from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricReader,
+    MetricsData,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from telemetry_otel._endpoints import Endpoint
+from telemetry_otel._endpoints import DEFAULT_BACKUPS, Endpoint, OtlpTarget
 from telemetry_otel._otel.console import (
+    ConsoleLines,
     ConsoleLogRecordExporter,
     ConsoleMetricExporter,
     ConsoleSpanExporter,
 )
 from telemetry_otel._otel.delivery import DeliveryCounts, warn_once
 from telemetry_otel._otel.metrics import count_data_points
+from telemetry_otel._otel.otlp_json import (
+    JsonLogRecordExporter,
+    JsonMetricExporter,
+    JsonSpanExporter,
+    RotatingLineFile,
+)
+from telemetry_otel.config import TelemetryConfig
 
 
 @dataclass
-class SignalExporters:
-    """One endpoint's exporter for each signal."""
+class Destination:
+    """What one endpoint needs: a span and a log exporter (pushed through delivery queues)
+    and a metric reader; any may be absent (Prometheus only pulls metrics)."""
 
-    spans: SpanExporter
-    logs: LogRecordExporter
-    metrics: MetricExporter
+    name: str
+    spans: SpanExporter | None = None
+    logs: LogRecordExporter | None = None
+    metric_reader: MetricReader | None = None
+    metric_counts: CountingMetricExporter | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Release what the exporters hold (connections, files, servers)."""
+        for exporter in (self.spans, self.logs):
+            if exporter is not None:
+                exporter.shutdown()
+        for close in self.closers:
+            close()
 
 
-def exporters_for(endpoint: Endpoint) -> SignalExporters:
-    """Build the SDK exporters an endpoint string stands for."""
+def build_destination(endpoint: Endpoint, config: TelemetryConfig) -> Destination:
+    """The exporters and reader an endpoint stands for."""
+    interval_ms = config.flush_interval_ms
     if endpoint.kind == "console":
-        return SignalExporters(
-            ConsoleSpanExporter(), ConsoleLogRecordExporter(), ConsoleMetricExporter()
-        )
-    if endpoint.kind == "grpc":
-        return _grpc_exporters(endpoint.url)
-    return _http_exporters(endpoint.url)
+        if endpoint.options.get("format") == "json":
+            lines = ConsoleLines()
+            write: Callable[[str], None] = lambda line: lines.write([line])  # noqa: E731
+            return _pushing(endpoint.text, JsonSpanExporter(write), JsonLogRecordExporter(write),
+                            JsonMetricExporter(write), interval_ms)  # fmt: skip
+        return _pushing(endpoint.text, ConsoleSpanExporter(), ConsoleLogRecordExporter(),
+                        ConsoleMetricExporter(), interval_ms)  # fmt: skip
+    if endpoint.kind == "file":
+        return _file_destination(endpoint, interval_ms)
+    if endpoint.kind == "prometheus":
+        from telemetry_otel._otel.prometheus import prometheus_destination
+
+        return prometheus_destination(endpoint)
+    targets = config.otlp_targets(endpoint)
+    return _pushing(endpoint.text, otlp_span_exporter(targets["traces"]),
+                    otlp_log_exporter(targets["logs"]),
+                    otlp_metric_exporter(targets["metrics"]), interval_ms)  # fmt: skip
 
 
-def _grpc_exporters(url: str) -> SignalExporters:
-    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+def _pushing(
+    name: str,
+    spans: SpanExporter,
+    logs: LogRecordExporter,
+    metrics: MetricExporter,
+    interval_ms: int,
+) -> Destination:
+    counting = CountingMetricExporter(name, metrics)
+    reader = PeriodicExportingMetricReader(counting, export_interval_millis=interval_ms)
+    return Destination(name, spans, logs, reader, counting)
 
-    options: dict[str, Any] = {"endpoint": url, "insecure": True}
-    return SignalExporters(
-        OTLPSpanExporter(**options),
-        OTLPLogExporter(**options),
-        OTLPMetricExporter(**options),
+
+def _file_destination(endpoint: Endpoint, interval_ms: int) -> Destination:
+    directory = Path(endpoint.url)
+    max_bytes = endpoint.options.get("max_bytes")
+    backups = int(endpoint.options.get("backups", DEFAULT_BACKUPS))
+    files = {
+        name: RotatingLineFile(directory / f"{name}.jsonl",
+                               int(max_bytes) if max_bytes else None, backups)
+        for name in ("traces", "metrics", "logs")
+    }  # fmt: skip
+    return _pushing(
+        endpoint.text,
+        JsonSpanExporter(files["traces"].write_line, files["traces"].close),
+        JsonLogRecordExporter(files["logs"].write_line, files["logs"].close),
+        JsonMetricExporter(files["metrics"].write_line, files["metrics"].close),
+        interval_ms,
     )
 
 
-def _http_exporters(url: str) -> SignalExporters:
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+# -- OTLP ------------------------------------------------------------------------------------
 
-    return SignalExporters(
-        OTLPSpanExporter(endpoint=f"{url}/v1/traces"),
-        OTLPLogExporter(endpoint=f"{url}/v1/logs"),
-        OTLPMetricExporter(endpoint=f"{url}/v1/metrics"),
+
+def _grpc_options(target: OtlpTarget) -> dict[str, Any]:
+    import grpc
+
+    options: dict[str, Any] = {
+        "endpoint": target.url,
+        "insecure": not target.tls,
+        "headers": dict(target.headers) or None,
+        "timeout": target.timeout_ms / 1000,
+        "compression": grpc.Compression.Gzip
+        if target.compression == "gzip"
+        else grpc.Compression.NoCompression,
+    }
+    if target.tls:
+        roots = Path(target.ca_file).read_bytes() if target.ca_file else None
+        options["credentials"] = grpc.ssl_channel_credentials(root_certificates=roots)
+    return options
+
+
+def _http_options(target: OtlpTarget) -> dict[str, Any]:
+    from opentelemetry.exporter.otlp.proto.http import Compression
+
+    return {
+        "endpoint": target.url,
+        "headers": dict(target.headers) or None,
+        "timeout": target.timeout_ms / 1000,
+        "compression": Compression.Gzip
+        if target.compression == "gzip"
+        else Compression.NoCompression,
+        "certificate_file": target.ca_file,
+    }
+
+
+def otlp_span_exporter(target: OtlpTarget) -> SpanExporter:
+    if target.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(**_grpc_options(target))
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpSpanExporter,
     )
+
+    return HttpSpanExporter(**_http_options(target))
+
+
+def otlp_log_exporter(target: OtlpTarget) -> LogRecordExporter:
+    if target.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+
+        return OTLPLogExporter(**_grpc_options(target))
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import (
+        OTLPLogExporter as HttpLogExporter,
+    )
+
+    return HttpLogExporter(**_http_options(target))
+
+
+def otlp_metric_exporter(target: OtlpTarget) -> MetricExporter:
+    if target.protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        return OTLPMetricExporter(**_grpc_options(target))
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+        OTLPMetricExporter as HttpMetricExporter,
+    )
+
+    return HttpMetricExporter(**_http_options(target))
 
 
 class CountingMetricExporter(MetricExporter):

@@ -10,7 +10,7 @@ from typing import Any
 from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -24,7 +24,7 @@ from telemetry_otel._otel.bridge import (
     QueueSettings,
 )
 from telemetry_otel._otel.delivery import DeliveryCounts, DeliveryQueue, warn_once
-from telemetry_otel._otel.exporters import CountingMetricExporter, SignalExporters, exporters_for
+from telemetry_otel._otel.exporters import Destination, build_destination
 from telemetry_otel._otel.logs import event_to_log_record
 from telemetry_otel._otel.metrics import InstrumentCache
 from telemetry_otel._otel.processors import QueueLogRecordProcessor, QueueSpanProcessor
@@ -87,34 +87,38 @@ class Pipeline:
         self._callbacks: list[CallbackDestination] = []
         self._retired: list[CallbackDestination] = []
         resource = build_resource(config)
-        endpoints = [(e.text, exporters_for(e)) for e in config.endpoints()]
-        self._build_metrics(resource, endpoints, config.flush_interval_ms)
-        self._build_traces_and_logs(resource, endpoints, config.sample_rate)
+        self._destinations: list[Destination] = []
+        try:
+            for endpoint in config.endpoints():
+                self._destinations.append(build_destination(endpoint, config))
+        except Exception:
+            self._close_destinations()
+            raise
+        self._build_metrics(resource, config.flush_interval_ms)
+        self._build_traces_and_logs(resource, config.sample_rate)
 
-    def _build_metrics(
-        self, resource: Resource, endpoints: list[tuple[str, SignalExporters]], interval_ms: int
-    ) -> None:
-        self._metric_exporters = [CountingMetricExporter(n, e.metrics) for n, e in endpoints]
+    def _build_metrics(self, resource: Resource, interval_ms: int) -> None:
+        destinations = self._destinations
+        self._metric_exporters = [d.metric_counts for d in destinations if d.metric_counts]
         self._callback_metrics = CallbackMetricExporter(self._global_tags)
-        readers = [
-            PeriodicExportingMetricReader(exporter, export_interval_millis=interval_ms)
-            for exporter in (*self._metric_exporters, self._callback_metrics)
-        ]
+        readers: list[MetricReader] = [d.metric_reader for d in destinations if d.metric_reader]
+        bridge = PeriodicExportingMetricReader(self._callback_metrics, interval_ms)
+        readers.append(bridge)
         self.meter_provider = MeterProvider(
             metric_readers=readers, resource=resource, shutdown_on_exit=False
         )
         meter = self.meter_provider.get_meter(SCOPE_NAME, __version__)
         self._instruments = InstrumentCache(meter)
 
-    def _build_traces_and_logs(
-        self, resource: Resource, endpoints: list[tuple[str, SignalExporters]], rate: float
-    ) -> None:
+    def _build_traces_and_logs(self, resource: Resource, rate: float) -> None:
         self._span_processor = QueueSpanProcessor()
         self._log_processor = QueueLogRecordProcessor()
-        self._exporters = endpoints
-        for name, exporters in endpoints:
-            self._add_queue("trace", f"{name}-traces", _span_delivery(exporters.spans))
-            self._add_queue("event", f"{name}-events", _log_delivery(exporters.logs))
+        for destination in self._destinations:
+            name = destination.name
+            if destination.spans is not None:
+                self._add_queue("trace", f"{name}-traces", _span_delivery(destination.spans))
+            if destination.logs is not None:
+                self._add_queue("event", f"{name}-events", _log_delivery(destination.logs))
         sampler = TraceIdRatioBased(rate)
         limits = SpanLimits()
         self.tracer_provider = TracerProvider(
@@ -245,12 +249,17 @@ class Pipeline:
         except Exception:
             warn_once("shutdown:metrics", "metric readers did not shut down cleanly")
         flushed = all([queue.close(deadline) for queue in self._all_queues()])
-        for _, exporters in self._exporters:
-            exporters.spans.shutdown()
-            exporters.logs.shutdown()  # type: ignore[no-untyped-call]
+        self._close_destinations()
         self.tracer_provider.shutdown()
         self.logger_provider.shutdown()
         return flushed
+
+    def _close_destinations(self) -> None:
+        for destination in self._destinations:
+            try:
+                destination.close()
+            except Exception:
+                warn_once(f"close:{destination.name}", "could not close %s", destination.name)
 
     def stats(self) -> dict[str, dict[str, int]]:
         """Per-signal counts, summed over destinations (see TelemetryCollector.stats)."""

@@ -1,0 +1,206 @@
+"""Configuration from environment variables: ``TELEMETRY_*`` and the standard ``OTEL_*``.
+
+Every malformed variable raises ValueError naming the variable and its value.
+OTLP variables follow the OpenTelemetry specification:
+https://opentelemetry.io/docs/specs/otel/protocol/exporter/
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from telemetry_otel._endpoints import COMPRESSIONS, SIGNALS, Endpoint, OtlpTarget, parse_endpoint
+
+TELEMETRY_ENABLED = "TELEMETRY_ENABLED"
+TELEMETRY_BUFFER_SIZE = "TELEMETRY_BUFFER_SIZE"
+TELEMETRY_FLUSH_INTERVAL_MS = "TELEMETRY_FLUSH_INTERVAL_MS"
+TELEMETRY_EXPORT_ENDPOINTS = "TELEMETRY_EXPORT_ENDPOINTS"
+TELEMETRY_SAMPLE_RATE = "TELEMETRY_SAMPLE_RATE"
+TELEMETRY_TAGS = "TELEMETRY_TAGS"
+TELEMETRY_SERVICE_NAME = "TELEMETRY_SERVICE_NAME"
+OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
+OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
+OTLP_PREFIX = "OTEL_EXPORTER_OTLP_"
+OTLP_SETTINGS = ("ENDPOINT", "PROTOCOL", "HEADERS", "COMPRESSION", "TIMEOUT", "CERTIFICATE")
+_PROTOCOLS = {"grpc": "grpc", "http/protobuf": "http"}
+_DEFAULT_URLS = {"grpc": "http://localhost:4317", "http": "http://localhost:4318"}
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def otlp_variable(setting: str, signal: str | None = None) -> str:
+    """``OTEL_EXPORTER_OTLP_<SETTING>`` or its ``_<SIGNAL>_`` variant."""
+    return f"{OTLP_PREFIX}{signal.upper()}_{setting}" if signal else f"{OTLP_PREFIX}{setting}"
+
+
+@dataclass
+class EnvSettings:
+    """What the environment says, with the variable each value came from."""
+
+    fields: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    otlp_defaults: dict[str, OtlpTarget] = field(default_factory=dict)
+    otlp_endpoint: Endpoint | None = None
+
+
+def _bad(name: str, value: str, expected: str) -> ValueError:
+    return ValueError(f"environment variable {name}={value!r}: expected {expected}")
+
+
+def parse_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise _bad(name, value, "true or false")
+
+
+def parse_positive_int(name: str, value: str) -> int:
+    text = value.strip()
+    if not text.isdigit() or int(text) < 1:
+        raise _bad(name, value, "a whole number of at least 1")
+    return int(text)
+
+
+def parse_rate(name: str, value: str) -> float:
+    try:
+        rate = float(value)
+    except ValueError:
+        raise _bad(name, value, "a number between 0 and 1") from None
+    if not (math.isfinite(rate) and 0.0 <= rate <= 1.0):
+        raise _bad(name, value, "a number between 0 and 1")
+    return rate
+
+
+def parse_pairs(name: str, value: str) -> dict[str, str]:
+    """``k=v,k2=v2`` with URL-encoded keys and values (the W3C baggage form OTel uses)."""
+    pairs = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        key, sep, item_value = item.partition("=")
+        if not sep or not key.strip():
+            raise _bad(name, value, "comma-separated key=value pairs")
+        pairs[unquote(key.strip())] = unquote(item_value.strip())
+    return pairs
+
+
+def parse_endpoints(name: str, value: str) -> list[str]:
+    endpoints = [item.strip() for item in value.split(",") if item.strip()]
+    for text in endpoints:
+        try:
+            parse_endpoint(text)
+        except ValueError as error:
+            raise ValueError(f"environment variable {name}: {error}") from None
+    return endpoints
+
+
+def parse_service_name(name: str, value: str) -> str:
+    if not value.strip():
+        raise _bad(name, value, "a non-empty service name")
+    return value.strip()
+
+
+def _parse_disabled(name: str, value: str) -> bool:
+    return not parse_bool(name, value)
+
+
+# config field -> the variables that set it, highest precedence first, with their parser.
+_FIELD_VARIABLES: dict[str, tuple[tuple[str, Callable[[str, str], Any]], ...]] = {
+    "enabled": ((TELEMETRY_ENABLED, parse_bool), (OTEL_SDK_DISABLED, _parse_disabled)),
+    "buffer_size": ((TELEMETRY_BUFFER_SIZE, parse_positive_int),),
+    "flush_interval_ms": ((TELEMETRY_FLUSH_INTERVAL_MS, parse_positive_int),),
+    "export_endpoints": ((TELEMETRY_EXPORT_ENDPOINTS, parse_endpoints),),
+    "sample_rate": ((TELEMETRY_SAMPLE_RATE, parse_rate),),
+    "tags": ((TELEMETRY_TAGS, parse_pairs),),
+    "service_name": ((TELEMETRY_SERVICE_NAME, parse_service_name),),
+}
+
+
+def read_env(environ: Mapping[str, str]) -> EnvSettings:
+    """Parse every variable this library reads; raise ValueError on the first malformed one."""
+    settings = EnvSettings()
+    for config_field, variables in _FIELD_VARIABLES.items():
+        for name, parse in variables:
+            if name in environ:
+                settings.fields[config_field] = (parse(name, environ[name]), name)
+                break
+    if OTEL_RESOURCE_ATTRIBUTES in environ:
+        parse_pairs(OTEL_RESOURCE_ATTRIBUTES, environ[OTEL_RESOURCE_ATTRIBUTES])
+    settings.otlp_defaults = {s: _otlp_target(environ, s) for s in SIGNALS}
+    endpoint_variables = [otlp_variable("ENDPOINT", s) for s in (None, *SIGNALS)]
+    set_variables = [name for name in endpoint_variables if name in environ]
+    if set_variables:
+        settings.otlp_endpoint = Endpoint(
+            "otlp",
+            text=" + ".join(set_variables),
+            targets=MappingProxyType(dict(settings.otlp_defaults)),
+        )
+    return settings
+
+
+def _lookup(environ: Mapping[str, str], setting: str, signal: str) -> tuple[str, str] | None:
+    """The per-signal variable if set, else the generic one: (name, value)."""
+    for name in (otlp_variable(setting, signal), otlp_variable(setting)):
+        if name in environ:
+            return name, environ[name]
+    return None
+
+
+def _otlp_target(environ: Mapping[str, str], signal: str) -> OtlpTarget:
+    protocol = _protocol(environ, signal)
+    headers = _lookup(environ, "HEADERS", signal)
+    compression = _lookup(environ, "COMPRESSION", signal)
+    timeout = _lookup(environ, "TIMEOUT", signal)
+    certificate = _lookup(environ, "CERTIFICATE", signal)
+    if compression and compression[1].strip().lower() not in COMPRESSIONS:
+        raise _bad(*compression, "gzip or none")
+    if certificate and not certificate[1].strip():
+        raise _bad(*certificate, "a path to a PEM file")
+    return OtlpTarget(
+        protocol=protocol,
+        url=_otlp_url(environ, signal, protocol),
+        headers=MappingProxyType(
+            {k.lower(): v for k, v in parse_pairs(*headers).items()} if headers else {}
+        ),
+        compression=compression[1].strip().lower() if compression else "gzip",
+        timeout_ms=parse_positive_int(*timeout) if timeout else 10_000,
+        ca_file=certificate[1].strip() if certificate else None,
+    )
+
+
+def _protocol(environ: Mapping[str, str], signal: str) -> str:
+    found = _lookup(environ, "PROTOCOL", signal)
+    if found is None:
+        return "http"
+    name, value = found
+    if value.strip() not in _PROTOCOLS:
+        raise _bad(name, value, "grpc or http/protobuf (http/json is not supported)")
+    return _PROTOCOLS[value.strip()]
+
+
+def _otlp_url(environ: Mapping[str, str], signal: str, protocol: str) -> str:
+    """A per-signal endpoint is used as given; a generic one gets /v1/<signal> on HTTP."""
+    per_signal = otlp_variable("ENDPOINT", signal)
+    if per_signal in environ:
+        return _check_url(per_signal, environ[per_signal])
+    generic = otlp_variable("ENDPOINT")
+    base = _check_url(generic, environ[generic]) if generic in environ else None
+    base = (base or _DEFAULT_URLS[protocol]).rstrip("/")
+    return base if protocol == "grpc" else f"{base}/v1/{signal}"
+
+
+def _check_url(name: str, value: str) -> str:
+    text = value.strip()
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise _bad(name, value, "a URL such as http://host:4318") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _bad(name, value, "a URL such as http://host:4318")
+    return text

@@ -1,0 +1,195 @@
+"""Configuration from TELEMETRY_* and OTEL_* variables, with the documented precedence."""
+
+from __future__ import annotations
+
+import pytest
+
+from telemetry_otel import TelemetryCollector, TelemetryConfig
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch):
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("TELEMETRY_", "OTEL_")):
+            monkeypatch.delenv(name)
+
+
+def test_from_env_reads_every_telemetry_variable():
+    config = TelemetryConfig.from_env({
+        "TELEMETRY_ENABLED": "false",
+        "TELEMETRY_BUFFER_SIZE": "250",
+        "TELEMETRY_FLUSH_INTERVAL_MS": "1500",
+        "TELEMETRY_EXPORT_ENDPOINTS": "console, grpc://127.0.0.1:4317 ,",
+        "TELEMETRY_SAMPLE_RATE": "0.25",
+        "TELEMETRY_TAGS": "environment=prod, team=pay%20ments",
+        "TELEMETRY_SERVICE_NAME": "checkout",
+    })  # fmt: skip
+    assert config == TelemetryConfig(
+        enabled=False,
+        buffer_size=250,
+        flush_interval_ms=1500,
+        export_endpoints=["console", "grpc://127.0.0.1:4317"],
+        sample_rate=0.25,
+        tags={"environment": "prod", "team": "pay ments"},
+        service_name="checkout",
+    )
+
+
+def test_without_variables_from_env_gives_the_defaults():
+    assert TelemetryConfig.from_env({}) == TelemetryConfig()
+
+
+def test_explicit_arguments_beat_telemetry_variables_which_beat_otel_ones():
+    environ = {"TELEMETRY_ENABLED": "true", "OTEL_SDK_DISABLED": "true",
+               "TELEMETRY_BUFFER_SIZE": "7"}  # fmt: skip
+    assert TelemetryConfig.from_env(environ).enabled is True
+    assert TelemetryConfig.from_env({"OTEL_SDK_DISABLED": "true"}).enabled is False
+    assert TelemetryConfig.from_env({"OTEL_SDK_DISABLED": "false"}).enabled is True
+    explicit = TelemetryConfig(enabled=False, buffer_size=3).with_env(environ)
+    assert (explicit.enabled, explicit.buffer_size) == (False, 3)
+
+
+def test_an_explicit_argument_equal_to_the_default_still_wins():
+    config = TelemetryConfig(buffer_size=1000).with_env({"TELEMETRY_BUFFER_SIZE": "5"})
+    assert config.buffer_size == 1000
+
+
+def test_the_collector_fills_unset_fields_from_the_environment(monkeypatch):
+    monkeypatch.setenv("TELEMETRY_SAMPLE_RATE", "0")
+    monkeypatch.setenv("TELEMETRY_TAGS", "region=eu")
+    with TelemetryCollector(TelemetryConfig(tags={"env": "prod"})) as collector:
+        assert collector.config.sample_rate == 0.0
+        assert collector.config.tags == {"env": "prod"}
+        assert collector.collect_event(__import__("telemetry_otel").Event("e", "m")) is False
+    with TelemetryCollector() as defaulted:
+        assert defaulted.config.tags == {"region": "eu"}
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("TELEMETRY_ENABLED", "maybe", "true or false"),
+        ("OTEL_SDK_DISABLED", "yes please", "true or false"),
+        ("TELEMETRY_BUFFER_SIZE", "0", "a whole number of at least 1"),
+        ("TELEMETRY_BUFFER_SIZE", "1e3", "a whole number of at least 1"),
+        ("TELEMETRY_FLUSH_INTERVAL_MS", "-5", "a whole number of at least 1"),
+        ("TELEMETRY_SAMPLE_RATE", "2", "a number between 0 and 1"),
+        ("TELEMETRY_SAMPLE_RATE", "half", "a number between 0 and 1"),
+        ("TELEMETRY_TAGS", "env", "comma-separated key=value pairs"),
+        ("TELEMETRY_SERVICE_NAME", " ", "a non-empty service name"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "=x", "comma-separated key=value pairs"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "api-key", "comma-separated key=value pairs"),
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "zstd", "gzip or none"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "a whole number of at least 1"),
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "http/json",
+            "grpc or http/protobuf (http/json is not supported)",
+        ),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317", "a URL such as http://host:4318"),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://h:port", "a URL such as http://host:4318"),
+    ],
+)
+def test_a_malformed_variable_is_a_value_error_naming_it_and_its_value(name, value, expected):
+    with pytest.raises(ValueError) as raised:
+        TelemetryConfig.from_env({name: value})
+    assert str(raised.value) == f"environment variable {name}={value!r}: expected {expected}"
+
+
+def test_a_malformed_endpoint_variable_names_the_variable_and_the_problem():
+    with pytest.raises(
+        ValueError,
+        match=r"^environment variable TELEMETRY_EXPORT_ENDPOINTS: export_endpoints: unknown endpoint 'ftp",
+    ):
+        TelemetryConfig.from_env({"TELEMETRY_EXPORT_ENDPOINTS": "console,ftp://h:1"})
+
+
+def _targets(config):
+    [endpoint] = config.endpoints()
+    return config.otlp_targets(endpoint)
+
+
+def test_a_generic_otlp_endpoint_gets_the_signal_paths_a_per_signal_one_is_used_as_given():
+    config = TelemetryConfig.from_env({
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "https://logs.example.com/custom/ingest",
+    })  # fmt: skip
+    assert {s: t.url for s, t in _targets(config).items()} == {
+        "traces": "http://collector:4318/v1/traces",
+        "metrics": "http://collector:4318/v1/metrics",
+        "logs": "https://logs.example.com/custom/ingest",
+    }
+    assert {t.protocol for t in _targets(config).values()} == {"http"}
+
+
+def test_a_per_signal_endpoint_alone_leaves_the_others_on_the_spec_default():
+    config = TelemetryConfig.from_env({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://t:9999/x"})
+    targets = _targets(config)
+    assert (targets["traces"].url, targets["metrics"].url) == (
+        "http://t:9999/x",
+        "http://localhost:4318/v1/metrics",
+    )
+
+
+def test_otlp_protocol_headers_compression_timeout_and_certificate_per_signal():
+    config = TelemetryConfig.from_env({
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4317",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_HEADERS": "Api-Key=a%3Db%2Cc,tenant=t1",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "api-key=traces-only",
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "none",
+        "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION": "gzip",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "2500",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": "/etc/ca.pem",
+    })  # fmt: skip
+    traces, metrics, logs = (_targets(config)[s] for s in ("traces", "metrics", "logs"))
+    assert (traces.protocol, traces.url) == ("grpc", "https://collector:4317")
+    assert (metrics.protocol, metrics.url) == ("http", "https://collector:4317/v1/metrics")
+    assert dict(metrics.headers) == {"api-key": "a=b,c", "tenant": "t1"}
+    assert dict(traces.headers) == {"api-key": "traces-only"}
+    assert (traces.compression, logs.compression) == ("none", "gzip")
+    assert (traces.timeout_ms, logs.ca_file) == (2500, "/etc/ca.pem")
+
+
+def test_otel_endpoints_are_ignored_when_endpoints_are_given_otherwise():
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
+    assert TelemetryConfig(export_endpoints=[]).with_env(environ).endpoints() == []
+    with_telemetry = TelemetryConfig.from_env({**environ, "TELEMETRY_EXPORT_ENDPOINTS": "console"})
+    assert [e.kind for e in with_telemetry.endpoints()] == ["console"]
+
+
+def test_otel_settings_apply_to_string_endpoints_unless_the_string_or_config_says_otherwise():
+    environ = {"OTEL_EXPORTER_OTLP_HEADERS": "api-key=from-env",
+               "OTEL_EXPORTER_OTLP_COMPRESSION": "none"}  # fmt: skip
+    plain = TelemetryConfig(export_endpoints=["http://h:4318"]).with_env(environ)
+    assert (dict(_targets(plain)["traces"].headers), _targets(plain)["traces"].compression) == (
+        {"api-key": "from-env"},
+        "none",
+    )
+    explicit = TelemetryConfig(
+        export_endpoints=["http://h:4318?compression=gzip"], headers={"api-key": "mine"}
+    ).with_env(environ)
+    assert (dict(_targets(explicit)["logs"].headers), _targets(explicit)["logs"].compression) == (
+        {"api-key": "mine"},
+        "gzip",
+    )
+
+
+def test_describe_says_where_each_value_came_from_and_masks_secrets():
+    config = TelemetryConfig(buffer_size=10).with_env({
+        "TELEMETRY_SAMPLE_RATE": "0.5",
+        "OTEL_SDK_DISABLED": "true",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+        "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20topsecret",
+    })  # fmt: skip
+    text = config.describe()
+    assert "buffer_size        10  (argument)" in text
+    assert "sample_rate        0.5  (TELEMETRY_SAMPLE_RATE)" in text
+    assert "enabled            False  (OTEL_SDK_DISABLED)" in text
+    assert "flush_interval_ms  5000  (default)" in text
+    assert "endpoint OTEL_EXPORTER_OTLP_ENDPOINT" in text
+    assert "headers={'authorization': '***'}" in text
+    assert "topsecret" not in text
