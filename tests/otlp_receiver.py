@@ -7,6 +7,7 @@ messages) with the transport, headers and content encoding it arrived with.
 from __future__ import annotations
 
 import gzip
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,8 @@ from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from tests.tls import TlsFiles
 
 _REQUESTS: dict[str, type[Message]] = {
     "traces": trace_service_pb2.ExportTraceServiceRequest,
@@ -46,7 +49,9 @@ class Received:
 class OtlpReceiver:
     """Records OTLP export requests arriving over gRPC and HTTP on 127.0.0.1."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: TlsFiles | None = None, accept_gzip: bool = True) -> None:
+        self.tls = tls
+        self.accept_gzip = accept_gzip
         self.received: list[Received] = []
         self._lock = threading.Lock()
         self._grpc_server: grpc.Server | None = None
@@ -69,11 +74,18 @@ class OtlpReceiver:
             self._http_server.server_close()
 
     def _start_grpc(self) -> None:
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        # Bit 0 alone enables only the identity algorithm: gzip requests are refused.
+        options = [] if self.accept_gzip else [("grpc.compression_enabled_algorithms_bitset", 1)]
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=options)
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), server)
         metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsService(self), server)
         logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsService(self), server)
-        self.grpc_port = server.add_insecure_port("127.0.0.1:0")
+        if self.tls is None:
+            self.grpc_port = server.add_insecure_port("127.0.0.1:0")
+        else:
+            key, cert = self.tls.key_file.read_bytes(), self.tls.cert_file.read_bytes()
+            credentials = grpc.ssl_server_credentials([(key, cert)])
+            self.grpc_port = server.add_secure_port("127.0.0.1:0", credentials)
         server.start()
         self._grpc_server = server
 
@@ -84,6 +96,10 @@ class OtlpReceiver:
             owner = receiver
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         self.http_port = server.server_address[1]
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self._http_server = server

@@ -1,11 +1,17 @@
-"""Readable console exporters: one line per span, log record or metric data point."""
+"""Readable console exporters: one line per span, log record or metric data point.
+
+Each line reads ``time SIGNAL LEVEL name key-fields``; LEVEL is the event
+severity, the span status (OK or ERROR) or the metric type, coloured when the
+stream is a terminal (and NO_COLOR is not set), plain otherwise.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
@@ -27,6 +33,25 @@ from telemetry_otel._otel.spans import (
 from telemetry_otel.models import Metric, MetricType
 
 _HIDDEN_SPAN_KEYS = (LEGACY_TRACE_ID, LEGACY_SPAN_ID, LEGACY_PARENT_SPAN_ID)
+_COLOURS = {
+    "DEBUG": "2",  # dim
+    "INFO": "32",  # green
+    "OK": "32",
+    "WARNING": "33",  # yellow
+    "ERROR": "31",  # red
+    "CRITICAL": "1;31",  # bold red
+}
+_METRIC_COLOUR = "36"  # cyan
+Paint = Callable[[str], str]
+
+
+def _plain(level: str) -> str:
+    return f"{level:<9}"
+
+
+def _coloured(level: str) -> str:
+    code = _COLOURS.get(level.strip(), _METRIC_COLOUR)
+    return f"\x1b[{code}m{level:<9}\x1b[0m"
 
 
 class ConsoleLines:
@@ -36,10 +61,19 @@ class ConsoleLines:
         self._out = out
         self._lock = threading.Lock()
 
+    def stream(self) -> TextIO:
+        return self._out or sys.stdout
+
+    def paint(self) -> Paint:
+        """How to show the LEVEL column on the stream as it is now."""
+        stream = self.stream()
+        is_terminal = getattr(stream, "isatty", lambda: False)()
+        return _coloured if is_terminal and "NO_COLOR" not in os.environ else _plain
+
     def write(self, lines: list[str]) -> None:
         if not lines:
             return
-        out = self._out or sys.stdout
+        out = self.stream()
         with self._lock:
             out.write("".join(line + "\n" for line in lines))
             out.flush()
@@ -52,12 +86,14 @@ def iso_time(ns: int) -> str:
 
 
 def format_fields(fields: Mapping[str, Any]) -> str:
-    """``key=value`` pairs; strings with spaces or quotes are JSON-quoted."""
+    """``key=value`` pairs; strings with spaces, quotes or ``=`` are JSON-quoted."""
     parts = []
     for key, value in fields.items():
-        text = value if isinstance(value, str) else json.dumps(value, default=str)
-        if isinstance(value, str) and (not value or any(c in value for c in ' "=\n')):
-            text = json.dumps(value)
+        if isinstance(value, str):
+            needs_quotes = not value or any(c in value for c in ' "=\n')
+            text = json.dumps(value, ensure_ascii=False) if needs_quotes else value
+        else:
+            text = json.dumps(value, default=str, ensure_ascii=False)
         parts.append(f"{key}={text}")
     return " ".join(parts)
 
@@ -67,20 +103,22 @@ def short_id(value: int, width: int) -> str:
     return f"{value:0{width}x}"[:8]
 
 
-def format_span(span: ReadableSpan) -> str:
+def format_span(span: ReadableSpan, paint: Paint = _plain) -> str:
     context = span.context
+    failed = span.status.is_ok is False
     duration_ms = ((span.end_time or 0) - (span.start_time or 0)) / 1_000_000
     words = [
         iso_time(span.end_time or 0),
         "TRACE ",
-        f"{span.name}",
+        paint("ERROR" if failed else "OK"),
+        span.name,
         f"{duration_ms:.3f}ms",
         f"trace={short_id(context.trace_id, 32)}",
         f"span={short_id(context.span_id, 16)}",
     ]
     if span.parent is not None:
         words.append(f"parent={short_id(span.parent.span_id, 16)}")
-    if span.status.is_ok is False:
+    if failed:
         words.append(f"error={json.dumps(span.status.description or 'ERROR')}")
     attributes = {k: v for k, v in (span.attributes or {}).items() if k not in _HIDDEN_SPAN_KEYS}
     if attributes:
@@ -88,13 +126,13 @@ def format_span(span: ReadableSpan) -> str:
     return " ".join(words)
 
 
-def format_log(record: ReadableLogRecord) -> str:
+def format_log(record: ReadableLogRecord, paint: Paint = _plain) -> str:
     event = log_record_to_event(record, {})  # type: ignore[arg-type]
     log = record.log_record
     words = [
         iso_time(log.timestamp or log.observed_timestamp or 0),
         "EVENT ",
-        f"{event.severity.name:<8}",
+        paint(event.severity.name),
         f"{event.name}:",
         event.message,
     ]
@@ -104,11 +142,11 @@ def format_log(record: ReadableLogRecord) -> str:
     return " ".join(words)
 
 
-def format_metric(metric: Metric) -> str:
+def format_metric(metric: Metric, paint: Paint = _plain) -> str:
     words = [
         iso_time(seconds_to_ns(metric.timestamp)),
         "METRIC",
-        f"{metric.metric_type.name:<8}",
+        paint(metric.metric_type.name),
         metric.name,
     ]
     if metric.metric_type is MetricType.HISTOGRAM:
@@ -123,13 +161,14 @@ def format_metric(metric: Metric) -> str:
 
 
 class ConsoleSpanExporter(SpanExporter):
-    """Prints one line per span: time, name, duration, short ids, status, attributes."""
+    """Prints one line per span: time, status, name, duration, short ids, attributes."""
 
     def __init__(self, out: TextIO | None = None) -> None:
         self._lines = ConsoleLines(out)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self._lines.write([format_span(span) for span in spans])
+        paint = self._lines.paint()
+        self._lines.write([format_span(span, paint) for span in spans])
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -143,7 +182,8 @@ class ConsoleLogRecordExporter(LogRecordExporter):
         self._lines = ConsoleLines(out)
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        self._lines.write([format_log(record) for record in batch])
+        paint = self._lines.paint()
+        self._lines.write([format_log(record, paint) for record in batch])
         return LogRecordExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
@@ -163,8 +203,9 @@ class ConsoleMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
+        paint = self._lines.paint()
         models = metrics_data_to_models(metrics_data, {})
-        self._lines.write([format_metric(model) for model in models])
+        self._lines.write([format_metric(model, paint) for model in models])
         return MetricExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

@@ -134,15 +134,35 @@ def _grpc_options(target: OtlpTarget) -> dict[str, Any]:
 def _http_options(target: OtlpTarget) -> dict[str, Any]:
     from opentelemetry.exporter.otlp.proto.http import Compression
 
-    return {
+    options: dict[str, Any] = {
         "endpoint": target.url,
         "headers": dict(target.headers) or None,
         "timeout": target.timeout_ms / 1000,
         "compression": Compression.Gzip
         if target.compression == "gzip"
         else Compression.NoCompression,
-        "certificate_file": target.ca_file,
     }
+    if target.ca_file:
+        options["certificate_file"] = target.ca_file
+        options["session"] = _ca_file_session()
+    return options
+
+
+def _ca_file_session() -> Any:
+    """A requests session whose own CA file beats REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE.
+
+    requests lets those variables override ``Session.verify`` (psf/requests#3829),
+    which would silently replace the ca_file the endpoint asked for.
+    """
+    import requests
+
+    class CaFileSession(requests.Session):
+        def merge_environment_settings(self, *args: Any, **kwargs: Any) -> Any:
+            settings = super().merge_environment_settings(*args, **kwargs)
+            settings["verify"] = self.verify
+            return settings
+
+    return CaFileSession()
 
 
 def otlp_span_exporter(target: OtlpTarget) -> SpanExporter:

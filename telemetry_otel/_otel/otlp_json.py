@@ -18,7 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
@@ -67,29 +67,33 @@ class RotatingLineFile:
         self._max_bytes = max_bytes
         self._backups = backups
         self._lock = threading.Lock()
-        self._file: TextIO | None = None
+        self._file: BinaryIO | None = None
+        self._size = 0
 
     def write_line(self, line: str) -> None:
-        data = line + "\n"
+        data = (line + "\n").encode("utf-8", "surrogatepass")
         with self._lock:
             file = self._open()
-            if self._max_bytes is not None and file.tell() and (
-                file.tell() + len(data.encode()) > self._max_bytes
-            ):
+            if self._is_full_for(len(data)):
                 file = self._rotate()
             file.write(data)
             file.flush()
+            self._size += len(data)
 
-    def _open(self) -> TextIO:
+    def _is_full_for(self, size: int) -> bool:
+        return (
+            self._max_bytes is not None and self._size > 0 and (self._size + size > self._max_bytes)
+        )
+
+    def _open(self) -> BinaryIO:
         if self._file is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+            self._file = open(self.path, "ab")  # noqa: SIM115 - kept open between writes
+            self._size = self._file.tell()
         return self._file
 
-    def _rotate(self) -> TextIO:
-        assert self._file is not None
-        self._file.close()
-        self._file = None
+    def _rotate(self) -> BinaryIO:
+        self.close_file()
         for index in range(self._backups - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{index}")
             if older.exists():
@@ -100,11 +104,14 @@ class RotatingLineFile:
             self.path.unlink()
         return self._open()
 
+    def close_file(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
     def close(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            self.close_file()
 
 
 Writer = Callable[[str], None]

@@ -1,0 +1,146 @@
+"""Every OTLP transport against a real loopback receiver: compression, headers and TLS."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from telemetry_otel import Event, Metric, MetricType, Trace
+from tests.otlp_receiver import OtlpReceiver, any_value
+from tests.tls import make_tls_files
+
+
+def _collect_one_of_each(collector):
+    collector.collect_trace(Trace("trace-1", "span-1", "charge", 3.5, timestamp=1_700_000_000.0))
+    collector.collect_event(Event("paid", "order paid", timestamp=1_700_000_000.0))
+    collector.collect_metric(Metric("orders", 2, MetricType.COUNTER, {"region": "eu"}))
+
+
+def _assert_one_of_each_arrived(receiver):
+    [(_, span)] = receiver.spans()
+    [(_, record)] = receiver.log_records()
+    [(_, metric)] = receiver.metrics()
+    assert (span.name, span.end_time_unix_nano) == ("charge", 1_700_000_000_000_000_000)
+    assert (record.event_name, any_value(record.body)) == ("paid", "order paid")
+    assert (metric.name, metric.sum.data_points[0].as_int) == ("orders", 2)
+
+
+@pytest.mark.parametrize("compression", ["gzip", "none"])
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_every_transport_and_compression_delivers_intact_with_headers(
+    otlp_receiver, make_collector, transport, compression
+):
+    port = otlp_receiver.grpc_port if transport == "grpc" else otlp_receiver.http_port
+    collector = make_collector(
+        export_endpoints=[f"{transport}://127.0.0.1:{port}?compression={compression}"],
+        headers={"x-api-key": "k-123", "x-tenant": "acme"},
+        flush_interval_ms=60_000,
+    )
+    _collect_one_of_each(collector)
+    assert collector.flush(10_000) is True
+    _assert_one_of_each_arrived(otlp_receiver)
+    for received in otlp_receiver.received:
+        assert (received.headers["x-api-key"], received.headers["x-tenant"]) == ("k-123", "acme")
+        if transport == "http":
+            assert received.headers.get("content-encoding") == (
+                "gzip" if compression == "gzip" else None
+            )
+            assert received.headers[":path"] == f"/v1/{received.signal}"
+
+
+def test_gzip_is_the_default_compression_on_http(otlp_receiver, make_collector):
+    collector = make_collector(export_endpoints=[f"http://127.0.0.1:{otlp_receiver.http_port}"])
+    _collect_one_of_each(collector)
+    assert collector.flush(10_000) is True
+    assert {r.headers.get("content-encoding") for r in otlp_receiver.received} == {"gzip"}
+
+
+@pytest.fixture
+def gzip_refusing_receiver():
+    receiver = OtlpReceiver(accept_gzip=False).start()
+    yield receiver
+    receiver.stop()
+
+
+def test_grpc_really_compresses_a_server_without_gzip_refuses_it(
+    gzip_refusing_receiver, make_collector
+):
+    port = gzip_refusing_receiver.grpc_port
+    plain = make_collector(export_endpoints=[f"grpc://127.0.0.1:{port}?compression=none"])
+    plain.collect_trace(Trace("t", "s", "op", 1.0))
+    assert plain.flush(10_000) is True
+    gzipped = make_collector(export_endpoints=[f"grpc://127.0.0.1:{port}"])  # gzip by default
+    gzipped.collect_trace(Trace("t", "s2", "op", 1.0))
+    assert gzipped.flush(10_000) is False
+    assert gzipped.stats()["trace"]["export_failures"] == 1
+    assert [span.name for _, span in gzip_refusing_receiver.spans()] == ["op"]
+
+
+def test_headers_from_otel_variables_reach_the_receiver(otlp_receiver, make_collector, monkeypatch):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20t0ken")
+    collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
+    collector.collect_trace(Trace("t", "s", "op", 1.0))
+    assert collector.flush(10_000) is True
+    assert otlp_receiver.requests("traces")[0].headers["authorization"] == "Bearer t0ken"
+
+
+def test_otel_endpoint_variables_alone_configure_the_export(
+    otlp_receiver, monkeypatch, make_collector
+):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{otlp_receiver.grpc_port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv(
+        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", f"http://127.0.0.1:{otlp_receiver.http_port}/v1/logs"
+    )
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/protobuf")
+    collector = make_collector()
+    _collect_one_of_each(collector)
+    assert collector.flush(10_000) is True
+    _assert_one_of_each_arrived(otlp_receiver)
+    transports = {r.signal: r.transport for r in otlp_receiver.received}
+    assert transports == {"traces": "grpc", "metrics": "grpc", "logs": "http"}
+
+
+# -- TLS -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_files(tmp_path):
+    return make_tls_files(tmp_path)
+
+
+@pytest.fixture
+def tls_receiver(tls_files):
+    receiver = OtlpReceiver(tls=tls_files).start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.mark.parametrize("scheme", ["grpcs", "https"])
+def test_tls_endpoints_deliver_when_given_the_ca(tls_receiver, tls_files, make_collector, scheme):
+    port = tls_receiver.grpc_port if scheme == "grpcs" else tls_receiver.http_port
+    collector = make_collector(
+        export_endpoints=[f"{scheme}://127.0.0.1:{port}?ca_file={tls_files.ca_file}"],
+        flush_interval_ms=60_000,
+    )
+    _collect_one_of_each(collector)
+    assert collector.flush(10_000) is True
+    _assert_one_of_each_arrived(tls_receiver)
+
+
+@pytest.mark.parametrize("scheme", ["grpcs", "https"])
+def test_tls_without_the_ca_fails_clearly_and_counted_not_hanging(
+    tls_receiver, make_collector, scheme, caplog
+):
+    port = tls_receiver.grpc_port if scheme == "grpcs" else tls_receiver.http_port
+    collector = make_collector(export_endpoints=[f"{scheme}://127.0.0.1:{port}?timeout_ms=2000"])
+    collector.collect_event(Event("e", "m"))
+    started = time.monotonic()
+    assert collector.flush(15_000) is False
+    assert time.monotonic() - started < 15
+    stats = collector.stats()["event"]
+    assert (stats["exported"], stats["export_failures"], stats["pending"]) == (0, 1, 0)
+    assert tls_receiver.received == []
+    messages = " ".join(record.getMessage() for record in caplog.records).lower()
+    assert "certificate" in messages or "ssl" in messages or "handshake" in messages
