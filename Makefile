@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean prometheus
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check telemetry_otel tests examples benchmarks
 	$(BIN)/mypy
 
-test: lint
+# The Prometheus tests need Debian's prometheus server; as root, install it when missing.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && { apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
+	       || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }; }; } \
+	  || echo "prometheus is not installed: its tests will skip (apt-get install prometheus)"
+
+test: lint prometheus
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
