@@ -52,3 +52,18 @@ class Recorder:
 @pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
+
+
+def add_counter_from_threads(collector: TelemetryCollector, threads: int, each: int) -> None:
+    """Increment counter "hits" {k=v} by 1, ``each`` times from each of ``threads`` threads."""
+    from telemetry_otel import Metric, MetricType
+
+    def add_many() -> None:
+        for _ in range(each):
+            collector.collect_metric(Metric("hits", 1, MetricType.COUNTER, tags={"k": "v"}))
+
+    workers = [threading.Thread(target=add_many) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()

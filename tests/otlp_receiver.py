@@ -77,9 +77,13 @@ class OtlpReceiver:
         # Bit 0 alone enables only the identity algorithm: gzip requests are refused.
         options = [] if self.accept_gzip else [("grpc.compression_enabled_algorithms_bitset", 1)]
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=options)
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(_TraceService(self), server)
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(_MetricsService(self), server)
-        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(_LogsService(self), server)
+        add = (
+            (trace_service_pb2_grpc.add_TraceServiceServicer_to_server, "traces"),
+            (metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server, "metrics"),
+            (logs_service_pb2_grpc.add_LogsServiceServicer_to_server, "logs"),
+        )
+        for add_servicer, signal in add:
+            add_servicer(_Servicer(self, signal), server)
         if self.tls is None:
             self.grpc_port = server.add_insecure_port("127.0.0.1:0")
         else:
@@ -168,31 +172,16 @@ def attributes_of(key_values: Any) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in key_values}
 
 
-class _TraceService(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self, owner: OtlpReceiver) -> None:
+class _Servicer:
+    """The Export method of any of the three OTLP gRPC services: record, answer empty."""
+
+    def __init__(self, owner: OtlpReceiver, signal: str) -> None:
         self.owner = owner
+        self.signal = signal
 
     def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self.owner.record("traces", "grpc", request, dict(context.invocation_metadata()))
-        return trace_service_pb2.ExportTraceServiceResponse()
-
-
-class _MetricsService(metrics_service_pb2_grpc.MetricsServiceServicer):
-    def __init__(self, owner: OtlpReceiver) -> None:
-        self.owner = owner
-
-    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self.owner.record("metrics", "grpc", request, dict(context.invocation_metadata()))
-        return metrics_service_pb2.ExportMetricsServiceResponse()
-
-
-class _LogsService(logs_service_pb2_grpc.LogsServiceServicer):
-    def __init__(self, owner: OtlpReceiver) -> None:
-        self.owner = owner
-
-    def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
-        self.owner.record("logs", "grpc", request, dict(context.invocation_metadata()))
-        return logs_service_pb2.ExportLogsServiceResponse()
+        self.owner.record(self.signal, "grpc", request, dict(context.invocation_metadata()))
+        return _RESPONSES[self.signal]()
 
 
 class _OtlpHttpHandler(BaseHTTPRequestHandler):

@@ -16,6 +16,7 @@ from telemetry_otel import (
     Trace,
 )
 from telemetry_otel._otel.ids import otel_trace_id
+from tests.conftest import add_counter_from_threads
 
 COUNT_KEYS = ("collected", "sampled_out", "dropped", "exported", "export_failures", "pending")
 
@@ -285,15 +286,7 @@ def test_eight_threads_of_counter_increments_sum_exactly(make_collector, recorde
     collector = make_collector(flush_interval_ms=60_000)
     collector.register_exporter(recorder)
 
-    def add_many():
-        for _ in range(10_000):
-            collector.collect_metric(Metric("hits", 1, MetricType.COUNTER, tags={"k": "v"}))
-
-    threads = [threading.Thread(target=add_many) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    add_counter_from_threads(collector, threads=8, each=10_000)
     assert collector.flush(10_000) is True
     assert [m.value for m in recorder.of("metric")] == [80_000]
     assert collector.stats()["metric"]["collected"] == 80_000

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from decimal import Decimal
 
 import pytest
 
 from telemetry_otel import Event, EventSeverity, Metric, MetricType, Trace
+from tests.conftest import add_counter_from_threads
 from tests.otlp_receiver import any_value, attributes_of
 
 TRANSPORTS = ["grpc", "http"]
@@ -182,15 +182,7 @@ def test_eight_threads_of_counter_increments_sum_exactly_on_the_wire(otlp_receiv
         export_endpoints=[_endpoint(otlp_receiver, "grpc")], flush_interval_ms=60_000
     )
 
-    def add_many():
-        for _ in range(10_000):
-            collector.collect_metric(Metric("hits", 1, MetricType.COUNTER, {"k": "v"}))
-
-    threads = [threading.Thread(target=add_many) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    add_counter_from_threads(collector, threads=8, each=10_000)
     assert collector.flush(10_000) is True
     points = [p for _, m in otlp_receiver.metrics() if m.name == "hits" for p in m.sum.data_points]
     # OTLP's default temporality is cumulative: the last point holds the total.

@@ -144,3 +144,13 @@ def test_tls_without_the_ca_fails_clearly_and_counted_not_hanging(
     assert tls_receiver.received == []
     messages = " ".join(record.getMessage() for record in caplog.records).lower()
     assert "certificate" in messages or "ssl" in messages or "handshake" in messages
+
+
+def test_an_http_path_prefix_is_kept_before_the_signal_path(otlp_receiver, make_collector):
+    collector = make_collector(
+        export_endpoints=[f"http://127.0.0.1:{otlp_receiver.http_port}/tenant/a/"]
+    )
+    _collect_one_of_each(collector)
+    assert collector.flush(10_000) is True
+    paths = sorted(r.headers[":path"] for r in otlp_receiver.received)
+    assert paths == ["/tenant/a/v1/logs", "/tenant/a/v1/metrics", "/tenant/a/v1/traces"]
