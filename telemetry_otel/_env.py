@@ -23,6 +23,16 @@ TELEMETRY_EXPORT_ENDPOINTS = "TELEMETRY_EXPORT_ENDPOINTS"
 TELEMETRY_SAMPLE_RATE = "TELEMETRY_SAMPLE_RATE"
 TELEMETRY_TAGS = "TELEMETRY_TAGS"
 TELEMETRY_SERVICE_NAME = "TELEMETRY_SERVICE_NAME"
+TELEMETRY_SHUTDOWN_TIMEOUT_MS = "TELEMETRY_SHUTDOWN_TIMEOUT_MS"
+TELEMETRY_SPOOL_DIR = "TELEMETRY_SPOOL_DIR"
+TELEMETRY_SPOOL_MAX_BYTES = "TELEMETRY_SPOOL_MAX_BYTES"
+TELEMETRY_MAX_ATTRIBUTES = "TELEMETRY_MAX_ATTRIBUTES"
+TELEMETRY_MAX_ATTRIBUTE_LENGTH = "TELEMETRY_MAX_ATTRIBUTE_LENGTH"
+TELEMETRY_MAX_METRIC_SERIES = "TELEMETRY_MAX_METRIC_SERIES"
+TELEMETRY_REDACT = "TELEMETRY_REDACT"
+TELEMETRY_REDACT_KEYS = "TELEMETRY_REDACT_KEYS"
+OTEL_ATTRIBUTE_COUNT_LIMIT = "OTEL_ATTRIBUTE_COUNT_LIMIT"
+OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"
 OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
 OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
 OTLP_PREFIX = "OTEL_EXPORTER_OTLP_"
@@ -109,6 +119,16 @@ def _parse_disabled(name: str, value: str) -> bool:
     return not parse_bool(name, value)
 
 
+def parse_path(name: str, value: str) -> str:
+    if not value.strip():
+        raise _bad(name, value, "a directory path")
+    return value.strip()
+
+
+def parse_key_list(name: str, value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
 # config field -> the variables that set it, highest precedence first, with their parser.
 _FIELD_VARIABLES: dict[str, tuple[tuple[str, Callable[[str, str], Any]], ...]] = {
     "enabled": ((TELEMETRY_ENABLED, parse_bool), (OTEL_SDK_DISABLED, _parse_disabled)),
@@ -118,6 +138,20 @@ _FIELD_VARIABLES: dict[str, tuple[tuple[str, Callable[[str, str], Any]], ...]] =
     "sample_rate": ((TELEMETRY_SAMPLE_RATE, parse_rate),),
     "tags": ((TELEMETRY_TAGS, parse_pairs),),
     "service_name": ((TELEMETRY_SERVICE_NAME, parse_service_name),),
+    "shutdown_timeout_ms": ((TELEMETRY_SHUTDOWN_TIMEOUT_MS, parse_positive_int),),
+    "spool_dir": ((TELEMETRY_SPOOL_DIR, parse_path),),
+    "spool_max_bytes": ((TELEMETRY_SPOOL_MAX_BYTES, parse_positive_int),),
+    "max_attributes": (
+        (TELEMETRY_MAX_ATTRIBUTES, parse_positive_int),
+        (OTEL_ATTRIBUTE_COUNT_LIMIT, parse_positive_int),
+    ),
+    "max_attribute_length": (
+        (TELEMETRY_MAX_ATTRIBUTE_LENGTH, parse_positive_int),
+        (OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, parse_positive_int),
+    ),
+    "max_metric_series": ((TELEMETRY_MAX_METRIC_SERIES, parse_positive_int),),
+    "redact": ((TELEMETRY_REDACT, parse_bool),),
+    "redact_keys": ((TELEMETRY_REDACT_KEYS, parse_key_list),),
 }
 
 

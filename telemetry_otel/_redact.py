@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from itertools import pairwise
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
@@ -33,3 +34,31 @@ def mask_url(text: str) -> str:
             [(k, MASK if _SECRET_PARAMETER.search(k) else v) for k, v in pairs], safe="*/"
         )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+REDACTED = "[REDACTED]"
+# Words (or two adjacent words run together) that mark a key as holding a secret.
+SENSITIVE_WORDS = frozenset(
+    {
+        "password", "passwd", "pwd", "secret", "token", "apikey", "authorization", "auth",
+        "cookie", "session", "creditcard", "ssn",
+    }
+)  # fmt: skip
+_WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+
+
+def key_words(key: str) -> list[str]:
+    """A key split into lowercase words: ``x-api-key`` and ``xApiKey`` give x, api, key."""
+    return [word.lower() for word in _WORD.findall(key)]
+
+
+def is_sensitive(key: str, words: frozenset[str] = SENSITIVE_WORDS) -> bool:
+    """True when a word of the key, or two adjacent words joined, is a sensitive word.
+
+    Matching whole words keeps ``author`` and ``classname`` readable while
+    ``authToken``, ``x-api-key`` and ``credit_card_number`` are masked.
+    """
+    parts = key_words(key)
+    if any(part in words or (part[-1:] == "s" and part[:-1] in words) for part in parts):
+        return True
+    return any(a + b in words for a, b in pairwise(parts))

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
 import enum
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from telemetry_otel._otel.pipeline import SIGNALS, Pipeline
+from telemetry_otel._otel.accounting import empty_stats
+from telemetry_otel._otel.pipeline import Pipeline
 from telemetry_otel.config import TelemetryConfig
 from telemetry_otel.models import Event, Metric, Trace
 
 __all__ = ["TelemetryCollector"]
 
 ExporterCallback = Callable[[str, Any], object]
-# How long flush() and stop() wait for exporters when not told otherwise.
-DEFAULT_TIMEOUT_MS = 10_000
 
 
 class _State(enum.Enum):
@@ -49,6 +50,7 @@ class TelemetryCollector:
         # Set only while running and enabled: the collect path reads it once, without a lock.
         self._pipeline: Pipeline | None = None
         self._last_pipeline: Pipeline | None = None
+        self._stop_at_exit: Callable[[], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -64,21 +66,28 @@ class TelemetryCollector:
                 for callback in self._callbacks:
                     pipeline.add_callback(callback)
                 self._pipeline = self._last_pipeline = pipeline
+                self._stop_at_exit = _stop_at_exit_hook(self)
             self._state = _State.RUNNING
 
     def stop(self, timeout_ms: float | None = None) -> None:
         """Flush everything collected, then shut the pipeline down. Idempotent.
 
+        Returns within one deadline shared by every signal and destination, whatever
+        the endpoints do.
+
         Args:
-            timeout_ms: How long to wait for exporters (default 10,000 ms); what is
+            timeout_ms: The deadline (default ``config.shutdown_timeout_ms``); what is
                 still queued then is dropped and counted in ``stats()``.
         """
-        deadline = _deadline(timeout_ms)
+        deadline = self._deadline(timeout_ms)
         with self._lock:
             if self._state is _State.STOPPED:
                 return
             self._state = _State.STOPPED
             pipeline, self._pipeline = self._pipeline, None
+            if self._stop_at_exit is not None:
+                atexit.unregister(self._stop_at_exit)
+                self._stop_at_exit = None
             if pipeline is not None:
                 pipeline.shutdown(deadline)
 
@@ -86,13 +95,13 @@ class TelemetryCollector:
         """Export everything collected so far to every endpoint and callback.
 
         Args:
-            timeout_ms: How long to wait (default 10,000 ms).
+            timeout_ms: How long to wait (default ``config.shutdown_timeout_ms``).
 
         Returns:
             True when everything collected before the call reached every exporter and
             callback; False when the time ran out or an export failed.
         """
-        deadline = _deadline(timeout_ms)
+        deadline = self._deadline(timeout_ms)
         pipeline = self._pipeline
         return True if pipeline is None else pipeline.flush(deadline)
 
@@ -172,20 +181,29 @@ class TelemetryCollector:
         ``export_failures`` and ``pending``; see the README for what each counts.
         """
         pipeline = self._last_pipeline
-        if pipeline is None:
-            zero = dict.fromkeys(
-                ("collected", "sampled_out", "dropped", "exported", "export_failures", "pending"),
-                0,
-            )
-            return {signal: dict(zero) for signal in SIGNALS}
-        return pipeline.stats()
+        return empty_stats() if pipeline is None else pipeline.stats()
+
+    def _deadline(self, timeout_ms: float | None) -> float:
+        if timeout_ms is None:
+            timeout_ms = self.config.shutdown_timeout_ms
+        if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
+            raise TypeError(f"timeout_ms must be a number or None, got {timeout_ms!r}")
+        if not timeout_ms >= 0:
+            raise ValueError(f"timeout_ms must be non-negative, got {timeout_ms!r}")
+        return time.monotonic() + timeout_ms / 1000
 
 
-def _deadline(timeout_ms: float | None) -> float:
-    if timeout_ms is None:
-        timeout_ms = DEFAULT_TIMEOUT_MS
-    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
-        raise TypeError(f"timeout_ms must be a number or None, got {timeout_ms!r}")
-    if not timeout_ms >= 0:
-        raise ValueError(f"timeout_ms must be non-negative, got {timeout_ms!r}")
-    return time.monotonic() + timeout_ms / 1000
+def _stop_at_exit_hook(collector: TelemetryCollector) -> Callable[[], None]:
+    """An atexit hook that stops a collector the application forgot to stop.
+
+    It holds the collector weakly: registering it must not keep a collector alive.
+    """
+    reference = weakref.ref(collector)
+
+    def stop_at_exit() -> None:
+        alive = reference()
+        if alive is not None and alive.is_running:
+            alive.stop()
+
+    atexit.register(stop_at_exit)
+    return stop_at_exit

@@ -36,6 +36,14 @@ _DEFAULTS: dict[str, Any] = {
     "tags": {},
     "service_name": None,
     "headers": {},
+    "shutdown_timeout_ms": 5000,
+    "spool_dir": None,
+    "spool_max_bytes": 64 * 1024 * 1024,
+    "max_attributes": 128,
+    "max_attribute_length": 8192,
+    "max_metric_series": 2000,
+    "redact": True,
+    "redact_keys": [],
 }
 FIELDS = tuple(_DEFAULTS)
 _BUILT_IN_TARGETS = MappingProxyType(
@@ -61,6 +69,22 @@ class TelemetryConfig:
             ``service.name`` tag, then ``OTEL_SERVICE_NAME``, then the OTel default.
         headers: Headers (gRPC metadata) sent to every OTLP endpoint given as a string;
             when empty, the ``OTEL_EXPORTER_OTLP_HEADERS`` variables apply.
+        shutdown_timeout_ms: The one deadline ``stop()`` shares between all signals and
+            destinations, and the default timeout of ``flush()``.
+        spool_dir: A directory for the durable spool: batches an OTLP endpoint still
+            refuses after retries wait there (SQLite) and are sent again, in order, when
+            it answers, also by the next process using the same directory. None: off.
+        spool_max_bytes: Size bound of the spool; past it the oldest batches are dropped
+            (counted).
+        max_attributes: Most attributes per span and per log record (tags plus
+            metadata); the rest are dropped (counted).
+        max_attribute_length: Longest string attribute value, event message and span
+            name, in characters; longer ones are cut (counted). None: no limit.
+        max_metric_series: Most tag sets per metric per export; more fold into one
+            overflow series (``otel.metric.overflow=true``), counted.
+        redact: Replace the values of sensitive-looking keys (password, token,
+            authorization, …) in tags, metadata and attributes by ``[REDACTED]``.
+        redact_keys: More key fragments to redact, matched case-insensitively.
     """
 
     enabled: bool
@@ -71,6 +95,14 @@ class TelemetryConfig:
     tags: dict[str, str | int | float | bool]
     service_name: str | None
     headers: dict[str, str]
+    shutdown_timeout_ms: int
+    spool_dir: str | None
+    spool_max_bytes: int
+    max_attributes: int
+    max_attribute_length: int | None
+    max_metric_series: int
+    redact: bool
+    redact_keys: list[str]
 
     def __init__(
         self,
@@ -82,6 +114,15 @@ class TelemetryConfig:
         tags: dict[str, str | int | float | bool] = _UNSET,
         service_name: str | None = _UNSET,
         headers: dict[str, str] = _UNSET,
+        *,
+        shutdown_timeout_ms: int = _UNSET,
+        spool_dir: str | None = _UNSET,
+        spool_max_bytes: int = _UNSET,
+        max_attributes: int = _UNSET,
+        max_attribute_length: int | None = _UNSET,
+        max_metric_series: int = _UNSET,
+        redact: bool = _UNSET,
+        redact_keys: list[str] = _UNSET,
     ) -> None:
         given = {
             "enabled": enabled,
@@ -92,6 +133,14 @@ class TelemetryConfig:
             "tags": tags,
             "service_name": service_name,
             "headers": headers,
+            "shutdown_timeout_ms": shutdown_timeout_ms,
+            "spool_dir": spool_dir,
+            "spool_max_bytes": spool_max_bytes,
+            "max_attributes": max_attributes,
+            "max_attribute_length": max_attribute_length,
+            "max_metric_series": max_metric_series,
+            "redact": redact,
+            "redact_keys": redact_keys,
         }
         self._sources = {name: "argument" for name, value in given.items() if value is not _UNSET}
         for name, value in given.items():
@@ -101,10 +150,17 @@ class TelemetryConfig:
         self._validate()
 
     def _validate(self) -> None:
-        if not isinstance(self.enabled, bool):
-            raise TypeError(f"TelemetryConfig.enabled must be a bool, got {self.enabled!r}")
-        _check_positive_int("buffer_size", self.buffer_size)
-        _check_positive_int("flush_interval_ms", self.flush_interval_ms)
+        for name in ("enabled", "redact"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(
+                    f"TelemetryConfig.{name} must be a bool, got {getattr(self, name)!r}"
+                )
+        for name in _POSITIVE_INTS:
+            _check_positive_int(name, getattr(self, name))
+        if self.max_attribute_length is not None:
+            _check_positive_int("max_attribute_length", self.max_attribute_length)
+        _check_spool_dir(self.spool_dir)
+        _check_redact_keys(self.redact_keys)
         _check_sample_rate(self.sample_rate)
         _check_tags("TelemetryConfig", "tags", self.tags)
         if self.service_name is not None and (
@@ -203,6 +259,30 @@ def _describe_targets(targets: Mapping[str, OtlpTarget]) -> list[str]:
         f"ca_file={target.ca_file} headers={mask_headers(target.headers)}"
         for signal, target in targets.items()
     ]
+
+
+_POSITIVE_INTS = (
+    "buffer_size",
+    "flush_interval_ms",
+    "shutdown_timeout_ms",
+    "spool_max_bytes",
+    "max_attributes",
+    "max_metric_series",
+)
+
+
+def _check_spool_dir(value: object) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(
+            f"TelemetryConfig.spool_dir must be a non-empty path or None, got {value!r}"
+        )
+
+
+def _check_redact_keys(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(k, str) and k for k in value):
+        raise TypeError(
+            f"TelemetryConfig.redact_keys must be a list of non-empty str, got {value!r}"
+        )
 
 
 def _copy(value: Any) -> Any:

@@ -7,6 +7,7 @@ messages) with the transport, headers and content encoding it arrived with.
 from __future__ import annotations
 
 import gzip
+import socket
 import ssl
 import threading
 import time
@@ -49,15 +50,25 @@ class Received:
 class OtlpReceiver:
     """Records OTLP export requests arriving over gRPC and HTTP on 127.0.0.1."""
 
-    def __init__(self, tls: TlsFiles | None = None, accept_gzip: bool = True) -> None:
+    def __init__(
+        self,
+        tls: TlsFiles | None = None,
+        accept_gzip: bool = True,
+        grpc_port: int = 0,
+        http_port: int = 0,
+    ) -> None:
         self.tls = tls
         self.accept_gzip = accept_gzip
         self.received: list[Received] = []
+        # Scripted failures per (transport, signal), used up one per request: an HTTP
+        # (status, headers, body) or a gRPC status code. An empty script answers success.
+        self.failures: dict[tuple[str, str], list[Any]] = {}
+        self.attempts: list[tuple[str, str, float]] = []
         self._lock = threading.Lock()
         self._grpc_server: grpc.Server | None = None
         self._http_server: ThreadingHTTPServer | None = None
-        self.grpc_port = 0
-        self.http_port = 0
+        self.grpc_port = grpc_port
+        self.http_port = http_port
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -84,12 +95,13 @@ class OtlpReceiver:
         )
         for add_servicer, signal in add:
             add_servicer(_Servicer(self, signal), server)
+        address = f"127.0.0.1:{self.grpc_port}"
         if self.tls is None:
-            self.grpc_port = server.add_insecure_port("127.0.0.1:0")
+            self.grpc_port = server.add_insecure_port(address)
         else:
             key, cert = self.tls.key_file.read_bytes(), self.tls.cert_file.read_bytes()
             credentials = grpc.ssl_server_credentials([(key, cert)])
-            self.grpc_port = server.add_secure_port("127.0.0.1:0", credentials)
+            self.grpc_port = server.add_secure_port(address, credentials)
         server.start()
         self._grpc_server = server
 
@@ -99,7 +111,7 @@ class OtlpReceiver:
         class Handler(_OtlpHttpHandler):
             owner = receiver
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = ThreadingHTTPServer(("127.0.0.1", self.http_port), Handler)
         if self.tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
@@ -109,6 +121,22 @@ class OtlpReceiver:
         self._http_server = server
 
     # -- recording and reading ---------------------------------------------------------------
+
+    def fail_next(self, transport: str, signal: str, failure: Any) -> None:
+        """Answer the next request of that transport and signal with ``failure``."""
+        with self._lock:
+            self.failures.setdefault((transport, signal), []).append(failure)
+
+    def next_failure(self, transport: str, signal: str) -> Any:
+        """Note an attempt; return the next scripted failure for it, if any."""
+        with self._lock:
+            self.attempts.append((transport, signal, time.monotonic()))
+            script = self.failures.get((transport, signal))
+            return script.pop(0) if script else None
+
+    def attempt_times(self, signal: str) -> list[float]:
+        with self._lock:
+            return [at for _, kind, at in self.attempts if kind == signal]
 
     def record(self, signal: str, transport: str, request: Any, headers: dict[str, str]) -> None:
         with self._lock:
@@ -138,13 +166,18 @@ class OtlpReceiver:
             for record in sl.log_records
         ]
 
-    def metrics(self) -> list[tuple[dict[str, Any], Any]]:
-        """Every metric received, with its resource attributes."""
+    def metrics(self, scope: str = "telemetry_otel") -> list[tuple[dict[str, Any], Any]]:
+        """Every metric of one instrumentation scope received, with its resource attributes.
+
+        The default scope is the application's metrics; the collector's own are in
+        ``telemetry_otel.self``.
+        """
         return [
             (attributes_of(rm.resource.attributes), metric)
             for r in self.requests("metrics")
             for rm in r.request.resource_metrics
             for sm in rm.scope_metrics
+            if sm.scope.name == scope
             for metric in sm.metrics
         ]
 
@@ -180,6 +213,9 @@ class _Servicer:
         self.signal = signal
 
     def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
+        failure = self.owner.next_failure("grpc", self.signal)
+        if failure is not None:
+            context.abort(failure, f"scripted {failure.name}")
         self.owner.record(self.signal, "grpc", request, dict(context.invocation_metadata()))
         return _RESPONSES[self.signal]()
 
@@ -193,6 +229,15 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        failure = self.owner.next_failure("http", signal)
+        if failure is not None:
+            status, headers, message = failure
+            self.send_response(status)
+            for name, value in {**headers, "Content-Length": str(len(message))}.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(message)
+            return
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
         request = _REQUESTS[signal]()
@@ -209,3 +254,31 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class BlackHole:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(64)
+        self.port = int(self._socket.getsockname()[1])
+        self._connections: list[socket.socket] = []
+        self._stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        self._socket.settimeout(0.2)
+        while not self._stopped.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                continue
+            self._connections.append(connection)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        for connection in self._connections:
+            connection.close()
+        self._socket.close()

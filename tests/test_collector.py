@@ -18,7 +18,20 @@ from telemetry_otel import (
 from telemetry_otel._otel.ids import otel_trace_id
 from tests.conftest import add_counter_from_threads
 
-COUNT_KEYS = ("collected", "sampled_out", "dropped", "exported", "export_failures", "pending")
+COUNT_KEYS = (
+    "collected",
+    "sampled_out",
+    "dropped",
+    "exported",
+    "export_failures",
+    "pending",
+    "limited",
+    "dropped_queue_full",
+    "dropped_shutdown",
+    "dropped_spool_full",
+    "dropped_unregistered",
+    "dropped_rejected",
+)
 
 
 def _trace(trace_id="t-1", span_id="s-1", **fields):
@@ -68,6 +81,7 @@ def test_collect_returns_false_before_start_after_stop_and_when_disabled(recorde
         assert disabled.flush() is True
     assert recorder.items == []
     assert collector.stats()["event"] == dict.fromkeys(COUNT_KEYS, 0)
+    assert disabled.stats()["trace"]["collected"] == 0
 
 
 @pytest.mark.parametrize(
@@ -201,8 +215,9 @@ def test_a_full_queue_drops_oldest_items_and_counts_them(make_collector):
     )
     assert_delivery_identity(collector.stats(), "trace", destinations=1)
     release.set()
-    assert collector.flush(5000) is True
+    assert collector.flush(5000) is False  # three items were dropped since the last flush
     assert received == ["first", "s3", "s4", "s5", "s6", "s7"]
+    assert collector.flush(5000) is True
     assert collector.stats()["trace"]["exported"] == 6
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -10,14 +9,19 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 
+from telemetry_otel._otel.accounting import SELF_SCOPE, Accounting
 from telemetry_otel._otel.delivery import DeliveryQueue
+from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.logs import log_record_to_event
-from telemetry_otel._otel.metrics import DELTA_TEMPORALITY, metrics_data_to_models
+from telemetry_otel._otel.metrics import (
+    DELTA_TEMPORALITY,
+    count_overflow_points,
+    metrics_data_to_models,
+)
 from telemetry_otel._otel.spans import span_to_trace
 from telemetry_otel.models import Metric
 
 Callback = Callable[[str, Any], object]
-_logger = logging.getLogger("telemetry_otel")
 
 
 class QueueSettings:
@@ -40,7 +44,6 @@ class CallbackDestination:
     ) -> None:
         self.callback = callback
         self._global_tags = dict(global_tags)
-        self._failed_once = False
         name = f"callback-{getattr(callback, '__qualname__', type(callback).__name__)}"
         self.traces = settings.make_queue(f"{name}-traces", self._deliver_spans)
         self.events = settings.make_queue(f"{name}-events", self._deliver_logs)
@@ -67,19 +70,23 @@ class CallbackDestination:
                 self.callback(data_type, to_model(item))
                 delivered += 1
             except Exception:
-                # Logged with its traceback once per callback; every failure is counted.
-                if not self._failed_once:
-                    self._failed_once = True
-                    _logger.exception("telemetry exporter callback %r raised", self.callback)
+                # Every failure is counted; the log gets one traceback a minute per callback.
+                warn_limited(
+                    f"callback:{id(self.callback)}",
+                    "telemetry exporter callback %r raised",
+                    self.callback,
+                    exc_info=True,
+                )
         return delivered
 
 
 class CallbackMetricExporter(MetricExporter):
     """Turns each interval's delta metrics into Metric models for every callback's queue."""
 
-    def __init__(self, global_tags: Mapping[str, Any]) -> None:
+    def __init__(self, global_tags: Mapping[str, Any], accounting: Accounting) -> None:
         super().__init__(preferred_temporality=DELTA_TEMPORALITY)
         self._global_tags = dict(global_tags)
+        self._overflows = accounting.tallies["metric"].limited
         self._queues: tuple[DeliveryQueue[Metric], ...] = ()
 
     def set_queues(self, queues: tuple[DeliveryQueue[Metric], ...]) -> None:
@@ -88,9 +95,12 @@ class CallbackMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
+        # This reader always runs, so it is the one that counts series past the limit.
+        for _ in range(count_overflow_points(metrics_data, skip_scope=SELF_SCOPE)):
+            self._overflows.increment()
         queues = self._queues
         if queues:
-            for model in metrics_data_to_models(metrics_data, self._global_tags):
+            for model in metrics_data_to_models(metrics_data, self._global_tags, SELF_SCOPE):
                 for queue in queues:
                     queue.submit(model)
         return MetricExportResult.SUCCESS

@@ -21,6 +21,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from telemetry_otel._otel.accounting import SELF_SCOPE
 from telemetry_otel._otel.logs import log_record_to_event
 from telemetry_otel._otel.metrics import DELTA_TEMPORALITY, metrics_data_to_models
 from telemetry_otel._otel.spans import (
@@ -204,7 +205,7 @@ class ConsoleMetricExporter(MetricExporter):
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
         paint = self._lines.paint()
-        models = metrics_data_to_models(metrics_data, {})
+        models = metrics_data_to_models(metrics_data, {}, skip_scope=SELF_SCOPE)
         self._lines.write([format_metric(model, paint) for model in models])
         return MetricExportResult.SUCCESS
 

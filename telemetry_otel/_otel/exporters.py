@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry.sdk._logs.export import LogRecordExporter
+from opentelemetry.sdk.metrics import Counter, Histogram, _Gauge
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     MetricExportResult,
@@ -19,13 +20,15 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from telemetry_otel._endpoints import DEFAULT_BACKUPS, Endpoint, OtlpTarget
+from telemetry_otel._otel.accounting import SELF_SCOPE
 from telemetry_otel._otel.console import (
     ConsoleLines,
     ConsoleLogRecordExporter,
     ConsoleMetricExporter,
     ConsoleSpanExporter,
 )
-from telemetry_otel._otel.delivery import DeliveryCounts, warn_once
+from telemetry_otel._otel.delivery import DeliveryCounts
+from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.metrics import count_data_points
 from telemetry_otel._otel.otlp_json import (
     JsonLogRecordExporter,
@@ -59,25 +62,30 @@ class Destination:
 
 def build_destination(endpoint: Endpoint, config: TelemetryConfig) -> Destination:
     """The exporters and reader an endpoint stands for."""
-    interval_ms = config.flush_interval_ms
     if endpoint.kind == "console":
         if endpoint.options.get("format") == "json":
             lines = ConsoleLines()
             write: Callable[[str], None] = lambda line: lines.write([line])  # noqa: E731
             return _pushing(endpoint.text, JsonSpanExporter(write), JsonLogRecordExporter(write),
-                            JsonMetricExporter(write), interval_ms)  # fmt: skip
+                            JsonMetricExporter(write), config)  # fmt: skip
         return _pushing(endpoint.text, ConsoleSpanExporter(), ConsoleLogRecordExporter(),
-                        ConsoleMetricExporter(), interval_ms)  # fmt: skip
+                        ConsoleMetricExporter(), config)  # fmt: skip
     if endpoint.kind == "file":
-        return _file_destination(endpoint, interval_ms)
+        return _file_destination(endpoint, config)
     if endpoint.kind == "prometheus":
         from telemetry_otel._otel.prometheus import prometheus_destination
 
-        return prometheus_destination(endpoint)
+        return prometheus_destination(endpoint, cardinality_limits(config))
     targets = config.otlp_targets(endpoint)
     return _pushing(endpoint.text, otlp_span_exporter(targets["traces"]),
                     otlp_log_exporter(targets["logs"]),
-                    otlp_metric_exporter(targets["metrics"]), interval_ms)  # fmt: skip
+                    otlp_metric_exporter(targets["metrics"]), config)  # fmt: skip
+
+
+def cardinality_limits(config: TelemetryConfig) -> dict[type, int]:
+    """The SDK's per-instrument series limit, for the instruments this library creates."""
+    series = config.max_metric_series
+    return {Counter: series, Histogram: series, _Gauge: series}
 
 
 def _pushing(
@@ -85,14 +93,16 @@ def _pushing(
     spans: SpanExporter,
     logs: LogRecordExporter,
     metrics: MetricExporter,
-    interval_ms: int,
+    config: TelemetryConfig,
 ) -> Destination:
     counting = CountingMetricExporter(name, metrics)
-    reader = PeriodicExportingMetricReader(counting, export_interval_millis=interval_ms)
+    reader = PeriodicExportingMetricReader(
+        counting, config.flush_interval_ms, cardinality_limits=cardinality_limits(config)
+    )
     return Destination(name, spans, logs, reader, counting)
 
 
-def _file_destination(endpoint: Endpoint, interval_ms: int) -> Destination:
+def _file_destination(endpoint: Endpoint, config: TelemetryConfig) -> Destination:
     directory = Path(endpoint.url)
     max_bytes = endpoint.options.get("max_bytes")
     backups = int(endpoint.options.get("backups", DEFAULT_BACKUPS))
@@ -106,7 +116,7 @@ def _file_destination(endpoint: Endpoint, interval_ms: int) -> Destination:
         JsonSpanExporter(files["traces"].write_line, files["traces"].close),
         JsonLogRecordExporter(files["logs"].write_line, files["logs"].close),
         JsonMetricExporter(files["metrics"].write_line, files["metrics"].close),
-        interval_ms,
+        config,
     )
 
 
@@ -217,11 +227,11 @@ class CountingMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
-        points = count_data_points(metrics_data)
+        points = count_data_points(metrics_data, skip_scope=SELF_SCOPE)
         try:
             result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception:
-            warn_once(f"metric-export:{self.name}", "metric export to %s raised", self.name)
+            warn_limited(f"metric-export:{self.name}", "metric export to %s raised", self.name)
             result = MetricExportResult.FAILURE
         with self._lock:
             self._counts.submitted += points

@@ -9,9 +9,9 @@ from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import ReadWriteLogRecord
 
 from telemetry_otel._otel.spans import ns_to_seconds, seconds_to_ns
+from telemetry_otel._shaping import Shaper
 from telemetry_otel.models import Event, EventSeverity
 
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _SEVERITY_NUMBERS = {s: SeverityNumber(s.severity_number) for s in EventSeverity}
 _SEVERITY_TEXTS = {s: s.name for s in EventSeverity}
 
@@ -29,40 +29,30 @@ class LegacyLogRecord(LogRecord):
         self.tag_keys = tag_keys
 
 
-def event_to_log_record(event: Event) -> LegacyLogRecord:
-    """Return the log record for an event (metadata wins over a tag of the same key)."""
+def event_to_log_record(event: Event, shaper: Shaper) -> tuple[LegacyLogRecord, bool]:
+    """The log record for an event, and whether redaction or limits cut something.
+
+    Tags and metadata become attributes of the same names (metadata wins a clash);
+    metadata values the OTLP AnyValue cannot hold become text (see Shaper).
+    """
     metadata = event.metadata
-    attributes = {key: value for key, value in event.tags.items() if key not in metadata}
-    tag_keys = frozenset(attributes)
-    for key, value in metadata.items():
-        attributes[key] = log_value(value)
+    merged = {key: value for key, value in event.tags.items() if key not in metadata}
+    tag_keys = frozenset(merged)
+    merged.update(metadata)
+    attributes, limited = shaper.attributes(merged)
+    body, body_cut = shaper.text(event.message)
+    name, name_cut = shaper.text(event.name)
     severity = event.severity
-    return LegacyLogRecord(
+    record = LegacyLogRecord(
         tag_keys=tag_keys,
         timestamp=seconds_to_ns(event.timestamp),
         severity_number=_SEVERITY_NUMBERS[severity],
         severity_text=_SEVERITY_TEXTS[severity],
-        body=event.message,
+        body=body,
         attributes=attributes,
-        event_name=event.name,
+        event_name=name,
     )
-
-
-def log_value(value: object) -> Any:
-    """A metadata value as an OTLP AnyValue: nesting kept, other types as str(value).
-
-    Integers beyond signed 64 bits become strings: OTLP cannot carry them, and one
-    would make the encoder drop the whole batch.
-    """
-    if value is None or isinstance(value, (str, bool, float, bytes)):
-        return value
-    if isinstance(value, int):
-        return value if _INT64_MIN <= value <= _INT64_MAX else str(value)
-    if isinstance(value, Mapping):
-        return {str(k): log_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [log_value(v) for v in value]
-    return str(value)
+    return record, limited or body_cut or name_cut
 
 
 def log_record_to_event(record: ReadWriteLogRecord, global_tags: Mapping[str, Any]) -> Event:

@@ -77,23 +77,39 @@ class InstrumentCache:
         return self._types.get(name.lower())
 
 
-def metrics_data_to_models(data: MetricsData, global_tags: Mapping[str, Any]) -> list[Metric]:
-    """One Metric per exported data point: counters, gauges and explicit-bucket histograms."""
-    models: list[Metric] = []
+OVERFLOW_ATTRIBUTE = "otel.metric.overflow"
+
+
+def metrics_of(data: MetricsData, skip_scope: str | None = None) -> Iterator[Any]:
+    """Every metric in an export, leaving out one instrumentation scope."""
     for resource_metrics in data.resource_metrics:
         for scope_metrics in resource_metrics.scope_metrics:
-            for metric in scope_metrics.metrics:
-                models.extend(_points_to_models(metric, global_tags))
+            if scope_metrics.scope.name != skip_scope:
+                yield from scope_metrics.metrics
+
+
+def metrics_data_to_models(
+    data: MetricsData, global_tags: Mapping[str, Any], skip_scope: str | None = None
+) -> list[Metric]:
+    """One Metric per exported data point: counters, gauges and explicit-bucket histograms."""
+    models: list[Metric] = []
+    for metric in metrics_of(data, skip_scope):
+        models.extend(_points_to_models(metric, global_tags))
     return models
 
 
-def count_data_points(data: MetricsData) -> int:
+def count_data_points(data: MetricsData, skip_scope: str | None = None) -> int:
     """How many data points an export carries."""
+    return sum(len(metric.data.data_points) for metric in metrics_of(data, skip_scope))
+
+
+def count_overflow_points(data: MetricsData, skip_scope: str | None = None) -> int:
+    """Data points holding the measurements past the cardinality limit."""
     return sum(
-        len(metric.data.data_points)
-        for resource_metrics in data.resource_metrics
-        for scope_metrics in resource_metrics.scope_metrics
-        for metric in scope_metrics.metrics
+        1
+        for metric in metrics_of(data, skip_scope)
+        for point in metric.data.data_points
+        if (point.attributes or {}).get(OVERFLOW_ATTRIBUTE)
     )
 
 

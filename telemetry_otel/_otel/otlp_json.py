@@ -31,7 +31,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from telemetry_otel._otel.delivery import warn_once
+from telemetry_otel._otel.log import warn_limited
 
 _ID_KEYS = frozenset(("traceId", "spanId", "parentSpanId"))
 
@@ -122,7 +122,7 @@ def _write_request(write: Writer, what: str, encode: Callable[[], Message]) -> b
         write(to_otlp_json(encode()))
         return True
     except Exception as error:
-        warn_once(f"jsonl:{what}", "could not write OTLP JSON %s: %r", what, error)
+        warn_limited(f"jsonl:{what}", "could not write OTLP JSON %s: %r", what, error)
         return False
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import random
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry.sdk._logs import LoggerProvider, ReadableLogRecord
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits, ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
@@ -17,36 +20,47 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
+from telemetry_otel._otel.accounting import (
+    SELF_SCOPE,
+    SIGNALS,
+    Accounting,
+    Stats,
+    register_self_metrics,
+)
 from telemetry_otel._otel.bridge import (
     Callback,
     CallbackDestination,
     CallbackMetricExporter,
     QueueSettings,
 )
-from telemetry_otel._otel.delivery import DeliveryCounts, DeliveryQueue, warn_once
-from telemetry_otel._otel.exporters import Destination, build_destination
+from telemetry_otel._otel.delivery import UNREGISTERED, DeliveryQueue
+from telemetry_otel._otel.exporters import Destination, build_destination, cardinality_limits
+from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.logs import event_to_log_record
 from telemetry_otel._otel.metrics import InstrumentCache
 from telemetry_otel._otel.processors import QueueLogRecordProcessor, QueueSpanProcessor
 from telemetry_otel._otel.spans import SpanFactory
-from telemetry_otel._otel.tally import Tally
+from telemetry_otel._shaping import Shaper
 from telemetry_otel._version import __version__
 from telemetry_otel.config import TelemetryConfig
 from telemetry_otel.models import Event, Metric, Trace
 
+__all__ = ["SIGNALS", "Pipeline", "build_resource"]
+
 SCOPE_NAME = "telemetry_otel"
-SIGNALS = ("metric", "event", "trace")
 # Largest batch an export carries, as the SDK's batch processors default to.
 _MAX_BATCH = 512
 
 
-def build_resource(config: TelemetryConfig) -> Resource:
+def build_resource(config: TelemetryConfig, shaper: Shaper | None = None) -> Resource:
     """Global tags as resource attributes; service_name overrides a service.name tag.
 
     Resource.create adds OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME beneath
     these and falls back to the OTel default service name.
     """
     attributes: dict[str, Any] = dict(config.tags)
+    if shaper is not None:
+        attributes = dict(shaper.attributes(attributes)[0])
     if config.service_name is not None:
         attributes["service.name"] = config.service_name
     return Resource.create(attributes)
@@ -66,27 +80,31 @@ def _log_delivery(exporter: LogRecordExporter) -> Callable[[list[ReadableLogReco
     return deliver
 
 
-class _SignalTally:
-    def __init__(self) -> None:
-        self.collected = Tally()
-        self.sampled_out = Tally()
-        self.rejected = Tally()
+def _run_until(deadline: float, work: Callable[[], object], name: str) -> bool:
+    """Run ``work`` in a daemon thread; wait for it only until the deadline."""
+    thread = threading.Thread(target=work, name=f"telemetry-otel-{name}", daemon=True)
+    thread.start()
+    thread.join(max(0.0, deadline - time.monotonic()))
+    return not thread.is_alive()
 
 
 class Pipeline:
     """Everything one running collector needs, built from its config."""
 
     def __init__(self, config: TelemetryConfig) -> None:
+        self._config = config
         self._global_tags = dict(config.tags)
         self._settings = QueueSettings(
             config.buffer_size, min(_MAX_BATCH, config.buffer_size), config.flush_interval_ms / 1000
         )
         self._event_rate = float(config.sample_rate)
-        self.tallies = {signal: _SignalTally() for signal in SIGNALS}
+        self._shaper = Shaper(
+            config.redact, config.redact_keys, config.max_attributes, config.max_attribute_length
+        )
+        self.accounting = Accounting()
         self._queues: dict[str, list[DeliveryQueue[Any]]] = {"trace": [], "event": []}
         self._callbacks: list[CallbackDestination] = []
         self._retired: list[CallbackDestination] = []
-        resource = build_resource(config)
         self._destinations: list[Destination] = []
         try:
             for endpoint in config.endpoints():
@@ -94,23 +112,32 @@ class Pipeline:
         except Exception:
             self._close_destinations()
             raise
-        self._build_metrics(resource, config.flush_interval_ms)
-        self._build_traces_and_logs(resource, config.sample_rate)
+        resource = build_resource(config, self._shaper)
+        self._build_metrics(resource, config)
+        self._build_traces_and_logs(resource, config)
+        _follow_forks(self)
 
-    def _build_metrics(self, resource: Resource, interval_ms: int) -> None:
+    def _build_metrics(self, resource: Resource, config: TelemetryConfig) -> None:
         destinations = self._destinations
         self._metric_exporters = [d.metric_counts for d in destinations if d.metric_counts]
-        self._callback_metrics = CallbackMetricExporter(self._global_tags)
+        self._metric_failures_seen = 0
+        self._callback_metrics = CallbackMetricExporter(self._global_tags, self.accounting)
         readers: list[MetricReader] = [d.metric_reader for d in destinations if d.metric_reader]
-        bridge = PeriodicExportingMetricReader(self._callback_metrics, interval_ms)
-        readers.append(bridge)
+        readers.append(
+            PeriodicExportingMetricReader(
+                self._callback_metrics,
+                config.flush_interval_ms,
+                cardinality_limits=cardinality_limits(config),
+            )
+        )
         self.meter_provider = MeterProvider(
             metric_readers=readers, resource=resource, shutdown_on_exit=False
         )
         meter = self.meter_provider.get_meter(SCOPE_NAME, __version__)
         self._instruments = InstrumentCache(meter)
+        register_self_metrics(self.meter_provider.get_meter(SELF_SCOPE, __version__), self.stats)
 
-    def _build_traces_and_logs(self, resource: Resource, rate: float) -> None:
+    def _build_traces_and_logs(self, resource: Resource, config: TelemetryConfig) -> None:
         self._span_processor = QueueSpanProcessor()
         self._log_processor = QueueLogRecordProcessor()
         for destination in self._destinations:
@@ -119,19 +146,28 @@ class Pipeline:
                 self._add_queue("trace", f"{name}-traces", _span_delivery(destination.spans))
             if destination.logs is not None:
                 self._add_queue("event", f"{name}-events", _log_delivery(destination.logs))
-        sampler = TraceIdRatioBased(rate)
-        limits = SpanLimits()
+        sampler = TraceIdRatioBased(config.sample_rate)
+        limits = SpanLimits(
+            max_span_attributes=config.max_attributes,
+            max_span_attribute_length=config.max_attribute_length,
+        )
         self.tracer_provider = TracerProvider(
             sampler=sampler, resource=resource, shutdown_on_exit=False, span_limits=limits
         )
         self.tracer_provider.add_span_processor(self._span_processor)
         self.logger_provider = LoggerProvider(
-            resource=resource, shutdown_on_exit=False, meter_provider=self.meter_provider
+            resource=resource,
+            shutdown_on_exit=False,
+            meter_provider=self.meter_provider,
+            log_record_limits=LogRecordLimits(
+                max_attributes=config.max_attributes,
+                max_attribute_length=config.max_attribute_length,
+            ),
         )
         self.logger_provider.add_log_record_processor(self._log_processor)
         self._logger = self.logger_provider.get_logger(SCOPE_NAME, __version__)
         scope = InstrumentationScope(SCOPE_NAME, __version__)
-        self._spans = SpanFactory(resource, scope, sampler, limits)
+        self._spans = SpanFactory(resource, scope, sampler, limits, self._shaper)
 
     def _add_queue(self, signal: str, name: str, deliver: Callable[[list[Any]], int]) -> None:
         queue = self._settings.make_queue(name, deliver)
@@ -143,12 +179,12 @@ class Pipeline:
 
     def record_metric(self, metric: Metric) -> bool:
         """Record a measurement on its instrument; False on a name/type clash."""
-        tally = self.tallies["metric"]
+        tally = self.accounting.tallies["metric"]
         try:
             record = self._instruments.record_method(metric)
             if record is None:
                 tally.rejected.increment()
-                warn_once(
+                warn_limited(
                     f"clash:{metric.name.lower()}",
                     "metric %r is already registered as another type; dropping %s values",
                     metric.name,
@@ -156,34 +192,42 @@ class Pipeline:
                 )
                 return False
             tally.collected.increment()
-            record(metric.value, metric.tags)
+            tags, limited = self._shaper.attributes(metric.tags)
+            if limited:
+                tally.limited.increment()
+            record(metric.value, tags)
             return True
         except Exception:
             return self._fail("metric")
 
     def emit_event(self, event: Event) -> bool:
         """Sample the event, then emit it as a log record; False when sampled out."""
-        tally = self.tallies["event"]
+        tally = self.accounting.tallies["event"]
         tally.collected.increment()
         rate = self._event_rate
         if rate < 1.0 and random.random() >= rate:
             tally.sampled_out.increment()
             return False
         try:
-            self._logger.emit(event_to_log_record(event))
+            record, limited = event_to_log_record(event, self._shaper)
+            if limited:
+                tally.limited.increment()
+            self._logger.emit(record)
             return True
         except Exception:
             return self._fail("event")
 
     def emit_trace(self, trace: Trace) -> bool:
         """Hand the trace's finished span to the processors; False when its trace is sampled out."""
-        tally = self.tallies["trace"]
+        tally = self.accounting.tallies["trace"]
         tally.collected.increment()
         try:
-            span = self._spans.build(trace)
+            span, limited = self._spans.build(trace)
             if span is None:
                 tally.sampled_out.increment()
                 return False
+            if limited:
+                tally.limited.increment()
             self._span_processor.on_end(span)
             return True
         except Exception:
@@ -193,8 +237,8 @@ class Pipeline:
         # An item that entered the pipeline and then failed is lost for every destination.
         processor = self._span_processor if signal == "trace" else self._log_processor
         for _ in range(1 if signal == "metric" else len(processor.queues)):
-            self.tallies[signal].rejected.increment()
-        warn_once(f"internal:{signal}", "telemetry_otel could not process a %s", signal)
+            self.accounting.tallies[signal].rejected.increment()
+        warn_limited(f"internal:{signal}", "telemetry_otel could not process a %s", signal)
         return False
 
     # -- callbacks ---------------------------------------------------------------------------
@@ -216,71 +260,105 @@ class Pipeline:
         self._log_processor.remove_queue(destination.events)
         self._callback_metrics.set_queues(tuple(d.metrics for d in self._callbacks))
         for queue in destination.queues():
-            queue.close(deadline=time.monotonic())
+            queue.close(deadline=time.monotonic(), reason=UNREGISTERED)
 
-    # -- flush, shutdown and stats -----------------------------------------------------------
+    # -- flush and shutdown ------------------------------------------------------------------
 
     def _all_queues(self) -> list[DeliveryQueue[Any]]:
         callback_queues = [q for d in (*self._callbacks, *self._retired) for q in d.queues()]
         return [*self._queues["trace"], *self._queues["event"], *callback_queues]
 
     def flush(self, deadline: float) -> bool:
-        """Export everything collected so far; False if the deadline passed or an export failed."""
-        failures_before = self._metric_failures()
-        metrics_ok = self._flush_metric_readers(deadline)
-        queues_ok = all([queue.flush(deadline) for queue in self._all_queues()])
-        return metrics_ok and queues_ok and self._metric_failures() == failures_before
+        """Export everything collected so far.
 
-    def _flush_metric_readers(self, deadline: float) -> bool:
-        try:
+        False if the deadline passed, or anything was lost since the last flush.
+        """
+        outcome: list[bool] = []
+        flushed = _run_until(deadline, self._flush_metric_readers(deadline, outcome), "flush")
+        queues_ok = all([queue.flush(deadline) for queue in self._all_queues()])
+        failures = self._metric_failures()
+        metrics_ok = flushed and outcome == [True] and failures == self._metric_failures_seen
+        self._metric_failures_seen = failures
+        return metrics_ok and queues_ok
+
+    def _flush_metric_readers(self, deadline: float, outcome: list[bool]) -> Callable[[], None]:
+        def flush() -> None:
             remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
-            return bool(self.meter_provider.force_flush(timeout_millis=remaining_ms))
-        except Exception:
-            return False
+            try:
+                outcome.append(bool(self.meter_provider.force_flush(timeout_millis=remaining_ms)))
+            except Exception:  # the SDK raises when a reader timed out
+                outcome.append(False)
+
+        return flush
 
     def _metric_failures(self) -> int:
         return sum(e.counts().export_failures for e in self._metric_exporters)
 
     def shutdown(self, deadline: float) -> bool:
-        """Export what is left (metrics get a last collection), then release every exporter."""
-        remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
-        try:
-            self.meter_provider.shutdown(timeout_millis=remaining_ms)
-        except Exception:
-            warn_once("shutdown:metrics", "metric readers did not shut down cleanly")
-        flushed = all([queue.close(deadline) for queue in self._all_queues()])
+        """Export what is left within the deadline, whatever the endpoints do.
+
+        Metric readers get a last collection while the queues drain; what is still
+        queued at the deadline is dropped (counted), and exporters still busy then
+        are left to finish in their daemon threads.
+        """
+        metrics = threading.Thread(target=self._shutdown_metrics(deadline), daemon=True)
+        metrics.start()
+        drained = all([queue.close(deadline) for queue in self._all_queues()])
+        metrics.join(max(0.0, deadline - time.monotonic()))
+        released = _run_until(deadline, self._release, "release")
+        return drained and not metrics.is_alive() and released
+
+    def _shutdown_metrics(self, deadline: float) -> Callable[[], None]:
+        def shutdown() -> None:
+            remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
+            try:
+                self.meter_provider.shutdown(timeout_millis=remaining_ms)
+            except Exception:
+                warn_limited("shutdown:metrics", "metric readers did not shut down cleanly")
+
+        return shutdown
+
+    def _release(self) -> None:
         self._close_destinations()
         self.tracer_provider.shutdown()
         self.logger_provider.shutdown()
-        return flushed
 
     def _close_destinations(self) -> None:
         for destination in self._destinations:
             try:
                 destination.close()
             except Exception:
-                warn_once(f"close:{destination.name}", "could not close %s", destination.name)
+                warn_limited(f"close:{destination.name}", "could not close %s", destination.name)
 
-    def stats(self) -> dict[str, dict[str, int]]:
+    # -- accounting --------------------------------------------------------------------------
+
+    def stats(self) -> Stats:
         """Per-signal counts, summed over destinations (see TelemetryCollector.stats)."""
         callbacks = (*self._callbacks, *self._retired)
-        destinations: dict[str, list[DeliveryCounts]] = {
-            "trace": [q.counts() for q in (*self._queues["trace"], *(d.traces for d in callbacks))],
-            "event": [q.counts() for q in (*self._queues["event"], *(d.events for d in callbacks))],
-            "metric": [
-                *(e.counts() for e in self._metric_exporters),
-                *(d.metrics.counts() for d in callbacks),
-            ],
+        queues = {
+            "trace": [*self._queues["trace"], *(d.traces for d in callbacks)],
+            "event": [*self._queues["event"], *(d.events for d in callbacks)],
+            "metric": [d.metrics for d in callbacks],
         }
-        return {signal: self._signal_stats(signal, destinations[signal]) for signal in SIGNALS}
+        counts = {
+            signal: [q.counts() for q in signal_queues] for signal, signal_queues in queues.items()
+        }
+        counts["metric"] += [e.counts() for e in self._metric_exporters]
+        return self.accounting.stats(counts)
 
-    def _signal_stats(self, signal: str, counts: list[DeliveryCounts]) -> dict[str, int]:
-        tally = self.tallies[signal]
-        return {
-            "collected": tally.collected.value,
-            "sampled_out": tally.sampled_out.value,
-            "dropped": tally.rejected.value + sum(c.dropped for c in counts),
-            "exported": sum(c.exported for c in counts),
-            "export_failures": sum(c.export_failures for c in counts),
-            "pending": sum(c.pending for c in counts),
-        }
+    def after_fork_in_child(self) -> None:
+        """The span factory must follow the provider's resource, which a fork refreshes."""
+        self._spans.resource = self.tracer_provider.resource
+
+
+def _follow_forks(pipeline: Pipeline) -> None:
+    if not hasattr(os, "register_at_fork"):
+        return
+    reference = weakref.ref(pipeline)
+
+    def after_in_child() -> None:
+        alive = reference()
+        if alive is not None:
+            alive.after_fork_in_child()
+
+    os.register_at_fork(after_in_child=after_in_child)

@@ -9,14 +9,14 @@ from telemetry_otel._endpoints import Endpoint
 from telemetry_otel._otel.exporters import Destination
 
 
-def prometheus_destination(endpoint: Endpoint) -> Destination:
+def prometheus_destination(endpoint: Endpoint, cardinality_limits: dict[type, int]) -> Destination:
     """A reader on its own registry, served on the endpoint's host and port."""
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import CollectorRegistry, start_http_server
 
     host, _, port = endpoint.url.rpartition(":")
     registry = CollectorRegistry(auto_describe=True)
-    reader = PrometheusMetricReader(registry=registry)
+    reader = PrometheusMetricReader(registry=registry, cardinality_limits=cardinality_limits)
     server, thread = start_http_server(int(port), addr=host.strip("[]"), registry=registry)
 
     def stop_serving() -> None:

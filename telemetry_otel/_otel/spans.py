@@ -14,6 +14,7 @@ from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
 from telemetry_otel._otel.ids import otel_span_id, otel_trace_id
+from telemetry_otel._shaping import Shaper
 from telemetry_otel.models import Trace
 
 LEGACY_TRACE_ID = "legacy.trace_id"
@@ -59,19 +60,24 @@ class SpanFactory:
         scope: InstrumentationScope,
         sampler: Sampler,
         limits: SpanLimits,
+        shaper: Shaper,
     ) -> None:
-        self._resource = resource
+        self.resource = resource
         self._scope = scope
         self._sampler = sampler
         self._max_attributes = limits.max_span_attributes
         self._max_value_len = limits.max_span_attribute_length
+        self._shaper = shaper
 
-    def build(self, trace: Trace) -> ReadableSpan | None:
-        """Return the span for ``trace``, or None when its trace is sampled out."""
+    def build(self, trace: Trace) -> tuple[ReadableSpan | None, bool]:
+        """The span for ``trace`` (None when its trace is sampled out), and whether
+        redaction or limits had to cut something."""
         trace_id = otel_trace_id(trace.trace_id)
         decision = self._sampler.should_sample(None, trace_id, trace.operation)
         if not decision.decision.is_sampled():  # type: ignore[no-untyped-call]
-            return None
+            return None, False
+        attributes, limited = self._span_attributes(trace)
+        name, name_cut = self._shaper.text(trace.operation)
         context = SpanContext(
             trace_id,
             otel_span_id(trace.trace_id, trace.span_id),
@@ -80,14 +86,14 @@ class SpanFactory:
             trace_state=decision.trace_state,
         )
         end = seconds_to_ns(trace.timestamp)
-        return ReadableSpan(
-            name=trace.operation,
+        span = ReadableSpan(
+            name=name,
             context=context,
             parent=self._parent_context(trace, trace_id),
-            resource=self._resource,
+            resource=self.resource,
             attributes=BoundedAttributes(
                 self._max_attributes,
-                _span_attributes(trace),
+                attributes,
                 immutable=True,
                 max_value_len=self._max_value_len,
             ),
@@ -97,6 +103,19 @@ class SpanFactory:
             end_time=end,
             instrumentation_scope=self._scope,
         )
+        return span, limited or name_cut
+
+    def _span_attributes(self, trace: Trace) -> tuple[dict[str, Any], bool]:
+        """Tags, shaped, then the legacy ids (always kept: the bridge needs them)."""
+        legacy = {LEGACY_TRACE_ID: trace.trace_id, LEGACY_SPAN_ID: trace.span_id}
+        if trace.parent_span_id is not None:
+            legacy[LEGACY_PARENT_SPAN_ID] = trace.parent_span_id
+        tags, limited = self._shaper.attributes(trace.tags, reserved=len(legacy))
+        attributes = dict(tags)
+        for key, value in legacy.items():
+            attributes[key], cut = self._shaper.text(value)
+            limited = limited or cut
+        return attributes, limited
 
     @staticmethod
     def _parent_context(trace: Trace, trace_id: int) -> SpanContext | None:
@@ -104,15 +123,6 @@ class SpanFactory:
             return None
         parent_id = otel_span_id(trace.trace_id, trace.parent_span_id)
         return SpanContext(trace_id, parent_id, is_remote=False, trace_flags=_SAMPLED)
-
-
-def _span_attributes(trace: Trace) -> dict[str, Any]:
-    attributes: dict[str, Any] = dict(trace.tags)
-    attributes[LEGACY_TRACE_ID] = trace.trace_id
-    attributes[LEGACY_SPAN_ID] = trace.span_id
-    if trace.parent_span_id is not None:
-        attributes[LEGACY_PARENT_SPAN_ID] = trace.parent_span_id
-    return attributes
 
 
 def span_to_trace(span: ReadableSpan, global_tags: Mapping[str, Any]) -> Trace:

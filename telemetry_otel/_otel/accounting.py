@@ -1,0 +1,97 @@
+"""What happened to every item: per-signal tallies, stats(), and the collector's own metrics."""
+
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from telemetry_otel._otel.delivery import DROP_REASONS, REJECTED, DeliveryCounts
+from telemetry_otel._otel.tally import Tally
+
+SIGNALS = ("metric", "event", "trace")
+# The scope of the collector's own metrics; the callback bridge, the console and the
+# counts in stats() leave it out, so they speak only of what the application collected.
+SELF_SCOPE = "telemetry_otel.self"
+Stats = dict[str, dict[str, int]]
+
+
+class SignalTally:
+    """Counts kept on the collect path, without locks."""
+
+    def __init__(self) -> None:
+        self.collected = Tally()
+        self.sampled_out = Tally()
+        self.rejected = Tally()
+        self.limited = Tally()
+
+
+class Accounting:
+    """The tallies of one pipeline; zeroed in a forked child, which starts its own story."""
+
+    def __init__(self) -> None:
+        self.tallies = {signal: SignalTally() for signal in SIGNALS}
+        if hasattr(os, "register_at_fork"):
+            reference = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _reset(reference))
+
+    def stats(self, destinations: Mapping[str, Iterable[DeliveryCounts]]) -> Stats:
+        return {signal: self._signal(signal, destinations[signal]) for signal in SIGNALS}
+
+    def _signal(self, signal: str, destinations: Iterable[DeliveryCounts]) -> dict[str, int]:
+        tally = self.tallies[signal]
+        total = DeliveryCounts.total(destinations)
+        pending = total.pending
+        # Rejected items never reached a destination's queue: dropped, never pending.
+        total.drop(REJECTED, tally.rejected.value)
+        result = {
+            "collected": tally.collected.value,
+            "sampled_out": tally.sampled_out.value,
+            "dropped": total.dropped,
+            "exported": total.exported,
+            "export_failures": total.export_failures,
+            "pending": pending,
+            "limited": tally.limited.value,
+        }
+        result.update({f"dropped_{r}": total.dropped_by.get(r, 0) for r in DROP_REASONS})
+        return result
+
+
+def empty_stats() -> Stats:
+    """The stats of a collector that never collected."""
+    return Accounting().stats({signal: [] for signal in SIGNALS})
+
+
+def _reset(reference: weakref.ref[Accounting]) -> None:
+    accounting = reference()
+    if accounting is not None:
+        accounting.tallies = {signal: SignalTally() for signal in SIGNALS}
+
+
+def register_self_metrics(meter: Meter, stats: Callable[[], Stats]) -> None:
+    """The counts of stats() as observable instruments: ``telemetry_otel.<count>{signal}``."""
+
+    def observe(count: str) -> Callable[[CallbackOptions], list[Observation]]:
+        def callback(options: CallbackOptions) -> list[Observation]:
+            snapshot = stats()
+            if count == "dropped":
+                return [
+                    Observation(snapshot[s][f"dropped_{r}"], {"signal": s, "reason": r})
+                    for s in SIGNALS
+                    for r in DROP_REASONS
+                ]
+            return [Observation(snapshot[s][count], {"signal": s}) for s in SIGNALS]
+
+        return callback
+
+    for count in ("collected", "sampled_out", "dropped", "exported", "export_failures", "limited"):
+        meter.create_observable_counter(
+            f"telemetry_otel.{count}", [observe(count)], unit="{item}",
+            description=f"Items {count.replace('_', ' ')}, as in TelemetryCollector.stats()",
+        )  # fmt: skip
+    meter.create_observable_up_down_counter(
+        "telemetry_otel.pending", [observe("pending")], unit="{item}",
+        description="Deliveries queued, being exported or spooled",
+    )  # fmt: skip

@@ -1,0 +1,23 @@
+"""The library's logger, and warnings limited to one per reason per minute."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+logger = logging.getLogger("telemetry_otel")
+WARNING_INTERVAL_S = 60.0
+_last_warned: dict[str, float] = {}
+_lock = threading.Lock()
+
+
+def warn_limited(key: str, message: str, *args: object, exc_info: bool = False) -> None:
+    """Log a warning at most once a minute per ``key``: a failing path never floods the log."""
+    now = time.monotonic()
+    with _lock:
+        last = _last_warned.get(key)
+        if last is not None and now - last < WARNING_INTERVAL_S:
+            return
+        _last_warned[key] = now
+    logger.warning(message, *args, exc_info=exc_info)

@@ -1,0 +1,284 @@
+"""Outages, retries, bounded shutdown, forks and exits, driven by real failures on loopback."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import grpc
+import pytest
+
+from telemetry_otel import Event, Metric, MetricType, Trace
+from tests.otlp_receiver import BlackHole, OtlpReceiver, attributes_of
+from tests.prometheus_server import free_port
+
+
+def assert_identity(stats, signal, destinations=1):
+    counts = stats[signal]
+    assert destinations * (counts["collected"] - counts["sampled_out"]) == (
+        counts["dropped"] + counts["exported"] + counts["export_failures"] + counts["pending"]
+    ), counts
+
+
+def _collect_in_thread(collector, count, timeout_s=20):
+    """Collect from another thread; True when every call returned within the timeout."""
+    results = []
+
+    def produce():
+        for i in range(count):
+            results.append(collector.collect_trace(Trace("t", f"s{i}", "op", 1.0)))
+            collector.collect_event(Event("e", f"m{i}"))
+
+    worker = threading.Thread(target=produce, daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    return not worker.is_alive() and results == [True] * count
+
+
+@pytest.fixture
+def black_hole():
+    hole = BlackHole()
+    yield hole
+    hole.stop()
+
+
+# -- outages -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["grpc", "http"])
+def test_a_black_holed_endpoint_never_blocks_collection_and_memory_stays_bounded(
+    black_hole, make_collector, scheme
+):
+    collector = make_collector(
+        export_endpoints=[f"{scheme}://127.0.0.1:{black_hole.port}?timeout_ms=60000"],
+        buffer_size=100,
+        flush_interval_ms=60_000,
+    )
+    assert _collect_in_thread(collector, 1000)
+    stats = collector.stats()
+    for signal in ("trace", "event"):
+        assert_identity(stats, signal)
+        assert stats[signal]["exported"] == 0
+        # At most one batch stuck in the exporter and one full queue: bounded by buffer_size.
+        assert stats[signal]["pending"] <= 200
+        assert stats[signal]["dropped_queue_full"] == 1000 - stats[signal]["pending"]
+
+
+def test_stop_returns_by_its_deadline_when_the_endpoint_never_answers(black_hole, make_collector):
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{black_hole.port}?timeout_ms=60000"],
+        flush_interval_ms=60_000,
+    )
+    for i in range(10):
+        collector.collect_trace(Trace("t", f"s{i}", "op", 1.0))
+        collector.collect_event(Event("e", "m"))
+        collector.collect_metric(Metric("m", 1, MetricType.COUNTER))
+    started = time.monotonic()
+    collector.stop(timeout_ms=1500)
+    elapsed = time.monotonic() - started
+    assert elapsed < 3.0, elapsed
+    stats = collector.stats()
+    for signal in ("trace", "event"):
+        assert_identity(stats, signal)
+        assert stats[signal]["exported"] == 0
+
+
+def test_flush_honours_its_timeout_when_the_endpoint_never_answers(black_hole, make_collector):
+    collector = make_collector(
+        export_endpoints=[f"http://127.0.0.1:{black_hole.port}?timeout_ms=60000"]
+    )
+    collector.collect_event(Event("e", "m"))
+    started = time.monotonic()
+    assert collector.flush(timeout_ms=500) is False
+    assert time.monotonic() - started < 2.0
+
+
+def test_the_shutdown_timeout_is_the_default_deadline(black_hole, make_collector):
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{black_hole.port}?timeout_ms=60000"],
+        shutdown_timeout_ms=700,
+    )
+    collector.collect_trace(Trace("t", "s", "op", 1.0))
+    started = time.monotonic()
+    assert collector.flush() is False
+    collector.stop()
+    assert time.monotonic() - started < 3.5
+
+
+def test_export_resumes_by_itself_when_a_stopped_receiver_comes_back(make_collector):
+    grpc_port = free_port()
+    receiver = OtlpReceiver(grpc_port=grpc_port).start()
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{grpc_port}?timeout_ms=1000"], flush_interval_ms=100
+    )
+    collector.collect_trace(Trace("t", "before", "op", 1.0))
+    assert collector.flush(5000) is True
+    receiver.stop()
+
+    collector.collect_trace(Trace("t", "during", "op", 1.0))
+    assert collector.flush(5000) is False  # refused, retried until its 1 s timeout, failed
+    restarted = OtlpReceiver(grpc_port=grpc_port).start()
+    try:
+        # The channel reconnects with its own backoff: keep collecting until spans arrive.
+        deadline = time.monotonic() + 20
+        sent = 0
+        while not restarted.spans() and time.monotonic() < deadline:
+            collector.collect_trace(Trace("t", f"after-{sent}", "op", 1.0))
+            sent += 1
+            time.sleep(0.2)
+        assert restarted.spans(), "export did not resume"
+        collector.flush(10_000)  # let what is in flight settle; its result is asserted below
+        stats = collector.stats()["trace"]
+        assert (stats["collected"], stats["pending"]) == (2 + sent, 0)
+        assert stats["exported"] == 1 + len(restarted.spans())
+        assert stats["export_failures"] == 1 + sent - len(restarted.spans())
+    finally:
+        restarted.stop()
+
+
+# -- retries as the OTLP specification says --------------------------------------------------
+
+
+def test_http_503_with_retry_after_is_retried_after_the_given_delay(otlp_receiver, make_collector):
+    otlp_receiver.fail_next("http", "logs", (503, {"Retry-After": "2"}, b"busy"))
+    collector = make_collector(export_endpoints=[f"http://127.0.0.1:{otlp_receiver.http_port}"])
+    collector.collect_event(Event("e", "m"))
+    assert collector.flush(10_000) is True
+    assert len(otlp_receiver.log_records()) == 1
+    [first, second] = otlp_receiver.attempt_times("logs")
+    assert second - first >= 1.9
+    stats = collector.stats()["event"]
+    assert (stats["exported"], stats["export_failures"]) == (1, 0)
+
+
+@pytest.mark.parametrize("status", [400, 413])
+def test_http_400_and_413_are_not_retried_and_are_counted_with_one_log_line(
+    otlp_receiver, make_collector, caplog, status
+):
+    otlp_receiver.fail_next("http", "traces", (status, {}, b"bad payload"))
+    collector = make_collector(export_endpoints=[f"http://127.0.0.1:{otlp_receiver.http_port}"])
+    collector.collect_trace(Trace("t", "s", "op", 1.0))
+    with caplog.at_level(logging.WARNING):
+        assert collector.flush(10_000) is False
+    assert len(otlp_receiver.attempt_times("traces")) == 1
+    assert collector.stats()["trace"]["export_failures"] == 1
+    failures = [r for r in caplog.records if str(status) in r.getMessage()]
+    assert len(failures) == 1
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED])
+def test_grpc_unavailable_and_resource_exhausted_are_retried(otlp_receiver, make_collector, code):
+    otlp_receiver.fail_next("grpc", "traces", code)
+    collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
+    collector.collect_trace(Trace("t", "s", "op", 1.0))
+    assert collector.flush(10_000) is True
+    assert len(otlp_receiver.attempt_times("traces")) == 2
+    assert len(otlp_receiver.spans()) == 1
+
+
+# -- warnings ----------------------------------------------------------------------------------
+
+
+def test_a_full_queue_warns_once_not_once_per_item(black_hole, make_collector, caplog):
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{black_hole.port}?timeout_ms=60000"],
+        buffer_size=10,
+        flush_interval_ms=60_000,
+    )
+    with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+        for i in range(500):
+            collector.collect_trace(Trace(f"t{i}", "s", "op", 1.0))
+    full = [r for r in caplog.records if "is full" in r.getMessage() and "traces" in r.getMessage()]
+    assert len(full) == 1
+    assert collector.stats()["trace"]["dropped_queue_full"] >= 480
+
+
+# -- the collector's own metrics ---------------------------------------------------------------
+
+
+def test_the_counts_are_exported_as_the_collectors_own_metrics(otlp_receiver, make_collector):
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"], sample_rate=0.0
+    )
+    for i in range(3):
+        collector.collect_trace(Trace(f"t{i}", "s", "op", 1.0))
+    assert collector.flush(10_000) is True
+    own = {m.name: m for _, m in otlp_receiver.metrics(scope="telemetry_otel.self")}
+    collected = {
+        attributes_of(p.attributes)["signal"]: p.as_int
+        for p in own["telemetry_otel.collected"].sum.data_points
+    }
+    sampled_out = {
+        attributes_of(p.attributes)["signal"]: p.as_int
+        for p in own["telemetry_otel.sampled_out"].sum.data_points
+    }
+    assert (collected["trace"], sampled_out["trace"]) == (3, 3)
+    reasons = {
+        attributes_of(p.attributes)["reason"] for p in own["telemetry_otel.dropped"].sum.data_points
+    }
+    assert reasons == {"queue_full", "shutdown", "spool_full", "unregistered", "rejected"}
+
+
+# -- forgotten stop, fork ----------------------------------------------------------------------
+
+
+def _run(script: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+def test_an_atexit_hook_flushes_a_collector_the_application_forgot_to_stop():
+    result = _run(
+        """
+        from telemetry_otel import *
+        collector = TelemetryCollector(TelemetryConfig(export_endpoints=["console"],
+                                                       flush_interval_ms=60000))
+        collector.start()
+        collector.collect_event(Event("goodbye", "flushed at exit"))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "goodbye: flushed at exit" in result.stdout
+
+
+def test_a_forked_child_keeps_exporting_every_signal_and_the_parent_is_unaffected(otlp_receiver):
+    result = _run(
+        f"""
+        import os, time
+        from telemetry_otel import *
+        collector = TelemetryCollector(TelemetryConfig(
+            export_endpoints=["grpc://127.0.0.1:{otlp_receiver.grpc_port}"], flush_interval_ms=200))
+        collector.start()
+        collector.collect_event(Event("before_fork", "parent"))
+        pid = os.fork()
+        who = "child" if pid == 0 else "parent"
+        collector.collect_trace(Trace(f"trace-{{who}}", "s", "op", 1.0, tags={{"who": who}}))
+        collector.collect_event(Event("after_fork", who, tags={{"who": who}}))
+        collector.collect_metric(Metric(f"hits_{{who}}", 1, MetricType.COUNTER))
+        if pid == 0:
+            time.sleep(2)  # long-lived: its background threads export, no stop() needed
+            print("child", collector.stats()["trace"]["exported"], flush=True)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        collector.stop()
+        print("parent", collector.stats()["trace"]["exported"],
+              collector.stats()["event"]["exported"], flush=True)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == ["child 1", "parent 1 2"]
+    spans = {attributes_of(span.attributes)["who"] for _, span in otlp_receiver.spans()}
+    events = sorted((r.event_name, attributes_of(r.attributes).get("who"))
+                    for _, r in otlp_receiver.log_records())  # fmt: skip
+    metrics = {metric.name for _, metric in otlp_receiver.metrics()}
+    assert spans == {"child", "parent"}
+    assert events == [("after_fork", "child"), ("after_fork", "parent"), ("before_fork", None)]
+    assert {"hits_child", "hits_parent"} <= metrics
