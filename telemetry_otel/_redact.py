@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from itertools import pairwise
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 # Query parameters that carry credentials in exporter URLs.
@@ -62,3 +63,19 @@ def is_sensitive(key: str, words: frozenset[str] = SENSITIVE_WORDS) -> bool:
     if any(part in words or (part[-1:] == "s" and part[:-1] in words) for part in parts):
         return True
     return any(a + b in words for a, b in pairwise(parts))
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """A URL without its ``user:password@`` part, and that part as a Basic authorization value.
+
+    Exporters then never hold credentials in a URL, which their errors and logs print.
+    """
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode()
+    return urlunsplit(
+        (parts.scheme, host, parts.path, parts.query, parts.fragment)
+    ), f"Basic {token}"

@@ -7,16 +7,19 @@ dict untouched; only an item that needs a change is copied.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 from telemetry_otel._redact import REDACTED, SENSITIVE_WORDS, is_sensitive
 
-# Metadata deeper than this is replaced: OTLP encoders and str() recurse.
-MAX_DEPTH = 32
+# Metadata nested deeper than this is replaced: each level costs three protobuf
+# message levels, and decoders refuse messages nested past 100 (upb) levels.
+MAX_DEPTH = 16
 TOO_DEEP = "[TOO DEEP]"
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def encodable(text: str) -> str:
@@ -27,7 +30,7 @@ def encodable(text: str) -> str:
         text.encode("utf-8")
         return text
     except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")
+        return _SURROGATE.sub("\ufffd", text)
 
 
 class Shaper:

@@ -102,6 +102,8 @@ def _check_tags(owner: str, name: str, tags: object) -> None:
     for key, value in tags.items():
         if type(key) is not str:
             raise _fail_type(owner, f"{name} key", "a str", key)
+        if not key:
+            raise _fail_value(owner, f"{name} key", "a non-empty string", key)
         kind = type(value)
         if kind is str or kind is bool or kind is float:
             continue
@@ -118,6 +120,8 @@ def _check_metadata(owner: str, metadata: object) -> None:
     for key in metadata:
         if type(key) is not str:
             raise _fail_type(owner, "metadata key", "a str", key)
+        if not key:
+            raise _fail_value(owner, "metadata key", "a non-empty string", key)
 
 
 def _enum_member(owner: str, name: str, enum: type[Enum], value: object) -> Any:

@@ -143,6 +143,8 @@ def test_constructors_accept_enum_values_as_strings():
         (lambda: Metric("m", -1, MetricType.COUNTER), ValueError, "non-negative for a COUNTER"),
         (lambda: Metric("m", 1, "timer"), ValueError, "Metric.metric_type must be one of"),
         (lambda: Metric("m", 1, tags={1: "a"}), TypeError, "Metric.tags key must be a str, got 1"),
+        (lambda: Metric("m", 1, tags={"": "a"}), ValueError, "Metric.tags key must be a non-empty"),
+        (lambda: Event("e", "m", metadata={"": 1}), ValueError, "Event.metadata key must be a non"),
         (lambda: Metric("m", 1, tags={"k": None}), TypeError, "Metric.tags['k'] must be a str"),
         (lambda: Metric("m", 1, tags={"k": [1]}), TypeError, "Metric.tags['k']"),
         (lambda: Metric("m", 1, tags={"k": 2**64}), ValueError, "Metric.tags['k']"),

@@ -154,3 +154,15 @@ def test_an_http_path_prefix_is_kept_before_the_signal_path(otlp_receiver, make_
     assert collector.flush(10_000) is True
     paths = sorted(r.headers[":path"] for r in otlp_receiver.received)
     assert paths == ["/tenant/a/v1/logs", "/tenant/a/v1/metrics", "/tenant/a/v1/traces"]
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_url_credentials_are_sent_as_basic_authorization(otlp_receiver, make_collector, transport):
+    import base64
+
+    port = otlp_receiver.grpc_port if transport == "grpc" else otlp_receiver.http_port
+    collector = make_collector(export_endpoints=[f"{transport}://ann:p%40ss@127.0.0.1:{port}"])
+    collector.collect_trace(Trace("t", "s", "op", 1.0))
+    assert collector.flush(10_000) is True
+    expected = "Basic " + base64.b64encode(b"ann:p@ss").decode()
+    assert otlp_receiver.requests("traces")[0].headers["authorization"] == expected

@@ -36,6 +36,7 @@ from telemetry_otel._otel.otlp_json import (
     JsonSpanExporter,
     RotatingLineFile,
 )
+from telemetry_otel._redact import split_credentials
 from telemetry_otel.config import TelemetryConfig
 
 
@@ -123,13 +124,23 @@ def _file_destination(endpoint: Endpoint, config: TelemetryConfig) -> Destinatio
 # -- OTLP ------------------------------------------------------------------------------------
 
 
+def _url_and_headers(target: OtlpTarget) -> tuple[str, dict[str, str] | None]:
+    """URL credentials become a Basic authorization header; an explicit one wins."""
+    url, authorization = split_credentials(target.url)
+    headers = dict(target.headers)
+    if authorization and not any(name.lower() == "authorization" for name in headers):
+        headers["authorization"] = authorization
+    return url, headers or None
+
+
 def _grpc_options(target: OtlpTarget) -> dict[str, Any]:
     import grpc
 
+    url, headers = _url_and_headers(target)
     options: dict[str, Any] = {
-        "endpoint": target.url,
+        "endpoint": url,
         "insecure": not target.tls,
-        "headers": dict(target.headers) or None,
+        "headers": headers,
         "timeout": target.timeout_ms / 1000,
         "compression": grpc.Compression.Gzip
         if target.compression == "gzip"
@@ -144,9 +155,10 @@ def _grpc_options(target: OtlpTarget) -> dict[str, Any]:
 def _http_options(target: OtlpTarget) -> dict[str, Any]:
     from opentelemetry.exporter.otlp.proto.http import Compression
 
+    url, headers = _url_and_headers(target)
     options: dict[str, Any] = {
-        "endpoint": target.url,
-        "headers": dict(target.headers) or None,
+        "endpoint": url,
+        "headers": headers,
         "timeout": target.timeout_ms / 1000,
         "compression": Compression.Gzip
         if target.compression == "gzip"

@@ -53,7 +53,9 @@ def _hex_ids(value: Any) -> Any:
 def to_otlp_json(request: Message) -> str:
     """One export request as a single line of OTLP JSON."""
     data = json.loads(MessageToJson(request, use_integers_for_enums=True, indent=None))
-    return json.dumps(_hex_ids(data), separators=(",", ":"), ensure_ascii=False)
+    # ASCII only: raw U+2028 or U+0085 inside a string would split the line for readers
+    # that split on every Unicode line break.
+    return json.dumps(_hex_ids(data), separators=(",", ":"))
 
 
 class RotatingLineFile:

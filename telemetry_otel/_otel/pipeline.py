@@ -93,7 +93,6 @@ class Pipeline:
 
     def __init__(self, config: TelemetryConfig) -> None:
         self._config = config
-        self._global_tags = dict(config.tags)
         self._settings = QueueSettings(
             config.buffer_size, min(_MAX_BATCH, config.buffer_size), config.flush_interval_ms / 1000
         )
@@ -102,6 +101,8 @@ class Pipeline:
             config.redact, config.redact_keys, config.max_attributes, config.max_attribute_length
         )
         self.accounting = Accounting()
+        # What callbacks get back as global tags: redacted like everything else.
+        self._global_tags = dict(self._shaper.attributes(config.tags)[0])
         self._queues: dict[str, list[DeliveryQueue[Any]]] = {"trace": [], "event": []}
         self._callbacks: list[CallbackDestination] = []
         self._retired: list[CallbackDestination] = []

@@ -1,0 +1,211 @@
+"""Whatever comes in: only ValueError/TypeError escape, and valid items always export."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from telemetry_otel import (
+    Event,
+    EventSeverity,
+    Metric,
+    MetricType,
+    TelemetryCollector,
+    TelemetryConfig,
+    Trace,
+)
+from tests.otlp_receiver import any_value, attributes_of
+
+anything = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(),
+    st.binary(),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(), st.integers(), max_size=3),
+    st.sampled_from(list(MetricType) + list(EventSeverity)),
+)
+FIELDS = {
+    Metric: ["name", "value", "metric_type", "tags", "timestamp", "unit", "description",
+             "count", "min", "max", "bucket_counts", "explicit_bounds"],
+    Event: ["name", "message", "severity", "metadata", "timestamp", "tags"],
+    Trace: ["trace_id", "span_id", "operation", "duration_ms", "parent_span_id", "tags",
+            "timestamp", "error"],
+}  # fmt: skip
+quick = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _only_clear_errors(build):
+    try:
+        build()
+    except (ValueError, TypeError) as error:
+        assert str(error), "errors must say what is wrong"
+
+
+@quick
+@given(model=st.sampled_from([Metric, Event, Trace]), data=st.data())
+def test_model_constructors_raise_only_value_or_type_errors(model, data):
+    names = data.draw(st.lists(st.sampled_from(FIELDS[model]), unique=True))
+    kwargs = {name: data.draw(anything) for name in names}
+    _only_clear_errors(lambda: model(**kwargs))
+
+
+@quick
+@given(model=st.sampled_from([Metric, Event, Trace]), payload=st.one_of(anything, st.dictionaries(
+    st.one_of(st.sampled_from(FIELDS[Trace] + FIELDS[Metric]), st.text()), anything)))  # fmt: skip
+def test_from_dict_raises_only_value_or_type_errors(model, payload):
+    _only_clear_errors(lambda: model.from_dict(payload))
+
+
+@quick
+@given(
+    kwargs=st.dictionaries(
+        st.sampled_from(["enabled", "buffer_size", "flush_interval_ms", "export_endpoints",
+                         "sample_rate", "tags", "service_name", "headers"]),
+        st.one_of(anything, st.lists(st.text(), max_size=2)),
+    )
+)  # fmt: skip
+def test_config_raises_only_value_or_type_errors(kwargs):
+    _only_clear_errors(lambda: TelemetryConfig(**kwargs))
+
+
+ENV_NAMES = [
+    "TELEMETRY_ENABLED", "TELEMETRY_BUFFER_SIZE", "TELEMETRY_EXPORT_ENDPOINTS",
+    "TELEMETRY_SAMPLE_RATE", "TELEMETRY_TAGS", "TELEMETRY_SERVICE_NAME", "OTEL_SDK_DISABLED",
+    "OTEL_RESOURCE_ATTRIBUTES", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "TELEMETRY_MAX_ATTRIBUTE_LENGTH", "TELEMETRY_REDACT_KEYS",
+]  # fmt: skip
+
+
+@quick
+@given(environ=st.dictionaries(st.sampled_from(ENV_NAMES), st.text(max_size=30)))
+def test_from_env_raises_only_value_errors_naming_the_variable(environ):
+    try:
+        TelemetryConfig.from_env(environ)
+    except ValueError as error:
+        assert any(name in str(error) for name in environ), str(error)
+
+
+# -- valid models of any shape always go through --------------------------------------------
+
+names = st.from_regex(r"[A-Za-z][A-Za-z0-9_.\-/]{0,20}", fullmatch=True)
+tag_values = st.one_of(st.text(), st.booleans(), st.floats(), st.integers(-(2**63), 2**63 - 1))
+tags = st.dictionaries(st.text(min_size=1, max_size=20), tag_values, max_size=5)
+metadata = st.recursive(
+    st.one_of(st.none(), tag_values, st.binary(max_size=8), st.integers(), st.complex_numbers()),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner,
+                                                                      max_size=3)),
+    max_leaves=10,
+)  # fmt: skip
+stamps = st.floats(min_value=1.0, max_value=4e9)
+valid_models = st.one_of(
+    # One name per type: a name already used by another type is refused by design.
+    st.builds(lambda name, value, kind, tags: Metric(f"{kind.value}.{name}", value, kind, tags),
+              names, st.integers(0, 2**63 - 1), st.sampled_from(list(MetricType)), tags),
+    st.builds(Event, st.text(min_size=1), st.text(), st.sampled_from(list(EventSeverity)),
+              st.dictionaries(st.text(min_size=1, max_size=10), metadata, max_size=4), stamps, tags),
+    st.builds(Trace, st.text(min_size=1), st.text(min_size=1), st.text(min_size=1),
+              st.floats(0, 1000), st.one_of(st.none(), st.text(min_size=1)), tags, stamps,
+              st.one_of(st.none(), st.text())),
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shared_collector(tmp_path_factory):
+    """One collector for every example: OTLP JSON files exercise the real encoders."""
+    directory = tmp_path_factory.mktemp("hostile")
+    collector = TelemetryCollector(
+        TelemetryConfig(export_endpoints=[f"file://{directory}"], flush_interval_ms=60_000)
+    )
+    collector.start()
+    received = []
+    collector.register_exporter(lambda kind, data: received.append(data))
+    yield collector, directory, received
+    collector.stop()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(model=valid_models)
+def test_collecting_any_valid_model_never_raises_and_it_is_encoded(shared_collector, model):
+    collector, _, _ = shared_collector
+    method = {Metric: collector.collect_metric, Event: collector.collect_event,
+              Trace: collector.collect_trace}[type(model)]  # fmt: skip
+    assert method(model) is True
+
+
+def test_everything_collected_by_the_property_test_was_encoded(shared_collector):
+    collector, directory, received = shared_collector
+    assert collector.flush(30_000) is True
+    assert received, "the callback bridge rebuilt models from every signal"
+    stats = collector.stats()
+    for signal in ("trace", "event"):
+        assert stats[signal]["export_failures"] == 0
+        assert stats[signal]["pending"] == 0
+    for name in ("traces.jsonl", "logs.jsonl"):
+        path = directory / name
+        if path.exists():
+            for line in path.read_text().splitlines():
+                json.loads(line)
+
+
+# -- huge and odd data -------------------------------------------------------------------------
+
+
+def test_huge_and_odd_data_is_cut_counted_and_still_exported(otlp_receiver, make_collector):
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"],
+        max_attributes=50,
+        max_attribute_length=1000,
+    )
+    deep: dict[str, object] = {"leaf": 1}
+    for _ in range(5000):
+        deep = {"d": deep}
+    many_tags = {f"tag{i}": i for i in range(10_000)}
+    assert collector.collect_trace(Trace("t", "s", "x" * 10_000_000, 1.0, tags=many_tags))
+    assert collector.collect_event(
+        Event("odd", "nul\x00byte and lone \ud800 surrogate " + "m" * 2_000_000,
+              metadata={"deep": deep, "text": "\udfff" * 3, "big": 2**80, "nan": math.nan},
+              tags={"k\ud83d": "v"})
+    )  # fmt: skip
+    assert collector.collect_metric(Metric("m", 1, MetricType.COUNTER, {"v": "\ud800" * 5000}))
+    assert collector.flush(30_000) is True
+    [(_, span)] = otlp_receiver.spans()
+    assert len(span.name) == 1000
+    span_attributes = attributes_of(span.attributes)
+    assert len(span_attributes) == 50 and span_attributes["legacy.span_id"] == "s"
+    [(_, record)] = otlp_receiver.log_records()
+    body = any_value(record.body)
+    assert body.startswith("nul\x00byte and lone \ufffd surrogate") and len(body) == 1000
+    attributes = attributes_of(record.attributes)
+    assert attributes["text"] == "\ufffd" * 3 and attributes["big"] == str(2**80)
+    depth, node = 0, attributes["deep"]
+    while isinstance(node, dict):
+        node, depth = node.get("d"), depth + 1
+    assert node == "[TOO DEEP]" and depth == 16
+    stats = collector.stats()
+    assert (stats["trace"]["limited"], stats["event"]["limited"], stats["metric"]["limited"]) == (
+        1, 1, 1,
+    )  # fmt: skip
+    assert stats["trace"]["export_failures"] == stats["event"]["export_failures"] == 0
+
+
+def test_a_metric_cardinality_explosion_is_capped_and_counted(otlp_receiver, make_collector):
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"], max_metric_series=10
+    )
+    for user in range(50):
+        collector.collect_metric(Metric("logins", 1, MetricType.COUNTER, {"user": str(user)}))
+    assert collector.flush(10_000) is True
+    [(_, metric)] = otlp_receiver.metrics()
+    points = metric.sum.data_points
+    assert len(points) == 11  # ten tag sets, then the one overflow series
+    overflow = [p for p in points if attributes_of(p.attributes).get("otel.metric.overflow")]
+    assert len(overflow) == 1 and sum(p.as_int for p in points) == 50
+    assert collector.stats()["metric"]["limited"] == 1

@@ -1,0 +1,91 @@
+"""Secrets stay secret: redaction before any exporter or callback, nothing in logs or errors."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from telemetry_otel import Event, Metric, MetricType, TelemetryCollector, TelemetryConfig, Trace
+from tests.otlp_receiver import BlackHole, attributes_of
+
+SECRET = "hunter2-S3CR3T"
+
+
+def test_sensitive_keys_are_redacted_on_the_wire_and_in_callbacks(
+    otlp_receiver, make_collector, recorder
+):
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"],
+        tags={"db_password": SECRET, "env": "prod"},
+    )
+    collector.register_exporter(recorder)
+    collector.collect_trace(
+        Trace(
+            "t", "s", "login", 1.0, tags={"Authorization": SECRET, "user": "ann", "author": "bob"}
+        )
+    )
+    collector.collect_event(Event("login", "ok", metadata={
+        "session_id": SECRET, "request": {"headers": {"X-Api-Key": SECRET, "accept": "json"}},
+        "items": [{"credit_card_number": SECRET}],
+    }, tags={"authToken": SECRET}))  # fmt: skip
+    collector.collect_metric(Metric("logins", 1, MetricType.COUNTER, {"api_key": SECRET}))
+    assert collector.flush(10_000) is True
+
+    [(resource, span)] = otlp_receiver.spans()
+    assert resource["db_password"] == "[REDACTED]" and resource["env"] == "prod"
+    assert attributes_of(span.attributes) == {
+        "Authorization": "[REDACTED]", "user": "ann", "author": "bob",
+        "legacy.trace_id": "t", "legacy.span_id": "s",
+    }  # fmt: skip
+    [(_, record)] = otlp_receiver.log_records()
+    assert attributes_of(record.attributes) == {
+        "authToken": "[REDACTED]",
+        "session_id": "[REDACTED]",
+        "request": {"headers": {"X-Api-Key": "[REDACTED]", "accept": "json"}},
+        "items": [{"credit_card_number": "[REDACTED]"}],
+    }
+    [(_, metric)] = otlp_receiver.metrics()
+    assert attributes_of(metric.sum.data_points[0].attributes) == {"api_key": "[REDACTED]"}
+    assert SECRET not in repr(recorder.items)
+
+
+def test_redaction_can_be_extended_and_turned_off(make_collector, recorder):
+    extended = make_collector(redact_keys=["pin", "Member ID"])
+    extended.register_exporter(recorder)
+    extended.collect_event(Event("e", "m", metadata={"card_pin": "1234", "memberId": "77",
+                                                     "note": "x"}))  # fmt: skip
+    off = make_collector(redact=False)
+    off.register_exporter(recorder)
+    off.collect_event(Event("e", "m", metadata={"password": "visible"}))
+    extended.flush()
+    off.flush()
+    metadata = [event.metadata for event in recorder.of("event")]
+    assert {"card_pin": "[REDACTED]", "memberId": "[REDACTED]", "note": "x"} in metadata
+    assert {"password": "visible"} in metadata
+
+
+@pytest.mark.parametrize("scheme", ["grpc", "http"])
+def test_header_values_and_url_credentials_never_reach_logs_reprs_or_errors(scheme, caplog, capsys):
+    hole = BlackHole()
+    try:
+        config = TelemetryConfig(
+            export_endpoints=[f"{scheme}://user:{SECRET}@127.0.0.1:{hole.port}?timeout_ms=500"],
+            headers={"authorization": f"Bearer {SECRET}"},
+        )
+        with caplog.at_level(logging.DEBUG):
+            collector = TelemetryCollector(config)
+            collector.start()
+            collector.collect_event(Event("e", "m"))
+            assert collector.flush(3000) is False
+            collector.stop(timeout_ms=1000)
+            shown = [repr(config), config.describe(), repr(collector.config),
+                     collector.config.describe()]  # fmt: skip
+            with pytest.raises(ValueError) as raised:
+                TelemetryConfig(export_endpoints=[f"{scheme}://user:{SECRET}@127.0.0.1:1?bad=1"])
+    finally:
+        hole.stop()
+    captured = capsys.readouterr()
+    everything = "\n".join([caplog.text, captured.out, captured.err, str(raised.value), *shown])
+    assert "user:***@127.0.0.1" in everything
+    assert SECRET not in everything
