@@ -266,7 +266,8 @@ class BlackHole:
         self.port = int(self._socket.getsockname()[1])
         self._connections: list[socket.socket] = []
         self._stopped = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
 
     def _accept(self) -> None:
         self._socket.settimeout(0.2)
@@ -279,6 +280,7 @@ class BlackHole:
 
     def stop(self) -> None:
         self._stopped.set()
+        self._thread.join(5)  # the port is free again only once accept() has returned
         for connection in self._connections:
             connection.close()
         self._socket.close()

@@ -26,6 +26,8 @@ COUNT_KEYS = (
     "export_failures",
     "pending",
     "limited",
+    "spooled",
+    "recovered",
     "dropped_queue_full",
     "dropped_shutdown",
     "dropped_spool_full",

@@ -54,6 +54,8 @@ class Accounting:
             "export_failures": total.export_failures,
             "pending": pending,
             "limited": tally.limited.value,
+            "spooled": total.spooled,
+            "recovered": total.recovered,
         }
         result.update({f"dropped_{r}": total.dropped_by.get(r, 0) for r in DROP_REASONS})
         return result

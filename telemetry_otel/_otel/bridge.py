@@ -10,7 +10,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 
 from telemetry_otel._otel.accounting import SELF_SCOPE, Accounting
-from telemetry_otel._otel.delivery import DeliveryQueue
+from telemetry_otel._otel.delivery import DeliveryQueue, Outcome, Spooler
 from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.logs import log_record_to_event
 from telemetry_otel._otel.metrics import (
@@ -32,8 +32,15 @@ class QueueSettings:
         self.batch_size = batch_size
         self.delay_s = delay_s
 
-    def make_queue(self, name: str, deliver: Callable[[list[Any]], int]) -> DeliveryQueue[Any]:
-        return DeliveryQueue(name, deliver, self.max_size, self.batch_size, self.delay_s)
+    def make_queue(
+        self,
+        name: str,
+        deliver: Callable[[list[Any]], Outcome],
+        spooler: Spooler[Any] | None = None,
+    ) -> DeliveryQueue[Any]:
+        return DeliveryQueue(
+            name, deliver, self.max_size, self.batch_size, self.delay_s, spooler=spooler
+        )
 
 
 class CallbackDestination:

@@ -17,7 +17,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 
@@ -36,12 +36,18 @@ DROP_REASONS = (QUEUE_FULL, SHUTDOWN, SPOOL_FULL, UNREGISTERED, REJECTED)
 
 @dataclass
 class DeliveryCounts:
-    """Counts of one destination. Every submitted item is exported, failed, dropped or pending."""
+    """Counts of one destination. Every submitted item is exported, failed, dropped or pending.
+
+    ``spooled`` items are pending in the spool; ``recovered`` ones came from an earlier
+    process's spool and were exported now (they were never submitted here).
+    """
 
     submitted: int = 0
     exported: int = 0
     export_failures: int = 0
     dropped_by: dict[str, int] = field(default_factory=dict)
+    spooled: int = 0
+    recovered: int = 0
 
     @property
     def dropped(self) -> int:
@@ -57,7 +63,12 @@ class DeliveryCounts:
 
     def copy(self) -> DeliveryCounts:
         return DeliveryCounts(
-            self.submitted, self.exported, self.export_failures, dict(self.dropped_by)
+            self.submitted,
+            self.exported,
+            self.export_failures,
+            dict(self.dropped_by),
+            self.spooled,
+            self.recovered,
         )
 
     @staticmethod
@@ -67,28 +78,48 @@ class DeliveryCounts:
             result.submitted += counts.submitted
             result.exported += counts.exported
             result.export_failures += counts.export_failures
+            result.spooled += counts.spooled
+            result.recovered += counts.recovered
             for reason, count in counts.dropped_by.items():
                 result.drop(reason, count)
         return result
 
 
+Outcome = int | tuple[int, int]
+
+
+class Spooler(Protocol[T]):
+    """What a destination with a spool adds to its queue (see SpoolingDelivery)."""
+
+    def replay(self, queue: DeliveryQueue[T]) -> bool:
+        """Send what waits in the spool, oldest first; True when nothing waits any more."""
+
+    def hold(self, queue: DeliveryQueue[T], items: list[T]) -> int:
+        """Spool items the queue could not send before a deadline; how many it stored."""
+
+
 class DeliveryQueue(Generic[T]):
     """A bounded queue and worker thread feeding one destination in batches.
 
-    ``deliver(batch)`` returns how many items of the batch reached the destination;
-    the rest count as export failures. A raise fails the whole batch.
+    ``deliver(batch)`` returns how many items of the batch reached the destination,
+    or ``(delivered, spooled)``; the rest count as export failures. A raise fails the
+    whole batch. With a ``spooler``, the worker replays the spool when it is idle,
+    and what ``close()`` cannot send in time is spooled instead of dropped.
     """
 
     def __init__(
         self,
         name: str,
-        deliver: Callable[[list[T]], int],
+        deliver: Callable[[list[T]], Outcome],
         max_size: int,
         batch_size: int,
         delay_s: float,
+        spooler: Spooler[T] | None = None,
     ) -> None:
         self.name = name
         self._deliver = deliver
+        self._spooler = spooler
+        self._idle_passes = 0
         self._max_size = max_size
         self._batch_size = batch_size
         self._delay_s = delay_s
@@ -97,8 +128,17 @@ class DeliveryQueue(Generic[T]):
         self._flushers = 0
         self._losses_at_last_flush = 0
         self._closed = False
+        # The batch the worker is exporting; once spooled at close, its outcome no
+        # longer counts (the spooled copy does).
+        self._in_flight: list[T] = []
+        self._in_flight_claim: str | None = None
         self._init_thread_state()
         _reset_in_forked_children(self)
+        if spooler is not None:
+            # A spool may hold what an earlier process could not send: replay it now,
+            # not only once something new is collected.
+            with self._cond:
+                self._start_worker()
 
     def _init_thread_state(self) -> None:
         self._cond = threading.Condition(threading.Lock())
@@ -129,19 +169,23 @@ class DeliveryQueue(Generic[T]):
             return self._counts.copy()
 
     def flush(self, deadline: float) -> bool:
-        """Wait until everything submitted so far is processed.
+        """Wait until everything submitted so far is processed (sent, failed, dropped or
+        spooled) and, with a spool, one replay of it was tried.
 
-        True when it was, and nothing was lost (failed or dropped) since the last
-        flush that completed; False on timeout or loss.
+        True when that happened, nothing waits in the spool, and nothing was lost
+        (failed or dropped) since the last flush that completed; False otherwise.
         """
         with self._cond:
             counts = self._counts
-            target = counts.submitted
+            target, passes = counts.submitted, self._idle_passes
             self._flushers += 1
             self._cond.notify_all()
             try:
                 done = self._cond.wait_for(
-                    lambda: counts.submitted - counts.pending >= target,
+                    lambda: (
+                        counts.submitted - counts.pending + counts.spooled >= target
+                        and (not counts.spooled or self._idle_passes > passes)
+                    ),
                     timeout=max(0.0, deadline - time.monotonic()),
                 )
             finally:
@@ -150,17 +194,65 @@ class DeliveryQueue(Generic[T]):
                 return False
             losses = counts.export_failures + counts.dropped
             lost, self._losses_at_last_flush = losses > self._losses_at_last_flush, losses
-            return not lost
+            return not lost and not counts.spooled
 
     def close(self, deadline: float, reason: str = SHUTDOWN) -> bool:
-        """Refuse new items, deliver what is queued until the deadline, drop (counted) the rest."""
+        """Refuse new items, deliver what is queued until the deadline, then spool (with a
+        spool) or drop (counted) the rest."""
         flushed = self.flush(deadline)
         with self._cond:
             self._closed = True
-            self._counts.drop(reason, len(self._items))
+            remaining = list(self._items)
             self._items.clear()
+            in_flight = list(self._in_flight)
             self._cond.notify_all()
+        if self._spooler is not None and in_flight and reason == SHUTDOWN:
+            self._hold_in_flight(in_flight)
+        held = self._spooler.hold(self, remaining) if self._spooler and remaining else 0
+        with self._cond:
+            self._counts.spooled += held
+            self._counts.drop(reason, len(remaining) - held)
         return flushed
+
+    def _hold_in_flight(self, batch: list[T]) -> None:
+        """Spool a copy of the batch an exporter is still busy with at the deadline.
+
+        At-least-once: should that export still succeed, the batch is sent twice.
+        """
+        assert self._spooler is not None
+        if not self.claim_in_flight("close"):
+            return  # the export just ended and settled the batch itself
+        if self._spooler.hold(self, batch) == len(batch):
+            with self._cond:
+                self._counts.spooled += len(batch)
+        else:
+            with self._cond:
+                self._in_flight_claim = None
+
+    def claim_in_flight(self, by: str) -> bool:
+        """Take the in-flight batch for spooling; False when someone else already did.
+
+        The exporter's own fallback (SpoolingDelivery) and close() both call this, so
+        a batch is spooled, and counted, once.
+        """
+        with self._cond:
+            if self._in_flight_claim is not None or not self._in_flight:
+                return False
+            self._in_flight_claim = by
+            return True
+
+    def settle_spooled(self, exported: int = 0, dropped: int = 0) -> None:
+        """Items that left the spool: sent at last, or evicted to keep it in bounds."""
+        with self._cond:
+            self._counts.spooled -= exported + dropped
+            self._counts.exported += exported
+            self._counts.drop(SPOOL_FULL, dropped)
+            self._cond.notify_all()
+
+    def count_recovered(self, items: int) -> None:
+        """Items an earlier process spooled, sent by this one."""
+        with self._cond:
+            self._counts.recovered += items
 
     def _start_worker(self) -> None:
         self._thread = threading.Thread(
@@ -173,16 +265,32 @@ class DeliveryQueue(Generic[T]):
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             while (batch := self._next_batch()) is not None:
-                self._export(batch)
+                if batch:
+                    self._export(batch)
+                else:
+                    self._idle()
         finally:
             detach(token)
+
+    def _idle(self) -> None:
+        """Nothing new to send: a chance to replay the spool."""
+        if self._spooler is not None:
+            try:
+                self._spooler.replay(self)
+            except Exception:
+                logger.exception("telemetry spool replay for %s failed", self.name)
+        with self._cond:
+            self._idle_passes += 1
+            self._cond.notify_all()
 
     def _next_batch(self) -> list[T] | None:
         with self._cond:
             items = self._items
             self._cond.wait_for(
                 lambda: (
-                    len(items) >= self._batch_size or (items and self._flushers) or self._closed
+                    len(items) >= self._batch_size
+                    or (self._flushers and (items or self._counts.spooled))
+                    or self._closed
                 ),
                 timeout=self._delay_s,
             )
@@ -192,16 +300,23 @@ class DeliveryQueue(Generic[T]):
             return [items.popleft() for _ in range(count)]
 
     def _export(self, batch: list[T]) -> None:
-        if not batch:
-            return
+        with self._cond:
+            self._in_flight, self._in_flight_claim = batch, None
         try:
-            delivered = self._deliver(batch)
+            outcome = self._deliver(batch)
         except Exception:
             logger.exception("telemetry export to %s failed", self.name)
-            delivered = 0
+            outcome = 0
+        delivered, spooled = (outcome, 0) if isinstance(outcome, int) else outcome
         with self._cond:
+            claimed_by_close = self._in_flight_claim == "close"
+            self._in_flight, self._in_flight_claim = [], None
+            if claimed_by_close:  # close() spooled it and counted it: nothing more to count
+                self._cond.notify_all()
+                return
             self._counts.exported += delivered
-            self._counts.export_failures += len(batch) - delivered
+            self._counts.spooled += spooled
+            self._counts.export_failures += len(batch) - delivered - spooled
             self._cond.notify_all()
 
     def after_fork_in_child(self) -> None:
@@ -214,6 +329,10 @@ class DeliveryQueue(Generic[T]):
         self._items.clear()
         self._counts = DeliveryCounts()
         self._flushers = 0
+        self._in_flight, self._in_flight_claim = [], None
+        if self._spooler is not None:
+            with self._cond:
+                self._start_worker()
         self._losses_at_last_flush = 0
 
 

@@ -36,7 +36,7 @@ from telemetry_otel._otel.otlp_json import (
     JsonSpanExporter,
     RotatingLineFile,
 )
-from telemetry_otel._redact import split_credentials
+from telemetry_otel._redact import mask_url, split_credentials
 from telemetry_otel.config import TelemetryConfig
 
 
@@ -51,6 +51,8 @@ class Destination:
     metric_reader: MetricReader | None = None
     metric_counts: CountingMetricExporter | None = None
     closers: list[Callable[[], None]] = field(default_factory=list)
+    # OTLP only: where each signal goes, for replaying spooled requests.
+    otlp_targets: dict[str, OtlpTarget] | None = None
 
     def close(self) -> None:
         """Release what the exporters hold (connections, files, servers)."""
@@ -63,24 +65,33 @@ class Destination:
 
 def build_destination(endpoint: Endpoint, config: TelemetryConfig) -> Destination:
     """The exporters and reader an endpoint stands for."""
+    name = mask_url(endpoint.text)  # names reach logs and thread names: no credentials
     if endpoint.kind == "console":
-        if endpoint.options.get("format") == "json":
-            lines = ConsoleLines()
-            write: Callable[[str], None] = lambda line: lines.write([line])  # noqa: E731
-            return _pushing(endpoint.text, JsonSpanExporter(write), JsonLogRecordExporter(write),
-                            JsonMetricExporter(write), config)  # fmt: skip
-        return _pushing(endpoint.text, ConsoleSpanExporter(), ConsoleLogRecordExporter(),
-                        ConsoleMetricExporter(), config)  # fmt: skip
+        return _console_destination(name, endpoint, config)
     if endpoint.kind == "file":
-        return _file_destination(endpoint, config)
+        return _file_destination(name, endpoint, config)
     if endpoint.kind == "prometheus":
         from telemetry_otel._otel.prometheus import prometheus_destination
 
-        return prometheus_destination(endpoint, cardinality_limits(config))
+        return prometheus_destination(name, endpoint, cardinality_limits(config))
     targets = config.otlp_targets(endpoint)
-    return _pushing(endpoint.text, otlp_span_exporter(targets["traces"]),
-                    otlp_log_exporter(targets["logs"]),
-                    otlp_metric_exporter(targets["metrics"]), config)  # fmt: skip
+    spans, logs = otlp_span_exporter(targets["traces"]), otlp_log_exporter(targets["logs"])
+    destination = _pushing(name, spans, logs, otlp_metric_exporter(targets["metrics"]), config)
+    destination.otlp_targets = targets
+    return destination
+
+
+def _console_destination(name: str, endpoint: Endpoint, config: TelemetryConfig) -> Destination:
+    if endpoint.options.get("format") != "json":
+        spans, logs = ConsoleSpanExporter(), ConsoleLogRecordExporter()
+        return _pushing(name, spans, logs, ConsoleMetricExporter(), config)
+    lines = ConsoleLines()
+
+    def write(line: str) -> None:
+        lines.write([line])
+
+    spans_json, logs_json = JsonSpanExporter(write), JsonLogRecordExporter(write)
+    return _pushing(name, spans_json, logs_json, JsonMetricExporter(write), config)
 
 
 def cardinality_limits(config: TelemetryConfig) -> dict[type, int]:
@@ -103,7 +114,7 @@ def _pushing(
     return Destination(name, spans, logs, reader, counting)
 
 
-def _file_destination(endpoint: Endpoint, config: TelemetryConfig) -> Destination:
+def _file_destination(name: str, endpoint: Endpoint, config: TelemetryConfig) -> Destination:
     directory = Path(endpoint.url)
     max_bytes = endpoint.options.get("max_bytes")
     backups = int(endpoint.options.get("backups", DEFAULT_BACKUPS))
@@ -113,7 +124,7 @@ def _file_destination(endpoint: Endpoint, config: TelemetryConfig) -> Destinatio
         for name in ("traces", "metrics", "logs")
     }  # fmt: skip
     return _pushing(
-        endpoint.text,
+        name,
         JsonSpanExporter(files["traces"].write_line, files["traces"].close),
         JsonLogRecordExporter(files["logs"].write_line, files["logs"].close),
         JsonMetricExporter(files["metrics"].write_line, files["metrics"].close),
@@ -124,7 +135,7 @@ def _file_destination(endpoint: Endpoint, config: TelemetryConfig) -> Destinatio
 # -- OTLP ------------------------------------------------------------------------------------
 
 
-def _url_and_headers(target: OtlpTarget) -> tuple[str, dict[str, str] | None]:
+def url_and_headers(target: OtlpTarget) -> tuple[str, dict[str, str] | None]:
     """URL credentials become a Basic authorization header; an explicit one wins."""
     url, authorization = split_credentials(target.url)
     headers = dict(target.headers)
@@ -136,7 +147,7 @@ def _url_and_headers(target: OtlpTarget) -> tuple[str, dict[str, str] | None]:
 def _grpc_options(target: OtlpTarget) -> dict[str, Any]:
     import grpc
 
-    url, headers = _url_and_headers(target)
+    url, headers = url_and_headers(target)
     options: dict[str, Any] = {
         "endpoint": url,
         "insecure": not target.tls,
@@ -155,7 +166,7 @@ def _grpc_options(target: OtlpTarget) -> dict[str, Any]:
 def _http_options(target: OtlpTarget) -> dict[str, Any]:
     from opentelemetry.exporter.otlp.proto.http import Compression
 
-    url, headers = _url_and_headers(target)
+    url, headers = url_and_headers(target)
     options: dict[str, Any] = {
         "endpoint": url,
         "headers": headers,
@@ -166,11 +177,11 @@ def _http_options(target: OtlpTarget) -> dict[str, Any]:
     }
     if target.ca_file:
         options["certificate_file"] = target.ca_file
-        options["session"] = _ca_file_session()
+        options["session"] = ca_file_session()
     return options
 
 
-def _ca_file_session() -> Any:
+def ca_file_session() -> Any:
     """A requests session whose own CA file beats REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE.
 
     requests lets those variables override ``Session.verify`` (psf/requests#3829),

@@ -40,6 +40,8 @@ from telemetry_otel._otel.logs import event_to_log_record
 from telemetry_otel._otel.metrics import InstrumentCache
 from telemetry_otel._otel.processors import QueueLogRecordProcessor, QueueSpanProcessor
 from telemetry_otel._otel.spans import SpanFactory
+from telemetry_otel._otel.spool import Spool
+from telemetry_otel._otel.spooling import RawOtlpSender, SpoolingDelivery
 from telemetry_otel._shaping import Shaper
 from telemetry_otel._version import __version__
 from telemetry_otel.config import TelemetryConfig
@@ -66,18 +68,18 @@ def build_resource(config: TelemetryConfig, shaper: Shaper | None = None) -> Res
     return Resource.create(attributes)
 
 
-def _span_delivery(exporter: SpanExporter) -> Callable[[list[ReadableSpan]], int]:
-    def deliver(batch: list[ReadableSpan]) -> int:
-        return len(batch) if exporter.export(batch) is SpanExportResult.SUCCESS else 0
+def _span_delivery(exporter: SpanExporter) -> Callable[[list[ReadableSpan]], bool]:
+    def export(batch: list[ReadableSpan]) -> bool:
+        return exporter.export(batch) is SpanExportResult.SUCCESS
 
-    return deliver
+    return export
 
 
-def _log_delivery(exporter: LogRecordExporter) -> Callable[[list[ReadableLogRecord]], int]:
-    def deliver(batch: list[ReadableLogRecord]) -> int:
-        return len(batch) if exporter.export(batch) is LogRecordExportResult.SUCCESS else 0
+def _log_delivery(exporter: LogRecordExporter) -> Callable[[list[ReadableLogRecord]], bool]:
+    def export(batch: list[ReadableLogRecord]) -> bool:
+        return exporter.export(batch) is LogRecordExportResult.SUCCESS
 
-    return deliver
+    return export
 
 
 def _run_until(deadline: float, work: Callable[[], object], name: str) -> bool:
@@ -141,12 +143,13 @@ class Pipeline:
     def _build_traces_and_logs(self, resource: Resource, config: TelemetryConfig) -> None:
         self._span_processor = QueueSpanProcessor()
         self._log_processor = QueueLogRecordProcessor()
+        self._spool = Spool(config.spool_dir, config.spool_max_bytes) if config.spool_dir else None
+        self._spoolings: list[SpoolingDelivery] = []
         for destination in self._destinations:
-            name = destination.name
             if destination.spans is not None:
-                self._add_queue("trace", f"{name}-traces", _span_delivery(destination.spans))
+                self._add_queue(destination, "trace", _span_delivery(destination.spans))
             if destination.logs is not None:
-                self._add_queue("event", f"{name}-events", _log_delivery(destination.logs))
+                self._add_queue(destination, "event", _log_delivery(destination.logs))
         sampler = TraceIdRatioBased(config.sample_rate)
         limits = SpanLimits(
             max_span_attributes=config.max_attributes,
@@ -170,8 +173,22 @@ class Pipeline:
         scope = InstrumentationScope(SCOPE_NAME, __version__)
         self._spans = SpanFactory(resource, scope, sampler, limits, self._shaper)
 
-    def _add_queue(self, signal: str, name: str, deliver: Callable[[list[Any]], int]) -> None:
-        queue = self._settings.make_queue(name, deliver)
+    def _add_queue(
+        self, destination: Destination, signal: str, export: Callable[[list[Any]], bool]
+    ) -> None:
+        otlp_signal = "traces" if signal == "trace" else "logs"
+        name = f"{destination.name}-{otlp_signal}"
+        targets = destination.otlp_targets
+        if self._spool is not None and targets is not None:
+            sender = RawOtlpSender(targets[otlp_signal], otlp_signal)
+            spooling = SpoolingDelivery(destination.name, otlp_signal, export, sender, self._spool)
+            queue = self._settings.make_queue(name, spooling.deliver, spooler=spooling)
+            spooling.attach(queue)
+            self._spoolings.append(spooling)
+        else:
+            queue = self._settings.make_queue(
+                name, lambda batch: len(batch) if export(batch) else 0
+            )
         self._queues[signal].append(queue)
         processor = self._span_processor if signal == "trace" else self._log_processor
         processor.add_queue(queue)
@@ -321,6 +338,10 @@ class Pipeline:
 
     def _release(self) -> None:
         self._close_destinations()
+        for spooling in self._spoolings:
+            spooling.close()
+        if self._spool is not None:
+            self._spool.close()
         self.tracer_provider.shutdown()
         self.logger_provider.shutdown()
 

@@ -9,7 +9,9 @@ from telemetry_otel._endpoints import Endpoint
 from telemetry_otel._otel.exporters import Destination
 
 
-def prometheus_destination(endpoint: Endpoint, cardinality_limits: dict[type, int]) -> Destination:
+def prometheus_destination(
+    name: str, endpoint: Endpoint, cardinality_limits: dict[type, int]
+) -> Destination:
     """A reader on its own registry, served on the endpoint's host and port."""
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import CollectorRegistry, start_http_server
@@ -24,4 +26,4 @@ def prometheus_destination(endpoint: Endpoint, cardinality_limits: dict[type, in
         server.server_close()
         thread.join(timeout=5)
 
-    return Destination(endpoint.text, metric_reader=reader, closers=[stop_serving])
+    return Destination(name, metric_reader=reader, closers=[stop_serving])

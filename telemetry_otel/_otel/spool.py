@@ -1,0 +1,131 @@
+"""The durable spool: encoded OTLP requests an endpoint refused, kept in SQLite until it answers.
+
+One database per spool directory, shared by the destinations of a collector and by
+the processes that use the same directory after it. Rows are replayed oldest
+first; delivery is at-least-once (a row is deleted only after the endpoint took it).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import uuid
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from telemetry_otel._otel.log import warn_limited
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination TEXT NOT NULL,
+    signal TEXT NOT NULL,
+    items INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    payload BLOB NOT NULL
+)
+"""
+Evicted = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class SpooledBatch:
+    """One stored request: its row id, how many items it holds, whose they were."""
+
+    id: int
+    items: int
+    payload: bytes
+    ours: bool
+
+
+class Spool:
+    """A size-bounded SQLite store of encoded requests, keyed by destination and signal."""
+
+    def __init__(self, directory: str, max_bytes: int) -> None:
+        self.path = Path(directory) / "spool.sqlite3"
+        self._max_bytes = max_bytes
+        self._on_evict: dict[tuple[str, str], Evicted] = {}
+        self._open()
+        if hasattr(os, "register_at_fork"):
+            reference = weakref.ref(self)
+            os.register_at_fork(after_in_child=lambda: _reopen(reference))
+
+    def _open(self) -> None:
+        # A fresh owner per process: rows of an earlier (or parent) process are theirs.
+        self._owner = uuid.uuid4().hex
+        self._lock = threading.Lock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+
+    def on_evict(self, destination: str, signal: str, evicted: Evicted) -> None:
+        """Tell ``evicted(items)`` when our rows of that destination and signal are dropped."""
+        self._on_evict[(destination, signal)] = evicted
+
+    def put(self, destination: str, signal: str, items: int, payload: bytes) -> bool:
+        """Store a request; False (nothing stored) when it alone is larger than the bound."""
+        if len(payload) > self._max_bytes:
+            return False
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO batches (destination, signal, items, size, owner, payload)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (destination, signal, items, len(payload), self._owner, payload),
+            )
+            evicted = self._evict_past_bound()
+        for key, count in evicted:
+            self._report_eviction(key, count)
+        return True
+
+    def _evict_past_bound(self) -> list[tuple[tuple[str, str], int]]:
+        evicted = []
+        total = self._db.execute("SELECT COALESCE(SUM(size), 0) FROM batches").fetchone()[0]
+        while total > self._max_bytes:
+            row = self._db.execute(
+                "SELECT id, destination, signal, items, size, owner"
+                " FROM batches ORDER BY id LIMIT 1"
+            ).fetchone()
+            self._db.execute("DELETE FROM batches WHERE id = ?", (row[0],))
+            total -= row[4]
+            if row[5] == self._owner:
+                evicted.append(((row[1], row[2]), row[3]))
+            else:
+                warn_limited("spool:evict-foreign", "spool full: dropped older spooled telemetry")
+        return evicted
+
+    def _report_eviction(self, key: tuple[str, str], count: int) -> None:
+        evicted = self._on_evict.get(key)
+        if evicted is not None:
+            evicted(count)
+        warn_limited(f"spool:evict:{key}", "telemetry spool is full; dropping its oldest batches")
+
+    def oldest(self, destination: str, signal: str) -> SpooledBatch | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, items, payload, owner FROM batches"
+                " WHERE destination = ? AND signal = ? ORDER BY id LIMIT 1",
+                (destination, signal),
+            ).fetchone()
+        if row is None:
+            return None
+        return SpooledBatch(row[0], row[1], bytes(row[2]), row[3] == self._owner)
+
+    def remove(self, batch_id: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _reopen(reference: weakref.ref[Spool]) -> None:
+    spool = reference()
+    if spool is not None:
+        spool._open()

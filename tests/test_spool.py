@@ -1,0 +1,163 @@
+"""The durable spool: nothing lost across an outage, a restart of the process, or a full disk."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from telemetry_otel import Event, Trace
+from tests.otlp_receiver import BlackHole, OtlpReceiver, attributes_of
+from tests.prometheus_server import free_port
+from tests.test_reliability import assert_identity
+
+
+def _span_ids(receiver):
+    return [attributes_of(span.attributes)["legacy.span_id"] for _, span in receiver.spans()]
+
+
+def _spooled_rows(spool_dir):
+    with sqlite3.connect(spool_dir / "spool.sqlite3") as db:
+        return db.execute("SELECT signal, items, size FROM batches ORDER BY id").fetchall()
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_an_outage_loses_nothing_and_the_spool_replays_in_order(
+    tmp_path, make_collector, transport
+):
+    port = free_port()
+    collector = make_collector(
+        export_endpoints=[f"{transport}://127.0.0.1:{port}?timeout_ms=300"],
+        spool_dir=str(tmp_path),
+        flush_interval_ms=200,
+    )
+    for batch in range(3):
+        for i in range(2):
+            collector.collect_trace(Trace("t", f"s{batch}{i}", "op", 1.0))
+        collector.collect_event(Event("e", f"m{batch}"))
+        assert collector.flush(5000) is False  # nobody listens: spooled, not delivered
+    stats = collector.stats()
+    assert (stats["trace"]["pending"], stats["trace"]["export_failures"]) == (6, 0)
+    assert (stats["trace"]["spooled"], stats["event"]["spooled"]) == (6, 3)
+    assert (stats["event"]["pending"], stats["event"]["dropped"]) == (3, 0)
+    assert_identity(stats, "trace")
+    assert {signal for signal, _, _ in _spooled_rows(tmp_path)} == {"traces", "logs"}
+
+    ports = {"grpc_port": port} if transport == "grpc" else {"http_port": port}
+    receiver = OtlpReceiver(**ports).start()
+    try:
+        collector.collect_trace(Trace("t", "after", "op", 1.0))
+        assert receiver.wait_for(lambda: len(receiver.spans()) == 7, timeout_s=20)
+        assert _span_ids(receiver) == ["s00", "s01", "s10", "s11", "s20", "s21", "after"]
+        assert receiver.wait_for(lambda: len(receiver.log_records()) == 3, timeout_s=20)
+        assert collector.flush(5000) is True
+        stats = collector.stats()
+        assert (stats["trace"]["exported"], stats["trace"]["pending"]) == (7, 0)
+        assert stats["trace"]["spooled"] == 0
+        assert (stats["event"]["exported"], stats["event"]["pending"]) == (3, 0)
+        assert _spooled_rows(tmp_path) == []
+    finally:
+        receiver.stop()
+
+
+def test_stop_spools_what_it_could_not_send_and_the_next_process_sends_it(tmp_path):
+    hole = BlackHole()
+    endpoint = f"grpc://127.0.0.1:{hole.port}?timeout_ms=60000"
+    script = f"""
+        import time
+        from telemetry_otel import *
+        collector = TelemetryCollector(TelemetryConfig(
+            export_endpoints=["{endpoint}"], spool_dir="{tmp_path}", flush_interval_ms=60000))
+        collector.start()
+        for i in range(5):
+            collector.collect_trace(Trace("t", f"s{{i}}", "op", 1.0))
+            collector.collect_event(Event("e", f"m{{i}}"))
+        started = time.monotonic()
+        collector.stop(timeout_ms=1000)
+        stats = collector.stats()
+        print(round(time.monotonic() - started), stats["trace"]["dropped"],
+              stats["trace"]["pending"], stats["event"]["pending"])
+    """
+    try:
+        result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+    finally:
+        hole.stop()
+    assert result.returncode == 0, result.stderr
+    seconds, dropped, traces_pending, events_pending = map(int, result.stdout.split())
+    assert (seconds <= 2, dropped, traces_pending, events_pending) == (True, 0, 5, 5)
+    assert sum(items for _, items, _ in _spooled_rows(tmp_path)) == 10
+
+    # The next process, same spool directory, endpoint back (same string): it sends them.
+    from telemetry_otel import TelemetryCollector, TelemetryConfig
+
+    receiver = OtlpReceiver(grpc_port=hole.port).start()
+    collector = TelemetryCollector(
+        TelemetryConfig(export_endpoints=[endpoint], spool_dir=str(tmp_path),
+                        flush_interval_ms=100)
+    )  # fmt: skip
+    try:
+        collector.start()
+        assert receiver.wait_for(lambda: len(receiver.spans()) == 5, timeout_s=20)
+        assert receiver.wait_for(lambda: len(receiver.log_records()) == 5, timeout_s=20)
+        assert _span_ids(receiver) == ["s0", "s1", "s2", "s3", "s4"]
+        stats = collector.stats()
+        assert (stats["trace"]["recovered"], stats["event"]["recovered"]) == (5, 5)
+        assert stats["trace"]["collected"] == 0
+    finally:
+        collector.stop()
+        receiver.stop()
+
+
+def test_the_spool_stays_within_its_bound_dropping_oldest_counted(tmp_path, make_collector):
+    port = free_port()
+    collector = make_collector(
+        export_endpoints=[f"http://127.0.0.1:{port}?timeout_ms=200"],
+        spool_dir=str(tmp_path),
+        spool_max_bytes=1500,
+        flush_interval_ms=60_000,
+    )
+    for batch in range(12):
+        collector.collect_trace(Trace("t", f"s{batch}", "op" + "x" * 100, 1.0))
+        collector.flush(3000)
+        assert sum(size for _, _, size in _spooled_rows(tmp_path)) <= 1500
+    stats = collector.stats()["trace"]
+    assert stats["dropped_spool_full"] > 0
+    assert stats["pending"] == sum(items for _, items, _ in _spooled_rows(tmp_path))
+    assert_identity(collector.stats(), "trace")
+
+    receiver = OtlpReceiver(http_port=port).start()
+    try:
+        collector.collect_trace(Trace("t", "last", "op", 1.0))
+        collector.flush(10_000)
+        assert receiver.wait_for(lambda: "last" in _span_ids(receiver), timeout_s=20)
+        survivors = _span_ids(receiver)
+        assert survivors[-1] == "last"
+        # The oldest went first; the newest spooled ones arrived, in order.
+        assert survivors[:-1] == [f"s{i}" for i in range(12 - len(survivors) + 1, 12)]
+        assert len(survivors) - 1 == 12 - stats["dropped_spool_full"]
+    finally:
+        receiver.stop()
+
+
+def test_the_spool_counts_as_pending_until_sent(tmp_path, make_collector):
+    hole = BlackHole()
+    try:
+        collector = make_collector(
+            export_endpoints=[f"grpc://127.0.0.1:{hole.port}?timeout_ms=60000"],
+            spool_dir=str(tmp_path),
+            flush_interval_ms=60_000,
+        )
+        for i in range(4):
+            collector.collect_event(Event("e", f"m{i}"))
+        started = time.monotonic()
+        collector.stop(timeout_ms=800)
+        assert time.monotonic() - started < 3
+        stats = collector.stats()["event"]
+        assert (stats["pending"], stats["dropped"], stats["exported"]) == (4, 0, 0)
+    finally:
+        hole.stop()
