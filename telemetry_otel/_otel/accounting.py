@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from telemetry_otel._otel.delivery import DROP_REASONS, REJECTED, DeliveryCounts
+from telemetry_otel._otel.forks import follow_forks
 from telemetry_otel._otel.tally import Tally
 
 SIGNALS = ("metric", "event", "trace")
@@ -33,9 +32,10 @@ class Accounting:
 
     def __init__(self) -> None:
         self.tallies = {signal: SignalTally() for signal in SIGNALS}
-        if hasattr(os, "register_at_fork"):
-            reference = weakref.ref(self)
-            os.register_at_fork(after_in_child=lambda: _reset(reference))
+        follow_forks(self)
+
+    def after_fork_in_child(self) -> None:
+        self.tallies = {signal: SignalTally() for signal in SIGNALS}
 
     def stats(self, destinations: Mapping[str, Iterable[DeliveryCounts]]) -> Stats:
         return {signal: self._signal(signal, destinations[signal]) for signal in SIGNALS}
@@ -64,12 +64,6 @@ class Accounting:
 def empty_stats() -> Stats:
     """The stats of a collector that never collected."""
     return Accounting().stats({signal: [] for signal in SIGNALS})
-
-
-def _reset(reference: weakref.ref[Accounting]) -> None:
-    accounting = reference()
-    if accounting is not None:
-        accounting.tallies = {signal: SignalTally() for signal in SIGNALS}
 
 
 def register_self_metrics(meter: Meter, stats: Callable[[], Stats]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, TextIO
@@ -22,6 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from telemetry_otel._otel.accounting import SELF_SCOPE
+from telemetry_otel._otel.forks import ForkSafeLock
 from telemetry_otel._otel.logs import log_record_to_event
 from telemetry_otel._otel.metrics import DELTA_TEMPORALITY, metrics_data_to_models
 from telemetry_otel._otel.spans import (
@@ -60,7 +60,7 @@ class ConsoleLines:
 
     def __init__(self, out: TextIO | None = None) -> None:
         self._out = out
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
 
     def stream(self) -> TextIO:
         return self._out or sys.stdout

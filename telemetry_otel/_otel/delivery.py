@@ -10,10 +10,8 @@ every ``delay_s`` or as soon as a batch is full) and accounts for every item.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -21,6 +19,7 @@ from typing import Generic, Protocol, TypeVar
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 
+from telemetry_otel._otel.forks import follow_forks
 from telemetry_otel._otel.log import logger, warn_limited
 
 T = TypeVar("T")
@@ -133,7 +132,7 @@ class DeliveryQueue(Generic[T]):
         self._in_flight: list[T] = []
         self._in_flight_claim: str | None = None
         self._init_thread_state()
-        _reset_in_forked_children(self)
+        follow_forks(self)
         if spooler is not None:
             # A spool may hold what an earlier process could not send: replay it now,
             # not only once something new is collected.
@@ -334,16 +333,3 @@ class DeliveryQueue(Generic[T]):
             with self._cond:
                 self._start_worker()
         self._losses_at_last_flush = 0
-
-
-def _reset_in_forked_children(queue: DeliveryQueue[T]) -> None:
-    if not hasattr(os, "register_at_fork"):
-        return
-    reference = weakref.ref(queue)
-
-    def after_in_child() -> None:
-        alive = reference()
-        if alive is not None:
-            alive.after_fork_in_child()
-
-    os.register_at_fork(after_in_child=after_in_child)

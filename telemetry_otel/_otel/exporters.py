@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from telemetry_otel._otel.console import (
     ConsoleSpanExporter,
 )
 from telemetry_otel._otel.delivery import DeliveryCounts
+from telemetry_otel._otel.forks import ForkSafeLock
 from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.metrics import count_data_points
 from telemetry_otel._otel.otlp_json import (
@@ -245,7 +245,7 @@ class CountingMetricExporter(MetricExporter):
         self.name = name
         self._inner = inner
         self._counts = DeliveryCounts()
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any

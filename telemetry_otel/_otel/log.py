@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
+
+from telemetry_otel._otel.forks import ForkSafeLock
 
 logger = logging.getLogger("telemetry_otel")
 WARNING_INTERVAL_S = 60.0
 _last_warned: dict[str, float] = {}
-_lock = threading.Lock()
+_lock = ForkSafeLock()
 
 
 def warn_limited(key: str, message: str, *args: object, exc_info: bool = False) -> None:

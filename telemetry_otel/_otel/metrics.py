@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -18,6 +17,7 @@ from opentelemetry.sdk.metrics.export import (
     Histogram as HistogramData,
 )
 
+from telemetry_otel._otel.forks import ForkSafeLock
 from telemetry_otel._otel.spans import ns_to_seconds
 from telemetry_otel.models import Metric, MetricType
 
@@ -42,7 +42,7 @@ class InstrumentCache:
         self._meter = meter
         self._records: dict[tuple[str, MetricType], Record] = {}
         self._types: dict[str, MetricType] = {}
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
 
     def record_method(self, metric: Metric) -> Record | None:
         """Return the bound add/set/record of the metric's instrument, or None on a type clash."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -31,6 +30,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from telemetry_otel._otel.forks import ForkSafeLock
 from telemetry_otel._otel.log import warn_limited
 
 _ID_KEYS = frozenset(("traceId", "spanId", "parentSpanId"))
@@ -68,7 +68,7 @@ class RotatingLineFile:
         self.path = path
         self._max_bytes = max_bytes
         self._backups = backups
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
         self._file: BinaryIO | None = None
         self._size = 0
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import random
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +33,7 @@ from telemetry_otel._otel.bridge import (
 )
 from telemetry_otel._otel.delivery import UNREGISTERED, DeliveryQueue
 from telemetry_otel._otel.exporters import Destination, build_destination, cardinality_limits
+from telemetry_otel._otel.forks import follow_forks
 from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.logs import event_to_log_record
 from telemetry_otel._otel.metrics import InstrumentCache
@@ -118,7 +117,7 @@ class Pipeline:
         resource = build_resource(config, self._shaper)
         self._build_metrics(resource, config)
         self._build_traces_and_logs(resource, config)
-        _follow_forks(self)
+        follow_forks(self)
 
     def _build_metrics(self, resource: Resource, config: TelemetryConfig) -> None:
         destinations = self._destinations
@@ -371,16 +370,3 @@ class Pipeline:
     def after_fork_in_child(self) -> None:
         """The span factory must follow the provider's resource, which a fork refreshes."""
         self._spans.resource = self.tracer_provider.resource
-
-
-def _follow_forks(pipeline: Pipeline) -> None:
-    if not hasattr(os, "register_at_fork"):
-        return
-    reference = weakref.ref(pipeline)
-
-    def after_in_child() -> None:
-        alive = reference()
-        if alive is not None:
-            alive.after_fork_in_child()
-
-    os.register_at_fork(after_in_child=after_in_child)

@@ -7,15 +7,14 @@ first; delivery is at-least-once (a row is deleted only after the endpoint took 
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import uuid
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from telemetry_otel._otel.forks import follow_forks
 from telemetry_otel._otel.log import warn_limited
 
 _SCHEMA = """
@@ -50,9 +49,11 @@ class Spool:
         self._max_bytes = max_bytes
         self._on_evict: dict[tuple[str, str], Evicted] = {}
         self._open()
-        if hasattr(os, "register_at_fork"):
-            reference = weakref.ref(self)
-            os.register_at_fork(after_in_child=lambda: _reopen(reference))
+        follow_forks(self)
+
+    def after_fork_in_child(self) -> None:
+        # A SQLite connection must not cross a fork: the child opens its own.
+        self._open()
 
     def _open(self) -> None:
         # A fresh owner per process: rows of an earlier (or parent) process are theirs.
@@ -123,9 +124,3 @@ class Spool:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def _reopen(reference: weakref.ref[Spool]) -> None:
-    spool = reference()
-    if spool is not None:
-        spool._open()
