@@ -33,6 +33,7 @@ test: lint prometheus
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_collect.py
+	$(BIN)/python benchmarks/bench_outage.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,104 @@
+"""collect_* latency and peak memory during an OTLP outage, next to a healthy run, and stop() time.
+
+Each scenario runs in its own process (so peak RSS is its own), producing flat out
+for the same time: ``healthy`` exports to a loopback OTLP/gRPC receiver;
+``outage`` to a socket that accepts and never answers (a black hole);
+``outage+spool`` the same with the durable spool on. Run ``make bench`` or
+``python benchmarks/bench_outage.py [--seconds 30]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SCENARIOS = ("healthy", "outage", "outage+spool")
+
+
+def run_scenario(name: str, seconds: float) -> dict[str, float]:
+    """Produce flat out for ``seconds``; latency percentiles, peak RSS, stop() time."""
+    from telemetry_otel import Event, Metric, MetricType, TelemetryCollector, TelemetryConfig, Trace
+    from tests.otlp_receiver import BlackHole, OtlpReceiver
+
+    if name == "healthy":
+        server = OtlpReceiver().start()
+        port = server.grpc_port
+    else:
+        server = BlackHole()
+        port = server.port
+    spool = tempfile.mkdtemp() if name.endswith("spool") else None
+    collector = TelemetryCollector(
+        TelemetryConfig(
+            export_endpoints=[f"grpc://127.0.0.1:{port}?timeout_ms=10000"],
+            flush_interval_ms=1000,
+            spool_dir=spool,
+        )
+    )
+    collector.start()
+    latencies: list[int] = []
+    tags = {"endpoint": "/api/users"}
+    deadline = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < deadline:
+        start = time.perf_counter_ns()
+        if i % 3 == 0:
+            collector.collect_trace(Trace(f"trace-{i // 30}", f"span-{i}", "op", 2.5, tags=tags))
+        elif i % 3 == 1:
+            collector.collect_event(Event("user_action", "checkout", tags=tags))
+        else:
+            collector.collect_metric(Metric("requests", 1, MetricType.COUNTER, tags))
+        latencies.append(time.perf_counter_ns() - start)
+        i += 1
+    started = time.monotonic()
+    collector.stop()
+    stop_seconds = time.monotonic() - started
+    stats = collector.stats()
+    server.stop()
+    latencies.sort()
+    return {
+        "calls": len(latencies),
+        "p50_ns": statistics.median(latencies),
+        "p99_ns": latencies[int(len(latencies) * 0.99)],
+        "max_ns": latencies[-1],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "stop_s": stop_seconds,
+        "exported": stats["trace"]["exported"] + stats["event"]["exported"],
+        "dropped": stats["trace"]["dropped"] + stats["event"]["dropped"],
+        "pending": stats["trace"]["pending"] + stats["event"]["pending"],
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=30.0, help="production time per run")
+    parser.add_argument("--scenario", choices=SCENARIOS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.scenario:
+        print(json.dumps(run_scenario(args.scenario, args.seconds)))
+        return
+    print(f"flat-out collect_* (trace/event/metric in turn) for {args.seconds:g} s per scenario")
+    print(f"{'scenario':<14}{'calls':>10}{'p50 ns':>9}{'p99 ns':>9}{'max ms':>9}"
+          f"{'RSS MB':>8}{'stop s':>8}{'exported':>10}{'dropped':>9}{'pending':>9}")  # fmt: skip
+    for name in SCENARIOS:
+        output = subprocess.run(
+            [sys.executable, __file__, "--scenario", name, "--seconds", str(args.seconds)],
+            capture_output=True, text=True, check=True, timeout=args.seconds + 120,
+        ).stdout  # fmt: skip
+        r = json.loads(output.splitlines()[-1])
+        print(f"{name:<14}{r['calls']:>10.0f}{r['p50_ns']:>9.0f}{r['p99_ns']:>9.0f}"
+              f"{r['max_ns'] / 1e6:>9.1f}{r['peak_rss_mb']:>8.0f}{r['stop_s']:>8.2f}"
+              f"{r['exported']:>10.0f}{r['dropped']:>9.0f}{r['pending']:>9.0f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
