@@ -31,7 +31,7 @@ def run_scenario(name: str, seconds: float) -> dict[str, float]:
     from tests.otlp_receiver import BlackHole, OtlpReceiver
 
     if name == "healthy":
-        server = OtlpReceiver().start()
+        server = OtlpReceiver(keep_requests=False).start()
         port = server.grpc_port
     else:
         server = BlackHole()

@@ -56,8 +56,12 @@ class OtlpReceiver:
         accept_gzip: bool = True,
         grpc_port: int = 0,
         http_port: int = 0,
+        keep_requests: bool = True,
     ) -> None:
         self.tls = tls
+        # Off for long benchmark runs: count requests, do not keep them in memory.
+        self.keep_requests = keep_requests
+        self.request_count = 0
         self.accept_gzip = accept_gzip
         self.received: list[Received] = []
         # Scripted failures per (transport, signal), used up one per request: an HTTP
@@ -140,7 +144,9 @@ class OtlpReceiver:
 
     def record(self, signal: str, transport: str, request: Any, headers: dict[str, str]) -> None:
         with self._lock:
-            self.received.append(Received(signal, transport, request, headers))
+            self.request_count += 1
+            if self.keep_requests:
+                self.received.append(Received(signal, transport, request, headers))
 
     def requests(self, signal: str) -> list[Received]:
         with self._lock:
