@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import atexit
 import enum
+import functools
+import inspect
+import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, MutableMapping
+from functools import partial
 from types import TracebackType
 from typing import Any
 
+from telemetry_otel._logging import EventLoggingHandler
 from telemetry_otel._otel.accounting import empty_stats
+from telemetry_otel._otel.live import Context, LiveSpan, extract_context, inject_context
 from telemetry_otel._otel.pipeline import Pipeline
 from telemetry_otel.config import TelemetryConfig
-from telemetry_otel.models import Event, Metric, Trace
+from telemetry_otel.models import Event, Metric, TagValue, Trace, _check_tags, _check_text
 
 __all__ = ["TelemetryCollector"]
 
@@ -144,6 +150,79 @@ class TelemetryCollector:
             raise TypeError(f"collect_trace() takes a Trace, got {type(trace).__name__}")
         pipeline = self._pipeline
         return False if pipeline is None else pipeline.emit_trace(trace)
+
+    # -- live spans, context and logging -----------------------------------------------------
+
+    def span(
+        self,
+        name: str,
+        tags: Mapping[str, TagValue] | None = None,
+        parent: Context | None = None,
+    ) -> LiveSpan:
+        """A live span around a block: ``with collector.span("work") as span:`` (or ``async with``).
+
+        A real OTel span, current inside the block, so spans and events collected there
+        nest under it; an escaping exception is recorded and sets the ERROR status.
+
+        Args:
+            name: The span name.
+            tags: Span attributes (redacted and limited like any tags).
+            parent: A context from :meth:`extract_context`; by default the current one.
+        """
+        _check_text("span", "name", name)
+        tags = dict(tags or {})
+        _check_tags("span", "tags", tags)
+        pipeline = self._pipeline
+        if pipeline is None:
+            return LiveSpan(None)
+        return LiveSpan(partial(pipeline.live_span, name, tags, parent))
+
+    def traced(
+        self,
+        name: str | Callable[..., Any] | None = None,
+        tags: Mapping[str, TagValue] | None = None,
+    ) -> Any:
+        """Decorate a function, sync or async, to run inside a live span.
+
+        ``@collector.traced`` or ``@collector.traced("name", tags={...})``; the span is
+        named after the function's qualified name unless given.
+        """
+        if callable(name):
+            return self.traced()(name)
+
+        def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+            span_name = name or function.__qualname__
+            if inspect.iscoroutinefunction(function):
+
+                @functools.wraps(function)
+                async def run_async(*args: Any, **kwargs: Any) -> Any:
+                    async with self.span(span_name, tags):
+                        return await function(*args, **kwargs)
+
+                return run_async
+
+            @functools.wraps(function)
+            def run(*args: Any, **kwargs: Any) -> Any:
+                with self.span(span_name, tags):
+                    return function(*args, **kwargs)
+
+            return run
+
+        return decorate
+
+    def inject_context(
+        self, carrier: MutableMapping[str, str] | None = None
+    ) -> MutableMapping[str, str]:
+        """Write the current trace context (W3C ``traceparent``) into ``carrier`` and return it."""
+        return inject_context({} if carrier is None else carrier)
+
+    def extract_context(self, carrier: Mapping[str, str]) -> Context:
+        """The trace context in a carrier, for ``span(..., parent=context)``."""
+        return extract_context(carrier)
+
+    def logging_handler(self, level: int = logging.INFO) -> logging.Handler:
+        """A ``logging.Handler`` that collects each record as an Event (see the README)."""
+        return EventLoggingHandler(self, level)
 
     # -- legacy exporters --------------------------------------------------------------------
 

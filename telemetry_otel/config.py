@@ -44,6 +44,7 @@ _DEFAULTS: dict[str, Any] = {
     "max_metric_series": 2000,
     "redact": True,
     "redact_keys": [],
+    "use_global_providers": False,
 }
 FIELDS = tuple(_DEFAULTS)
 _BUILT_IN_TARGETS = MappingProxyType(
@@ -85,6 +86,11 @@ class TelemetryConfig:
         redact: Replace the values of sensitive-looking keys (password, token,
             authorization, …) in tags, metadata and attributes by ``[REDACTED]``.
         redact_keys: More key fragments to redact, matched case-insensitively.
+        use_global_providers: Send everything through the application's global OTel
+            tracer, meter and logger providers (its resource, processors and exporters)
+            instead of the collector's own; ``stop()`` then flushes them and leaves them
+            running. A signal whose global provider is not an SDK one falls back to the
+            collector's own, with a warning.
     """
 
     enabled: bool
@@ -103,6 +109,7 @@ class TelemetryConfig:
     max_metric_series: int
     redact: bool
     redact_keys: list[str]
+    use_global_providers: bool
 
     def __init__(
         self,
@@ -123,6 +130,7 @@ class TelemetryConfig:
         max_metric_series: int = _UNSET,
         redact: bool = _UNSET,
         redact_keys: list[str] = _UNSET,
+        use_global_providers: bool = _UNSET,
     ) -> None:
         given = {
             "enabled": enabled,
@@ -141,6 +149,7 @@ class TelemetryConfig:
             "max_metric_series": max_metric_series,
             "redact": redact,
             "redact_keys": redact_keys,
+            "use_global_providers": use_global_providers,
         }
         self._sources = {name: "argument" for name, value in given.items() if value is not _UNSET}
         for name, value in given.items():
@@ -150,7 +159,7 @@ class TelemetryConfig:
         self._validate()
 
     def _validate(self) -> None:
-        for name in ("enabled", "redact"):
+        for name in ("enabled", "redact", "use_global_providers"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(
                     f"TelemetryConfig.{name} must be a bool, got {getattr(self, name)!r}"

@@ -217,10 +217,17 @@ def test_the_counts_are_exported_as_the_collectors_own_metrics(otlp_receiver, ma
         for p in own["telemetry_otel.sampled_out"].sum.data_points
     }
     assert (collected["trace"], sampled_out["trace"]) == (3, 3)
-    reasons = {
-        attributes_of(p.attributes)["reason"] for p in own["telemetry_otel.dropped"].sum.data_points
-    }
-    assert reasons == {"queue_full", "shutdown", "spool_full", "unregistered", "rejected"}
+    assert "telemetry_otel.dropped" not in own  # no reason happened: no series
+    assert collector.collect_metric(Metric("clash", 1, MetricType.COUNTER))
+    assert not collector.collect_metric(Metric("clash", 1, MetricType.GAUGE))
+    assert collector.flush(10_000) is True
+    dropped = [
+        (attributes_of(p.attributes), p.as_int)
+        for _, m in otlp_receiver.metrics(scope="telemetry_otel.self")
+        if m.name == "telemetry_otel.dropped"
+        for p in m.sum.data_points
+    ]
+    assert dropped[-1] == ({"signal": "metric", "reason": "rejected"}, 1)
 
 
 # -- forgotten stop, fork ----------------------------------------------------------------------

@@ -72,11 +72,12 @@ def register_self_metrics(meter: Meter, stats: Callable[[], Stats]) -> None:
     def observe(count: str) -> Callable[[CallbackOptions], list[Observation]]:
         def callback(options: CallbackOptions) -> list[Observation]:
             snapshot = stats()
-            if count == "dropped":
+            if count == "dropped":  # only the reasons that happened: fewer, telling series
                 return [
                     Observation(snapshot[s][f"dropped_{r}"], {"signal": s, "reason": r})
                     for s in SIGNALS
                     for r in DROP_REASONS
+                    if snapshot[s][f"dropped_{r}"]
                 ]
             return [Observation(snapshot[s][count], {"signal": s}) for s in SIGNALS]
 

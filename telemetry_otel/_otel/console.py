@@ -137,6 +137,8 @@ def format_log(record: ReadableLogRecord, paint: Paint = _plain) -> str:
         f"{event.name}:",
         event.message,
     ]
+    if log.trace_id:
+        words.append(f"trace={short_id(log.trace_id, 32)} span={short_id(log.span_id or 0, 16)}")
     fields = {**event.tags, **event.metadata}
     if fields:
         words.append(format_fields(fields))

@@ -5,9 +5,11 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
+from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits, ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics import MeterProvider
@@ -15,8 +17,9 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Span
 
 from telemetry_otel._otel.accounting import (
     SELF_SCOPE,
@@ -37,7 +40,12 @@ from telemetry_otel._otel.forks import follow_forks
 from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.logs import event_to_log_record
 from telemetry_otel._otel.metrics import InstrumentCache
-from telemetry_otel._otel.processors import QueueLogRecordProcessor, QueueSpanProcessor
+from telemetry_otel._otel.processors import (
+    LiveSpanCounter,
+    QueueLogRecordProcessor,
+    QueueSpanProcessor,
+)
+from telemetry_otel._otel.providers import global_sdk_provider
 from telemetry_otel._otel.spans import SpanFactory
 from telemetry_otel._otel.spool import Spool
 from telemetry_otel._otel.spooling import RawOtlpSender, SpoolingDelivery
@@ -108,16 +116,30 @@ class Pipeline:
         self._callbacks: list[CallbackDestination] = []
         self._retired: list[CallbackDestination] = []
         self._destinations: list[Destination] = []
+        self._global = {
+            signal: global_sdk_provider(signal) if config.use_global_providers else None
+            for signal in SIGNALS
+        }
+        if config.use_global_providers and config.endpoints():
+            warn_limited("global:endpoints", "use_global_providers: export_endpoints are "
+                         "ignored; the application's exporters send everything")  # fmt: skip
+        else:
+            self._build_destinations(config)
+        resource = build_resource(config, self._shaper)
+        self._build_metrics(resource, config)
+        self._spool = Spool(config.spool_dir, config.spool_max_bytes) if config.spool_dir else None
+        self._spoolings: list[SpoolingDelivery] = []
+        self._build_traces(resource, config)
+        self._build_logs(resource, config)
+        follow_forks(self)
+
+    def _build_destinations(self, config: TelemetryConfig) -> None:
         try:
             for endpoint in config.endpoints():
                 self._destinations.append(build_destination(endpoint, config))
         except Exception:
             self._close_destinations()
             raise
-        resource = build_resource(config, self._shaper)
-        self._build_metrics(resource, config)
-        self._build_traces_and_logs(resource, config)
-        follow_forks(self)
 
     def _build_metrics(self, resource: Resource, config: TelemetryConfig) -> None:
         destinations = self._destinations
@@ -132,33 +154,51 @@ class Pipeline:
                 cardinality_limits=cardinality_limits(config),
             )
         )
-        self.meter_provider = MeterProvider(
+        self.meter_provider = self._global["metric"] or MeterProvider(
             metric_readers=readers, resource=resource, shutdown_on_exit=False
         )
         meter = self.meter_provider.get_meter(SCOPE_NAME, __version__)
         self._instruments = InstrumentCache(meter)
         register_self_metrics(self.meter_provider.get_meter(SELF_SCOPE, __version__), self.stats)
 
-    def _build_traces_and_logs(self, resource: Resource, config: TelemetryConfig) -> None:
-        self._span_processor = QueueSpanProcessor()
-        self._log_processor = QueueLogRecordProcessor()
-        self._spool = Spool(config.spool_dir, config.spool_max_bytes) if config.spool_dir else None
-        self._spoolings: list[SpoolingDelivery] = []
+    def _build_traces(self, resource: Resource, config: TelemetryConfig) -> None:
+        joined: TracerProvider | None = self._global["trace"]
+        self._span_processor = QueueSpanProcessor(only_scope=SCOPE_NAME if joined else None)
         for destination in self._destinations:
             if destination.spans is not None:
                 self._add_queue(destination, "trace", _span_delivery(destination.spans))
+        if joined is None:
+            sampler: Sampler = ParentBased(TraceIdRatioBased(config.sample_rate))
+            limits = SpanLimits(
+                max_span_attributes=config.max_attributes,
+                max_span_attribute_length=config.max_attribute_length,
+            )
+            provider = TracerProvider(
+                sampler=sampler, resource=resource, shutdown_on_exit=False, span_limits=limits
+            )
+        else:
+            provider, sampler, limits = joined, joined.sampler, joined._span_limits
+        self.tracer_provider = provider
+        scope = InstrumentationScope(SCOPE_NAME, __version__)
+        count = self.accounting.tallies["trace"].collected.increment
+        self._live_counter = LiveSpanCounter(count, SCOPE_NAME, legacy_scope=scope)
+        provider.add_span_processor(self._live_counter)
+        provider.add_span_processor(self._span_processor)
+        # Legacy spans skip the provider's start/end machinery; on a joined provider
+        # they still go through all of the application's processors.
+        self._span_sink = (
+            self._span_processor.on_end if joined is None else joined._active_span_processor.on_end
+        )
+        self._spans = SpanFactory(provider.resource, scope, sampler, limits, self._shaper)
+        self.tracer = provider.get_tracer(SCOPE_NAME, __version__)
+
+    def _build_logs(self, resource: Resource, config: TelemetryConfig) -> None:
+        joined: LoggerProvider | None = self._global["event"]
+        self._log_processor = QueueLogRecordProcessor(only_scope=SCOPE_NAME if joined else None)
+        for destination in self._destinations:
             if destination.logs is not None:
                 self._add_queue(destination, "event", _log_delivery(destination.logs))
-        sampler = TraceIdRatioBased(config.sample_rate)
-        limits = SpanLimits(
-            max_span_attributes=config.max_attributes,
-            max_span_attribute_length=config.max_attribute_length,
-        )
-        self.tracer_provider = TracerProvider(
-            sampler=sampler, resource=resource, shutdown_on_exit=False, span_limits=limits
-        )
-        self.tracer_provider.add_span_processor(self._span_processor)
-        self.logger_provider = LoggerProvider(
+        self.logger_provider = joined or LoggerProvider(
             resource=resource,
             shutdown_on_exit=False,
             meter_provider=self.meter_provider,
@@ -169,8 +209,6 @@ class Pipeline:
         )
         self.logger_provider.add_log_record_processor(self._log_processor)
         self._logger = self.logger_provider.get_logger(SCOPE_NAME, __version__)
-        scope = InstrumentationScope(SCOPE_NAME, __version__)
-        self._spans = SpanFactory(resource, scope, sampler, limits, self._shaper)
 
     def _add_queue(
         self, destination: Destination, signal: str, export: Callable[[list[Any]], bool]
@@ -245,10 +283,24 @@ class Pipeline:
                 return False
             if limited:
                 tally.limited.increment()
-            self._span_processor.on_end(span)
+            self._span_sink(span)
             return True
         except Exception:
             return self._fail("trace")
+
+    def live_span(
+        self, name: str, tags: Mapping[str, Any], parent: Context | None
+    ) -> AbstractContextManager[Span]:
+        """A real span, current while the block runs (see LiveSpan)."""
+        attributes, _ = self._shaper.attributes(tags)
+        span_name, _ = self._shaper.text(name)
+        return self.tracer.start_as_current_span(
+            span_name,
+            context=parent,
+            attributes=dict(attributes),
+            record_exception=True,
+            set_status_on_exception=True,
+        )
 
     def _fail(self, signal: str) -> bool:
         # An item that entered the pipeline and then failed is lost for every destination.
@@ -316,33 +368,50 @@ class Pipeline:
 
         Metric readers get a last collection while the queues drain; what is still
         queued at the deadline is dropped (counted), and exporters still busy then
-        are left to finish in their daemon threads.
+        are left to finish in their daemon threads. Joined global providers are
+        flushed, not shut down: they belong to the application.
         """
+        self._live_counter.enabled = False
         metrics = threading.Thread(target=self._shutdown_metrics(deadline), daemon=True)
         metrics.start()
         drained = all([queue.close(deadline) for queue in self._all_queues()])
+        self._span_processor.detach_queues()
+        self._log_processor.detach_queues()
         metrics.join(max(0.0, deadline - time.monotonic()))
-        released = _run_until(deadline, self._release, "release")
+        released = _run_until(deadline, self._release(deadline), "release")
         return drained and not metrics.is_alive() and released
 
     def _shutdown_metrics(self, deadline: float) -> Callable[[], None]:
         def shutdown() -> None:
             remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
             try:
-                self.meter_provider.shutdown(timeout_millis=remaining_ms)
+                if self._global["metric"] is None:
+                    self.meter_provider.shutdown(timeout_millis=remaining_ms)
+                else:
+                    self.meter_provider.force_flush(timeout_millis=remaining_ms)
             except Exception:
                 warn_limited("shutdown:metrics", "metric readers did not shut down cleanly")
 
         return shutdown
 
-    def _release(self) -> None:
-        self._close_destinations()
-        for spooling in self._spoolings:
-            spooling.close()
-        if self._spool is not None:
-            self._spool.close()
-        self.tracer_provider.shutdown()
-        self.logger_provider.shutdown()
+    def _release(self, deadline: float) -> Callable[[], None]:
+        def release() -> None:
+            self._close_destinations()
+            for spooling in self._spoolings:
+                spooling.close()
+            if self._spool is not None:
+                self._spool.close()
+            for signal, provider in (
+                ("trace", self.tracer_provider),
+                ("event", self.logger_provider),
+            ):
+                if self._global[signal] is None:
+                    provider.shutdown()
+                else:
+                    remaining_ms = max(0, deadline - time.monotonic()) * 1000
+                    provider.force_flush(int(remaining_ms))
+
+        return release
 
     def _close_destinations(self) -> None:
         for destination in self._destinations:

@@ -24,8 +24,34 @@ from telemetry_otel._otel.spool import Spool
 GRPC_METHODS = {
     "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
     "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
 }
 ENCODERS: dict[str, Callable[[Sequence[Any]], Any]] = {"traces": encode_spans, "logs": encode_logs}
+
+
+def describe_failure(error: Exception) -> str:
+    """A short, exact reason for a failed send: refused, TLS, timeout, or the status."""
+    import grpc
+
+    if isinstance(error, grpc.RpcError):
+        code, details = error.code(), error.details() or ""
+        lowered = details.lower()
+        if "ssl" in lowered or "handshake" in lowered or "certificate" in lowered:
+            return f"TLS: {details}"
+        if code is grpc.StatusCode.UNAVAILABLE and "refused" in lowered:
+            return f"refused: {details}"
+        if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+            return "timeout"
+        return f"gRPC {code.name}: {details}"
+    name = type(error).__name__
+    text = str(error)
+    if "SSL" in name or "SSL" in text or "certificate" in text:
+        return f"TLS: {text}"
+    if "Timeout" in name:
+        return "timeout"
+    if "refused" in text.lower() or "ConnectionError" in name:
+        return f"refused: {text}"
+    return f"{name}: {text}"
 
 
 class RawOtlpSender:
@@ -39,13 +65,20 @@ class RawOtlpSender:
         self._session: Any = None
 
     def send(self, payload: bytes) -> bool:
+        """True when the endpoint took the request; a failure is logged (once a minute)."""
+        accepted, reason = self.send_with_reason(payload)
+        if not accepted:
+            warn_limited(f"replay:{self._url}", "spool replay to %s failed: %s", self._url, reason)
+        return accepted
+
+    def send_with_reason(self, payload: bytes) -> tuple[bool, str]:
+        """Whether the endpoint took the request, and why not: refused, TLS, timeout, status."""
         try:
             if self._target.protocol == "grpc":
-                return self._send_grpc(payload)
+                return self._send_grpc(payload), "accepted"
             return self._send_http(payload)
         except Exception as error:
-            warn_limited(f"replay:{self._url}", "spool replay to %s failed: %s", self._url, error)
-            return False
+            return False, describe_failure(error)
 
     def _send_grpc(self, payload: bytes) -> bool:
         import grpc
@@ -71,7 +104,7 @@ class RawOtlpSender:
         ca = Path(self._target.ca_file).read_bytes() if self._target.ca_file else None
         return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=ca))
 
-    def _send_http(self, payload: bytes) -> bool:
+    def _send_http(self, payload: bytes) -> tuple[bool, str]:
         import requests
 
         if self._session is None:
@@ -87,7 +120,9 @@ class RawOtlpSender:
             timeout=self._target.timeout_ms / 1000,
             verify=self._target.ca_file or True,
         )
-        return bool(200 <= response.status_code < 300)
+        if 200 <= response.status_code < 300:
+            return True, "accepted"
+        return False, f"HTTP {response.status_code} {response.reason}"
 
     def close(self) -> None:
         if self._channel is not None:

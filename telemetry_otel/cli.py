@@ -1,0 +1,136 @@
+"""The `telemetry-otel` command (also `python -m telemetry_otel`): demo, check, receive, config."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from telemetry_otel.collector import TelemetryCollector
+from telemetry_otel.config import TelemetryConfig
+from telemetry_otel.models import Event, EventSeverity, Metric, MetricType, Trace
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; the return value is the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args))
+    except (ValueError, TypeError) as error:  # bad endpoint strings, variables
+        print(f"telemetry-otel: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="telemetry-otel", description="The legacy telemetry API on OpenTelemetry."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    demo = commands.add_parser("demo", help="collect a realistic sample and export it")
+    demo.add_argument("--endpoint", action="append", dest="endpoints", metavar="E",
+                      help="an export endpoint (repeatable); default: console")  # fmt: skip
+    demo.set_defaults(run=run_demo)
+    check = commands.add_parser("check", help="send one item of each signal to an endpoint")
+    check.add_argument("endpoint", help="an OTLP endpoint: grpc[s]://host:port or http[s]://…")
+    check.set_defaults(run=run_check)
+    receive = commands.add_parser("receive", help="a local OTLP receiver that prints what arrives")
+    receive.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    receive.add_argument("--grpc-port", type=int, default=4317)
+    receive.add_argument("--http-port", type=int, default=4318)
+    receive.add_argument("--jsonl", type=Path, help="also append each request as OTLP JSON")
+    receive.set_defaults(run=run_receive)
+    config = commands.add_parser("config", help="print the effective configuration")
+    config.set_defaults(run=run_config)
+    return parser
+
+
+# -- demo ----------------------------------------------------------------------------------------
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    endpoints = args.endpoints or ["console"]
+    config = TelemetryConfig(export_endpoints=endpoints, service_name="telemetry-otel-demo",
+                             tags={"environment": "demo"})  # fmt: skip
+    with TelemetryCollector(config) as collector:
+        collect_sample(collector)
+        delivered = collector.flush()
+    print(f"demo: sent a request trace, {len(EventSeverity)} events and 3 metrics to "
+          f"{', '.join(endpoints)}; all delivered: {delivered}", file=sys.stderr)  # fmt: skip
+    return 0 if delivered else 1
+
+
+def collect_sample(collector: TelemetryCollector) -> None:
+    """One request's worth of telemetry: a trace with children, events, counters, gauges."""
+    now = time.time()
+    trace_id = f"demo-{int(now * 1000)}"
+    children = [("db.query", "db", 12.5, None), ("payment.charge", "pay", 48.0, "card declined")]
+    for operation, span_id, duration, error in children:
+        collector.collect_trace(Trace(trace_id, span_id, operation, duration, "root",
+                                      {"component": span_id}, now - 0.05, error))  # fmt: skip
+    collector.collect_trace(
+        Trace(trace_id, "root", "POST /checkout", 87.0, tags={"http.route": "/checkout"},
+              timestamp=now)
+    )  # fmt: skip
+    for severity in EventSeverity:
+        collector.collect_event(Event("checkout", f"a {severity.value} event", severity,
+                                      {"order_id": "A-1001"}))  # fmt: skip
+    collector.collect_metric(Metric("http.requests", 1, MetricType.COUNTER, {"route": "/checkout"}))
+    collector.collect_metric(Metric("queue.depth", 7, MetricType.GAUGE, unit="{item}"))
+    for latency in (87.0, 41.5, 120.25):
+        collector.collect_metric(Metric("http.duration", latency, MetricType.HISTOGRAM, unit="ms"))
+
+
+# -- check ---------------------------------------------------------------------------------------
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from telemetry_otel._otel.check import check_endpoint
+
+    config = TelemetryConfig(export_endpoints=[args.endpoint]).with_env()
+    results = check_endpoint(config)
+    for result in results:
+        verdict = "accepted" if result.accepted else f"FAILED ({result.reason})"
+        print(f"{result.signal:<8} {verdict:<12} {result.seconds * 1000:8.1f} ms")
+    return 0 if all(result.accepted for result in results) else 1
+
+
+# -- receive -------------------------------------------------------------------------------------
+
+
+def run_receive(args: argparse.Namespace) -> int:
+    from telemetry_otel._otel.receiver import LocalReceiver
+
+    stop = threading.Event()
+    for handled in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(handled, lambda *_: stop.set())
+    receiver = LocalReceiver(args.host, args.grpc_port, args.http_port, _print_line, args.jsonl)
+    print(f"receiving OTLP on grpc {args.host}:{receiver.grpc_port} and "
+          f"http {args.host}:{receiver.http_port}", file=sys.stderr, flush=True)  # fmt: skip
+    stop.wait()
+    receiver.stop()
+    return 0
+
+
+def _print_line(line: str) -> None:
+    print(line, flush=True)
+
+
+# -- config --------------------------------------------------------------------------------------
+
+
+def run_config(args: Any) -> int:
+    print(TelemetryConfig.from_env().describe())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""telemetry_otel.testing, used the way an application's own tests would use it."""
+
+from __future__ import annotations
+
+from telemetry_otel import Event, EventSeverity, Metric, MetricType, TelemetryCollector, Trace
+from telemetry_otel.testing import TelemetryCapture
+
+
+def checkout(collector: TelemetryCollector) -> None:
+    """Application code under test."""
+    collector.collect_metric(Metric("orders", 1, MetricType.COUNTER, {"region": "eu"}))
+    collector.collect_event(Event("user_action", "checkout", EventSeverity.INFO))
+    collector.collect_trace(Trace("t-1", "s-1", "POST /checkout", 12.0))
+
+
+def test_capture_records_what_the_collector_exports_in_order():
+    with TelemetryCollector() as collector, TelemetryCapture(collector) as captured:
+        checkout(collector)
+        captured.flush()
+        assert [kind for kind, _ in captured.items] == ["trace", "event", "metric"]
+        assert [e.name for e in captured.events] == ["user_action"]
+        assert [(t.trace_id, t.operation) for t in captured.traces] == [("t-1", "POST /checkout")]
+        assert [(m.name, m.value, m.tags) for m in captured.metrics] == [
+            ("orders", 1, {"region": "eu"})
+        ]
+        captured.clear()
+        assert captured.items == []
+    assert collector.stats()["event"]["exported"] == 1
+
+
+def test_the_pytest_fixture_comes_from_the_installed_plugin(telemetry_capture):
+    checkout(telemetry_capture.collector)
+    events = telemetry_capture.flush().events
+    assert [(e.name, e.severity) for e in events] == [("user_action", EventSeverity.INFO)]
+    assert telemetry_capture.collector.is_running
