@@ -39,3 +39,23 @@ def test_environment_table_lists_every_variable_the_library_reads():
         "OTEL_SERVICE_NAME",
     }
     assert documented == read
+
+
+def test_every_python_snippet_in_the_readme_runs(tmp_path):
+    import subprocess
+    import sys
+
+    snippets = re.findall(r"```python\n(.*?)```", README, re.S)
+    assert len(snippets) >= 5
+    for number, snippet in enumerate(snippets):
+        path = tmp_path / f"snippet_{number}.py"
+        path.write_text(snippet)
+        # Snippets that define tests run under pytest; the others as scripts.
+        command = ["-m", "pytest", "-q", "-p", "no:cacheprovider", str(path)]
+        runner = command if "def test_" in snippet else [str(path)]
+        result = subprocess.run(
+            [sys.executable, *runner], capture_output=True, text=True, timeout=120, cwd=tmp_path
+        )
+        assert result.returncode == 0, (
+            f"snippet {number}:\n{snippet}\n{result.stdout}{result.stderr}"
+        )
