@@ -146,17 +146,20 @@ class Pipeline:
         self._metric_exporters = [d.metric_counts for d in destinations if d.metric_counts]
         self._metric_failures_seen = 0
         self._callback_metrics = CallbackMetricExporter(self._global_tags, self.accounting)
-        readers: list[MetricReader] = [d.metric_reader for d in destinations if d.metric_reader]
-        readers.append(
-            PeriodicExportingMetricReader(
+        joined: MeterProvider | None = self._global["metric"]
+        if joined is not None:
+            # An existing MeterProvider takes no more readers: no metrics for callbacks.
+            self.meter_provider = joined
+        else:
+            readers: list[MetricReader] = [d.metric_reader for d in destinations if d.metric_reader]
+            bridge = PeriodicExportingMetricReader(
                 self._callback_metrics,
                 config.flush_interval_ms,
                 cardinality_limits=cardinality_limits(config),
             )
-        )
-        self.meter_provider = self._global["metric"] or MeterProvider(
-            metric_readers=readers, resource=resource, shutdown_on_exit=False
-        )
+            self.meter_provider = MeterProvider(
+                metric_readers=[*readers, bridge], resource=resource, shutdown_on_exit=False
+            )
         meter = self.meter_provider.get_meter(SCOPE_NAME, __version__)
         self._instruments = InstrumentCache(meter)
         register_self_metrics(self.meter_provider.get_meter(SELF_SCOPE, __version__), self.stats)
