@@ -11,7 +11,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, MutableMapping
-from functools import partial
 from types import TracebackType
 from typing import Any
 
@@ -37,7 +36,8 @@ class TelemetryCollector:
     """Collects metrics, events and traces and sends them through the OpenTelemetry SDK.
 
     Each collector builds its own resource and tracer, meter and logger providers,
-    and leaves OpenTelemetry's global providers alone.
+    and leaves OpenTelemetry's global providers alone, unless the config asks it to
+    join them (``use_global_providers``).
 
     Args:
         config: How to collect and where to export; ``TelemetryConfig()`` when None.
@@ -175,7 +175,7 @@ class TelemetryCollector:
         pipeline = self._pipeline
         if pipeline is None:
             return LiveSpan(None)
-        return LiveSpan(partial(pipeline.live_span, name, tags, parent))
+        return LiveSpan(functools.partial(pipeline.live_span, name, tags, parent))
 
     def traced(
         self,
