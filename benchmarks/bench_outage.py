@@ -66,13 +66,15 @@ def run_scenario(name: str, seconds: float) -> dict[str, float]:
     stop_seconds = time.monotonic() - started
     stats = collector.stats()
     server.stop()
+    # Read the high-water mark before sorting the samples, which needs memory of its own.
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     ordered = sorted(latencies)
     return {
         "calls": len(ordered),
         "p50_ns": statistics.median(ordered),
         "p99_ns": ordered[int(len(ordered) * 0.99)],
         "max_ns": ordered[-1],
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb,
         "stop_s": stop_seconds,
         "exported": stats["trace"]["exported"] + stats["event"]["exported"],
         "dropped": stats["trace"]["dropped"] + stats["event"]["dropped"],
