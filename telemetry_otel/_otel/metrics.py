@@ -72,10 +72,6 @@ class InstrumentCache:
         self._records[key] = record
         return record
 
-    def type_of(self, name: str) -> MetricType | None:
-        """The metric type a name is registered with, if any."""
-        return self._types.get(name.lower())
-
 
 OVERFLOW_ATTRIBUTE = "otel.metric.overflow"
 
