@@ -47,7 +47,8 @@ class Shaper:
         self._sensitive = lru_cache(maxsize=4096)(
             (lambda key: is_sensitive(key, words)) if redact else (lambda key: False)
         )
-        self._max_attributes = max_attributes
+        self.max_attributes = max_attributes
+        self.max_length = max_length
         self._max_length = max_length if max_length is not None else 2**62
 
     def text(self, value: str) -> tuple[str, bool]:
@@ -63,7 +64,7 @@ class Shaper:
 
         ``reserved`` attribute places are kept for attributes the caller adds after.
         """
-        room = self._max_attributes - reserved
+        room = self.max_attributes - reserved
         if self._is_clean(attributes, room):
             return attributes, False
         limited = len(attributes) > room

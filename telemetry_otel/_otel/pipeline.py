@@ -192,7 +192,14 @@ class Pipeline:
         self._span_sink = (
             self._span_processor.on_end if joined is None else joined._active_span_processor.on_end
         )
-        self._spans = SpanFactory(provider.resource, scope, sampler, limits, self._shaper)
+        self._spans = SpanFactory(
+            provider.resource,
+            scope,
+            limits,
+            self._shaper,
+            rate=config.sample_rate,
+            sampler=None if joined is None else sampler,
+        )
         self.tracer = provider.get_tracer(SCOPE_NAME, __version__)
 
     def _build_logs(self, resource: Resource, config: TelemetryConfig) -> None:

@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits
-from opentelemetry.sdk.trace.sampling import Sampler
+from opentelemetry.sdk.trace.sampling import Sampler, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
@@ -23,6 +24,10 @@ LEGACY_PARENT_SPAN_ID = "legacy.parent_span_id"
 _LEGACY_KEYS = frozenset((LEGACY_TRACE_ID, LEGACY_SPAN_ID, LEGACY_PARENT_SPAN_ID))
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
+# TraceIdRatioBased compares the trace id's low 64 bits with its bound.
+_LOW_64_BITS = TraceIdRatioBased.TRACE_ID_LIMIT
+# A context with no span in it: samplers decide a legacy trace as a root.
+_ROOT = Context()
 
 
 def seconds_to_ns(seconds: float) -> int:
@@ -46,76 +51,134 @@ def ms_to_ns(milliseconds: float) -> int:
     return round(milliseconds * 1e6)
 
 
+class LegacySpan(ReadableSpan):
+    """A finished span built from a Trace.
+
+    Its attributes were redacted and limited once by the Shaper, which leaves only
+    short scalar values: it carries them as a plain dict rather than through a
+    BoundedAttributes that would check every value again, and reports what the
+    limit dropped itself.
+    """
+
+    def __init__(self, *, dropped_attributes: int, **fields: Any) -> None:
+        super().__init__(**fields)
+        self._dropped_attributes = dropped_attributes
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._dropped_attributes
+
+    # Built finished, with no events or links: constants, where the base class
+    # would copy an empty sequence on every read.
+    @property
+    def events(self) -> tuple[()]:
+        return ()
+
+    @property
+    def links(self) -> tuple[()]:
+        return ()
+
+    @property
+    def dropped_events(self) -> int:
+        return 0
+
+    @property
+    def dropped_links(self) -> int:
+        return 0
+
+
 class SpanFactory:
-    """Builds the finished span for a Trace, or None when the sampler drops its trace.
+    """Builds the finished span for a Trace, or None when its trace is sampled out.
 
     A legacy Trace is already finished, so the span is built finished: the SDK's
-    start/end machinery (context, locks, on_start) would only add cost. The
-    sampler is still consulted on the mapped trace id, and span limits still apply.
+    start/end machinery (context, locks, on_start) would only add cost. Span limits
+    still apply. The sampling decision rests on the mapped trace id alone, never on
+    whatever live span is current, so every span of a legacy trace gets the same
+    decision in every process. Without a ``sampler`` (the collector's own
+    provider), that is the TraceIdRatioBased rule for ``rate``, applied inline;
+    with one (an application's global provider), the sampler is asked as for a
+    root span.
     """
 
     def __init__(
         self,
         resource: Resource,
         scope: InstrumentationScope,
-        sampler: Sampler,
         limits: SpanLimits,
         shaper: Shaper,
+        rate: float = 1.0,
+        sampler: Sampler | None = None,
     ) -> None:
         self.resource = resource
         self._scope = scope
         self._sampler = sampler
+        self._bound = TraceIdRatioBased.get_bound_for_rate(rate)
         self._max_attributes = limits.max_span_attributes
         self._max_value_len = limits.max_span_attribute_length
+        # The Shaper applies the config's limits; other limits (an application's
+        # provider) are applied on top, by BoundedAttributes.
+        self._shaped_is_bounded = (shaper.max_attributes, shaper.max_length) == (
+            limits.max_span_attributes,
+            limits.max_span_attribute_length,
+        )
         self._shaper = shaper
 
     def build(self, trace: Trace) -> tuple[ReadableSpan | None, bool]:
         """The span for ``trace`` (None when its trace is sampled out), and whether
         redaction or limits had to cut something."""
         trace_id = otel_trace_id(trace.trace_id)
-        decision = self._sampler.should_sample(None, trace_id, trace.operation)
-        if not decision.decision.is_sampled():  # type: ignore[no-untyped-call]
-            return None, False
-        attributes, limited = self._span_attributes(trace)
+        trace_state = None
+        if self._sampler is None:
+            if trace_id & _LOW_64_BITS >= self._bound:
+                return None, False
+        else:
+            decision = self._sampler.should_sample(_ROOT, trace_id, trace.operation)
+            if not decision.decision.is_sampled():  # type: ignore[no-untyped-call]
+                return None, False
+            trace_state = decision.trace_state
+        attributes, dropped, limited = self._span_attributes(trace)
         name, name_cut = self._shaper.text(trace.operation)
         context = SpanContext(
             trace_id,
             otel_span_id(trace.trace_id, trace.span_id),
             is_remote=False,
             trace_flags=_SAMPLED,
-            trace_state=decision.trace_state,
+            trace_state=trace_state,
         )
         end = seconds_to_ns(trace.timestamp)
-        span = ReadableSpan(
+        span = LegacySpan(
             name=name,
             context=context,
             parent=self._parent_context(trace, trace_id),
             resource=self.resource,
-            attributes=BoundedAttributes(
-                self._max_attributes,
-                attributes,
-                immutable=True,
-                max_value_len=self._max_value_len,
+            attributes=attributes
+            if self._shaped_is_bounded
+            else BoundedAttributes(
+                self._max_attributes, attributes, immutable=True, max_value_len=self._max_value_len
             ),
             kind=SpanKind.INTERNAL,
             status=Status(StatusCode.ERROR, trace.error) if trace.error else _UNSET,
             start_time=max(0, end - ms_to_ns(trace.duration_ms)),
             end_time=end,
             instrumentation_scope=self._scope,
+            dropped_attributes=dropped,
         )
         return span, limited or name_cut
 
-    def _span_attributes(self, trace: Trace) -> tuple[dict[str, Any], bool]:
-        """Tags, shaped, then the legacy ids (always kept: the bridge needs them)."""
+    def _span_attributes(self, trace: Trace) -> tuple[dict[str, Any], int, bool]:
+        """Tags, shaped, then the legacy ids (always kept: the bridge needs them);
+        how many tags the attribute limit dropped; whether anything was cut."""
+        text = self._shaper.text
         legacy = {LEGACY_TRACE_ID: trace.trace_id, LEGACY_SPAN_ID: trace.span_id}
         if trace.parent_span_id is not None:
             legacy[LEGACY_PARENT_SPAN_ID] = trace.parent_span_id
+        room = self._shaper.max_attributes - len(legacy)
         tags, limited = self._shaper.attributes(trace.tags, reserved=len(legacy))
         attributes = dict(tags)
         for key, value in legacy.items():
-            attributes[key], cut = self._shaper.text(value)
+            attributes[key], cut = text(value)
             limited = limited or cut
-        return attributes, limited
+        return attributes, max(0, len(trace.tags) - room), limited
 
     @staticmethod
     def _parent_context(trace: Trace, trace_id: int) -> SpanContext | None:
