@@ -124,6 +124,25 @@ def _check_metadata(owner: str, metadata: object) -> None:
             raise _fail_value(owner, "metadata key", "a non-empty string", key)
 
 
+# Metric names that passed the syntax check, so that repeated names skip the regex.
+_VALID_NAMES: set[str] = set()
+_VALID_NAMES_MAX = 4096
+
+
+def _check_metric_name(name: object) -> None:
+    if type(name) is not str:
+        raise _fail_type("Metric", "name", "a str", name)
+    if _INSTRUMENT_NAME.fullmatch(name) is None:
+        raise _fail_value(
+            "Metric",
+            "name",
+            "a letter followed by up to 254 letters, digits, '_', '.', '-' or '/'",
+            name,
+        )
+    if len(_VALID_NAMES) < _VALID_NAMES_MAX:
+        _VALID_NAMES.add(name)
+
+
 def _enum_member(owner: str, name: str, enum: type[Enum], value: object) -> Any:
     if isinstance(value, enum):
         return value
@@ -194,22 +213,23 @@ class Metric:
 
     def __post_init__(self) -> None:
         name = self.name
-        if type(name) is not str:
-            raise _fail_type("Metric", "name", "a str", name)
-        if _INSTRUMENT_NAME.fullmatch(name) is None:
-            raise _fail_value(
-                "Metric",
-                "name",
-                "a letter followed by up to 254 letters, digits, '_', '.', '-' or '/'",
-                name,
-            )
-        _check_number("Metric", "value", self.value)
+        if type(name) is not str or name not in _VALID_NAMES:
+            _check_metric_name(name)
+        value = self.value
+        # Fast checks first (x - x is 0.0 only for finite floats); the full check
+        # then names the problem.
+        if not (type(value) is float and value - value == 0.0) and not (
+            type(value) is int and _INT64_MIN <= value <= _INT64_MAX
+        ):
+            _check_number("Metric", "value", value)
         if type(self.metric_type) is not MetricType:
             self.metric_type = _enum_member("Metric", "metric_type", MetricType, self.metric_type)
-        if self.metric_type is MetricType.COUNTER and self.value < 0:
-            raise _fail_value("Metric", "value", "non-negative for a COUNTER", self.value)
+        if self.metric_type is MetricType.COUNTER and value < 0:
+            raise _fail_value("Metric", "value", "non-negative for a COUNTER", value)
         _check_tags("Metric", "tags", self.tags)
-        _check_timestamp("Metric", "timestamp", self.timestamp)
+        timestamp = self.timestamp
+        if not (type(timestamp) is float and 0 <= timestamp <= _MAX_EPOCH_SECONDS):
+            _check_timestamp("Metric", "timestamp", timestamp)
         if type(self.unit) is not str:
             raise _fail_type("Metric", "unit", "a str", self.unit)
         if type(self.description) is not str:
@@ -277,13 +297,18 @@ class Event:
     tags: dict[str, TagValue] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_text("Event", "name", self.name)
+        name = self.name
+        if not (type(name) is str and name):
+            _check_text("Event", "name", name)
         if type(self.message) is not str and not isinstance(self.message, str):
             raise _fail_type("Event", "message", "a str", self.message)
         if type(self.severity) is not EventSeverity:
             self.severity = _enum_member("Event", "severity", EventSeverity, self.severity)
-        _check_metadata("Event", self.metadata)
-        _check_timestamp("Event", "timestamp", self.timestamp)
+        if self.metadata or type(self.metadata) is not dict:
+            _check_metadata("Event", self.metadata)
+        timestamp = self.timestamp
+        if not (type(timestamp) is float and 0 <= timestamp <= _MAX_EPOCH_SECONDS):
+            _check_timestamp("Event", "timestamp", timestamp)
         _check_tags("Event", "tags", self.tags)
 
     def to_dict(self) -> dict[str, Any]:
@@ -330,19 +355,29 @@ class Trace:
     error: str | None = None
 
     def __post_init__(self) -> None:
-        _check_text("Trace", "trace_id", self.trace_id)
-        _check_text("Trace", "span_id", self.span_id)
-        _check_text("Trace", "operation", self.operation)
-        _check_number("Trace", "duration_ms", self.duration_ms)
-        if self.duration_ms < 0:
-            raise _fail_value("Trace", "duration_ms", "non-negative", self.duration_ms)
-        if self.parent_span_id is not None:
-            _check_text("Trace", "parent_span_id", self.parent_span_id)
+        trace_id, span_id, operation = self.trace_id, self.span_id, self.operation
+        if not (type(trace_id) is str and trace_id and type(span_id) is str and span_id):
+            _check_text("Trace", "trace_id", trace_id)
+            _check_text("Trace", "span_id", span_id)
+        if not (type(operation) is str and operation):
+            _check_text("Trace", "operation", operation)
+        duration = self.duration_ms
+        # Fast checks first (x - x is 0.0 only for finite floats); the full check
+        # then names the problem.
+        if not (type(duration) is float and duration - duration == 0.0 and duration >= 0):
+            _check_number("Trace", "duration_ms", duration)
+            if duration < 0:
+                raise _fail_value("Trace", "duration_ms", "non-negative", duration)
+        parent = self.parent_span_id
+        if parent is not None and not (type(parent) is str and parent):
+            _check_text("Trace", "parent_span_id", parent)
         _check_tags("Trace", "tags", self.tags)
-        _check_timestamp("Trace", "timestamp", self.timestamp)
-        if self.timestamp - self.duration_ms / 1000 < 0:
+        timestamp = self.timestamp
+        if not (type(timestamp) is float and 0 <= timestamp <= _MAX_EPOCH_SECONDS):
+            _check_timestamp("Trace", "timestamp", timestamp)
+        if timestamp - duration / 1000 < 0:
             raise _fail_value(
-                "Trace", "timestamp", "at least duration_ms after the epoch", self.timestamp
+                "Trace", "timestamp", "at least duration_ms after the epoch", timestamp
             )
         if self.error is not None and type(self.error) is not str:
             raise _fail_type("Trace", "error", "a str or None", self.error)
