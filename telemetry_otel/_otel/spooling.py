@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
 from telemetry_otel._endpoints import OtlpTarget
 from telemetry_otel._otel.delivery import DeliveryQueue
+from telemetry_otel._otel.encoding import encode_spans
 from telemetry_otel._otel.exporters import ca_file_session, url_and_headers
 from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.spool import Spool
