@@ -62,6 +62,7 @@ class OtlpReceiver:
         # Off for long benchmark runs: count requests, do not keep them in memory.
         self.keep_requests = keep_requests
         self.request_count = 0
+        self.span_count = 0
         self.accept_gzip = accept_gzip
         self.received: list[Received] = []
         # Scripted failures per (transport, signal), used up one per request: an HTTP
@@ -145,6 +146,10 @@ class OtlpReceiver:
     def record(self, signal: str, transport: str, request: Any, headers: dict[str, str]) -> None:
         with self._lock:
             self.request_count += 1
+            if signal == "traces":
+                self.span_count += sum(
+                    len(scope.spans) for rs in request.resource_spans for scope in rs.scope_spans
+                )
             if self.keep_requests:
                 self.received.append(Received(signal, transport, request, headers))
 
