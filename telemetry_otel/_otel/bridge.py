@@ -9,13 +9,12 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
 from opentelemetry.sdk.trace import ReadableSpan
 
-from telemetry_otel._otel.accounting import SELF_SCOPE, Accounting
+from telemetry_otel._otel.accounting import SELF_SCOPE
 from telemetry_otel._otel.delivery import DeliveryQueue, Outcome, Spooler
 from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.logs import log_record_to_event
 from telemetry_otel._otel.metrics import (
     DELTA_TEMPORALITY,
-    count_overflow_points,
     metrics_data_to_models,
 )
 from telemetry_otel._otel.spans import span_to_trace
@@ -90,10 +89,9 @@ class CallbackDestination:
 class CallbackMetricExporter(MetricExporter):
     """Turns each interval's delta metrics into Metric models for every callback's queue."""
 
-    def __init__(self, global_tags: Mapping[str, Any], accounting: Accounting) -> None:
+    def __init__(self, global_tags: Mapping[str, Any]) -> None:
         super().__init__(preferred_temporality=DELTA_TEMPORALITY)
         self._global_tags = dict(global_tags)
-        self._overflows = accounting.tallies["metric"].limited
         self._queues: tuple[DeliveryQueue[Metric], ...] = ()
 
     def set_queues(self, queues: tuple[DeliveryQueue[Metric], ...]) -> None:
@@ -102,9 +100,6 @@ class CallbackMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
-        # This reader always runs, so it is the one that counts series past the limit.
-        for _ in range(count_overflow_points(metrics_data, skip_scope=SELF_SCOPE)):
-            self._overflows.increment()
         queues = self._queues
         if queues:
             for model in metrics_data_to_models(metrics_data, self._global_tags, SELF_SCOPE):

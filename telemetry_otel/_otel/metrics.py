@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from opentelemetry.metrics import Meter
-from opentelemetry.sdk.metrics import Counter, Histogram, _Gauge
+from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, _Gauge
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Gauge,
@@ -18,10 +18,10 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from telemetry_otel._otel.forks import ForkSafeLock
+from telemetry_otel._otel.series import SeriesRecorder, fast_path_consumer
 from telemetry_otel._otel.spans import ns_to_seconds
+from telemetry_otel._shaping import Shaper
 from telemetry_otel.models import Metric, MetricType
-
-Record = Callable[[Any, Any], None]
 
 # The callback bridge hands out what changed in each interval.
 DELTA_TEMPORALITY: dict[type, AggregationTemporality] = {
@@ -32,48 +32,56 @@ DELTA_TEMPORALITY: dict[type, AggregationTemporality] = {
 
 
 class InstrumentCache:
-    """Creates one instrument per metric name and type, and returns its record method.
+    """Creates one instrument per metric name and type, and its SeriesRecorder.
 
     Instrument names are case-insensitive in OpenTelemetry, so a name already used
     by another metric type (in any case) is refused rather than registered twice.
     """
 
-    def __init__(self, meter: Meter) -> None:
+    def __init__(
+        self, provider: MeterProvider, meter: Meter, shaper: Shaper, max_series: int
+    ) -> None:
         self._meter = meter
-        self._records: dict[tuple[str, MetricType], Record] = {}
+        self._consumer = fast_path_consumer(provider)
+        self._shaper = shaper
+        self._max_series = max_series
+        self._recorders: dict[tuple[str, MetricType], SeriesRecorder] = {}
         self._types: dict[str, MetricType] = {}
         self._lock = ForkSafeLock()
 
-    def record_method(self, metric: Metric) -> Record | None:
-        """Return the bound add/set/record of the metric's instrument, or None on a type clash."""
-        record = self._records.get((metric.name, metric.metric_type))
-        if record is None:
+    def recorder(self, metric: Metric) -> SeriesRecorder | None:
+        """The recorder of the metric's instrument, or None on a type clash."""
+        recorder = self._recorders.get((metric.name, metric.metric_type))
+        if recorder is None:
             with self._lock:
-                record = self._create(metric)
-        return record
+                recorder = self._create(metric)
+        return recorder
 
-    def _create(self, metric: Metric) -> Record | None:
+    def _create(self, metric: Metric) -> SeriesRecorder | None:
         key = (metric.name, metric.metric_type)
-        if key in self._records:
-            return self._records[key]
+        if key in self._recorders:
+            return self._recorders[key]
         known_type = self._types.get(metric.name.lower())
         if known_type is not None and known_type is not metric.metric_type:
             return None
         meter, name = self._meter, metric.name
         unit, description = metric.unit, metric.description
-        record: Record
+        instrument: Any
         if metric.metric_type is MetricType.COUNTER:
-            record = meter.create_counter(name, unit=unit, description=description).add
+            instrument = meter.create_counter(name, unit=unit, description=description)
+            record = instrument.add
         elif metric.metric_type is MetricType.GAUGE:
-            record = meter.create_gauge(name, unit=unit, description=description).set
+            instrument = meter.create_gauge(name, unit=unit, description=description)
+            record = instrument.set
         else:
-            record = meter.create_histogram(name, unit=unit, description=description).record
+            instrument = meter.create_histogram(name, unit=unit, description=description)
+            record = instrument.record
+        recorder = SeriesRecorder(
+            instrument, record, self._consumer, self._shaper, self._max_series, self._lock
+        )
         self._types[name.lower()] = metric.metric_type
-        self._records[key] = record
-        return record
-
-
-OVERFLOW_ATTRIBUTE = "otel.metric.overflow"
+        self._recorders[key] = recorder
+        return recorder
 
 
 def metrics_of(data: MetricsData, skip_scope: str | None = None) -> Iterator[Any]:
@@ -97,16 +105,6 @@ def metrics_data_to_models(
 def count_data_points(data: MetricsData, skip_scope: str | None = None) -> int:
     """How many data points an export carries."""
     return sum(len(metric.data.data_points) for metric in metrics_of(data, skip_scope))
-
-
-def count_overflow_points(data: MetricsData, skip_scope: str | None = None) -> int:
-    """Data points holding the measurements past the cardinality limit."""
-    return sum(
-        1
-        for metric in metrics_of(data, skip_scope)
-        for point in metric.data.data_points
-        if (point.attributes or {}).get(OVERFLOW_ATTRIBUTE)
-    )
 
 
 def _points_to_models(metric: Any, global_tags: Mapping[str, Any]) -> Iterator[Metric]:

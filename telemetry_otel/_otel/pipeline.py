@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
+from opentelemetry._logs import LogRecord
 from opentelemetry.context import Context
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits, ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -52,7 +53,7 @@ from telemetry_otel._otel.spooling import RawOtlpSender, SpoolingDelivery
 from telemetry_otel._shaping import Shaper
 from telemetry_otel._version import __version__
 from telemetry_otel.config import TelemetryConfig
-from telemetry_otel.models import Event, Metric, Trace
+from telemetry_otel.models import Event, Metric, MetricType, Trace
 
 __all__ = ["SIGNALS", "Pipeline", "build_resource"]
 
@@ -145,24 +146,51 @@ class Pipeline:
         destinations = self._destinations
         self._metric_exporters = [d.metric_counts for d in destinations if d.metric_counts]
         self._metric_failures_seen = 0
-        self._callback_metrics = CallbackMetricExporter(self._global_tags, self.accounting)
+        self._callback_metrics = CallbackMetricExporter(self._global_tags)
+        # The callback bridge's reader, attached only while a callback is registered:
+        # each reader costs every measurement an aggregation of its own.
+        self._bridge_reader: MetricReader | None = None
         joined: MeterProvider | None = self._global["metric"]
         if joined is not None:
             # An existing MeterProvider takes no more readers: no metrics for callbacks.
             self.meter_provider = joined
         else:
             readers: list[MetricReader] = [d.metric_reader for d in destinations if d.metric_reader]
-            bridge = PeriodicExportingMetricReader(
-                self._callback_metrics,
-                config.flush_interval_ms,
-                cardinality_limits=cardinality_limits(config),
-            )
             self.meter_provider = MeterProvider(
-                metric_readers=[*readers, bridge], resource=resource, shutdown_on_exit=False
+                metric_readers=readers, resource=resource, shutdown_on_exit=False
             )
         meter = self.meter_provider.get_meter(SCOPE_NAME, __version__)
-        self._instruments = InstrumentCache(meter)
+        self._instruments = InstrumentCache(
+            self.meter_provider, meter, self._shaper, config.max_metric_series
+        )
         register_self_metrics(self.meter_provider.get_meter(SELF_SCOPE, __version__), self.stats)
+
+    def _attach_bridge_reader(self) -> None:
+        if self._bridge_reader is None and self._global["metric"] is None:
+            self._bridge_reader = PeriodicExportingMetricReader(
+                self._callback_metrics,
+                self._config.flush_interval_ms,
+                cardinality_limits=cardinality_limits(self._config),
+            )
+            self.meter_provider.add_metric_reader(self._bridge_reader)
+
+    def _detach_bridge_reader(self) -> None:
+        """Shut the reader down, which exports what it holds to the callbacks' queues,
+        then stop feeding it.
+
+        Not MeterProvider.remove_metric_reader alone: it drops the reader's storage
+        before shutting the reader down, and the reader's last collection then fails
+        (SDK 1.45); called after shutdown, it would warn of a second shutdown.
+        """
+        reader, self._bridge_reader = self._bridge_reader, None
+        if reader is None:
+            return
+        reader.shutdown()
+        consumer: Any = getattr(self.meter_provider, "_measurement_consumer", None)
+        if hasattr(consumer, "remove_metric_reader"):
+            consumer.remove_metric_reader(reader)
+        else:
+            self.meter_provider.remove_metric_reader(reader)
 
     def _build_traces(self, resource: Resource, config: TelemetryConfig) -> None:
         joined: TracerProvider | None = self._global["trace"]
@@ -208,17 +236,38 @@ class Pipeline:
         for destination in self._destinations:
             if destination.logs is not None:
                 self._add_queue(destination, "event", _log_delivery(destination.logs))
+        limits = LogRecordLimits(
+            max_attributes=config.max_attributes, max_attribute_length=config.max_attribute_length
+        )
         self.logger_provider = joined or LoggerProvider(
             resource=resource,
             shutdown_on_exit=False,
             meter_provider=self.meter_provider,
-            log_record_limits=LogRecordLimits(
-                max_attributes=config.max_attributes,
-                max_attribute_length=config.max_attribute_length,
-            ),
+            log_record_limits=limits,
         )
         self.logger_provider.add_log_record_processor(self._log_processor)
         self._logger = self.logger_provider.get_logger(SCOPE_NAME, __version__)
+        # Events skip Logger.emit on the collector's own provider: the Shaper already
+        # did what its second pass over the attributes would do. On a joined
+        # provider they go through all of the application's processors.
+        self._emit_record: Callable[[LogRecord], None] = (
+            self._logger.emit if joined else self._readable_record_emitter(resource, limits)
+        )
+
+    def _readable_record_emitter(
+        self, resource: Resource, limits: LogRecordLimits
+    ) -> Callable[[LogRecord], None]:
+        scope = InstrumentationScope(SCOPE_NAME, __version__)
+        submit = self._log_processor.submit
+
+        def emit(record: LogRecord) -> None:
+            submit(
+                ReadableLogRecord(
+                    log_record=record, resource=resource, instrumentation_scope=scope, limits=limits
+                )
+            )
+
+        return emit
 
     def _add_queue(
         self, destination: Destination, signal: str, export: Callable[[list[Any]], bool]
@@ -243,27 +292,36 @@ class Pipeline:
     # -- the collecting path: never raises for a valid model --------------------------------
 
     def record_metric(self, metric: Metric) -> bool:
-        """Record a measurement on its instrument; False on a name/type clash."""
+        """Record a measurement on its instrument; False on a name/type clash or a
+        negative histogram value (which OpenTelemetry histograms do not take)."""
         tally = self.accounting.tallies["metric"]
         try:
-            record = self._instruments.record_method(metric)
-            if record is None:
-                tally.rejected.increment()
-                warn_limited(
+            recorder = self._instruments.recorder(metric)
+            if recorder is None:
+                return self._reject_metric(
                     f"clash:{metric.name.lower()}",
                     "metric %r is already registered as another type; dropping %s values",
                     metric.name,
                     metric.metric_type.value,
                 )
-                return False
+            if metric.value < 0 and metric.metric_type is MetricType.HISTOGRAM:
+                return self._reject_metric(
+                    f"negative:{metric.name.lower()}",
+                    "histogram %r takes no negative values; dropping %r",
+                    metric.name,
+                    metric.value,
+                )
             tally.collected.increment()
-            tags, limited = self._shaper.attributes(metric.tags)
-            if limited:
+            if recorder.record(metric.value, metric.tags):
                 tally.limited.increment()
-            record(metric.value, tags)
             return True
         except Exception:
             return self._fail("metric")
+
+    def _reject_metric(self, reason: str, message: str, *args: object) -> bool:
+        self.accounting.tallies["metric"].rejected.increment()
+        warn_limited(reason, message, *args)
+        return False
 
     def emit_event(self, event: Event) -> bool:
         """Sample the event, then emit it as a log record; False when sampled out."""
@@ -277,7 +335,7 @@ class Pipeline:
             record, limited = event_to_log_record(event, self._shaper)
             if limited:
                 tally.limited.increment()
-            self._logger.emit(record)
+            self._emit_record(record)
             return True
         except Exception:
             return self._fail("event")
@@ -329,10 +387,13 @@ class Pipeline:
         self._span_processor.add_queue(destination.traces)
         self._log_processor.add_queue(destination.events)
         self._callback_metrics.set_queues(tuple(d.metrics for d in self._callbacks))
+        self._attach_bridge_reader()
 
     def remove_callback(self, callback: Callback) -> None:
         """Stop feeding a callback; what it had not received yet is dropped (counted)."""
         destination = next(d for d in self._callbacks if d.callback == callback)
+        if len(self._callbacks) == 1:
+            self._detach_bridge_reader()
         self._callbacks.remove(destination)
         self._retired.append(destination)
         self._span_processor.remove_queue(destination.traces)
@@ -364,7 +425,13 @@ class Pipeline:
         def flush() -> None:
             remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
             try:
-                outcome.append(bool(self.meter_provider.force_flush(timeout_millis=remaining_ms)))
+                flushed = bool(self.meter_provider.force_flush(timeout_millis=remaining_ms))
+                # MeterProvider.force_flush reaches only the readers it was built with.
+                bridge = self._bridge_reader
+                if bridge is not None:
+                    remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
+                    flushed = bridge.force_flush(timeout_millis=remaining_ms) and flushed
+                outcome.append(flushed)
             except Exception:  # the SDK raises when a reader timed out
                 outcome.append(False)
 
@@ -396,6 +463,9 @@ class Pipeline:
             remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
             try:
                 if self._global["metric"] is None:
+                    # MeterProvider.shutdown reaches only the readers it was built with.
+                    self._detach_bridge_reader()
+                    remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
                     self.meter_provider.shutdown(timeout_millis=remaining_ms)
                 else:
                     self.meter_provider.force_flush(timeout_millis=remaining_ms)

@@ -73,6 +73,10 @@ class QueueLogRecordProcessor(_QueueFanOut, LogRecordProcessor):
             instrumentation_scope=log_record.instrumentation_scope,
             limits=log_record.limits,
         )
+        self.submit(readable)
+
+    def submit(self, readable: ReadableLogRecord) -> None:
+        """Queue a finished record for every destination (records built directly)."""
         for queue in self.queues:
             queue.submit(readable)
 

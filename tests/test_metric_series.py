@@ -1,0 +1,103 @@
+"""Metric measurements: each tag set shaped once, the SDK's aggregation, exact values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from telemetry_otel import Metric, MetricType
+from telemetry_otel._otel import series
+from tests.otlp_receiver import OtlpReceiver, attributes_of
+
+
+def points_by_name(receiver: OtlpReceiver) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+    """The last export's data points of each metric: (attributes, value or histogram)."""
+    points: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+    for _, metric in receiver.metrics():
+        data = getattr(metric, metric.WhichOneof("data"))
+        points[metric.name] = sorted(
+            (
+                (
+                    attributes_of(p.attributes),
+                    (p.count, p.sum, list(p.bucket_counts))
+                    if metric.WhichOneof("data") == "histogram"
+                    else p.as_int or p.as_double,
+                )
+                for p in data.data_points
+            ),
+            key=repr,
+        )
+    return points
+
+
+def collect_a_mix(collector: Any) -> None:
+    for value, method in ((1, "GET"), (2, "GET"), (5, "POST")):
+        tags = {"method": method, "ok": True}
+        collector.collect_metric(Metric("requests", value, MetricType.COUNTER, tags))
+        collector.collect_metric(Metric("latency", value * 10.0, MetricType.HISTOGRAM, tags))
+        collector.collect_metric(Metric("queue", value * 1.5, MetricType.GAUGE, tags))
+    # 1, 1.0 and True are equal in Python, and different tag values in OpenTelemetry.
+    for value in (1, 1.0, True):
+        collector.collect_metric(Metric("typed", 1, MetricType.COUNTER, {"v": value}))
+
+
+def test_the_installed_sdk_takes_the_fast_path():
+    # A release of the SDK whose internals differ would silently take the slower
+    # public path; this test says so.
+    assert series.sdk_internals_fit() is True
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast path", "public path"])
+def test_both_paths_put_the_same_exact_points_on_the_wire(
+    otlp_receiver, make_collector, monkeypatch, fast
+):
+    if not fast:
+        monkeypatch.setattr(series, "sdk_internals_fit", lambda: False)
+    collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
+    assert (collector._pipeline._instruments._consumer is not None) is fast
+    collect_a_mix(collector)
+    assert collector.flush(10_000) is True
+    get, post = {"method": "GET", "ok": True}, {"method": "POST", "ok": True}
+    assert points_by_name(otlp_receiver) == {
+        "requests": [(get, 3), (post, 5)],
+        "latency": [
+            (get, (2, 30.0, [0, 0, 1, 1] + [0] * 12)),
+            (post, (1, 50.0, [0, 0, 0, 0, 1] + [0] * 11)),
+        ],
+        "queue": [(get, 3.0), (post, 7.5)],
+        "typed": [({"v": 1.0}, 1), ({"v": 1}, 1), ({"v": True}, 1)],
+    }
+
+
+def test_tag_values_redacted_alike_share_one_series(otlp_receiver, make_collector):
+    collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
+    for token in ("a", "b", "c"):
+        collector.collect_metric(Metric("calls", 1, MetricType.COUNTER, {"api_token": token}))
+    assert collector.flush(10_000) is True
+    assert points_by_name(otlp_receiver)["calls"] == [({"api_token": "[REDACTED]"}, 3)]
+    assert collector.stats()["metric"]["limited"] == 0  # redaction is not a size limit
+
+
+def test_a_negative_histogram_value_is_refused_and_counted(otlp_receiver, make_collector):
+    collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
+    assert collector.collect_metric(Metric("delta", -2.0, MetricType.HISTOGRAM)) is False
+    assert collector.collect_metric(Metric("delta", 2.0, MetricType.HISTOGRAM)) is True
+    assert collector.flush(10_000) is True
+    assert points_by_name(otlp_receiver)["delta"] == [({}, (1, 2.0, [0, 1] + [0] * 14))]
+    stats = collector.stats()["metric"]
+    assert (stats["collected"], stats["dropped_rejected"]) == (1, 1)
+
+
+def test_callbacks_get_metrics_collected_while_they_are_registered(make_collector, recorder):
+    collector = make_collector()
+    collector.collect_metric(Metric("before", 1, MetricType.COUNTER))
+    collector.register_exporter(recorder)
+    collector.collect_metric(Metric("during", 2, MetricType.COUNTER))
+    assert collector.flush(10_000) is True
+    assert [(m.name, m.value) for m in recorder.of("metric")] == [("during", 2)]
+    collector.unregister_exporter(recorder)
+    collector.register_exporter(recorder)
+    collector.collect_metric(Metric("during", 3, MetricType.COUNTER))
+    assert collector.flush(10_000) is True
+    assert [(m.name, m.value) for m in recorder.of("metric")] == [("during", 2), ("during", 3)]
