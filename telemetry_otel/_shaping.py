@@ -57,6 +57,11 @@ class Shaper:
             return encodable(value[: self._max_length]), True
         return encodable(value), False
 
+    def is_short_ascii(self, value: str) -> bool:
+        """Whether ``text(value)`` would return ``value`` as it is, for most text:
+        the cheap test before the full one."""
+        return len(value) <= self._max_length and value.isascii()
+
     def attributes(
         self, attributes: Mapping[str, Any], reserved: int = 0
     ) -> tuple[Mapping[str, Any], bool]:

@@ -140,12 +140,15 @@ class DeliveryQueue(Generic[T]):
                 self._start_worker()
 
     def _init_thread_state(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # submit() takes the bare lock: a C-level `with`, where the Condition's own
+        # __enter__ and __exit__ are Python calls on the hot path.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._thread: threading.Thread | None = None
 
     def submit(self, item: T) -> None:
         """Queue an item; never blocks on the destination. A full queue drops its oldest item."""
-        with self._cond:
+        with self._lock:
             counts = self._counts
             counts.submitted += 1
             if self._closed:

@@ -16,7 +16,7 @@ from opentelemetry.trace.status import Status, StatusCode
 
 from telemetry_otel._otel.ids import otel_span_id, otel_trace_id
 from telemetry_otel._shaping import Shaper
-from telemetry_otel.models import Trace
+from telemetry_otel.models import Trace, _unchecked
 
 LEGACY_TRACE_ID = "legacy.trace_id"
 LEGACY_SPAN_ID = "legacy.span_id"
@@ -60,8 +60,24 @@ class LegacySpan(ReadableSpan):
     limit dropped itself.
     """
 
-    def __init__(self, *, dropped_attributes: int, **fields: Any) -> None:
-        super().__init__(**fields)
+    def __init__(
+        self,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        resource: Resource,
+        attributes: Mapping[str, Any],
+        status: Status,
+        start_time: int,
+        end_time: int,
+        scope: InstrumentationScope,
+        dropped_attributes: int,
+    ) -> None:
+        # Positional: this runs for every legacy span, and keywords cost more.
+        super().__init__(
+            name, context, parent, resource, attributes, (), (), SpanKind.INTERNAL, None, status,
+            start_time, end_time, scope,
+        )  # fmt: skip
         self._dropped_attributes = dropped_attributes
 
     @property
@@ -137,47 +153,53 @@ class SpanFactory:
                 return None, False
             trace_state = decision.trace_state
         attributes, dropped, limited = self._span_attributes(trace)
-        name, name_cut = self._shaper.text(trace.operation)
-        context = SpanContext(
-            trace_id,
-            otel_span_id(trace.trace_id, trace.span_id),
-            is_remote=False,
-            trace_flags=_SAMPLED,
-            trace_state=trace_state,
-        )
+        name, name_cut = trace.operation, False
+        if not self._shaper.is_short_ascii(name):
+            name, name_cut = self._shaper.text(name)
+        # Positional (trace id, span id, is_remote, flags, state): called for every span.
+        span_id = otel_span_id(trace.trace_id, trace.span_id)
+        context = SpanContext(trace_id, span_id, False, _SAMPLED, trace_state)
         end = seconds_to_ns(trace.timestamp)
         span = LegacySpan(
-            name=name,
-            context=context,
-            parent=self._parent_context(trace, trace_id),
-            resource=self.resource,
-            attributes=attributes
+            name,
+            context,
+            self._parent_context(trace, trace_id),
+            self.resource,
+            attributes
             if self._shaped_is_bounded
             else BoundedAttributes(
                 self._max_attributes, attributes, immutable=True, max_value_len=self._max_value_len
             ),
-            kind=SpanKind.INTERNAL,
-            status=Status(StatusCode.ERROR, trace.error) if trace.error else _UNSET,
-            start_time=max(0, end - ms_to_ns(trace.duration_ms)),
-            end_time=end,
-            instrumentation_scope=self._scope,
-            dropped_attributes=dropped,
+            Status(StatusCode.ERROR, trace.error) if trace.error else _UNSET,
+            max(0, end - ms_to_ns(trace.duration_ms)),
+            end,
+            self._scope,
+            dropped,
         )
         return span, limited or name_cut
 
     def _span_attributes(self, trace: Trace) -> tuple[dict[str, Any], int, bool]:
         """Tags, shaped, then the legacy ids (always kept: the bridge needs them);
         how many tags the attribute limit dropped; whether anything was cut."""
-        text = self._shaper.text
-        legacy = {LEGACY_TRACE_ID: trace.trace_id, LEGACY_SPAN_ID: trace.span_id}
-        if trace.parent_span_id is not None:
-            legacy[LEGACY_PARENT_SPAN_ID] = trace.parent_span_id
-        room = self._shaper.max_attributes - len(legacy)
-        tags, limited = self._shaper.attributes(trace.tags, reserved=len(legacy))
+        shaper, parent = self._shaper, trace.parent_span_id
+        legacy = (
+            ((LEGACY_TRACE_ID, trace.trace_id), (LEGACY_SPAN_ID, trace.span_id))
+            if parent is None
+            else (
+                (LEGACY_TRACE_ID, trace.trace_id),
+                (LEGACY_SPAN_ID, trace.span_id),
+                (LEGACY_PARENT_SPAN_ID, parent),
+            )
+        )
+        tags, limited = shaper.attributes(trace.tags, reserved=len(legacy))
         attributes = dict(tags)
-        for key, value in legacy.items():
-            attributes[key], cut = text(value)
-            limited = limited or cut
+        for key, value in legacy:
+            if shaper.is_short_ascii(value):
+                attributes[key] = value
+            else:
+                attributes[key], cut = shaper.text(value)
+                limited = limited or cut
+        room = shaper.max_attributes - len(legacy)
         return attributes, max(0, len(trace.tags) - room), limited
 
     @staticmethod
@@ -185,7 +207,7 @@ class SpanFactory:
         if trace.parent_span_id is None:
             return None
         parent_id = otel_span_id(trace.trace_id, trace.parent_span_id)
-        return SpanContext(trace_id, parent_id, is_remote=False, trace_flags=_SAMPLED)
+        return SpanContext(trace_id, parent_id, False, _SAMPLED)
 
 
 def span_to_trace(span: ReadableSpan, global_tags: Mapping[str, Any]) -> Trace:
@@ -194,6 +216,8 @@ def span_to_trace(span: ReadableSpan, global_tags: Mapping[str, Any]) -> Trace:
     Spans that did not come from a Trace (no ``legacy.*`` attributes) get their
     W3C hex ids instead.
     """
+    if type(span) is LegacySpan:
+        return _legacy_span_to_trace(span, global_tags)
     attributes = dict(span.attributes or {})
     context = span.context
     trace_id = attributes.get(LEGACY_TRACE_ID) or f"{context.trace_id:032x}"
@@ -211,6 +235,28 @@ def span_to_trace(span: ReadableSpan, global_tags: Mapping[str, Any]) -> Trace:
         duration_ms=(end - start) / 1_000_000,
         parent_span_id=str(parent_span_id) if parent_span_id is not None else None,
         tags=_plain_tags(tags),
+        timestamp=ns_to_seconds(end),
+        error=_error_message(span.status),
+    )
+
+
+def _legacy_span_to_trace(span: LegacySpan, global_tags: Mapping[str, Any]) -> Trace:
+    """A LegacySpan holds what a validated Trace held, shaped: valid by construction
+    (non-empty ids and name, scalar tags, end after start), so no second check."""
+    attributes: Mapping[str, Any] = span.attributes or {}
+    tags = dict(global_tags)
+    for key, value in attributes.items():
+        if key not in _LEGACY_KEYS:
+            tags[key] = value
+    end, start = span.end_time or 0, span.start_time or 0
+    return _unchecked(
+        Trace,
+        trace_id=attributes[LEGACY_TRACE_ID],
+        span_id=attributes[LEGACY_SPAN_ID],
+        operation=span.name,
+        duration_ms=(end - start) / 1_000_000,
+        parent_span_id=attributes.get(LEGACY_PARENT_SPAN_ID),
+        tags=tags,
         timestamp=ns_to_seconds(end),
         error=_error_message(span.status),
     )
