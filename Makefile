@@ -33,6 +33,7 @@ test: lint prometheus
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_collect.py
+	$(BIN)/python benchmarks/bench_e2e.py
 	$(BIN)/python benchmarks/bench_outage.py
 
 clean:

@@ -9,6 +9,7 @@ smoke run). Medians and ratios only: these machines are shared and noisy.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -107,12 +108,14 @@ def raw_otel() -> dict[str, Callable[[], None]]:
         "histogram": lambda: histogram.record(125.5, TAGS),
         "gauge": lambda: gauge.set(75.5, TAGS),
         "trace": span,
+        "trace, new trace id": span,
         "event": log,
     }
 
 
 def facade(collector: TelemetryCollector) -> dict[str, Callable[[], None]]:
     """The same calls through the legacy API, model construction included."""
+    ids = itertools.count()
     return {
         "counter": lambda: collector.collect_metric(Metric("c", 1, MetricType.COUNTER, TAGS)),
         "histogram": lambda: collector.collect_metric(
@@ -122,13 +125,17 @@ def facade(collector: TelemetryCollector) -> dict[str, Callable[[], None]]:
         "trace": lambda: collector.collect_trace(
             Trace("trace-abc-123", "span-001", "process_payment", 234.5, tags=TAGS)
         ),
+        # Every call a trace id not seen before: the id mapping's cache never helps.
+        "trace, new trace id": lambda: collector.collect_trace(
+            Trace(f"trace-{next(ids)}", "span-001", "process_payment", 234.5, tags=TAGS)
+        ),
         "event": lambda: collector.collect_event(
             Event("user_action", "User completed checkout", EventSeverity.INFO, tags=TAGS)
         ),
     }
 
 
-def started_collector(**config: Any) -> TelemetryCollector:
+def started_collector(with_callback: bool = False, **config: Any) -> TelemetryCollector:
     # buffer_size as the SDK batch processors' default queue (2048), as on the raw side.
     collector = TelemetryCollector(
         TelemetryConfig(flush_interval_ms=INTERVAL_MS, buffer_size=2048, **config)
@@ -136,24 +143,29 @@ def started_collector(**config: Any) -> TelemetryCollector:
     collector.start()
     pipeline = collector._pipeline
     if pipeline is not None:
-        # One null destination per signal, like the raw side's batch processors: the
-        # public endpoints all do real I/O, which is not what is measured here.
+        # One null destination per signal, like the raw side's reader and batch
+        # processors: the public endpoints all do real I/O, which is not what is
+        # measured here.
         null = Destination("null")
         pipeline._add_queue(null, "trace", lambda batch: True)
         pipeline._add_queue(null, "event", lambda batch: True)
+        reader = PeriodicExportingMetricReader(NullMetricExporter(), INTERVAL_MS)
+        pipeline.meter_provider.add_metric_reader(reader)
+    if with_callback:
+        collector.register_exporter(lambda data_type, item: None)
     return collector
 
 
-def ns_per_call(call: Callable[[], None], calls: int) -> float:
+def ns_per_call(call: Callable[[], object], calls: int) -> float:
     start = time.perf_counter_ns()
     for _ in range(calls):
         call()
     return (time.perf_counter_ns() - start) / calls
 
 
-def compare(rounds: int, calls: int) -> list[tuple[str, float, float]]:
+def compare(rounds: int, calls: int, with_callback: bool) -> list[tuple[str, float, float]]:
     """Alternate facade and raw rounds; return (path, facade median, raw median)."""
-    collector = started_collector()
+    collector = started_collector(with_callback)
     ours, raw = facade(collector), raw_otel()
     rows = []
     for path in ours:
@@ -179,12 +191,27 @@ def short_paths(rounds: int, calls: int) -> list[tuple[str, float]]:
         "sampled-out collect_event": lambda: sampled_out.collect_event(event),
     }
     rows = [
-        (name, statistics.median(ns_per_call(call, calls) for _ in range(rounds)))  # type: ignore[arg-type]
+        (name, statistics.median(ns_per_call(call, calls) for _ in range(rounds)))
         for name, call in paths.items()
     ]
     disabled.stop()
     sampled_out.stop()
     return rows
+
+
+def model_construction(rounds: int, calls: int) -> list[tuple[str, float]]:
+    """Building and validating each model on its own."""
+    models: dict[str, Callable[[], object]] = {
+        "Metric(...)": lambda: Metric("c", 1, MetricType.COUNTER, TAGS),
+        "Trace(...)": lambda: Trace(
+            "trace-abc-123", "span-001", "process_payment", 234.5, tags=TAGS
+        ),
+        "Event(...)": lambda: Event("user_action", "checkout", EventSeverity.INFO, tags=TAGS),
+    }
+    return [
+        (name, statistics.median(ns_per_call(make, calls) for _ in range(rounds)))
+        for name, make in models.items()
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -193,11 +220,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rounds, calls = (3, 200) if args.quick else (15, 2000)
     print(f"median ns per call over {rounds} rounds of {calls} calls (model construction included)")
-    print(f"{'path':<28}{'facade':>10}{'raw OTel':>10}{'ratio':>8}")
-    for path, ours, raw in compare(rounds, calls):
-        print(f"{path:<28}{ours:>10.0f}{raw:>10.0f}{ours / raw:>8.2f}")
-    for name, ns in short_paths(rounds, calls):
-        print(f"{name:<28}{ns:>10.0f}")
+    print(f"{'path':<40}{'facade':>10}{'raw OTel':>10}{'ratio':>8}")
+    for with_callback in (False, True):
+        for path, ours, raw in compare(rounds, calls, with_callback):
+            label = f"{path}, with a callback" if with_callback else path
+            print(f"{label:<40}{ours:>10.0f}{raw:>10.0f}{ours / raw:>8.2f}")
+    for name, ns in [*short_paths(rounds, calls), *model_construction(rounds, calls)]:
+        print(f"{name:<40}{ns:>10.0f}")
 
 
 if __name__ == "__main__":

@@ -84,10 +84,9 @@ def produce_facade(port: int, spans: int) -> None:
         for i in range(spans):
             trace_id, span = divmod(i, SPANS_PER_TRACE)
             parent = None if span == 0 else f"span-{trace_id}-0"
-            collector.collect_trace(
-                Trace(f"trace-{trace_id}", f"span-{trace_id}-{span}", "process_payment", 234.5,
-                      parent_span_id=parent, tags=TAGS)  # fmt: skip
-            )
+            name = f"span-{trace_id}-{span}"
+            trace = Trace(f"trace-{trace_id}", name, "process_payment", 234.5, parent, TAGS)
+            collector.collect_trace(trace)
         collector.flush(timeout_ms=600_000)
 
 

@@ -47,6 +47,10 @@ class Shaper:
         self._sensitive = lru_cache(maxsize=4096)(
             (lambda key: is_sensitive(key, words)) if redact else (lambda key: False)
         )
+        # Keys that need no change (ASCII, not sensitive): one cached call per key.
+        self._plain_key = lru_cache(maxsize=4096)(
+            lambda key: key.isascii() and not self._sensitive(key)
+        )
         self.max_attributes = max_attributes
         self.max_length = max_length
         self._max_length = max_length if max_length is not None else 2**62
@@ -88,9 +92,9 @@ class Shaper:
     def _is_clean(self, attributes: Mapping[str, Any], room: int) -> bool:
         if len(attributes) > room:
             return False
-        sensitive, max_length = self._sensitive, self._max_length
+        plain_key, max_length = self._plain_key, self._max_length
         for key, value in attributes.items():
-            if sensitive(key) or not key.isascii():
+            if not plain_key(key):
                 return False
             kind = type(value)
             if kind is str:

@@ -14,12 +14,11 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any
 
 __all__ = ["Event", "EventSeverity", "Metric", "MetricType", "Trace"]
 
 TagValue = str | int | float | bool
-_Model = TypeVar("_Model")
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -152,14 +151,6 @@ def _enum_member(owner: str, name: str, enum: type[Enum], value: object) -> Any:
     except ValueError:
         choices = ", ".join(repr(m.value) for m in enum)
         raise _fail_value(owner, name, f"one of {choices}", value) from None
-
-
-def _unchecked(cls: type[_Model], **fields: Any) -> _Model:
-    """A model built from fields known valid (rebuilt from what a validated model
-    became), without running the checks again. Every field must be given."""
-    model = cls.__new__(cls)
-    model.__dict__.update(fields)
-    return model
 
 
 def _jsonable(value: object) -> Any:

@@ -9,26 +9,52 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_collect.py"
 
 
-def test_benchmark_prints_facade_raw_and_ratio_for_every_path():
-    result = subprocess.run(
-        [sys.executable, str(BENCH), "--quick"], capture_output=True, text=True, timeout=120
-    )
+def run(script: str, *args: str, timeout: float) -> str:
+    """A benchmark's output; it must exit cleanly."""
+    command = [sys.executable, str(BENCH.with_name(script)), *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
-    for path in ("counter", "histogram", "gauge", "trace", "event"):
-        facade, raw, ratio = (float(value) for value in rows[path])
+    return result.stdout
+
+
+def rows_by_first_word(lines: list[str]) -> dict[str, list[str]]:
+    return {line.split()[0]: line.split()[1:] for line in lines}
+
+
+def table(output: str) -> dict[str, list[float]]:
+    """The benchmark's rows: a label in the first 40 columns, then numbers."""
+    return {
+        line[:40].strip(): [float(value) for value in line[40:].split()]
+        for line in output.splitlines()[2:]
+    }
+
+
+def test_benchmark_prints_facade_raw_and_ratio_for_every_path():
+    rows = table(run("bench_collect.py", "--quick", timeout=120))
+    paths = ("counter", "histogram", "gauge", "trace", "trace, new trace id", "event")
+    for path in (*paths, *(f"{path}, with a callback" for path in paths)):
+        facade, raw, ratio = rows[path]
         assert facade > 0 and raw > 0
         assert abs(ratio - facade / raw) < 0.01 + 0.01 * ratio
-    assert {"disabled", "sampled-out"} <= set(rows)
+    single = ("disabled collect_metric", "sampled-out collect_trace", "sampled-out collect_event")
+    for name in (*single, "Metric(...)", "Trace(...)", "Event(...)"):
+        [ns] = rows[name]
+        assert ns > 0
+
+
+def test_end_to_end_benchmark_delivers_every_span_on_both_sides():
+    output = run("bench_e2e.py", "--spans", "2000", timeout=300).splitlines()
+    rows = rows_by_first_word(output[2:4])
+    assert set(rows) == {"raw", "facade"}
+    for received, seconds, per_second, _ in (map(float, values) for values in rows.values()):
+        assert received == 2000 and abs(received / per_second - seconds) <= 0.006  # printed .2f
+    assert output[-1].startswith("facade / raw items per second: ")
 
 
 def test_outage_benchmark_prints_every_scenario():
-    result = subprocess.run(
-        [sys.executable, str(BENCH.with_name("bench_outage.py")), "--seconds", "0.5"],
-        capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[2:]}
+    rows = rows_by_first_word(
+        run("bench_outage.py", "--seconds", "0.5", timeout=180).splitlines()[2:]
+    )
     assert set(rows) == {"healthy", "outage", "outage+spool"}
     for values in rows.values():
         calls, p50, p99, _, rss, *_ = map(float, values)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -59,7 +60,9 @@ class CallbackDestination:
         return (self.traces, self.events, self.metrics)
 
     def _deliver_spans(self, batch: list[ReadableSpan]) -> int:
-        return self._call_each("trace", batch, lambda span: span_to_trace(span, self._global_tags))
+        return self._call_each(
+            "trace", batch, functools.partial(span_to_trace, global_tags=self._global_tags)
+        )
 
     def _deliver_logs(self, batch: list[ReadableLogRecord]) -> int:
         return self._call_each(

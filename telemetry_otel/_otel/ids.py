@@ -14,15 +14,15 @@ from hashlib import sha256
 
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX16 = re.compile(r"[0-9a-f]{16}")
-# Most services reuse a working set of trace and span ids for a while (a trace's
-# spans arrive together); hashing costs more than a cache hit.
+# A trace's spans, and a parent's children, arrive close together: hashing their
+# shared id costs more than a cache hit.
 _CACHE_SIZE = 8192
 
 
-def _utf8(text: str) -> bytes:
+def _sha256(text: str) -> bytes:
     # surrogatepass: a lone surrogate cannot be UTF-8, but it must never make
     # collect_trace raise; no other language can produce such a string anyway.
-    return text.encode("utf-8", "surrogatepass")
+    return sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
@@ -32,15 +32,19 @@ def otel_trace_id(legacy_trace_id: str) -> int:
         value = int(legacy_trace_id, 16)
         if value:
             return value
-    return int.from_bytes(sha256(_utf8(legacy_trace_id)).digest()[:16], "big") or 1
+    return int.from_bytes(_sha256(legacy_trace_id)[:16], "big") or 1
 
 
-@lru_cache(maxsize=_CACHE_SIZE)
 def otel_span_id(legacy_trace_id: str, legacy_span_id: str) -> int:
-    """Return the 64-bit span id for a legacy span id within its legacy trace."""
+    """Return the 64-bit span id for a legacy span id within its legacy trace.
+
+    Not cached: a span's own id is seen once (a parent's context is cached where
+    spans are built).
+    """
     if len(legacy_span_id) == 16 and _HEX16.fullmatch(legacy_span_id):
         value = int(legacy_span_id, 16)
         if value:
             return value
-    digest = sha256(_utf8(legacy_trace_id) + b"\0" + _utf8(legacy_span_id)).digest()
-    return int.from_bytes(digest[:8], "big") or 1
+    # UTF-8 of trace_id, a zero byte, UTF-8 of span_id: one encoding of the joined text.
+    text = f"{legacy_trace_id}\0{legacy_span_id}".encode("utf-8", "surrogatepass")
+    return int.from_bytes(sha256(text).digest()[:8], "big") or 1

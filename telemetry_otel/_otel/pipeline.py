@@ -111,6 +111,7 @@ class Pipeline:
             config.redact, config.redact_keys, config.max_attributes, config.max_attribute_length
         )
         self.accounting = Accounting()
+        self._trace_tally = self.accounting.tallies["trace"]
         # What callbacks get back as global tags: redacted like everything else.
         self._global_tags = dict(self._shaper.attributes(config.tags)[0])
         self._queues: dict[str, list[DeliveryQueue[Any]]] = {"trace": [], "event": []}
@@ -218,7 +219,7 @@ class Pipeline:
         # Legacy spans skip the provider's start/end machinery; on a joined provider
         # they still go through all of the application's processors.
         self._span_sink = (
-            self._span_processor.on_end if joined is None else joined._active_span_processor.on_end
+            self._span_processor.submit if joined is None else joined._active_span_processor.on_end
         )
         self._spans = SpanFactory(
             provider.resource,
@@ -342,7 +343,7 @@ class Pipeline:
 
     def emit_trace(self, trace: Trace) -> bool:
         """Hand the trace's finished span to the processors; False when its trace is sampled out."""
-        tally = self.accounting.tallies["trace"]
+        tally = self._trace_tally
         tally.collected.increment()
         try:
             span, limited = self._spans.build(trace)

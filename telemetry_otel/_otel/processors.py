@@ -31,6 +31,12 @@ class _QueueFanOut:
     def remove_queue(self, queue: DeliveryQueue[Any]) -> None:
         self.queues = tuple(q for q in self.queues if q is not queue)
 
+    def submit(self, item: Any) -> None:
+        """Queue a finished item for every destination; items built directly (not
+        through a provider) come here without the scope check."""
+        for queue in self.queues:
+            queue.submit(item)
+
     def flush_queues(self, deadline: float) -> bool:
         return all([queue.flush(deadline) for queue in self.queues])
 
@@ -51,8 +57,7 @@ class QueueSpanProcessor(_QueueFanOut, SpanProcessor):
     def on_end(self, span: ReadableSpan) -> None:
         if self.only_scope is not None and not self._wanted(span.instrumentation_scope):
             return
-        for queue in self.queues:
-            queue.submit(span)
+        self.submit(span)
 
     def shutdown(self) -> None:
         pass  # the pipeline closes the queues within its own deadline
@@ -74,11 +79,6 @@ class QueueLogRecordProcessor(_QueueFanOut, LogRecordProcessor):
             limits=log_record.limits,
         )
         self.submit(readable)
-
-    def submit(self, readable: ReadableLogRecord) -> None:
-        """Queue a finished record for every destination (records built directly)."""
-        for queue in self.queues:
-            queue.submit(readable)
 
     def shutdown(self) -> None:
         pass  # the pipeline closes the queues within its own deadline

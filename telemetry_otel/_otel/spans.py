@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
@@ -16,7 +17,7 @@ from opentelemetry.trace.status import Status, StatusCode
 
 from telemetry_otel._otel.ids import otel_span_id, otel_trace_id
 from telemetry_otel._shaping import Shaper
-from telemetry_otel.models import Trace, _unchecked
+from telemetry_otel.models import Trace
 
 LEGACY_TRACE_ID = "legacy.trace_id"
 LEGACY_SPAN_ID = "legacy.span_id"
@@ -51,6 +52,15 @@ def ms_to_ns(milliseconds: float) -> int:
     return round(milliseconds * 1e6)
 
 
+@lru_cache(maxsize=8192)
+def _parent(legacy_trace_id: str, legacy_parent_span_id: str) -> SpanContext:
+    """The parent's context; cached, as a parent comes back for each of its children."""
+    trace_id = otel_trace_id(legacy_trace_id)
+    return SpanContext(
+        trace_id, otel_span_id(legacy_trace_id, legacy_parent_span_id), False, _SAMPLED
+    )
+
+
 class LegacySpan(ReadableSpan):
     """A finished span built from a Trace.
 
@@ -83,6 +93,37 @@ class LegacySpan(ReadableSpan):
     @property
     def dropped_attributes(self) -> int:
         return self._dropped_attributes
+
+    def to_trace(self, global_tags: Mapping[str, Any]) -> Trace:
+        """The Trace this span was built from, as shaped, global tags added.
+
+        What the span holds came from a validated Trace (non-empty ids and name,
+        scalar tags, end after start), so the Trace is not validated again.
+        """
+        # Set by __init__ (typing.cast would cost a call on every span).
+        attributes: dict[str, Any] = self._attributes  # type: ignore[assignment]
+        tags = {**global_tags, **attributes}
+        if _LEGACY_KEYS.isdisjoint(global_tags):
+            del tags[LEGACY_TRACE_ID], tags[LEGACY_SPAN_ID]
+            tags.pop(LEGACY_PARENT_SPAN_ID, None)
+        else:  # a global tag named like a legacy attribute stays
+            tags = dict(global_tags)
+            tags.update((k, v) for k, v in attributes.items() if k not in _LEGACY_KEYS)
+        end: int = self._end_time  # type: ignore[assignment]
+        start: int = self._start_time  # type: ignore[assignment]
+        status = self._status
+        trace = Trace.__new__(Trace)  # no __init__: its checks already passed
+        trace.__dict__ = {
+            "trace_id": attributes[LEGACY_TRACE_ID],
+            "span_id": attributes[LEGACY_SPAN_ID],
+            "operation": self._name,
+            "duration_ms": (end - start) / 1_000_000,
+            "parent_span_id": attributes.get(LEGACY_PARENT_SPAN_ID),
+            "tags": tags,
+            "timestamp": end / 1_000_000_000,
+            "error": None if status is _UNSET else status.description,
+        }
+        return trace
 
     # Built finished, with no events or links: constants, where the base class
     # would copy an empty sequence on every read.
@@ -152,18 +193,25 @@ class SpanFactory:
             if not decision.decision.is_sampled():  # type: ignore[no-untyped-call]
                 return None, False
             trace_state = decision.trace_state
-        attributes, dropped, limited = self._span_attributes(trace)
-        name, name_cut = trace.operation, False
-        if not self._shaper.is_short_ascii(name):
+        name, parent = trace.operation, trace.parent_span_id
+        # One test for the name and ids together: none is too long or needs repair
+        # when their concatenation is short ASCII (the common case).
+        texts_fit = self._shaper.is_short_ascii(
+            name + trace.trace_id + trace.span_id + (parent or "")
+        )
+        attributes, dropped, limited = self._span_attributes(trace, texts_fit)
+        name_cut = False
+        if not texts_fit:
             name, name_cut = self._shaper.text(name)
         # Positional (trace id, span id, is_remote, flags, state): called for every span.
         span_id = otel_span_id(trace.trace_id, trace.span_id)
         context = SpanContext(trace_id, span_id, False, _SAMPLED, trace_state)
         end = seconds_to_ns(trace.timestamp)
+        start = end - ms_to_ns(trace.duration_ms)
         span = LegacySpan(
             name,
             context,
-            self._parent_context(trace, trace_id),
+            None if parent is None else _parent(trace.trace_id, parent),
             self.resource,
             attributes
             if self._shaped_is_bounded
@@ -171,43 +219,37 @@ class SpanFactory:
                 self._max_attributes, attributes, immutable=True, max_value_len=self._max_value_len
             ),
             Status(StatusCode.ERROR, trace.error) if trace.error else _UNSET,
-            max(0, end - ms_to_ns(trace.duration_ms)),
+            start if start > 0 else 0,
             end,
             self._scope,
             dropped,
         )
         return span, limited or name_cut
 
-    def _span_attributes(self, trace: Trace) -> tuple[dict[str, Any], int, bool]:
+    def _span_attributes(self, trace: Trace, ids_fit: bool) -> tuple[dict[str, Any], int, bool]:
         """Tags, shaped, then the legacy ids (always kept: the bridge needs them);
-        how many tags the attribute limit dropped; whether anything was cut."""
+        how many tags the attribute limit dropped; whether anything was cut.
+        ``ids_fit``: the ids need no shaping."""
         shaper, parent = self._shaper, trace.parent_span_id
-        legacy = (
-            ((LEGACY_TRACE_ID, trace.trace_id), (LEGACY_SPAN_ID, trace.span_id))
-            if parent is None
-            else (
-                (LEGACY_TRACE_ID, trace.trace_id),
-                (LEGACY_SPAN_ID, trace.span_id),
-                (LEGACY_PARENT_SPAN_ID, parent),
-            )
-        )
-        tags, limited = shaper.attributes(trace.tags, reserved=len(legacy))
-        attributes = dict(tags)
-        for key, value in legacy:
-            if shaper.is_short_ascii(value):
-                attributes[key] = value
-            else:
+        reserved = 2 if parent is None else 3
+        tags, limited = shaper.attributes(trace.tags, reserved=reserved)
+        trace_id, span_id = trace.trace_id, trace.span_id
+        if ids_fit:
+            attributes = {**tags, LEGACY_TRACE_ID: trace_id, LEGACY_SPAN_ID: span_id}
+            if parent is not None:
+                attributes[LEGACY_PARENT_SPAN_ID] = parent
+        else:
+            attributes = dict(tags)
+            ids = {LEGACY_TRACE_ID: trace_id, LEGACY_SPAN_ID: span_id}
+            if parent is not None:
+                ids[LEGACY_PARENT_SPAN_ID] = parent
+            for key, value in ids.items():
                 attributes[key], cut = shaper.text(value)
                 limited = limited or cut
-        room = shaper.max_attributes - len(legacy)
-        return attributes, max(0, len(trace.tags) - room), limited
-
-    @staticmethod
-    def _parent_context(trace: Trace, trace_id: int) -> SpanContext | None:
-        if trace.parent_span_id is None:
-            return None
-        parent_id = otel_span_id(trace.trace_id, trace.parent_span_id)
-        return SpanContext(trace_id, parent_id, False, _SAMPLED)
+        if not limited:
+            return attributes, 0, False
+        dropped = len(trace.tags) - (shaper.max_attributes - reserved)
+        return attributes, max(0, dropped), True
 
 
 def span_to_trace(span: ReadableSpan, global_tags: Mapping[str, Any]) -> Trace:
@@ -217,7 +259,7 @@ def span_to_trace(span: ReadableSpan, global_tags: Mapping[str, Any]) -> Trace:
     W3C hex ids instead.
     """
     if type(span) is LegacySpan:
-        return _legacy_span_to_trace(span, global_tags)
+        return span.to_trace(global_tags)
     attributes = dict(span.attributes or {})
     context = span.context
     trace_id = attributes.get(LEGACY_TRACE_ID) or f"{context.trace_id:032x}"
@@ -235,28 +277,6 @@ def span_to_trace(span: ReadableSpan, global_tags: Mapping[str, Any]) -> Trace:
         duration_ms=(end - start) / 1_000_000,
         parent_span_id=str(parent_span_id) if parent_span_id is not None else None,
         tags=_plain_tags(tags),
-        timestamp=ns_to_seconds(end),
-        error=_error_message(span.status),
-    )
-
-
-def _legacy_span_to_trace(span: LegacySpan, global_tags: Mapping[str, Any]) -> Trace:
-    """A LegacySpan holds what a validated Trace held, shaped: valid by construction
-    (non-empty ids and name, scalar tags, end after start), so no second check."""
-    attributes: Mapping[str, Any] = span.attributes or {}
-    tags = dict(global_tags)
-    for key, value in attributes.items():
-        if key not in _LEGACY_KEYS:
-            tags[key] = value
-    end, start = span.end_time or 0, span.start_time or 0
-    return _unchecked(
-        Trace,
-        trace_id=attributes[LEGACY_TRACE_ID],
-        span_id=attributes[LEGACY_SPAN_ID],
-        operation=span.name,
-        duration_ms=(end - start) / 1_000_000,
-        parent_span_id=attributes.get(LEGACY_PARENT_SPAN_ID),
-        tags=tags,
         timestamp=ns_to_seconds(end),
         error=_error_message(span.status),
     )
