@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
+from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from telemetry_otel import (
     Event,
@@ -148,11 +150,13 @@ def test_everything_collected_by_the_property_test_was_encoded(shared_collector)
     for signal in ("trace", "event"):
         assert stats[signal]["export_failures"] == 0
         assert stats[signal]["pending"] == 0
-    for name in ("traces.jsonl", "logs.jsonl"):
+    requests = {"traces.jsonl": ExportTraceServiceRequest, "logs.jsonl": ExportLogsServiceRequest}
+    for name, request in requests.items():
         path = directory / name
         if path.exists():
             for line in path.read_text().splitlines():
-                json.loads(line)
+                # What a gRPC or HTTP exporter would have to serialise, too.
+                json_format.Parse(line, request()).SerializeToString()
 
 
 # -- huge and odd data -------------------------------------------------------------------------
@@ -168,7 +172,9 @@ def test_huge_and_odd_data_is_cut_counted_and_still_exported(otlp_receiver, make
     for _ in range(5000):
         deep = {"d": deep}
     many_tags = {f"tag{i}": i for i in range(10_000)}
-    assert collector.collect_trace(Trace("t", "s", "x" * 10_000_000, 1.0, tags=many_tags))
+    assert collector.collect_trace(
+        Trace("t", "s", "x" * 10_000_000, 1.0, tags=many_tags, error="lone \ud800" + "e" * 5000)
+    )
     assert collector.collect_event(
         Event("odd", "nul\x00byte and lone \ud800 surrogate " + "m" * 2_000_000,
               metadata={"deep": deep, "text": "\udfff" * 3, "big": 2**80, "nan": math.nan},
@@ -180,6 +186,8 @@ def test_huge_and_odd_data_is_cut_counted_and_still_exported(otlp_receiver, make
     assert len(span.name) == 1000
     span_attributes = attributes_of(span.attributes)
     assert len(span_attributes) == 50 and span_attributes["legacy.span_id"] == "s"
+    assert span.dropped_attributes_count == 10_000 - 48
+    assert span.status.message.startswith("lone \ufffdeee") and len(span.status.message) == 1000
     [(_, record)] = otlp_receiver.log_records()
     body = any_value(record.body)
     assert body.startswith("nul\x00byte and lone \ufffd surrogate") and len(body) == 1000

@@ -157,6 +157,21 @@ def test_events_in_a_live_span_carry_its_ids_legacy_traces_keep_their_own(
     assert legacy.parent_span_id == b""
 
 
+def test_a_legacy_trace_is_sampled_on_its_own_id_not_on_the_current_live_span(
+    make_collector, recorder
+):
+    collector = make_collector()
+    collector.register_exporter(recorder)
+    # A remote parent that decided not to sample: the live span is not recorded...
+    unsampled = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"}
+    with collector.span("request", parent=collector.extract_context(unsampled)) as span:
+        assert not span.is_recording()
+        # ...but a legacy trace collected meanwhile is another trace, kept at rate 1.0.
+        assert collector.collect_trace(Trace("legacy-trace", "s1", "legacy.op", 1.0)) is True
+    assert collector.flush(10_000) is True
+    assert [t.operation for t in recorder.of("trace")] == ["legacy.op"]
+
+
 def test_trace_context_round_trips_through_a_carrier(make_collector, recorder):
     sender, receiver_side = make_collector(), make_collector()
     receiver_side.register_exporter(recorder)

@@ -208,6 +208,7 @@ class SpanFactory:
         context = SpanContext(trace_id, span_id, False, _SAMPLED, trace_state)
         end = seconds_to_ns(trace.timestamp)
         start = end - ms_to_ns(trace.duration_ms)
+        status, error_cut = self._status(trace.error)
         span = LegacySpan(
             name,
             context,
@@ -218,13 +219,23 @@ class SpanFactory:
             else BoundedAttributes(
                 self._max_attributes, attributes, immutable=True, max_value_len=self._max_value_len
             ),
-            Status(StatusCode.ERROR, trace.error) if trace.error else _UNSET,
+            status,
             start if start > 0 else 0,
             end,
             self._scope,
             dropped,
         )
-        return span, limited or name_cut
+        return span, limited or name_cut or error_cut
+
+    def _status(self, error: str | None) -> tuple[Status, bool]:
+        """ERROR with the message, which is text like any other: limited and repaired
+        (a lone surrogate would make the encoder refuse the whole batch)."""
+        if not error:
+            return _UNSET, False
+        cut = False
+        if not self._shaper.is_short_ascii(error):
+            error, cut = self._shaper.text(error)
+        return Status(StatusCode.ERROR, error), cut
 
     def _span_attributes(self, trace: Trace, ids_fit: bool) -> tuple[dict[str, Any], int, bool]:
         """Tags, shaped, then the legacy ids (always kept: the bridge needs them);
