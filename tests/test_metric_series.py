@@ -5,9 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.view import View
 
 from telemetry_otel import Metric, MetricType
 from telemetry_otel._otel import series
+from telemetry_otel._otel.forks import ForkSafeLock
+from telemetry_otel._shaping import Shaper
 from tests.otlp_receiver import OtlpReceiver, attributes_of
 
 
@@ -101,3 +106,36 @@ def test_callbacks_get_metrics_collected_while_they_are_registered(make_collecto
     collector.collect_metric(Metric("during", 3, MetricType.COUNTER))
     assert collector.flush(10_000) is True
     assert [(m.name, m.value) for m in recorder.of("metric")] == [("during", 2), ("during", 3)]
+
+
+def test_a_view_keeping_some_attribute_keys_still_applies():
+    reader = InMemoryMetricReader()
+    view = View(instrument_name="requests", attribute_keys={"method"})
+    provider = MeterProvider(metric_readers=[reader], views=[view], shutdown_on_exit=False)
+    counter = provider.get_meter("app").create_counter("requests")
+    consumer = series.fast_path_consumer(provider)
+    assert consumer is not None
+    recorder = series.SeriesRecorder(
+        counter, counter.add, consumer, Shaper(True, [], 128, None), 10, ForkSafeLock()
+    )
+    recorder.record(1, {"method": "GET", "user": "a"})
+    recorder.record(2, {"method": "GET", "user": "b"})
+    data = reader.get_metrics_data()
+    [point] = data.resource_metrics[0].scope_metrics[0].metrics[0].data.data_points
+    assert (dict(point.attributes), point.value) == ({"method": "GET"}, 3)
+
+
+def test_measurements_inside_a_sampled_live_span_keep_their_exemplars(
+    otlp_receiver, make_collector
+):
+    collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
+    with collector.span("request") as span:
+        collector.collect_metric(Metric("latency", 12.0, MetricType.HISTOGRAM))
+    assert collector.flush(10_000) is True
+    [(_, metric)] = otlp_receiver.metrics()
+    [point] = metric.histogram.data_points
+    [exemplar] = point.exemplars
+    context = span.get_span_context()
+    assert exemplar.as_double == 12.0
+    assert exemplar.trace_id == context.trace_id.to_bytes(16, "big")
+    assert exemplar.span_id == context.span_id.to_bytes(8, "big")
