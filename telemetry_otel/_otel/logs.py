@@ -12,8 +12,8 @@ from telemetry_otel._otel.spans import ns_to_seconds, seconds_to_ns
 from telemetry_otel._shaping import Shaper
 from telemetry_otel.models import Event, EventSeverity
 
-_SEVERITY_NUMBERS = {s: SeverityNumber(s.severity_number) for s in EventSeverity}
-_SEVERITY_TEXTS = {s: s.name for s in EventSeverity}
+# By identity: an enum's own hash is a Python-level call on every event.
+_SEVERITIES = {id(s): (SeverityNumber(s.severity_number), s.name) for s in EventSeverity}
 
 
 class LegacyLogRecord(LogRecord):
@@ -21,12 +21,11 @@ class LegacyLogRecord(LogRecord):
 
     On the wire, tags and metadata are plain log attributes of the same name; the
     callback bridge needs to give them back apart, and this Python-side field
-    lets it do so without adding anything to the exported record.
+    (``tag_keys``, set after construction) lets it do so without adding anything
+    to the exported record.
     """
 
-    def __init__(self, *, tag_keys: frozenset[str], **fields: Any) -> None:
-        super().__init__(**fields)
-        self.tag_keys = tag_keys
+    tag_keys: frozenset[str] = frozenset()
 
 
 def event_to_log_record(event: Event, shaper: Shaper) -> tuple[LegacyLogRecord, bool]:
@@ -36,22 +35,30 @@ def event_to_log_record(event: Event, shaper: Shaper) -> tuple[LegacyLogRecord, 
     metadata values the OTLP AnyValue cannot hold become text (see Shaper).
     """
     metadata = event.metadata
-    merged = {key: value for key, value in event.tags.items() if key not in metadata}
-    tag_keys = frozenset(merged)
-    merged.update(metadata)
+    if metadata:
+        merged = {key: value for key, value in event.tags.items() if key not in metadata}
+        tag_keys = frozenset(merged)
+        merged.update(metadata)
+    else:
+        merged = event.tags
+        tag_keys = frozenset(merged)
     attributes, limited = shaper.attributes(merged)
-    body, body_cut = shaper.text(event.message)
-    name, name_cut = shaper.text(event.name)
-    severity = event.severity
+    if attributes is event.tags:  # the shaper hands back a clean dict as it is
+        attributes = dict(attributes)
+    body, name, body_cut, name_cut = event.message, event.name, False, False
+    if not shaper.is_short_ascii(body + name):  # neither needs shaping (the common case)
+        body, body_cut = shaper.text(body)
+        name, name_cut = shaper.text(name)
+    number, text = _SEVERITIES[id(event.severity)]
     record = LegacyLogRecord(
-        tag_keys=tag_keys,
         timestamp=seconds_to_ns(event.timestamp),
-        severity_number=_SEVERITY_NUMBERS[severity],
-        severity_text=_SEVERITY_TEXTS[severity],
+        severity_number=number,
+        severity_text=text,
         body=body,
         attributes=attributes,
         event_name=name,
     )
+    record.tag_keys = tag_keys
     return record, limited or body_cut or name_cut
 
 

@@ -45,22 +45,24 @@ class InstrumentCache:
         self._consumer = fast_path_consumer(provider)
         self._shaper = shaper
         self._max_series = max_series
-        self._recorders: dict[tuple[str, MetricType], SeriesRecorder] = {}
+        # By name alone (one type per name): an enum in the key would cost a
+        # Python-level hash on every measurement.
+        self._recorders: dict[str, tuple[MetricType, SeriesRecorder]] = {}
         self._types: dict[str, MetricType] = {}
         self._lock = ForkSafeLock()
 
     def recorder(self, metric: Metric) -> SeriesRecorder | None:
         """The recorder of the metric's instrument, or None on a type clash."""
-        recorder = self._recorders.get((metric.name, metric.metric_type))
-        if recorder is None:
-            with self._lock:
-                recorder = self._create(metric)
-        return recorder
+        known = self._recorders.get(metric.name)
+        if known is not None and known[0] is metric.metric_type:
+            return known[1]
+        with self._lock:
+            return self._create(metric)
 
     def _create(self, metric: Metric) -> SeriesRecorder | None:
-        key = (metric.name, metric.metric_type)
-        if key in self._recorders:
-            return self._recorders[key]
+        known = self._recorders.get(metric.name)
+        if known is not None:
+            return known[1] if known[0] is metric.metric_type else None
         known_type = self._types.get(metric.name.lower())
         if known_type is not None and known_type is not metric.metric_type:
             return None
@@ -80,7 +82,7 @@ class InstrumentCache:
             instrument, record, self._consumer, self._shaper, self._max_series, self._lock
         )
         self._types[name.lower()] = metric.metric_type
-        self._recorders[key] = recorder
+        self._recorders[name] = (metric.metric_type, recorder)
         return recorder
 
 
