@@ -44,11 +44,12 @@ def test_benchmark_prints_facade_raw_and_ratio_for_every_path():
 
 def test_end_to_end_benchmark_delivers_every_span_on_both_sides():
     output = run("bench_e2e.py", "--spans", "2000", timeout=300).splitlines()
-    rows = rows_by_first_word(output[2:4])
-    assert set(rows) == {"raw", "facade"}
+    rows = rows_by_first_word(output[2:5])
+    assert set(rows) == {"raw", "facade", "facade+gzip"}
     for received, seconds, per_second, _ in (map(float, values) for values in rows.values()):
         assert received == 2000 and abs(received / per_second - seconds) <= 0.006  # printed .2f
-    assert output[-1].startswith("facade / raw items per second: ")
+    assert output[-2].startswith("facade / raw items per second: ")
+    assert output[-1].startswith("facade+gzip / raw items per second: ")
 
 
 def test_outage_benchmark_prints_every_scenario():
