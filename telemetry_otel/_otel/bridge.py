@@ -17,8 +17,8 @@ from telemetry_otel._otel.metrics import (
     DELTA_TEMPORALITY,
     metrics_data_to_models,
 )
-from telemetry_otel._otel.spans import LegacySpan, span_to_trace
-from telemetry_otel.models import Metric, Trace
+from telemetry_otel._otel.spans import span_to_trace
+from telemetry_otel.models import Metric
 
 Callback = Callable[[str, Any], object]
 
@@ -59,12 +59,7 @@ class CallbackDestination:
         return (self.traces, self.events, self.metrics)
 
     def _deliver_spans(self, batch: list[ReadableSpan]) -> int:
-        return self._call_each("trace", batch, self._span_to_trace)
-
-    def _span_to_trace(self, span: ReadableSpan) -> Trace:
-        if type(span) is LegacySpan:  # most spans: skip span_to_trace's own test
-            return span.to_trace(self._global_tags)
-        return span_to_trace(span, self._global_tags)
+        return self._call_each("trace", batch, lambda span: span_to_trace(span, self._global_tags))
 
     def _deliver_logs(self, batch: list[ReadableLogRecord]) -> int:
         return self._call_each(

@@ -20,7 +20,7 @@ from typing import Generic, Protocol, TypeVar
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 
 from telemetry_otel._otel.forks import follow_forks
-from telemetry_otel._otel.log import WARNING_INTERVAL_S, logger, warn_limited
+from telemetry_otel._otel.log import logger, warn_limited
 
 T = TypeVar("T")
 QUEUE_FULL, SHUTDOWN, SPOOL_FULL, UNREGISTERED, REJECTED = (
@@ -117,7 +117,6 @@ class DeliveryQueue(Generic[T]):
     ) -> None:
         self.name = name
         self._full_key = f"full:{name}"
-        self._quiet_until = 0.0
         self._deliver = deliver
         self._spooler = spooler
         self._idle_passes = 0
@@ -158,15 +157,11 @@ class DeliveryQueue(Generic[T]):
                 return
             items = self._items
             if len(items) >= self._max_size:
-                # Under overload this runs for every item: kept to plain operations,
-                # and the (rate-limited) warning is not even called within its quiet time.
+                # Under overload this runs for every item: kept to plain operations.
                 items.popleft()
                 dropped_by = counts.dropped_by
                 dropped_by[QUEUE_FULL] = dropped_by.get(QUEUE_FULL, 0) + 1
-                now = time.monotonic()
-                if now >= self._quiet_until:
-                    self._quiet_until = now + WARNING_INTERVAL_S
-                    warn_limited(self._full_key, "telemetry queue %s is full; dropping", self.name)
+                warn_limited(self._full_key, "telemetry queue %s is full; dropping", self.name)
             items.append(item)
             if self._thread is None:
                 self._start_worker()

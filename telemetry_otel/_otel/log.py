@@ -16,6 +16,9 @@ _lock = ForkSafeLock()
 def warn_limited(key: str, message: str, *args: object, exc_info: bool = False) -> None:
     """Log a warning at most once a minute per ``key``: a failing path never floods the log."""
     now = time.monotonic()
+    last = _last_warned.get(key)
+    if last is not None and now - last < WARNING_INTERVAL_S:
+        return  # the usual answer on a failing hot path: no lock taken
     with _lock:
         last = _last_warned.get(key)
         if last is not None and now - last < WARNING_INTERVAL_S:

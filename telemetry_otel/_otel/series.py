@@ -118,8 +118,9 @@ class SeriesRecorder:
         self._by_shape: dict[TagsKey, Series] = {}
 
     def record(self, value: float, tags: Mapping[str, Any]) -> bool:
-        known = self._by_tags.get(tags_key(tags))
-        series, limited = known if known is not None else self._new_series(tags)
+        key = tags_key(tags)
+        known = self._by_tags.get(key)
+        series, limited = known if known is not None else self._new_series(tags, key)
         consumer = self._consumer
         if consumer is None or not self._instrument._is_enabled():
             self._public_record(value, series.attributes)
@@ -132,7 +133,7 @@ class SeriesRecorder:
                 _aggregate(match, series, measurement, sample)
         return limited
 
-    def _new_series(self, tags: Mapping[str, Any]) -> tuple[Series, bool]:
+    def _new_series(self, tags: Mapping[str, Any], key: TagsKey) -> tuple[Series, bool]:
         shaped, limited = self._shaper.attributes(tags)
         attributes = dict(shaped)
         shape = tags_key(attributes)
@@ -142,7 +143,7 @@ class SeriesRecorder:
                 series = self._by_shape[shape] = _series(attributes)
             known = (series, limited) if series is not None else (self._overflow, True)
             if len(self._by_tags) < self._max_series * _TAG_SETS_PER_SERIES:
-                self._by_tags[tags_key(tags)] = known
+                self._by_tags[key] = known
         return known
 
 
