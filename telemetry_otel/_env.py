@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from telemetry_otel._endpoints import COMPRESSIONS, SIGNALS, Endpoint, OtlpTarget, parse_endpoint
+from telemetry_otel.models import EventSeverity
 
 TELEMETRY_ENABLED = "TELEMETRY_ENABLED"
 TELEMETRY_BUFFER_SIZE = "TELEMETRY_BUFFER_SIZE"
@@ -32,6 +33,14 @@ TELEMETRY_MAX_METRIC_SERIES = "TELEMETRY_MAX_METRIC_SERIES"
 TELEMETRY_REDACT = "TELEMETRY_REDACT"
 TELEMETRY_REDACT_KEYS = "TELEMETRY_REDACT_KEYS"
 TELEMETRY_USE_GLOBAL_PROVIDERS = "TELEMETRY_USE_GLOBAL_PROVIDERS"
+TELEMETRY_TRACE_SAMPLE_RATE = "TELEMETRY_TRACE_SAMPLE_RATE"
+TELEMETRY_EVENT_SAMPLE_RATE = "TELEMETRY_EVENT_SAMPLE_RATE"
+TELEMETRY_EVENT_KEEP_SEVERITY = "TELEMETRY_EVENT_KEEP_SEVERITY"
+TELEMETRY_KEEP_ERROR_TRACES = "TELEMETRY_KEEP_ERROR_TRACES"
+TELEMETRY_KEEP_TRACES_SLOWER_THAN_MS = "TELEMETRY_KEEP_TRACES_SLOWER_THAN_MS"
+TELEMETRY_TRACE_DECISION_WAIT_MS = "TELEMETRY_TRACE_DECISION_WAIT_MS"
+TELEMETRY_MAX_PENDING_SPANS = "TELEMETRY_MAX_PENDING_SPANS"
+TELEMETRY_MAX_TRACES_PER_SECOND = "TELEMETRY_MAX_TRACES_PER_SECOND"
 OTEL_ATTRIBUTE_COUNT_LIMIT = "OTEL_ATTRIBUTE_COUNT_LIMIT"
 OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"
 OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
@@ -85,6 +94,31 @@ def parse_rate(name: str, value: str) -> float:
     if not (math.isfinite(rate) and 0.0 <= rate <= 1.0):
         raise _bad(name, value, "a number between 0 and 1")
     return rate
+
+
+def parse_positive_number_or_none(name: str, value: str) -> float | None:
+    """A number above 0, or ``none`` (off)."""
+    if value.strip().lower() == "none":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise _bad(name, value, "a number above 0, or none") from None
+    if not (math.isfinite(number) and number > 0):
+        raise _bad(name, value, "a number above 0, or none")
+    return number
+
+
+def parse_severity_or_none(name: str, value: str) -> EventSeverity | None:
+    """An EventSeverity by its value (``error``), or ``none``."""
+    text = value.strip().lower()
+    if text == "none":
+        return None
+    try:
+        return EventSeverity(text)
+    except ValueError:
+        names = ", ".join(s.value for s in EventSeverity)
+        raise _bad(name, value, f"one of {names}, or none") from None
 
 
 def parse_pairs(name: str, value: str) -> dict[str, str]:
@@ -154,6 +188,16 @@ _FIELD_VARIABLES: dict[str, tuple[tuple[str, Callable[[str, str], Any]], ...]] =
     "redact": ((TELEMETRY_REDACT, parse_bool),),
     "redact_keys": ((TELEMETRY_REDACT_KEYS, parse_key_list),),
     "use_global_providers": ((TELEMETRY_USE_GLOBAL_PROVIDERS, parse_bool),),
+    "trace_sample_rate": ((TELEMETRY_TRACE_SAMPLE_RATE, parse_rate),),
+    "event_sample_rate": ((TELEMETRY_EVENT_SAMPLE_RATE, parse_rate),),
+    "event_keep_severity": ((TELEMETRY_EVENT_KEEP_SEVERITY, parse_severity_or_none),),
+    "keep_error_traces": ((TELEMETRY_KEEP_ERROR_TRACES, parse_bool),),
+    "keep_traces_slower_than_ms": (
+        (TELEMETRY_KEEP_TRACES_SLOWER_THAN_MS, parse_positive_number_or_none),
+    ),
+    "trace_decision_wait_ms": ((TELEMETRY_TRACE_DECISION_WAIT_MS, parse_positive_int),),
+    "max_pending_spans": ((TELEMETRY_MAX_PENDING_SPANS, parse_positive_int),),
+    "max_traces_per_second": ((TELEMETRY_MAX_TRACES_PER_SECOND, parse_positive_number_or_none),),
 }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from telemetry_otel._endpoints import SIGNALS, Endpoint, OtlpTarget, otlp_targets, parse_endpoint
 from telemetry_otel._env import read_env
 from telemetry_otel._redact import mask_headers, mask_url
-from telemetry_otel.models import _check_tags
+from telemetry_otel.models import EventSeverity, _check_tags
 
 __all__ = ["TelemetryConfig"]
 
@@ -45,6 +45,14 @@ _DEFAULTS: dict[str, Any] = {
     "redact": True,
     "redact_keys": [],
     "use_global_providers": False,
+    "trace_sample_rate": None,
+    "event_sample_rate": None,
+    "event_keep_severity": EventSeverity.ERROR,
+    "keep_error_traces": True,
+    "keep_traces_slower_than_ms": None,
+    "trace_decision_wait_ms": 5000,
+    "max_pending_spans": 10_000,
+    "max_traces_per_second": None,
 }
 FIELDS = tuple(_DEFAULTS)
 _BUILT_IN_TARGETS = MappingProxyType(
@@ -91,6 +99,22 @@ class TelemetryConfig:
             instead of the collector's own; ``stop()`` then flushes them and leaves them
             running. A signal whose global provider is not an SDK one falls back to the
             collector's own, with a warning.
+        trace_sample_rate: Fraction of traces kept, decided per trace id with OTel's
+            consistent probability sampling; None: ``sample_rate``.
+        event_sample_rate: Fraction of events kept, each decided on its own; None:
+            ``sample_rate``.
+        event_keep_severity: Events at or above this severity are never sampled out;
+            None: every event is sampled.
+        keep_error_traces: Keep every legacy trace that has a span with ``error`` set,
+            whatever the rate.
+        keep_traces_slower_than_ms: Keep every legacy trace that has a span slower than
+            this; None: off.
+        trace_decision_wait_ms: With a tail rule and a rate below 1, how long a legacy
+            trace's spans may wait for its root span before the trace is decided.
+        max_pending_spans: Most legacy spans waiting for their trace's decision; past it
+            the oldest traces are decided by the rate alone (counted).
+        max_traces_per_second: Most legacy traces kept per second, on average; None: no
+            limit.
     """
 
     enabled: bool
@@ -110,6 +134,14 @@ class TelemetryConfig:
     redact: bool
     redact_keys: list[str]
     use_global_providers: bool
+    trace_sample_rate: float | None
+    event_sample_rate: float | None
+    event_keep_severity: EventSeverity | None
+    keep_error_traces: bool
+    keep_traces_slower_than_ms: float | None
+    trace_decision_wait_ms: int
+    max_pending_spans: int
+    max_traces_per_second: float | None
 
     def __init__(
         self,
@@ -131,6 +163,14 @@ class TelemetryConfig:
         redact: bool = _UNSET,
         redact_keys: list[str] = _UNSET,
         use_global_providers: bool = _UNSET,
+        trace_sample_rate: float | None = _UNSET,
+        event_sample_rate: float | None = _UNSET,
+        event_keep_severity: EventSeverity | None = _UNSET,
+        keep_error_traces: bool = _UNSET,
+        keep_traces_slower_than_ms: float | None = _UNSET,
+        trace_decision_wait_ms: int = _UNSET,
+        max_pending_spans: int = _UNSET,
+        max_traces_per_second: float | None = _UNSET,
     ) -> None:
         given = {
             "enabled": enabled,
@@ -150,6 +190,14 @@ class TelemetryConfig:
             "redact": redact,
             "redact_keys": redact_keys,
             "use_global_providers": use_global_providers,
+            "trace_sample_rate": trace_sample_rate,
+            "event_sample_rate": event_sample_rate,
+            "event_keep_severity": event_keep_severity,
+            "keep_error_traces": keep_error_traces,
+            "keep_traces_slower_than_ms": keep_traces_slower_than_ms,
+            "trace_decision_wait_ms": trace_decision_wait_ms,
+            "max_pending_spans": max_pending_spans,
+            "max_traces_per_second": max_traces_per_second,
         }
         self._sources = {name: "argument" for name, value in given.items() if value is not _UNSET}
         for name, value in given.items():
@@ -159,7 +207,7 @@ class TelemetryConfig:
         self._validate()
 
     def _validate(self) -> None:
-        for name in ("enabled", "redact", "use_global_providers"):
+        for name in ("enabled", "redact", "use_global_providers", "keep_error_traces"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(
                     f"TelemetryConfig.{name} must be a bool, got {getattr(self, name)!r}"
@@ -170,7 +218,14 @@ class TelemetryConfig:
             _check_positive_int("max_attribute_length", self.max_attribute_length)
         _check_spool_dir(self.spool_dir)
         _check_redact_keys(self.redact_keys)
-        _check_sample_rate(self.sample_rate)
+        _check_rate("sample_rate", self.sample_rate)
+        for name in ("trace_sample_rate", "event_sample_rate"):
+            if getattr(self, name) is not None:
+                _check_rate(name, getattr(self, name))
+        for name in ("keep_traces_slower_than_ms", "max_traces_per_second"):
+            if getattr(self, name) is not None:
+                _check_positive_number(name, getattr(self, name))
+        _check_severity(self.event_keep_severity)
         _check_tags("TelemetryConfig", "tags", self.tags)
         if self.service_name is not None and (
             not isinstance(self.service_name, str) or not self.service_name
@@ -277,6 +332,8 @@ _POSITIVE_INTS = (
     "spool_max_bytes",
     "max_attributes",
     "max_metric_series",
+    "trace_decision_wait_ms",
+    "max_pending_spans",
 )
 
 
@@ -305,12 +362,27 @@ def _check_positive_int(name: str, value: object) -> None:
         raise ValueError(f"TelemetryConfig.{name} must be at least 1, got {value!r}")
 
 
-def _check_sample_rate(value: object) -> None:
+def _check_rate(name: str, value: object) -> None:
     if type(value) not in (int, float):
-        raise TypeError(f"TelemetryConfig.sample_rate must be a number, got {value!r}")
+        raise TypeError(f"TelemetryConfig.{name} must be a number, got {value!r}")
     assert isinstance(value, (int, float))
     if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"TelemetryConfig.sample_rate must be between 0 and 1, got {value!r}")
+        raise ValueError(f"TelemetryConfig.{name} must be between 0 and 1, got {value!r}")
+
+
+def _check_positive_number(name: str, value: object) -> None:
+    if type(value) not in (int, float):
+        raise TypeError(f"TelemetryConfig.{name} must be a number or None, got {value!r}")
+    assert isinstance(value, (int, float))
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"TelemetryConfig.{name} must be above 0, got {value!r}")
+
+
+def _check_severity(value: object) -> None:
+    if value is not None and not isinstance(value, EventSeverity):
+        raise TypeError(
+            f"TelemetryConfig.event_keep_severity must be an EventSeverity or None, got {value!r}"
+        )
 
 
 def _check_headers(headers: object) -> None:

@@ -46,6 +46,9 @@ class EventSeverity(str, Enum):
     ERROR = "error"
     CRITICAL = "critical"
 
+    def __repr__(self) -> str:  # as written in code, so configs print as they were made
+        return f"EventSeverity.{self.name}"
+
     @property
     def severity_number(self) -> int:
         """The OpenTelemetry SeverityNumber: DEBUG 5, INFO 9, WARNING 13, ERROR 17, CRITICAL 21."""

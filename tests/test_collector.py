@@ -33,6 +33,11 @@ COUNT_KEYS = (
     "dropped_spool_full",
     "dropped_unregistered",
     "dropped_rejected",
+    "awaiting_decision",
+    "kept_by_rule",
+    "sampled_out_ratio",
+    "sampled_out_rate_limit",
+    "sampled_out_buffer_overflow",
 )
 
 
@@ -44,7 +49,8 @@ def _trace(trace_id="t-1", span_id="s-1", **fields):
 
 def assert_delivery_identity(stats, signal, destinations):
     counts = stats[signal]
-    assert destinations * (counts["collected"] - counts["sampled_out"]) == (
+    waiting = counts["sampled_out"] + counts["awaiting_decision"]
+    assert destinations * (counts["collected"] - waiting) == (
         counts["dropped"] + counts["exported"] + counts["export_failures"] + counts["pending"]
     ), counts
 
@@ -251,9 +257,10 @@ def test_sample_rate_keeps_or_drops_every_span_of_a_trace_together(make_collecto
             kept = collector.collect_trace(_trace(trace_id=trace_id, span_id=span))
             decisions.setdefault(trace_id, set()).add(kept)
     assert all(len(kept) == 1 for kept in decisions.values())
-    # The OTel trace-id-ratio rule: keep when the low 64 bits are below rate * 2**64.
-    bound = round(0.25 * 2**64)
-    expected = {t for t in decisions if otel_trace_id(t) & (2**64 - 1) < bound}
+    # OTel consistent probability sampling: keep when the low 56 bits of the trace id
+    # are at least the threshold 2**56 - rate * 2**56.
+    threshold = 2**56 - round(0.25 * 2**56)
+    expected = {t for t in decisions if otel_trace_id(t) & (2**56 - 1) >= threshold}
     assert {t for t, kept in decisions.items() if kept == {True}} == expected
     assert 60 < len(expected) < 140
     collector.flush()

@@ -82,7 +82,8 @@ def test_legacy_spans_encode_exactly_as_the_sdk_does() -> None:
 def test_legacy_spans_cut_by_limits_carry_the_dropped_count_as_the_sdk_does() -> None:
     spans = legacy_spans(max_attributes=10, max_attribute_length=4)
     wide = next(span for span in spans if span.name == "wide")
-    assert wide.dropped_attributes == 200 - 8  # room for 8 tags beside 2 legacy ids
+    # room for 7 tags beside 2 legacy ids and sampling.probability
+    assert wide.dropped_attributes == 200 - 7
     assert same_bytes(spans)
 
 

@@ -186,7 +186,8 @@ def test_huge_and_odd_data_is_cut_counted_and_still_exported(otlp_receiver, make
     assert len(span.name) == 1000
     span_attributes = attributes_of(span.attributes)
     assert len(span_attributes) == 50 and span_attributes["legacy.span_id"] == "s"
-    assert span.dropped_attributes_count == 10_000 - 48
+    # 50 attributes: 47 tags, the two legacy ids and sampling.probability
+    assert span.dropped_attributes_count == 10_000 - 47
     assert span.status.message.startswith("lone \ufffdeee") and len(span.status.message) == 1000
     [(_, record)] = otlp_receiver.log_records()
     body = any_value(record.body)

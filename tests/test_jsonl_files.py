@@ -68,7 +68,7 @@ def test_each_signal_goes_to_its_own_jsonl_file_as_official_requests(tmp_path, m
     assert (record.event_name, any_value(record.body), record.severity_number) == (
         "paid", "order paid", 17,
     )  # fmt: skip
-    assert attributes_of(record.attributes) == {"n": 1}
+    assert attributes_of(record.attributes) == {"n": 1, "sampling.probability": 1.0}
 
     [metrics] = _read(tmp_path / "metrics.jsonl", ExportMetricsServiceRequest)
     [metric] = metrics.resource_metrics[0].scope_metrics[0].metrics
@@ -103,7 +103,7 @@ def test_rotation_keeps_at_most_backups_files_each_within_max_bytes(tmp_path, ma
     # The newest batches survive, whole: the current file holds the last one.
     last = json.loads((tmp_path / "traces.jsonl").read_text().splitlines()[-1])
     [span] = last["resourceSpans"][0]["scopeSpans"][0]["spans"][-1:]
-    assert {a["key"]: a["value"]["stringValue"] for a in span["attributes"]}[
+    assert {a["key"]: a["value"].get("stringValue") for a in span["attributes"]}[
         "legacy.trace_id"
     ] == "trace-11"
     assert 3 <= len(lines) < 12

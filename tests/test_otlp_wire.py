@@ -73,7 +73,10 @@ def test_spans_arrive_with_mapped_ids_parent_links_and_legacy_attributes(
         "legacy.trace_id": "trace-abc-123",
         "legacy.span_id": "span-002",
         "legacy.parent_span_id": "span-001",
+        "sampling.probability": 1.0,
     }
+    # Kept at probability 1: the consistent-sampling threshold 0, in the W3C tracestate.
+    assert child.trace_state == parent.trace_state == "ot=th:0"
     assert collector.stats()["trace"]["exported"] == 2
 
 
@@ -134,6 +137,7 @@ def test_events_arrive_as_log_records_with_event_name_severity_and_attributes(
         "big": str(2**70),
         "price": "1.50",
         "team": "payments",
+        "sampling.probability": 1.0,
     }
     assert (records["crash"][1].severity_number, records["crash"][1].severity_text) == (
         21,

@@ -19,7 +19,8 @@ from tests.prometheus_server import free_port
 
 def assert_identity(stats, signal, destinations=1):
     counts = stats[signal]
-    assert destinations * (counts["collected"] - counts["sampled_out"]) == (
+    waiting = counts["sampled_out"] + counts["awaiting_decision"]
+    assert destinations * (counts["collected"] - waiting) == (
         counts["dropped"] + counts["exported"] + counts["export_failures"] + counts["pending"]
     ), counts
 

@@ -36,7 +36,7 @@ def test_sensitive_keys_are_redacted_on_the_wire_and_in_callbacks(
     assert resource["db_password"] == "[REDACTED]" and resource["env"] == "prod"
     assert attributes_of(span.attributes) == {
         "Authorization": "[REDACTED]", "user": "ann", "author": "bob",
-        "legacy.trace_id": "t", "legacy.span_id": "s",
+        "legacy.trace_id": "t", "legacy.span_id": "s", "sampling.probability": 1.0,
     }  # fmt: skip
     [(_, record)] = otlp_receiver.log_records()
     assert attributes_of(record.attributes) == {
@@ -44,6 +44,7 @@ def test_sensitive_keys_are_redacted_on_the_wire_and_in_callbacks(
         "session_id": "[REDACTED]",
         "request": {"headers": {"X-Api-Key": "[REDACTED]", "accept": "json"}},
         "items": [{"credit_card_number": "[REDACTED]"}],
+        "sampling.probability": 1.0,
     }
     [(_, metric)] = otlp_receiver.metrics()
     assert attributes_of(metric.sum.data_points[0].attributes) == {"api_key": "[REDACTED]"}

@@ -8,6 +8,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from telemetry_otel._otel.delivery import DROP_REASONS, REJECTED, DeliveryCounts
 from telemetry_otel._otel.forks import follow_forks
+from telemetry_otel._otel.sampling import OUT_REASONS
 from telemetry_otel._otel.tally import Tally
 
 SIGNALS = ("metric", "event", "trace")
@@ -22,7 +23,8 @@ class SignalTally:
 
     def __init__(self) -> None:
         self.collected = Tally()
-        self.sampled_out = Tally()
+        # Sampled out by the ratio, the rate limit, or a full tail-sampling buffer.
+        self.sampled_out = {reason: Tally() for reason in OUT_REASONS}
         self.rejected = Tally()
         self.limited = Tally()
 
@@ -37,18 +39,35 @@ class Accounting:
     def after_fork_in_child(self) -> None:
         self.tallies = {signal: SignalTally() for signal in SIGNALS}
 
-    def stats(self, destinations: Mapping[str, Iterable[DeliveryCounts]]) -> Stats:
-        return {signal: self._signal(signal, destinations[signal]) for signal in SIGNALS}
+    def stats(
+        self,
+        destinations: Mapping[str, Iterable[DeliveryCounts]],
+        held: Mapping[str, tuple[int, int]] | None = None,
+    ) -> Stats:
+        """``held``: per signal, spans awaiting their trace's decision and traces kept by
+        a tail rule."""
+        held = held or {}
+        return {
+            signal: self._signal(signal, destinations[signal], *held.get(signal, (0, 0)))
+            for signal in SIGNALS
+        }
 
-    def _signal(self, signal: str, destinations: Iterable[DeliveryCounts]) -> dict[str, int]:
+    def _signal(
+        self,
+        signal: str,
+        destinations: Iterable[DeliveryCounts],
+        awaiting_decision: int,
+        kept_by_rule: int,
+    ) -> dict[str, int]:
         tally = self.tallies[signal]
+        sampled_out = {reason: tally.sampled_out[reason].value for reason in OUT_REASONS}
         total = DeliveryCounts.total(destinations)
         pending = total.pending
         # Rejected items never reached a destination's queue: dropped, never pending.
         total.drop(REJECTED, tally.rejected.value)
         result = {
             "collected": tally.collected.value,
-            "sampled_out": tally.sampled_out.value,
+            "sampled_out": sum(sampled_out.values()),
             "dropped": total.dropped,
             "exported": total.exported,
             "export_failures": total.export_failures,
@@ -56,7 +75,10 @@ class Accounting:
             "limited": tally.limited.value,
             "spooled": total.spooled,
             "recovered": total.recovered,
+            "awaiting_decision": awaiting_decision,
+            "kept_by_rule": kept_by_rule,
         }
+        result.update({f"sampled_out_{r}": n for r, n in sampled_out.items()})
         result.update({f"dropped_{r}": total.dropped_by.get(r, 0) for r in DROP_REASONS})
         return result
 

@@ -24,6 +24,7 @@ from telemetry_otel._otel.accounting import SELF_SCOPE
 from telemetry_otel._otel.forks import ForkSafeLock
 from telemetry_otel._otel.logs import log_record_to_event
 from telemetry_otel._otel.metrics import DELTA_TEMPORALITY, metrics_data_to_models
+from telemetry_otel._otel.sampling import PROBABILITY
 from telemetry_otel._otel.spans import (
     LEGACY_PARENT_SPAN_ID,
     LEGACY_SPAN_ID,
@@ -122,6 +123,8 @@ def format_span(span: ReadableSpan, paint: Paint = _plain) -> str:
     if failed:
         words.append(f"error={json.dumps(span.status.description or 'ERROR')}")
     attributes = {k: v for k, v in (span.attributes or {}).items() if k not in _HIDDEN_SPAN_KEYS}
+    if attributes.get(PROBABILITY) == 1.0:  # kept at full rate: nothing worth a column
+        del attributes[PROBABILITY]
     if attributes:
         words.append(format_fields(attributes))
     return " ".join(words)

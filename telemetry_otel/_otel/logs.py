@@ -8,6 +8,7 @@ from typing import Any
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import ReadWriteLogRecord
 
+from telemetry_otel._otel.sampling import PROBABILITY
 from telemetry_otel._otel.spans import ns_to_seconds, seconds_to_ns
 from telemetry_otel._shaping import Shaper
 from telemetry_otel.models import Event, EventSeverity
@@ -28,11 +29,14 @@ class LegacyLogRecord(LogRecord):
     tag_keys: frozenset[str] = frozenset()
 
 
-def event_to_log_record(event: Event, shaper: Shaper) -> tuple[LegacyLogRecord, bool]:
+def event_to_log_record(
+    event: Event, shaper: Shaper, probability: float
+) -> tuple[LegacyLogRecord, bool]:
     """The log record for an event, and whether redaction or limits cut something.
 
     Tags and metadata become attributes of the same names (metadata wins a clash);
-    metadata values the OTLP AnyValue cannot hold become text (see Shaper).
+    metadata values the OTLP AnyValue cannot hold become text (see Shaper). The
+    probability the event was kept with becomes ``sampling.probability``.
     """
     metadata = event.metadata
     if metadata:
@@ -42,9 +46,8 @@ def event_to_log_record(event: Event, shaper: Shaper) -> tuple[LegacyLogRecord, 
     else:
         merged = event.tags
         tag_keys = frozenset(merged)
-    attributes, limited = shaper.attributes(merged)
-    if attributes is event.tags:  # the shaper hands back a clean dict as it is
-        attributes = dict(attributes)
+    shaped, limited = shaper.attributes(merged, reserved=1)
+    attributes = {**shaped, PROBABILITY: probability}
     body, name, body_cut, name_cut = event.message, event.name, False, False
     if not shaper.is_short_ascii(body + name):  # neither needs shaping (the common case)
         body, body_cut = shaper.text(body)
@@ -69,6 +72,7 @@ def log_record_to_event(record: ReadWriteLogRecord, global_tags: Mapping[str, An
     tag_keys: frozenset[str] = getattr(log, "tag_keys", frozenset())
     tags = dict(global_tags)
     tags.update((key, attributes.pop(key)) for key in tag_keys if key in attributes)
+    attributes.pop(PROBABILITY, None)
     return Event(
         name=log.event_name or "log",
         message=log.body if isinstance(log.body, str) else str(log.body),

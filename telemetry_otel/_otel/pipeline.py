@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -18,7 +18,7 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Span
 
@@ -38,6 +38,7 @@ from telemetry_otel._otel.bridge import (
 from telemetry_otel._otel.delivery import UNREGISTERED, DeliveryQueue
 from telemetry_otel._otel.exporters import Destination, build_destination, cardinality_limits
 from telemetry_otel._otel.forks import follow_forks
+from telemetry_otel._otel.ids import otel_trace_id
 from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.logs import event_to_log_record
 from telemetry_otel._otel.metrics import InstrumentCache
@@ -47,13 +48,21 @@ from telemetry_otel._otel.processors import (
     QueueSpanProcessor,
 )
 from telemetry_otel._otel.providers import global_sdk_provider
+from telemetry_otel._otel.sampling import (
+    RATIO,
+    Label,
+    RateLimiter,
+    TailRules,
+    TraceDecider,
+    live_span_sampler,
+)
 from telemetry_otel._otel.spans import SpanFactory
 from telemetry_otel._otel.spool import Spool
 from telemetry_otel._otel.spooling import RawOtlpSender, SpoolingDelivery
 from telemetry_otel._shaping import Shaper
 from telemetry_otel._version import __version__
 from telemetry_otel.config import TelemetryConfig
-from telemetry_otel.models import Event, Metric, MetricType, Trace
+from telemetry_otel.models import Event, EventSeverity, Metric, MetricType, Trace
 
 __all__ = ["SIGNALS", "Pipeline", "build_resource"]
 
@@ -90,6 +99,10 @@ def _log_delivery(exporter: LogRecordExporter) -> Callable[[list[ReadableLogReco
     return export
 
 
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
 def _run_until(deadline: float, work: Callable[[], object], name: str) -> bool:
     """Run ``work`` in a daemon thread; wait for it only until the deadline."""
     thread = threading.Thread(target=work, name=f"telemetry-otel-{name}", daemon=True)
@@ -106,7 +119,14 @@ class Pipeline:
         self._settings = QueueSettings(
             config.buffer_size, min(_MAX_BATCH, config.buffer_size), config.flush_interval_ms / 1000
         )
-        self._event_rate = float(config.sample_rate)
+        self._event_rate = float(_or(config.event_sample_rate, config.sample_rate))
+        keep = config.event_keep_severity
+        # By identity, as the collect path looks severities up.
+        self._always_kept_severities = frozenset(
+            id(s)
+            for s in EventSeverity
+            if keep is not None and s.severity_number >= keep.severity_number
+        )
         self._shaper = Shaper(
             config.redact, config.redact_keys, config.max_attributes, config.max_attribute_length
         )
@@ -199,8 +219,9 @@ class Pipeline:
         for destination in self._destinations:
             if destination.spans is not None:
                 self._add_queue(destination, "trace", _span_delivery(destination.spans))
+        rate = float(_or(config.trace_sample_rate, config.sample_rate))
         if joined is None:
-            sampler: Sampler = ParentBased(TraceIdRatioBased(config.sample_rate))
+            sampler: Sampler = live_span_sampler(rate)
             limits = SpanLimits(
                 max_span_attributes=config.max_attributes,
                 max_span_attribute_length=config.max_attribute_length,
@@ -226,10 +247,48 @@ class Pipeline:
             scope,
             limits,
             self._shaper,
-            rate=config.sample_rate,
+            rate=rate,
             sampler=None if joined is None else sampler,
         )
+        self._decider = self._trace_decider(rate, config) if joined is None else None
         self.tracer = provider.get_tracer(SCOPE_NAME, __version__)
+
+    def _trace_decider(self, rate: float, config: TelemetryConfig) -> TraceDecider | None:
+        """Legacy traces are decided one span at a time by the span factory, unless a
+        rate limit or tail rules that can change a decision need a trace's history."""
+        rules = TailRules(config.keep_error_traces, config.keep_traces_slower_than_ms)
+        hold = rules.active and rate < 1.0
+        per_second = config.max_traces_per_second
+        if not hold and per_second is None:
+            return None
+        sampled_out = self._trace_tally.sampled_out
+
+        def sample_out(reason: str, count: int) -> None:
+            for _ in range(count):
+                sampled_out[reason].increment()
+
+        return TraceDecider(
+            rate,
+            rules,
+            None if per_second is None else RateLimiter(per_second, time.monotonic),
+            hold=hold,
+            wait_s=config.trace_decision_wait_ms / 1000,
+            max_pending=config.max_pending_spans,
+            keep=self._keep_spans,
+            sample_out=sample_out,
+        )
+
+    def _keep_spans(self, traces: Sequence[Trace], label: Label) -> None:
+        """Build and hand on the spans of a trace the decider kept."""
+        tally = self._trace_tally
+        for trace in traces:
+            try:
+                span, limited = self._spans.build_kept(trace, label)
+                if limited:
+                    tally.limited.increment()
+                self._span_sink(span)
+            except Exception:
+                self._fail("trace")
 
     def _build_logs(self, resource: Resource, config: TelemetryConfig) -> None:
         joined: LoggerProvider | None = self._global["event"]
@@ -328,12 +387,14 @@ class Pipeline:
         """Sample the event, then emit it as a log record; False when sampled out."""
         tally = self.accounting.tallies["event"]
         tally.collected.increment()
-        rate = self._event_rate
-        if rate < 1.0 and random.random() >= rate:
-            tally.sampled_out.increment()
+        probability = self._event_rate
+        if id(event.severity) in self._always_kept_severities:
+            probability = 1.0
+        elif probability < 1.0 and random.random() >= probability:
+            tally.sampled_out[RATIO].increment()
             return False
         try:
-            record, limited = event_to_log_record(event, self._shaper)
+            record, limited = event_to_log_record(event, self._shaper, probability)
             if limited:
                 tally.limited.increment()
             self._emit_record(record)
@@ -346,9 +407,11 @@ class Pipeline:
         tally = self._trace_tally
         tally.collected.increment()
         try:
+            if self._decider is not None:
+                return self._decider.offer(trace, otel_trace_id(trace.trace_id))
             span, limited = self._spans.build(trace)
             if span is None:
-                tally.sampled_out.increment()
+                tally.sampled_out[RATIO].increment()
                 return False
             if limited:
                 tally.limited.increment()
@@ -414,6 +477,8 @@ class Pipeline:
 
         False if the deadline passed, or anything was lost since the last flush.
         """
+        if self._decider is not None:
+            self._decider.decide_all()
         outcome: list[bool] = []
         flushed = _run_until(deadline, self._flush_metric_readers(deadline, outcome), "flush")
         queues_ok = all([queue.flush(deadline) for queue in self._all_queues()])
@@ -450,6 +515,8 @@ class Pipeline:
         flushed, not shut down: they belong to the application.
         """
         self._live_counter.enabled = False
+        if self._decider is not None:
+            self._decider.close()
         metrics = threading.Thread(target=self._shutdown_metrics(deadline), daemon=True)
         metrics.start()
         drained = all([queue.close(deadline) for queue in self._all_queues()])
@@ -515,7 +582,9 @@ class Pipeline:
             signal: [q.counts() for q in signal_queues] for signal, signal_queues in queues.items()
         }
         counts["metric"] += [e.counts() for e in self._metric_exporters]
-        return self.accounting.stats(counts)
+        decider = self._decider
+        held = {"trace": (decider.pending, decider.kept_by_rule)} if decider else None
+        return self.accounting.stats(counts, held)
 
     def after_fork_in_child(self) -> None:
         """The span factory must follow the provider's resource, which a fork refreshes."""

@@ -10,12 +10,13 @@ from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits
-from opentelemetry.sdk.trace.sampling import Sampler, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
 from telemetry_otel._otel.ids import otel_span_id, otel_trace_id
+from telemetry_otel._otel.sampling import KEPT_BY, PROBABILITY, RANDOMNESS, SAMPLING_KEYS, Label
 from telemetry_otel._shaping import Shaper
 from telemetry_otel.models import Trace
 
@@ -23,10 +24,11 @@ LEGACY_TRACE_ID = "legacy.trace_id"
 LEGACY_SPAN_ID = "legacy.span_id"
 LEGACY_PARENT_SPAN_ID = "legacy.parent_span_id"
 _LEGACY_KEYS = frozenset((LEGACY_TRACE_ID, LEGACY_SPAN_ID, LEGACY_PARENT_SPAN_ID))
+# Attributes this library adds to a legacy span: not tags, so callbacks never see them.
+_OWN_KEYS = _LEGACY_KEYS | SAMPLING_KEYS
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
-# TraceIdRatioBased compares the trace id's low 64 bits with its bound.
-_LOW_64_BITS = TraceIdRatioBased.TRACE_ID_LIMIT
+_NO_ATTRIBUTES: Mapping[str, Any] = {}
 # A context with no span in it: samplers decide a legacy trace as a root.
 _ROOT = Context()
 
@@ -103,12 +105,14 @@ class LegacySpan(ReadableSpan):
         # Set by __init__ (typing.cast would cost a call on every span).
         attributes: dict[str, Any] = self._attributes  # type: ignore[assignment]
         tags = {**global_tags, **attributes}
-        if _LEGACY_KEYS.isdisjoint(global_tags):
+        if _OWN_KEYS.isdisjoint(global_tags):
             del tags[LEGACY_TRACE_ID], tags[LEGACY_SPAN_ID]
             tags.pop(LEGACY_PARENT_SPAN_ID, None)
-        else:  # a global tag named like a legacy attribute stays
+            tags.pop(PROBABILITY, None)
+            tags.pop(KEPT_BY, None)
+        else:  # a global tag named like one of these attributes stays
             tags = dict(global_tags)
-            tags.update((k, v) for k, v in attributes.items() if k not in _LEGACY_KEYS)
+            tags.update((k, v) for k, v in attributes.items() if k not in _OWN_KEYS)
         end: int = self._end_time  # type: ignore[assignment]
         start: int = self._start_time  # type: ignore[assignment]
         status = self._status
@@ -152,9 +156,9 @@ class SpanFactory:
     still apply. The sampling decision rests on the mapped trace id alone, never on
     whatever live span is current, so every span of a legacy trace gets the same
     decision in every process. Without a ``sampler`` (the collector's own
-    provider), that is the TraceIdRatioBased rule for ``rate``, applied inline;
-    with one (an application's global provider), the sampler is asked as for a
-    root span.
+    provider), that is consistent probability sampling at ``rate``, applied inline
+    (see sampling.py), and kept spans carry its label; with one (an application's
+    global provider), the sampler is asked as for a root span.
     """
 
     def __init__(
@@ -169,7 +173,9 @@ class SpanFactory:
         self.resource = resource
         self._scope = scope
         self._sampler = sampler
-        self._bound = TraceIdRatioBased.get_bound_for_rate(rate)
+        kept = Label(rate)
+        self._threshold = kept.threshold
+        self._trace_state, self._label_attributes = kept.trace_state, kept.attributes
         self._max_attributes = limits.max_span_attributes
         self._max_value_len = limits.max_span_attribute_length
         # The Shaper applies the config's limits; other limits (an application's
@@ -184,22 +190,35 @@ class SpanFactory:
         """The span for ``trace`` (None when its trace is sampled out), and whether
         redaction or limits had to cut something."""
         trace_id = otel_trace_id(trace.trace_id)
-        trace_state = None
         if self._sampler is None:
-            if trace_id & _LOW_64_BITS >= self._bound:
+            if trace_id & RANDOMNESS < self._threshold:
                 return None, False
-        else:
-            decision = self._sampler.should_sample(_ROOT, trace_id, trace.operation)
-            if not decision.decision.is_sampled():  # type: ignore[no-untyped-call]
-                return None, False
-            trace_state = decision.trace_state
+            return self._build(trace, trace_id, self._trace_state, self._label_attributes)
+        decision = self._sampler.should_sample(_ROOT, trace_id, trace.operation)
+        if not decision.decision.is_sampled():  # type: ignore[no-untyped-call]
+            return None, False
+        return self._build(trace, trace_id, decision.trace_state, _NO_ATTRIBUTES)
+
+    def build_kept(self, trace: Trace, label: Label) -> tuple[ReadableSpan, bool]:
+        """The span for a trace already decided kept, with its label (see build)."""
+        return self._build(
+            trace, otel_trace_id(trace.trace_id), label.trace_state, label.attributes
+        )
+
+    def _build(
+        self,
+        trace: Trace,
+        trace_id: int,
+        trace_state: TraceState | None,
+        label: Mapping[str, Any],
+    ) -> tuple[ReadableSpan, bool]:
         name, parent = trace.operation, trace.parent_span_id
         # One test for the name and ids together: none is too long or needs repair
         # when their concatenation is short ASCII (the common case).
         texts_fit = self._shaper.is_short_ascii(
             name + trace.trace_id + trace.span_id + (parent or "")
         )
-        attributes, dropped, limited = self._span_attributes(trace, texts_fit)
+        attributes, dropped, limited = self._span_attributes(trace, texts_fit, label)
         name_cut = False
         if not texts_fit:
             name, name_cut = self._shaper.text(name)
@@ -237,16 +256,18 @@ class SpanFactory:
             error, cut = self._shaper.text(error)
         return Status(StatusCode.ERROR, error), cut
 
-    def _span_attributes(self, trace: Trace, ids_fit: bool) -> tuple[dict[str, Any], int, bool]:
-        """Tags, shaped, then the legacy ids (always kept: the bridge needs them);
-        how many tags the attribute limit dropped; whether anything was cut.
-        ``ids_fit``: the ids need no shaping."""
+    def _span_attributes(
+        self, trace: Trace, ids_fit: bool, label: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], int, bool]:
+        """Tags, shaped, then the legacy ids (always kept: the bridge needs them) and
+        the sampling label; how many tags the attribute limit dropped; whether
+        anything was cut. ``ids_fit``: the ids need no shaping."""
         shaper, parent = self._shaper, trace.parent_span_id
-        reserved = 2 if parent is None else 3
+        reserved = (2 if parent is None else 3) + len(label)
         tags, limited = shaper.attributes(trace.tags, reserved=reserved)
         trace_id, span_id = trace.trace_id, trace.span_id
         if ids_fit:
-            attributes = {**tags, LEGACY_TRACE_ID: trace_id, LEGACY_SPAN_ID: span_id}
+            attributes = {**tags, LEGACY_TRACE_ID: trace_id, LEGACY_SPAN_ID: span_id, **label}
             if parent is not None:
                 attributes[LEGACY_PARENT_SPAN_ID] = parent
         else:
@@ -257,6 +278,7 @@ class SpanFactory:
             for key, value in ids.items():
                 attributes[key], cut = shaper.text(value)
                 limited = limited or cut
+            attributes.update(label)
         if not limited:
             return attributes, 0, False
         dropped = len(trace.tags) - (shaper.max_attributes - reserved)
@@ -280,7 +302,7 @@ def span_to_trace(span: ReadableSpan, global_tags: Mapping[str, Any]) -> Trace:
         parent_span_id = f"{span.parent.span_id:016x}"
     start, end = span.start_time or 0, span.end_time or 0
     tags = dict(global_tags)
-    tags.update((k, v) for k, v in attributes.items() if k not in _LEGACY_KEYS)
+    tags.update((k, v) for k, v in attributes.items() if k not in _OWN_KEYS)
     return Trace(
         trace_id=str(trace_id),
         span_id=str(span_id),

@@ -1,0 +1,458 @@
+"""Sampling: consistent-probability decisions, tail rules for legacy traces, a rate limit.
+
+Every decision follows the OpenTelemetry specification's consistent probability
+sampling (https://opentelemetry.io/docs/specs/otel/trace/tracestate-probability-sampling/):
+a trace is kept at probability ``p`` when the low 56 bits of its trace id (its
+randomness) are at least the threshold ``2**56 - round(p * 2**56)``, and a kept span
+carries that threshold as ``th`` in the ``ot`` entry of its W3C tracestate, so any
+process, collector or backend can reproduce the decision and scale counts back up.
+The threshold arithmetic comes from the SDK's composable samplers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Any
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace._sampling_experimental import (
+    ComposableSampler,
+    SamplingIntent,
+    composable_parent_threshold,
+    composable_traceid_ratio_based,
+    composite_sampler,
+)
+from opentelemetry.sdk.trace._sampling_experimental._trace_state import serialize_th
+from opentelemetry.sdk.trace._sampling_experimental._util import (
+    MAX_THRESHOLD,
+    calculate_threshold,
+    is_valid_threshold,
+)
+from opentelemetry.sdk.trace.sampling import Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, TraceState, get_current_span
+from opentelemetry.util.types import Attributes
+
+from telemetry_otel._otel.forks import follow_forks
+from telemetry_otel.models import Trace
+
+PROBABILITY = "sampling.probability"
+KEPT_BY = "sampling.kept_by"
+SAMPLING_KEYS = frozenset((PROBABILITY, KEPT_BY))
+# The randomness of a trace: the low 56 bits of its id.
+RANDOMNESS = MAX_THRESHOLD - 1
+# Why a trace was sampled out, as stats() names it.
+RATIO, RATE_LIMIT, BUFFER_OVERFLOW = "ratio", "rate_limit", "buffer_overflow"
+OUT_REASONS = (RATIO, RATE_LIMIT, BUFFER_OVERFLOW)
+
+
+class Label:
+    """What every kept span of a trace carries: the probability it was kept with, as
+    the ``ot=th:`` tracestate and as attributes (with the tail rule that kept it)."""
+
+    __slots__ = ("attributes", "probability", "threshold", "trace_state")
+
+    def __init__(self, probability: float, kept_by: str | None = None) -> None:
+        self.probability = probability
+        self.threshold = calculate_threshold(probability)
+        self.trace_state = TraceState([("ot", f"th:{serialize_th(self.threshold)}")])
+        self.attributes: dict[str, Any] = {PROBABILITY: probability}
+        if kept_by is not None:
+            self.attributes[KEPT_BY] = kept_by
+
+
+# A handful of probabilities come back all the time (the configured rates, and the
+# limiter's scaled ones); each label is built once.
+label = lru_cache(maxsize=256)(Label)
+
+
+def keeps(threshold: int, trace_id: int) -> bool:
+    """The consistent-probability decision: randomness at or above the threshold."""
+    return trace_id & RANDOMNESS >= threshold
+
+
+class TailRules:
+    """Which legacy spans make their whole trace worth keeping: an error, or slowness."""
+
+    def __init__(self, keep_errors: bool, slower_than_ms: float | None) -> None:
+        self.keep_errors = keep_errors
+        self.slower_than_ms = slower_than_ms
+
+    @property
+    def active(self) -> bool:
+        return self.keep_errors or self.slower_than_ms is not None
+
+    def match(self, trace: Trace) -> str | None:
+        """ "error" or "slow" when this span alone makes its trace kept; else None."""
+        if self.keep_errors and trace.error:
+            return "error"
+        slower_than = self.slower_than_ms
+        if slower_than is not None and trace.duration_ms > slower_than:
+            return "slow"
+        return None
+
+
+class RateLimiter:
+    """At most ``per_second`` traces kept per second, without breaking consistency.
+
+    Two parts. An adaptive probability: each second, the traces the ratio and the
+    rules offered in the second before set a scale (``per_second / offered``, at most
+    1) that multiplies every trace's probability, so what is kept stays a consistent
+    sample whose ``th`` tells how to scale it back up. And a token bucket behind it,
+    the hard cap for bursts the scale has not caught up with yet: it holds at most one
+    second's worth of tokens and starts with one, so a run of any length starting now
+    keeps at most ``per_second * seconds + 1`` traces. Not thread-safe: the caller holds
+    a lock.
+    """
+
+    def __init__(self, per_second: float, clock: Callable[[], float]) -> None:
+        self._rate = per_second
+        self._clock = clock
+        now = clock()
+        self._tokens = 1.0
+        self._refilled = now
+        self._window_end = now + 1.0
+        self._offered = 0
+        self._scale = 1.0
+
+    def admit(self, trace_id: int, probability: float, kept_by: str | None) -> Label | None:
+        """The label of a trace the ratio or a rule kept at ``probability``, or None when
+        the limit drops it."""
+        now = self._clock()
+        self._roll_window(now)
+        self._offered += 1
+        kept = label(probability * self._scale, kept_by)
+        if not keeps(kept.threshold, trace_id):
+            return None
+        self._tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
+        self._refilled = now
+        if self._tokens < 1.0:
+            return None
+        self._tokens -= 1.0
+        return kept
+
+    def _roll_window(self, now: float) -> None:
+        if now < self._window_end:
+            return
+        # Only the second just past counts: after a quiet spell the scale returns to 1.
+        offered = self._offered if now < self._window_end + 1.0 else 0
+        self._scale = min(1.0, self._rate / offered) if offered else 1.0
+        self._offered = 0
+        self._window_end = now + 1.0
+
+
+def _snapshot(trace: Trace) -> Trace:
+    """A copy of a held span that the application's later changes to it cannot reach."""
+    copy = Trace.__new__(Trace)  # no __init__: the original passed its checks
+    copy.__dict__ = {**trace.__dict__, "tags": dict(trace.tags)}
+    return copy
+
+
+class _Held:
+    """The spans of one undecided trace, and what is known of it so far."""
+
+    __slots__ = ("deadline", "rule", "traces")
+
+    def __init__(self, deadline: float) -> None:
+        self.traces: list[Trace] = []
+        self.deadline = deadline
+        self.rule: str | None = None
+
+
+Keep = Callable[[Sequence[Trace], Label], None]
+# The spans of a trace (none while it is held), its label (None: sampled out), and why
+# it was sampled out.
+_Outcome = tuple[list[Trace], Label | None, str]
+SampleOut = Callable[[str, int], None]
+
+
+class TraceDecider:
+    """Decides legacy traces as a whole, with tail rules and a rate limit.
+
+    The SDK's samplers decide a span when it starts, from its trace id and parent;
+    legacy spans arrive finished, one by one, children often before their root, so
+    a rule about a trace's errors or durations needs spans held back until the
+    trace can be decided. With rules (``hold``), each trace's spans wait until its
+    root arrives, a span matches a rule, or ``wait_s`` passes after its first span;
+    at most ``max_pending`` spans wait, and past that the oldest traces are decided by
+    the ratio alone. Then the trace is decided once: kept at probability 1 by a rule
+    that matched (so every trace a rule keeps counts once, and every other one
+    ``1 / ratio`` times, and the scaled counts stay unbiased), else by the ratio; the
+    rate limit comes last. Decisions are remembered for ``wait_s`` (at most ten
+    times ``max_pending`` of them), and spans arriving after their trace was decided
+    follow the decision. ``keep`` receives the kept spans with their label, and
+    ``sample_out`` counts sampled-out spans by reason; both are called without the
+    lock held.
+    """
+
+    def __init__(
+        self,
+        ratio: float,
+        rules: TailRules,
+        limiter: RateLimiter | None,
+        *,
+        hold: bool,
+        wait_s: float,
+        max_pending: int,
+        keep: Keep,
+        sample_out: SampleOut,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ratio = ratio
+        self._threshold = calculate_threshold(ratio)
+        self._rules = rules
+        self._limiter = limiter
+        self._hold = hold
+        self._wait_s = wait_s
+        self._max_pending = max_pending
+        self._max_decisions = 10 * max_pending
+        self._keep = keep
+        self._sample_out = sample_out
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._held: OrderedDict[int, _Held] = OrderedDict()
+        self._pending = 0
+        # trace id -> (label or None when dropped, the reason it was dropped, expiry)
+        self._decided: OrderedDict[int, tuple[Label | None, str, float]] = OrderedDict()
+        self.kept_by_rule = 0
+        self._stopped = threading.Event()
+        self._timer: threading.Thread | None = None
+        if hold:
+            self._start_timer()
+        follow_forks(self)
+
+    @property
+    def pending(self) -> int:
+        """Spans waiting for their trace's decision."""
+        return self._pending
+
+    def offer(self, trace: Trace, trace_id: int) -> bool:
+        """Take one legacy span: False when its trace is (or was) sampled out."""
+        now = self._clock()
+        overflowed: list[_Outcome] = []
+        with self._lock:
+            outcome = self._offer(trace, trace_id, now, overflowed)
+        for other in overflowed:
+            self._deliver(other)
+        return self._deliver(outcome)
+
+    def decide_all(self) -> None:
+        """Decide every held trace now, with what is known of it (flush and stop)."""
+        with self._lock:
+            now = self._clock()
+            outcomes = [self._decide_held(trace_id, now) for trace_id in list(self._held)]
+        for outcome in outcomes:
+            self._deliver(outcome)
+
+    def close(self) -> None:
+        """Decide what is held and stop the timer."""
+        self._stopped.set()
+        self.decide_all()
+
+    def after_fork_in_child(self) -> None:
+        # The parent still holds these spans and decides them; the child starts empty.
+        self._lock = threading.Lock()
+        self._held.clear()
+        self._pending = 0
+        self._timer = None
+        if self._hold and not self._stopped.is_set():
+            self._start_timer()
+
+    # -- under the lock ----------------------------------------------------------------------
+
+    def _offer(
+        self, trace: Trace, trace_id: int, now: float, overflowed: list[_Outcome]
+    ) -> _Outcome:
+        self._forget_old_decisions(now)
+        if self._hold:  # room first: the oldest trace to go may be this span's own
+            overflowed.extend(self._make_room(now))
+        decided = self._decided.get(trace_id)
+        if decided is not None:  # a late span follows its trace
+            return [trace], decided[0], decided[1]
+        if not self._hold:
+            return self._decide(trace_id, [trace], None, now)
+        held = self._held.get(trace_id)
+        if held is None:
+            held = self._held[trace_id] = _Held(now + self._wait_s)
+        held.traces.append(_snapshot(trace))
+        self._pending += 1
+        held.rule = held.rule or self._rules.match(trace)
+        if held.rule is not None or trace.parent_span_id is None:
+            return self._decide_held(trace_id, now)
+        return [], None, ""
+
+    def _make_room(self, now: float) -> list[_Outcome]:
+        """Decide the oldest traces by the ratio alone until one more span fits."""
+        outcomes = []
+        while self._pending >= self._max_pending and self._held:
+            outcomes.append(self._decide_held(next(iter(self._held)), now, overflow=True))
+        return outcomes
+
+    def _decide_held(self, trace_id: int, now: float, overflow: bool = False) -> _Outcome:
+        held = self._held.pop(trace_id)
+        self._pending -= len(held.traces)
+        return self._decide(trace_id, held.traces, None if overflow else held.rule, now, overflow)
+
+    def _decide(
+        self,
+        trace_id: int,
+        traces: list[Trace],
+        rule: str | None,
+        now: float,
+        overflow: bool = False,
+    ) -> _Outcome:
+        kept, reason = self._label(trace_id, rule)
+        if kept is None and reason == RATIO and overflow:
+            reason = BUFFER_OVERFLOW
+        if rule is not None and kept is not None:
+            self.kept_by_rule += 1
+        self._decided[trace_id] = (kept, reason, now + self._wait_s)
+        return traces, kept, reason
+
+    def _label(self, trace_id: int, rule: str | None) -> tuple[Label | None, str]:
+        if rule is not None:
+            probability, kept_by = 1.0, rule
+        elif keeps(self._threshold, trace_id):
+            probability, kept_by = self._ratio, None
+        else:
+            return None, RATIO
+        if self._limiter is None:
+            return label(probability, kept_by), ""
+        kept = self._limiter.admit(trace_id, probability, kept_by)
+        return (kept, "") if kept is not None else (None, RATE_LIMIT)
+
+    def _forget_old_decisions(self, now: float) -> None:
+        decided = self._decided
+        while decided:
+            trace_id, (_, _, expiry) = next(iter(decided.items()))
+            if expiry > now and len(decided) <= self._max_decisions:
+                return
+            del decided[trace_id]
+
+    # -- outside the lock --------------------------------------------------------------------
+
+    def _deliver(self, outcome: _Outcome) -> bool:
+        traces, kept, reason = outcome
+        if not traces:  # held
+            return True
+        if kept is None:
+            self._sample_out(reason, len(traces))
+            return False
+        self._keep(traces, kept)
+        return True
+
+    def _start_timer(self) -> None:
+        self._timer = threading.Thread(
+            target=self._decide_expired, name="telemetry-otel-sampling", daemon=True
+        )
+        self._timer.start()
+
+    def _decide_expired(self) -> None:
+        """Decide traces whose wait is over. A trace held later has a deadline after the
+        next wake-up (waits are never longer than ``wait_s``), so nothing wakes this."""
+        while not self._stopped.wait(self._next_wait()):
+            now = self._clock()
+            with self._lock:
+                outcomes = []
+                # Held in arrival order, and every wait is as long: the expired come first.
+                while self._held and next(iter(self._held.values())).deadline <= now:
+                    outcomes.append(self._decide_held(next(iter(self._held)), now))
+            for outcome in outcomes:
+                self._deliver(outcome)
+
+    def _next_wait(self) -> float:
+        with self._lock:
+            first = next(iter(self._held.values()), None)
+        if first is None:
+            return self._wait_s
+        return max(0.0, first.deadline - self._clock()) + 0.001
+
+
+# -- live spans ------------------------------------------------------------------------------
+
+
+def live_span_sampler(rate: float) -> Sampler:
+    """Parent-based consistent sampling for live spans: a parent's decision (and its
+    ``th``) is respected, a root is kept at ``rate``; kept spans carry the probability."""
+    root = composable_traceid_ratio_based(rate)
+    return _CompositeSamplerFixes(
+        composite_sampler(_WithProbability(composable_parent_threshold(root), rate))
+    )
+
+
+class _WithProbability:
+    """A composable sampler that adds ``sampling.probability`` where the threshold is
+    reliable (the composite sampler then also writes ``th``)."""
+
+    def __init__(self, delegate: ComposableSampler, rate: float) -> None:
+        self._delegate = delegate
+        # The root threshold's probability is the configured rate, as given.
+        self._probabilities = {calculate_threshold(rate): rate}
+
+    def sampling_intent(
+        self,
+        parent_ctx: Context | None,
+        name: str,
+        span_kind: SpanKind | None,
+        attributes: Attributes,
+        links: Sequence[Link] | None,
+        trace_state: TraceState | None,
+    ) -> SamplingIntent:
+        intent = self._delegate.sampling_intent(
+            parent_ctx, name, span_kind, attributes, links, trace_state
+        )
+        threshold = intent.threshold
+        if not (intent.threshold_reliable and is_valid_threshold(threshold)):
+            return intent
+        probability = self._probabilities.get(threshold)
+        if probability is None:
+            probability = (MAX_THRESHOLD - threshold) / MAX_THRESHOLD
+        return SamplingIntent(
+            threshold, True, {PROBABILITY: probability}, intent.update_trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"WithProbability{{{self._delegate.get_description()}}}"
+
+
+class _CompositeSamplerFixes(Sampler):
+    """The SDK's composite sampler, given what SDK 1.45 leaves out.
+
+    ``Tracer.start_span`` never passes ``trace_state`` to its sampler
+    (opentelemetry-python#5578), so the composite sampler could not see a parent's
+    ``th`` and would drop it from every child: this hands it the parent's. And the
+    Tracer gives a span only the attributes its sampler returns, while the composite
+    sampler returns only its own: this adds back the ones the span started with.
+    """
+
+    def __init__(self, delegate: Sampler) -> None:
+        self._delegate = delegate
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if trace_state is None:
+            parent = get_current_span(parent_context).get_span_context()
+            if parent.is_valid:
+                trace_state = parent.trace_state
+        result = self._delegate.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+        if not attributes:
+            return result
+        return SamplingResult(
+            result.decision, {**attributes, **result.attributes}, result.trace_state
+        )
+
+    def get_description(self) -> str:
+        return self._delegate.get_description()
