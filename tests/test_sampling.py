@@ -1,0 +1,464 @@
+"""Sampling: tail rules keep error and slow traces whole, the rate limit holds, every kept
+item says the probability it was kept with, and what is dropped is counted by reason."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import pytest
+
+from telemetry_otel import Event, EventSeverity, TelemetryConfig, Trace
+from telemetry_otel._otel.ids import otel_trace_id
+from tests.otlp_receiver import attributes_of
+
+SLOW_MS = 1000.0
+
+
+def threshold(probability: float) -> int:
+    """The specification's rejection threshold for a probability (56-bit randomness)."""
+    return 2**56 - round(probability * 2**56)
+
+
+def th_value(probability: float) -> str:
+    """``th`` as the tracestate carries it: 14 hex digits, trailing zeros dropped."""
+    value = threshold(probability)
+    return "0" if value == 0 else f"{value:014x}".rstrip("0")
+
+
+def ratio_keeps(legacy_trace_id: str, probability: float) -> bool:
+    return otel_trace_id(legacy_trace_id) & (2**56 - 1) >= threshold(probability)
+
+
+@dataclass
+class Plan:
+    """One legacy trace of a seeded stream: its spans in the order they arrive."""
+
+    trace_id: str
+    spans: list[Trace]
+    rule: str | None = None  # "error" or "slow": the rule one of its spans matches
+    rule_before_root: bool = False  # that span arrives no later than the root
+    late: list[Trace] = field(default_factory=list)
+
+
+def seeded_plans(seed: int, count: int) -> list[Plan]:
+    """Traces of 2 to 6 spans; 3% with an error on one span, 3% with one slow span;
+    half arrive children first (root last), half in random order."""
+    rng = random.Random(seed)
+    plans = []
+    for number in range(count):
+        trace_id = f"order-{seed}-{number}"
+        size = rng.randint(2, 6)
+        fields = [
+            {"span_id": f"s{i}", "parent": None if i == 0 else f"s{rng.randrange(i)}",
+             "duration": rng.uniform(1.0, 50.0), "error": None}
+            for i in range(size)
+        ]  # fmt: skip
+        kind = rng.random()
+        rule = "error" if kind < 0.03 else "slow" if kind < 0.06 else None
+        if rule == "error":
+            rng.choice(fields)["error"] = "payment declined"
+        elif rule == "slow":
+            rng.choice(fields)["duration"] = SLOW_MS + rng.uniform(1.0, 5000.0)
+        order = fields[1:] + fields[:1] if rng.random() < 0.5 else rng.sample(fields, size)
+        spans = [
+            Trace(trace_id, f["span_id"], "op", f["duration"], parent_span_id=f["parent"],
+                  error=f["error"], timestamp=1_700_000_000.0)
+            for f in order
+        ]  # fmt: skip
+        root_at = next(i for i, span in enumerate(spans) if span.parent_span_id is None)
+        matched_at = next(
+            (i for i, s in enumerate(spans) if s.error or s.duration_ms > SLOW_MS), None
+        )
+        plans.append(Plan(trace_id, spans, rule, matched_at is not None and matched_at <= root_at))
+    return plans
+
+
+def interleaved(plans: list[Plan], seed: int, concurrent: int) -> list[Trace]:
+    """The spans of all plans as one stream, ``concurrent`` traces in flight at a time."""
+    rng = random.Random(seed)
+    waiting = iter(plans)
+    active = [list(p.spans) for p in (next(waiting, None) for _ in range(concurrent)) if p]
+    stream = []
+    while active:
+        index = rng.randrange(len(active))
+        stream.append(active[index].pop(0))
+        if not active[index]:
+            upcoming = next(waiting, None)
+            if upcoming is None:
+                active.pop(index)
+            else:
+                active[index] = list(upcoming.spans)
+    return stream
+
+
+def received_spans(otlp_receiver):
+    """Spans on the wire, by legacy trace id: (attributes, tracestate) each."""
+    by_trace = defaultdict(list)
+    for _, span in otlp_receiver.spans():
+        attributes = attributes_of(span.attributes)
+        by_trace[attributes["legacy.trace_id"]].append((attributes, span.trace_state))
+    return by_trace
+
+
+def grpc(otlp_receiver) -> list[str]:
+    return [f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"]
+
+
+# -- tail rules --------------------------------------------------------------------------------
+
+
+def test_error_and_slow_traces_are_kept_whole_and_the_rest_at_the_rate(
+    otlp_receiver, make_collector
+):
+    plans = seeded_plans(seed=7, count=10_000)
+    collector = make_collector(
+        export_endpoints=grpc(otlp_receiver), buffer_size=100_000, trace_sample_rate=0.01,
+        keep_traces_slower_than_ms=SLOW_MS, trace_decision_wait_ms=120_000,
+    )  # fmt: skip
+    stream = interleaved(plans, seed=8, concurrent=40)
+    for span in stream:
+        collector.collect_trace(span)
+    # Late spans, after every trace was decided: an error cannot rescue a dropped trace,
+    # and a plain span of a kept trace is kept.
+    assert collector.flush(30_000) is True
+    for plan in plans[:500]:
+        late = Trace(plan.trace_id, "late", "op", 1.0, parent_span_id="s0", error="late failure")
+        plan.late.append(late)
+        expected = plan.rule_before_root or ratio_keeps(plan.trace_id, 0.01)
+        assert collector.collect_trace(late) is expected, plan.trace_id
+    assert collector.flush(30_000) is True
+
+    received = received_spans(otlp_receiver)
+    kept_by_rule = {p.trace_id for p in plans if p.rule_before_root}
+    kept_by_ratio = {
+        p.trace_id for p in plans if not p.rule_before_root and ratio_keeps(p.trace_id, 0.01)
+    }
+    assert set(received) == kept_by_rule | kept_by_ratio
+    # The stream holds both kinds of rule trace: the error or slow span came by the root
+    # (kept whatever the ratio says) or after it (decided at the root, by the ratio).
+    late_rule = {p.trace_id for p in plans if p.rule and not p.rule_before_root}
+    assert len(kept_by_rule) > 400 and len(late_rule) > 50
+    # The ratio part: 1% of the other traces, within 4 standard deviations of the
+    # binomial (the stream is seeded; this checks the trace-id hash spreads evenly).
+    others = len(plans) - len(kept_by_rule)
+    sd = (others * 0.01 * 0.99) ** 0.5
+    assert abs(len(kept_by_ratio) - others * 0.01) <= 4 * sd
+    for plan in plans:  # never split: a kept trace arrives with every span, late ones too
+        if plan.trace_id in received:
+            spans = received[plan.trace_id]
+            assert sorted(a["legacy.span_id"] for a, _ in spans) == sorted(
+                s.span_id for s in plan.spans + plan.late
+            )
+    for trace_id, spans in received.items():
+        for attributes, trace_state in spans:
+            if trace_id in kept_by_rule:
+                rule = next(p.rule for p in plans if p.trace_id == trace_id)
+                assert attributes["sampling.kept_by"] == rule
+                assert (attributes["sampling.probability"], trace_state) == (1.0, "ot=th:0")
+            else:
+                assert "sampling.kept_by" not in attributes
+                assert attributes["sampling.probability"] == 0.01
+                assert trace_state == f"ot=th:{th_value(0.01)}"
+
+    stats = collector.stats()["trace"]
+    spans_kept = sum(len(spans) for spans in received.values())
+    total = len(stream) + 500
+    assert stats["collected"] == total
+    assert stats["exported"] == spans_kept
+    assert stats["sampled_out"] == stats["sampled_out_ratio"] == total - spans_kept
+    assert (stats["sampled_out_rate_limit"], stats["sampled_out_buffer_overflow"]) == (0, 0)
+    assert stats["kept_by_rule"] == len(kept_by_rule)
+    assert stats["awaiting_decision"] == 0
+    # Counts scale back: each kept trace stands for 1 / probability traces.
+    estimate = len(kept_by_rule) + len(kept_by_ratio) / 0.01
+    assert abs(estimate - len(plans)) <= 4 * sd / 0.01
+
+
+def test_the_buffer_stays_within_max_pending_spans_and_overflow_is_decided_by_the_ratio(
+    otlp_receiver, make_collector
+):
+    plans = seeded_plans(seed=11, count=2000)
+    collector = make_collector(
+        export_endpoints=grpc(otlp_receiver), buffer_size=100_000, trace_sample_rate=0.1,
+        keep_traces_slower_than_ms=SLOW_MS, max_pending_spans=50,
+    )  # fmt: skip
+    highest = 0
+    for span in interleaved(plans, seed=12, concurrent=40):
+        collector.collect_trace(span)
+        highest = max(highest, collector.stats()["trace"]["awaiting_decision"])
+    assert highest == 50
+    assert collector.flush(30_000) is True
+
+    received = received_spans(otlp_receiver)
+    stats = collector.stats()["trace"]
+    # 40 traces in flight hold more than 50 spans: the oldest were decided early.
+    assert stats["sampled_out_buffer_overflow"] > 0
+    assert stats["sampled_out"] == (
+        stats["sampled_out_ratio"] + stats["sampled_out_buffer_overflow"]
+    )
+    assert stats["collected"] == stats["exported"] + stats["sampled_out"]
+    ratio_kept = {p.trace_id for p in plans if ratio_keeps(p.trace_id, 0.1)}
+    rule_kept = set(received) - ratio_kept
+    # Overflow decides by the ratio, so no trace the ratio keeps is lost; what else is
+    # kept was kept by a rule, and a rule trace is lost only to overflow.
+    assert ratio_kept <= set(received)
+    assert all(p.rule_before_root for p in plans if p.trace_id in rule_kept)
+    assert stats["kept_by_rule"] >= len(rule_kept)
+    lost = [p for p in plans if p.rule_before_root and p.trace_id not in received]
+    assert stats["sampled_out_buffer_overflow"] >= sum(len(p.spans) for p in lost)
+    for plan in plans:
+        if plan.trace_id in received:
+            assert len(received[plan.trace_id]) == len(plan.spans)
+
+
+def test_a_trace_whose_root_never_comes_is_decided_after_the_wait(otlp_receiver, make_collector):
+    ids = [f"orphan-{n}" for n in range(40)]
+    kept = next(t for t in ids if ratio_keeps(t, 0.5))
+    dropped = next(t for t in ids if not ratio_keeps(t, 0.5))
+    collector = make_collector(
+        export_endpoints=grpc(otlp_receiver), trace_sample_rate=0.5, trace_decision_wait_ms=200
+    )
+    for trace_id in (kept, dropped):
+        for span_id in ("a", "b"):
+            assert collector.collect_trace(
+                Trace(trace_id, span_id, "op", 1.0, parent_span_id="gone")
+            )
+    assert collector.stats()["trace"]["awaiting_decision"] == 4
+    for _ in range(100):  # bounded: 5 s at most
+        if collector.stats()["trace"]["awaiting_decision"] == 0:
+            break
+        time.sleep(0.05)
+    stats = collector.stats()["trace"]
+    assert (stats["awaiting_decision"], stats["sampled_out_ratio"]) == (0, 2)
+    assert collector.flush(10_000) is True
+    received = received_spans(otlp_receiver)
+    assert set(received) == {kept}
+    assert {a["sampling.probability"] for a, _ in received[kept]} == {0.5}
+
+
+def test_flush_decides_held_traces_with_what_it_knows(make_collector, recorder):
+    collector = make_collector(trace_sample_rate=0.0, keep_traces_slower_than_ms=SLOW_MS)
+    collector.register_exporter(recorder)
+    assert collector.collect_trace(Trace("t", "child", "op", 5.0, parent_span_id="root"))
+    assert collector.stats()["trace"]["awaiting_decision"] == 1
+    assert collector.flush() is True
+    stats = collector.stats()["trace"]
+    assert (stats["awaiting_decision"], stats["sampled_out_ratio"]) == (0, 1)
+    # A slow span decides its trace at once: kept, its earlier spans with it.
+    assert collector.collect_trace(Trace("u", "child", "op", 5.0, parent_span_id="root"))
+    assert collector.collect_trace(Trace("u", "slow", "op", SLOW_MS + 1, parent_span_id="root"))
+    assert collector.flush() is True
+    assert sorted(t.span_id for t in recorder.of("trace")) == ["child", "slow"]
+    assert collector.stats()["trace"]["kept_by_rule"] == 1
+
+
+def test_no_span_is_held_when_the_rate_keeps_everything(make_collector, recorder):
+    collector = make_collector(keep_traces_slower_than_ms=1.0)  # sample_rate 1.0
+    collector.register_exporter(recorder)
+    assert collector.collect_trace(Trace("t", "child", "op", 5.0, parent_span_id="root"))
+    assert collector.stats()["trace"]["awaiting_decision"] == 0
+    assert collector.flush() is True
+    assert [t.span_id for t in recorder.of("trace")] == ["child"]
+
+
+def test_a_held_span_is_exported_as_it_was_collected(make_collector, recorder):
+    collector = make_collector(trace_sample_rate=0.0)
+    collector.register_exporter(recorder)
+    span = Trace("t", "child", "op", 5.0, parent_span_id="root", tags={"step": 1})
+    collector.collect_trace(span)
+    span.tags["step"] = 2
+    span.operation = "changed"
+    collector.collect_trace(Trace("t", "root", "op", 9.0, error="failed"))
+    assert collector.flush() is True
+    child = next(t for t in recorder.of("trace") if t.span_id == "child")
+    assert (child.operation, child.tags) == ("op", {"step": 1})
+
+
+# -- the rate limit ----------------------------------------------------------------------------
+
+
+def test_the_rate_limit_holds_within_ten_percent_over_five_seconds_and_never_splits_a_trace(
+    otlp_receiver, make_collector
+):
+    per_second = 200
+    collector = make_collector(
+        export_endpoints=grpc(otlp_receiver), buffer_size=100_000,
+        max_traces_per_second=per_second,
+    )  # fmt: skip
+    offered = 0
+    start = time.monotonic()
+    while time.monotonic() - start < 5.0:
+        trace_id = f"burst-{offered}"
+        collector.collect_trace(Trace(trace_id, "child", "op", 1.0, parent_span_id="root"))
+        collector.collect_trace(Trace(trace_id, "root", "op", 2.0))
+        offered += 1
+    elapsed = time.monotonic() - start
+    assert collector.flush(30_000) is True
+
+    received = received_spans(otlp_receiver)
+    assert offered > 10 * per_second * elapsed  # the limit had work to do
+    assert abs(len(received) - per_second * elapsed) <= 0.1 * per_second * elapsed
+    assert all(len(spans) == 2 for spans in received.values())
+    stats = collector.stats()["trace"]
+    assert stats["sampled_out_rate_limit"] == 2 * (offered - len(received))
+    # Each kept trace says the probability the limit left it, as tracestate and attribute.
+    for trace_id, spans in received.items():
+        for attributes, trace_state in spans:
+            probability = attributes["sampling.probability"]
+            assert trace_state == f"ot=th:{th_value(probability)}"
+            assert otel_trace_id(trace_id) & (2**56 - 1) >= threshold(probability)
+    probabilities = Counter(a["sampling.probability"] for s in received.values() for a, _ in s)
+    assert min(probabilities) < 0.1  # the scale followed the offered rate down
+
+
+# -- events ------------------------------------------------------------------------------------
+
+
+def test_events_at_and_above_the_keep_severity_all_pass_at_rate_zero(make_collector, recorder):
+    collector = make_collector(event_sample_rate=0.0)
+    collector.register_exporter(recorder)
+    for severity in EventSeverity:
+        for n in range(100):
+            kept = collector.collect_event(Event("e", f"{n}", severity))
+            assert kept is (severity in (EventSeverity.ERROR, EventSeverity.CRITICAL))
+    assert collector.flush() is True
+    assert Counter(e.severity for e in recorder.of("event")) == {
+        EventSeverity.ERROR: 100, EventSeverity.CRITICAL: 100,
+    }  # fmt: skip
+    stats = collector.stats()["event"]
+    assert (stats["sampled_out"], stats["sampled_out_ratio"]) == (300, 300)
+
+
+def test_without_a_keep_severity_every_event_is_sampled(make_collector):
+    collector = make_collector(event_sample_rate=0.0, event_keep_severity=None)
+    assert collector.collect_event(Event("e", "m", EventSeverity.CRITICAL)) is False
+
+
+def test_kept_events_carry_the_probability_they_were_kept_with(otlp_receiver, make_collector):
+    collector = make_collector(
+        export_endpoints=grpc(otlp_receiver), event_sample_rate=0.5,
+        event_keep_severity=EventSeverity.WARNING,
+    )  # fmt: skip
+    for n in range(200):
+        collector.collect_event(Event("info", str(n), EventSeverity.INFO))
+    collector.collect_event(Event("warn", "w", EventSeverity.WARNING))
+    assert collector.flush(10_000) is True
+    probabilities = Counter(
+        (r.event_name, attributes_of(r.attributes)["sampling.probability"])
+        for _, r in otlp_receiver.log_records()
+    )
+    assert probabilities[("warn", 1.0)] == 1
+    assert 60 <= probabilities[("info", 0.5)] <= 140  # Binomial(200, 0.5), beyond 5 sd
+    assert set(probabilities) == {("warn", 1.0), ("info", 0.5)}
+
+
+def test_callbacks_see_no_sampling_attributes(make_collector, recorder):
+    collector = make_collector(trace_sample_rate=0.0)
+    collector.register_exporter(recorder)
+    collector.collect_trace(Trace("t", "root", "op", 5.0, error="failed", tags={"k": "v"}))
+    collector.collect_event(Event("e", "m", EventSeverity.ERROR, metadata={"a": 1}))
+    assert collector.flush() is True
+    [trace] = recorder.of("trace")
+    [event] = recorder.of("event")
+    assert (trace.tags, event.metadata) == ({"k": "v"}, {"a": 1})
+
+
+# -- per-signal rates and live spans -----------------------------------------------------------
+
+
+def test_per_signal_rates_default_to_sample_rate_and_override_it(make_collector):
+    both = make_collector(sample_rate=0.0)
+    assert both.collect_trace(Trace("t", "s", "op", 1.0)) is False
+    assert both.collect_event(Event("e", "m")) is False
+    split = make_collector(sample_rate=0.0, trace_sample_rate=1.0, event_sample_rate=1.0)
+    assert split.collect_trace(Trace("t", "s", "op", 1.0)) is True
+    assert split.collect_event(Event("e", "m")) is True
+
+
+def test_live_roots_use_the_trace_rate_and_children_inherit_its_threshold(
+    otlp_receiver, make_collector
+):
+    collector = make_collector(
+        export_endpoints=grpc(otlp_receiver), sample_rate=0.0, trace_sample_rate=0.5
+    )
+    for n in range(100):
+        with collector.span(f"root-{n}"), collector.span("child", tags={"n": n}):
+            pass
+    remote = {
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "tracestate": "ot=th:8",
+    }
+    with collector.span("served", parent=collector.extract_context(remote)):
+        pass
+    assert collector.flush(10_000) is True
+    spans = [span for _, span in otlp_receiver.spans()]
+    roots = [s for s in spans if s.name.startswith("root-")]
+    assert 25 <= len(roots) <= 75  # Binomial(100, 0.5), beyond 5 sd
+    for span in spans:
+        attributes = attributes_of(span.attributes)
+        if span.name == "served":  # the remote parent's threshold, probability 1/2
+            assert (span.trace_state, attributes) == ("ot=th:8", {"sampling.probability": 0.5})
+        else:
+            assert span.trace_state == "ot=th:8"
+            assert attributes["sampling.probability"] == 0.5
+            assert int.from_bytes(span.trace_id, "big") & (2**56 - 1) >= threshold(0.5)
+    children = [s for s in spans if s.name == "child"]
+    assert len(children) == len(roots)
+    assert all("n" in attributes_of(c.attributes) for c in children)  # start attributes kept
+
+
+# -- configuration -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "message"),
+    [
+        ({"trace_sample_rate": 2}, ValueError, "trace_sample_rate must be between 0 and 1, got 2"),
+        ({"event_sample_rate": "1"}, TypeError, "event_sample_rate must be a number, got '1'"),
+        ({"event_keep_severity": "error"}, TypeError,
+         "event_keep_severity must be an EventSeverity or None, got 'error'"),
+        ({"keep_error_traces": 1}, TypeError, "keep_error_traces must be a bool, got 1"),
+        ({"keep_traces_slower_than_ms": 0}, ValueError,
+         "keep_traces_slower_than_ms must be above 0, got 0"),
+        ({"max_traces_per_second": float("inf")}, ValueError,
+         "max_traces_per_second must be above 0, got inf"),
+        ({"trace_decision_wait_ms": 0}, ValueError,
+         "trace_decision_wait_ms must be at least 1, got 0"),
+        ({"max_pending_spans": 1.5}, TypeError, "max_pending_spans must be an int, got 1.5"),
+    ],
+)  # fmt: skip
+def test_sampling_fields_fail_fast_naming_the_field_and_value(fields, error, message):
+    with pytest.raises(error, match=f"^TelemetryConfig.{message}$"):
+        TelemetryConfig(**fields)
+
+
+def test_sampling_fields_come_from_telemetry_variables():
+    config = TelemetryConfig.from_env({
+        "TELEMETRY_TRACE_SAMPLE_RATE": "0.1", "TELEMETRY_EVENT_SAMPLE_RATE": "0",
+        "TELEMETRY_EVENT_KEEP_SEVERITY": "warning", "TELEMETRY_KEEP_ERROR_TRACES": "false",
+        "TELEMETRY_KEEP_TRACES_SLOWER_THAN_MS": "2500", "TELEMETRY_TRACE_DECISION_WAIT_MS": "100",
+        "TELEMETRY_MAX_PENDING_SPANS": "500", "TELEMETRY_MAX_TRACES_PER_SECOND": "none",
+    })  # fmt: skip
+    assert (config.trace_sample_rate, config.event_sample_rate) == (0.1, 0.0)
+    assert config.event_keep_severity is EventSeverity.WARNING
+    assert (config.keep_error_traces, config.keep_traces_slower_than_ms) == (False, 2500.0)
+    assert (config.trace_decision_wait_ms, config.max_pending_spans) == (100, 500)
+    assert config.max_traces_per_second is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("TELEMETRY_EVENT_KEEP_SEVERITY", "fatal",
+         "one of debug, info, warning, error, critical, or none"),
+        ("TELEMETRY_MAX_TRACES_PER_SECOND", "-5", "a number above 0, or none"),
+        ("TELEMETRY_TRACE_SAMPLE_RATE", "half", "a number between 0 and 1"),
+    ],
+)  # fmt: skip
+def test_malformed_sampling_variables_name_the_variable_and_value(variable, value, expected):
+    with pytest.raises(ValueError) as raised:
+        TelemetryConfig.from_env({variable: value})
+    assert str(raised.value) == f"environment variable {variable}={value!r}: expected {expected}"
