@@ -273,7 +273,8 @@ def test_a_forked_child_keeps_exporting_every_signal_and_the_parent_is_unaffecte
         collector.collect_metric(Metric(f"hits_{{who}}", 1, MetricType.COUNTER))
         if pid == 0:
             time.sleep(2)  # long-lived: its background threads export, no stop() needed
-            print("child", collector.stats()["trace"]["exported"], flush=True)
+            trace = collector.stats()["trace"]
+            print("child", trace["collected"], trace["exported"], flush=True)
             os._exit(0)
         os.waitpid(pid, 0)
         collector.stop()
@@ -282,7 +283,7 @@ def test_a_forked_child_keeps_exporting_every_signal_and_the_parent_is_unaffecte
         """
     )
     assert result.returncode == 0, result.stderr
-    assert sorted(result.stdout.splitlines()) == ["child 1", "parent 1 2"]
+    assert sorted(result.stdout.splitlines()) == ["child 1 1", "parent 1 2"]
     spans = {attributes_of(span.attributes)["who"] for _, span in otlp_receiver.spans()}
     events = sorted((r.event_name, attributes_of(r.attributes).get("who"))
                     for _, r in otlp_receiver.log_records())  # fmt: skip
