@@ -181,7 +181,8 @@ def compare(rounds: int, calls: int, with_callback: bool) -> list[tuple[str, flo
 def short_paths(rounds: int, calls: int) -> list[tuple[str, float]]:
     """The paths that must return early: a disabled collector and a sampled-out item."""
     disabled = started_collector(enabled=False)
-    sampled_out = started_collector(sample_rate=0.0)
+    # No tail rule: the decision needs nothing but the trace id.
+    sampled_out = started_collector(sample_rate=0.0, keep_error_traces=False)
     metric = Metric("c", 1, MetricType.COUNTER, TAGS)
     trace = Trace("trace-abc-123", "span-001", "process_payment", 234.5, tags=TAGS)
     event = Event("user_action", "User completed checkout")
@@ -196,6 +197,39 @@ def short_paths(rounds: int, calls: int) -> list[tuple[str, float]]:
     ]
     disabled.stop()
     sampled_out.stop()
+    return rows
+
+
+SAMPLING_SETUPS: dict[str, dict[str, Any]] = {
+    "trace at 1%, no tail rule": {"trace_sample_rate": 0.01, "keep_error_traces": False},
+    "trace at 1%, tail rules on": {
+        "trace_sample_rate": 0.01,
+        "keep_error_traces": True,
+        "keep_traces_slower_than_ms": 1000.0,
+    },
+    "trace, max_traces_per_second": {"max_traces_per_second": 1000.0},
+}
+
+
+def sampling_paths(rounds: int, calls: int) -> list[tuple[str, float]]:
+    """Per span, a stream of two-span traces (child, then root) under each sampling
+    setup: with tail rules on, each child waits in the buffer for its root."""
+    rows = []
+    for name, config in SAMPLING_SETUPS.items():
+        collector = started_collector(**config)
+        spans = itertools.count()
+
+        def collect(collector: TelemetryCollector = collector) -> None:
+            n = next(spans)
+            trace_id = f"trace-{n // 2}"
+            if n % 2 == 0:
+                span = Trace(trace_id, "child", "db.query", 12.5, "root", tags=TAGS)
+            else:
+                span = Trace(trace_id, "root", "process_payment", 234.5, tags=TAGS)
+            collector.collect_trace(span)
+
+        rows.append((name, statistics.median(ns_per_call(collect, calls) for _ in range(rounds))))
+        collector.stop()
     return rows
 
 
@@ -225,7 +259,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         for path, ours, raw in compare(rounds, calls, with_callback):
             label = f"{path}, with a callback" if with_callback else path
             print(f"{label:<40}{ours:>10.0f}{raw:>10.0f}{ours / raw:>8.2f}")
-    for name, ns in [*short_paths(rounds, calls), *model_construction(rounds, calls)]:
+    rows = [
+        *short_paths(rounds, calls),
+        *sampling_paths(rounds, calls),
+        *model_construction(rounds, calls),
+    ]
+    for name, ns in rows:
         print(f"{name:<40}{ns:>10.0f}")
 
 

@@ -261,11 +261,10 @@ class Pipeline:
         per_second = config.max_traces_per_second
         if not hold and per_second is None:
             return None
-        sampled_out = self._trace_tally.sampled_out
-
         def sample_out(reason: str, count: int) -> None:
+            increment = self.accounting.tallies["trace"].sampled_out[reason].increment
             for _ in range(count):
-                sampled_out[reason].increment()
+                increment()
 
         return TraceDecider(
             rate,
@@ -388,11 +387,12 @@ class Pipeline:
         tally = self.accounting.tallies["event"]
         tally.collected.increment()
         probability = self._event_rate
-        if id(event.severity) in self._always_kept_severities:
-            probability = 1.0
-        elif probability < 1.0 and random.random() >= probability:
-            tally.sampled_out[RATIO].increment()
-            return False
+        if probability < 1.0:
+            if id(event.severity) in self._always_kept_severities:
+                probability = 1.0
+            elif random.random() >= probability:
+                tally.sampled_out[RATIO].increment()
+                return False
         try:
             record, limited = event_to_log_record(event, self._shaper, probability)
             if limited:
