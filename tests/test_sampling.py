@@ -12,6 +12,7 @@ import pytest
 
 from telemetry_otel import Event, EventSeverity, TelemetryConfig, Trace
 from telemetry_otel._otel.ids import otel_trace_id
+from telemetry_otel._otel.sampling import RateLimiter
 from tests.otlp_receiver import attributes_of
 
 SLOW_MS = 1000.0
@@ -312,6 +313,16 @@ def test_the_rate_limit_holds_within_ten_percent_over_five_seconds_and_never_spl
             assert otel_trace_id(trace_id) & (2**56 - 1) >= threshold(probability)
     probabilities = Counter(a["sampling.probability"] for s in received.values() for a, _ in s)
     assert min(probabilities) < 0.1  # the scale followed the offered rate down
+
+
+def test_a_limit_below_one_trace_per_second_keeps_a_trace_now_and_then_never_more():
+    now = 0.0
+    limiter = RateLimiter(0.5, lambda: now)
+    kept = 0
+    for step in range(2000):  # 20 s of a simulated clock, 100 traces a second
+        now = step / 100
+        kept += limiter.admit(otel_trace_id(f"slow-{step}"), 1.0, None) is not None
+    assert 1 <= kept <= 0.5 * 20 + 1
 
 
 # -- events ------------------------------------------------------------------------------------

@@ -102,14 +102,16 @@ class RateLimiter:
     rules offered in the second before set a scale (``per_second / offered``, at most
     1) that multiplies every trace's probability, so what is kept stays a consistent
     sample whose ``th`` tells how to scale it back up. And a token bucket behind it,
-    the hard cap for bursts the scale has not caught up with yet: it holds at most one
-    second's worth of tokens and starts with one, so a run of any length starting now
+    the hard cap for bursts the scale has not caught up with yet: it holds one second's
+    worth of tokens (at least one) and starts with one, so a run of any length starting now
     keeps at most ``per_second * seconds + 1`` traces. Not thread-safe: the caller holds
     a lock.
     """
 
     def __init__(self, per_second: float, clock: Callable[[], float]) -> None:
         self._rate = per_second
+        # One second of tokens, and at least one whole token for slow limits.
+        self._capacity = max(1.0, per_second)
         self._clock = clock
         now = clock()
         self._tokens = 1.0
@@ -127,7 +129,7 @@ class RateLimiter:
         kept = label(probability * self._scale, kept_by)
         if not keeps(kept.threshold, trace_id):
             return None
-        self._tokens = min(self._rate, self._tokens + (now - self._refilled) * self._rate)
+        self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * self._rate)
         self._refilled = now
         if self._tokens < 1.0:
             return None
@@ -181,7 +183,7 @@ class TraceDecider:
     the ratio alone. Then the trace is decided once: kept at probability 1 by a rule
     that matched (so every trace a rule keeps counts once, and every other one
     ``1 / ratio`` times, and the scaled counts stay unbiased), else by the ratio; the
-    rate limit comes last. Decisions are remembered for ``wait_s`` (at most ten
+    rate limit comes last. Decisions are remembered for ``wait_s`` (at most five
     times ``max_pending`` of them), and spans arriving after their trace was decided
     follow the decision. ``keep`` receives the kept spans with their label, and
     ``sample_out`` counts sampled-out spans by reason; both are called without the
@@ -208,7 +210,7 @@ class TraceDecider:
         self._hold = hold
         self._wait_s = wait_s
         self._max_pending = max_pending
-        self._max_decisions = 10 * max_pending
+        self._max_decisions = 5 * max_pending
         self._keep = keep
         self._sample_out = sample_out
         self._clock = clock
