@@ -8,7 +8,7 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from telemetry_otel._otel.delivery import DROP_REASONS, REJECTED, DeliveryCounts
 from telemetry_otel._otel.forks import follow_forks
-from telemetry_otel._otel.sampling import OUT_REASONS
+from telemetry_otel._otel.sampling import OUT_REASONS, RATIO
 from telemetry_otel._otel.tally import Tally
 
 SIGNALS = ("metric", "event", "trace")
@@ -25,6 +25,7 @@ class SignalTally:
         self.collected = Tally()
         # Sampled out by the ratio, the rate limit, or a full tail-sampling buffer.
         self.sampled_out = {reason: Tally() for reason in OUT_REASONS}
+        self.sampled_out_by_ratio = self.sampled_out[RATIO]  # the collect path's, at hand
         self.rejected = Tally()
         self.limited = Tally()
 

@@ -49,7 +49,6 @@ from telemetry_otel._otel.processors import (
 )
 from telemetry_otel._otel.providers import global_sdk_provider
 from telemetry_otel._otel.sampling import (
-    RATIO,
     Label,
     RateLimiter,
     TailRules,
@@ -261,6 +260,7 @@ class Pipeline:
         per_second = config.max_traces_per_second
         if not hold and per_second is None:
             return None
+
         def sample_out(reason: str, count: int) -> None:
             increment = self.accounting.tallies["trace"].sampled_out[reason].increment
             for _ in range(count):
@@ -391,7 +391,7 @@ class Pipeline:
             if id(event.severity) in self._always_kept_severities:
                 probability = 1.0
             elif random.random() >= probability:
-                tally.sampled_out[RATIO].increment()
+                tally.sampled_out_by_ratio.increment()
                 return False
         try:
             record, limited = event_to_log_record(event, self._shaper, probability)
@@ -411,7 +411,7 @@ class Pipeline:
                 return self._decider.offer(trace, otel_trace_id(trace.trace_id))
             span, limited = self._spans.build(trace)
             if span is None:
-                tally.sampled_out[RATIO].increment()
+                tally.sampled_out_by_ratio.increment()
                 return False
             if limited:
                 tally.limited.increment()
