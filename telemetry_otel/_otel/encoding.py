@@ -21,7 +21,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, SpanFlags, Status
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanMessage
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanKind
+from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanKind, TraceState
 from opentelemetry.trace.status import StatusCode
 
 from telemetry_otel._otel.spans import LEGACY_PARENT_SPAN_ID, LEGACY_SPAN_ID, LEGACY_TRACE_ID
@@ -32,6 +32,8 @@ __all__ = ["encode_spans"]
 # by identity, which costs less than an enum's hash.
 _KINDS = {id(kind): kind.value + 1 for kind in SpanKind}
 _NO_TRACE_STATE = DEFAULT_TRACE_STATE
+_TRACE_STATE_CACHE_SIZE = 256
+_trace_state_headers: dict[int, tuple[TraceState, str]] = {}
 # The message classes, called with optional fields: their stubs type them as required.
 _Span: Any = SpanMessage
 _Status: Any = Status
@@ -72,13 +74,28 @@ def encode_spans(spans: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
     return ExportTraceServiceRequest(resource_spans=resource_spans)
 
 
+def _trace_state_header(trace_state: TraceState | None) -> str | None:
+    """The W3C header form, remembered per TraceState object: legacy spans share a
+    handful (one per sampling label), and joining one costs a microsecond."""
+    if trace_state is _NO_TRACE_STATE or not trace_state:
+        return None
+    cached = _trace_state_headers.get(id(trace_state))
+    if cached is not None and cached[0] is trace_state:
+        return cached[1]
+    if len(_trace_state_headers) >= _TRACE_STATE_CACHE_SIZE:
+        _trace_state_headers.clear()
+    header = trace_state.to_header()
+    # The object is kept with its header, so its id cannot be reused meanwhile.
+    _trace_state_headers[id(trace_state)] = (trace_state, header)
+    return header
+
+
 def _encode_span(span: ReadableSpan) -> SpanMessage:
     attributes = _key_value_messages(span.attributes)
     if attributes is None or span.events or span.links:
         return _sdk_encode_span(span)
-    context, parent, status, trace_state = span.context, span.parent, span.status, None
-    if context.trace_state is not _NO_TRACE_STATE and context.trace_state:
-        trace_state = ",".join(f"{k}={v}" for k, v in context.trace_state.items())
+    context, parent, status = span.context, span.parent, span.status
+    trace_state = _trace_state_header(context.trace_state)
     message: SpanMessage = _Span(
         trace_id=context.trace_id.to_bytes(16, "big"),
         span_id=context.span_id.to_bytes(8, "big"),
