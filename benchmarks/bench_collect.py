@@ -12,7 +12,7 @@ import argparse
 import itertools
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from opentelemetry._logs import SeverityNumber
@@ -219,7 +219,9 @@ def sampling_paths(rounds: int, calls: int) -> list[tuple[str, float]]:
         collector = started_collector(**config)
         spans = itertools.count()
 
-        def collect(collector: TelemetryCollector = collector) -> None:
+        def collect(
+            collector: TelemetryCollector = collector, spans: Iterator[int] = spans
+        ) -> None:
             n = next(spans)
             trace_id = f"trace-{n // 2}"
             if n % 2 == 0:
