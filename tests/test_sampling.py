@@ -256,6 +256,15 @@ def test_flush_decides_held_traces_with_what_it_knows(make_collector, recorder):
     assert collector.stats()["trace"]["kept_by_rule"] == 1
 
 
+def test_a_span_arriving_while_stop_runs_is_decided_not_left_waiting(make_collector):
+    collector = make_collector(trace_sample_rate=0.0)
+    decider = collector._pipeline._decider
+    decider.close()  # as stop() does first, before the collector stops accepting spans
+    assert collector.collect_trace(Trace("t", "child", "op", 5.0, parent_span_id="root"))
+    stats = collector.stats()["trace"]
+    assert (stats["awaiting_decision"], stats["sampled_out_ratio"]) == (0, 1)
+
+
 def test_no_span_is_held_when_the_rate_keeps_everything(make_collector, recorder):
     collector = make_collector(keep_traces_slower_than_ms=1.0)  # sample_rate 1.0
     collector.register_exporter(recorder)

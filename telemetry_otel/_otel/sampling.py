@@ -239,6 +239,9 @@ class TraceDecider:
             outcome = self._offer(trace, trace_id, now, overflowed)
         for other in overflowed:
             self._deliver(other)
+        if not outcome[0] and self._stopped.is_set():  # held after close: decide it now
+            self.decide_all()
+            return True
         return self._deliver(outcome)
 
     def decide_all(self) -> None:
