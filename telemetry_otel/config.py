@@ -55,6 +55,7 @@ _DEFAULTS: dict[str, Any] = {
     "max_traces_per_second": None,
 }
 FIELDS = tuple(_DEFAULTS)
+_NAME_WIDTH = max(len(name) for name in FIELDS)  # describe()'s value column
 _BUILT_IN_TARGETS = MappingProxyType(
     {s: OtlpTarget("http", f"http://localhost:4318/v1/{s}") for s in SIGNALS}
 )
@@ -306,7 +307,7 @@ class TelemetryConfig:
         """The effective configuration, one line per field and per endpoint signal, with
         where each value came from; header values and credentials masked."""
         lines = [
-            f"{name:<18} {value!r}  ({self._sources.get(name, 'default')})"
+            f"{name:<{_NAME_WIDTH}} {value!r}  ({self._sources.get(name, 'default')})"
             for name, value in self._masked().items()
         ]
         for endpoint in self.endpoints():

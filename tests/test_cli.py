@@ -112,7 +112,7 @@ def test_config_prints_the_effective_configuration_with_secrets_masked():
         "OTEL_EXPORTER_OTLP_HEADERS": "api-key=s3cr3t-value",
     })  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "sample_rate        0.25  (TELEMETRY_SAMPLE_RATE)" in result.stdout
+    assert "sample_rate                0.25  (TELEMETRY_SAMPLE_RATE)" in result.stdout
     assert "headers={'api-key': '***'}" in result.stdout
     assert "s3cr3t-value" not in result.stdout
 

@@ -186,10 +186,10 @@ def test_describe_says_where_each_value_came_from_and_masks_secrets():
         "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20topsecret",
     })  # fmt: skip
     text = config.describe()
-    assert "buffer_size        10  (argument)" in text
-    assert "sample_rate        0.5  (TELEMETRY_SAMPLE_RATE)" in text
-    assert "enabled            False  (OTEL_SDK_DISABLED)" in text
-    assert "flush_interval_ms  5000  (default)" in text
+    assert "buffer_size                10  (argument)" in text
+    assert "sample_rate                0.5  (TELEMETRY_SAMPLE_RATE)" in text
+    assert "enabled                    False  (OTEL_SDK_DISABLED)" in text
+    assert "flush_interval_ms          5000  (default)" in text
     assert "endpoint OTEL_EXPORTER_OTLP_ENDPOINT" in text
     assert "headers={'authorization': '***'}" in text
     assert "topsecret" not in text
