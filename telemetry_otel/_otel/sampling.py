@@ -258,8 +258,11 @@ class TraceDecider:
         self.decide_all()
 
     def after_fork_in_child(self) -> None:
-        # The parent still holds these spans and decides them; the child starts empty.
+        # The parent still holds these spans and decides them; the child starts empty,
+        # with a lock and an event no thread of the parent can be holding.
         self._lock = threading.Lock()
+        if not self._stopped.is_set():
+            self._stopped = threading.Event()
         self._held.clear()
         self._pending = 0
         self._timer = None
