@@ -291,3 +291,33 @@ def test_a_forked_child_keeps_exporting_every_signal_and_the_parent_is_unaffecte
     assert spans == {"child", "parent"}
     assert events == [("after_fork", "child"), ("after_fork", "parent"), ("before_fork", None)]
     assert {"hits_child", "hits_parent"} <= metrics
+
+
+def test_a_forked_child_starts_with_no_held_spans_and_decides_its_own_after_the_wait():
+    result = _run(
+        """
+        import os, time
+        from telemetry_otel import *
+        collector = TelemetryCollector(TelemetryConfig(
+            trace_sample_rate=0.0, trace_decision_wait_ms=100))
+        collector.start()
+        collector.collect_trace(Trace("before", "child", "op", 1.0, parent_span_id="root"))
+        pid = os.fork()
+        who = "child" if pid == 0 else "parent"
+        held_at_fork = collector.stats()["trace"]["awaiting_decision"]
+        collector.collect_trace(Trace(who, "child", "op", 1.0, parent_span_id="root"))
+        for _ in range(100):  # bounded: 5 s at most
+            if collector.stats()["trace"]["awaiting_decision"] == 0:
+                break
+            time.sleep(0.05)
+        trace = collector.stats()["trace"]
+        print(who, held_at_fork, trace["awaiting_decision"], trace["sampled_out_ratio"], flush=True)
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        collector.stop()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    # The parent decides what it held before the fork; the child never sees it again.
+    assert sorted(result.stdout.splitlines()) == ["child 0 0 1", "parent 1 0 2"]
