@@ -213,11 +213,17 @@ def test_the_counts_are_exported_as_the_collectors_own_metrics(otlp_receiver, ma
         attributes_of(p.attributes)["signal"]: p.as_int
         for p in own["telemetry_otel.collected"].sum.data_points
     }
-    sampled_out = {
-        attributes_of(p.attributes)["signal"]: p.as_int
+    sampled_out = [
+        (attributes_of(p.attributes), p.as_int)
         for p in own["telemetry_otel.sampled_out"].sum.data_points
+    ]
+    assert collected["trace"] == 3
+    assert sampled_out == [({"signal": "trace", "reason": "ratio"}, 3)]
+    awaiting = {
+        attributes_of(p.attributes)["signal"]: p.as_int
+        for p in own["telemetry_otel.awaiting_decision"].sum.data_points
     }
-    assert (collected["trace"], sampled_out["trace"]) == (3, 3)
+    assert awaiting == {"metric": 0, "event": 0, "trace": 0}
     assert "telemetry_otel.dropped" not in own  # no reason happened: no series
     assert collector.collect_metric(Metric("clash", 1, MetricType.COUNTER))
     assert not collector.collect_metric(Metric("clash", 1, MetricType.GAUGE))

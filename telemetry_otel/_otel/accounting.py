@@ -92,21 +92,24 @@ def empty_stats() -> Stats:
 def register_self_metrics(meter: Meter, stats: Callable[[], Stats]) -> None:
     """The counts of stats() as observable instruments: ``telemetry_otel.<count>{signal}``."""
 
+    by_reason = {"dropped": DROP_REASONS, "sampled_out": OUT_REASONS}
+
     def observe(count: str) -> Callable[[CallbackOptions], list[Observation]]:
         def callback(options: CallbackOptions) -> list[Observation]:
             snapshot = stats()
-            if count == "dropped":  # only the reasons that happened: fewer, telling series
+            if count in by_reason:  # only the reasons that happened: fewer, telling series
                 return [
-                    Observation(snapshot[s][f"dropped_{r}"], {"signal": s, "reason": r})
+                    Observation(snapshot[s][f"{count}_{r}"], {"signal": s, "reason": r})
                     for s in SIGNALS
-                    for r in DROP_REASONS
-                    if snapshot[s][f"dropped_{r}"]
+                    for r in by_reason[count]
+                    if snapshot[s][f"{count}_{r}"]
                 ]
             return [Observation(snapshot[s][count], {"signal": s}) for s in SIGNALS]
 
         return callback
 
-    for count in ("collected", "sampled_out", "dropped", "exported", "export_failures", "limited"):
+    counters = ("collected", "sampled_out", "dropped", "exported", "export_failures", "limited")
+    for count in (*counters, "kept_by_rule"):
         meter.create_observable_counter(
             f"telemetry_otel.{count}", [observe(count)], unit="{item}",
             description=f"Items {count.replace('_', ' ')}, as in TelemetryCollector.stats()",
@@ -114,4 +117,8 @@ def register_self_metrics(meter: Meter, stats: Callable[[], Stats]) -> None:
     meter.create_observable_up_down_counter(
         "telemetry_otel.pending", [observe("pending")], unit="{item}",
         description="Deliveries queued, being exported or spooled",
+    )  # fmt: skip
+    meter.create_observable_up_down_counter(
+        "telemetry_otel.awaiting_decision", [observe("awaiting_decision")], unit="{item}",
+        description="Legacy spans waiting for their trace's sampling decision",
     )  # fmt: skip
