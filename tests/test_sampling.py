@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from telemetry_otel import Event, EventSeverity, TelemetryConfig, Trace
+from telemetry_otel._otel import sampling
 from telemetry_otel._otel.ids import otel_trace_id
 from telemetry_otel._otel.sampling import RateLimiter
 from tests.otlp_receiver import attributes_of
@@ -482,3 +483,31 @@ def test_malformed_sampling_variables_name_the_variable_and_value(variable, valu
     with pytest.raises(ValueError) as raised:
         TelemetryConfig.from_env({variable: value})
     assert str(raised.value) == f"environment variable {variable}={value!r}: expected {expected}"
+
+
+# -- the threshold arithmetic ------------------------------------------------------------------
+
+
+def test_thresholds_and_th_values_agree_with_the_sdks_composable_samplers():
+    sdk_util = pytest.importorskip("opentelemetry.sdk.trace._sampling_experimental._util")
+    sdk_state = pytest.importorskip("opentelemetry.sdk.trace._sampling_experimental._trace_state")
+    rng = random.Random(3)
+    probabilities = [0.0, 1.0, 0.5, 0.25, 0.01, 0.001, 2**-56, 1 - 2**-53]
+    probabilities += [rng.random() for _ in range(1000)]
+    for probability in probabilities:
+        ours = sampling.calculate_threshold(probability)
+        assert ours == sdk_util.calculate_threshold(probability) == threshold(probability)
+        assert sampling.serialize_th(ours) == sdk_state.serialize_th(ours)
+
+
+def test_without_the_sdks_composite_samplers_live_spans_fall_back_to_parent_based(
+    monkeypatch, make_collector, recorder, caplog
+):
+    monkeypatch.setattr(sampling, "composable", None)
+    collector = make_collector(trace_sample_rate=1.0)
+    collector.register_exporter(recorder)
+    with collector.span("request"):
+        pass
+    assert collector.flush() is True
+    assert [t.operation for t in recorder.of("trace")] == ["request"]
+    assert "no composite samplers" in caplog.text

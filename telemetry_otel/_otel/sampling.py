@@ -6,7 +6,9 @@ a trace is kept at probability ``p`` when the low 56 bits of its trace id (its
 randomness) are at least the threshold ``2**56 - round(p * 2**56)``, and a kept span
 carries that threshold as ``th`` in the ``ot`` entry of its W3C tracestate, so any
 process, collector or backend can reproduce the decision and scale counts back up.
-The threshold arithmetic comes from the SDK's composable samplers.
+Live spans use the SDK's composite samplers, which SDK 1.45 keeps in a private,
+experimental package: if a release moves it, live spans fall back to the SDK's
+ParentBased(TraceIdRatioBased) sampler, with a warning, and the library still imports.
 """
 
 from __future__ import annotations
@@ -16,34 +18,48 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from types import ModuleType
 from typing import Any
 
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace._sampling_experimental import (
-    ComposableSampler,
-    SamplingIntent,
-    composable_parent_threshold,
-    composable_traceid_ratio_based,
-    composite_sampler,
+from opentelemetry.sdk.trace.sampling import (
+    ParentBased,
+    Sampler,
+    SamplingResult,
+    TraceIdRatioBased,
 )
-from opentelemetry.sdk.trace._sampling_experimental._trace_state import serialize_th
-from opentelemetry.sdk.trace._sampling_experimental._util import (
-    MAX_THRESHOLD,
-    calculate_threshold,
-    is_valid_threshold,
-)
-from opentelemetry.sdk.trace.sampling import Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanKind, TraceState, get_current_span
 from opentelemetry.util.types import Attributes
 
 from telemetry_otel._otel.forks import follow_forks
+from telemetry_otel._otel.log import warn_limited
 from telemetry_otel.models import Trace
+
+composable: ModuleType | None
+try:
+    from opentelemetry.sdk.trace import _sampling_experimental as composable
+except ImportError:  # pragma: no cover - depends on the installed SDK
+    composable = None
 
 PROBABILITY = "sampling.probability"
 KEPT_BY = "sampling.kept_by"
 SAMPLING_KEYS = frozenset((PROBABILITY, KEPT_BY))
-# The randomness of a trace: the low 56 bits of its id.
-RANDOMNESS = MAX_THRESHOLD - 1
+# The specification's 56-bit randomness and threshold (the same formulas as the SDK's
+# composable samplers, whose helpers are private; a test checks they agree).
+MAX_THRESHOLD = 1 << 56  # rejects everything: probability 0
+RANDOMNESS = MAX_THRESHOLD - 1  # the low 56 bits of a trace id
+
+
+def calculate_threshold(probability: float) -> int:
+    """The rejection threshold for keeping a trace at ``probability``."""
+    return MAX_THRESHOLD - round(probability * MAX_THRESHOLD)
+
+
+def serialize_th(threshold: int) -> str:
+    """``th`` as the tracestate carries it: 14 hex digits without trailing zeros."""
+    return f"{threshold:014x}".rstrip("0") or "0"
+
+
 # Why a trace was sampled out, as stats() names it.
 RATIO, RATE_LIMIT, BUFFER_OVERFLOW = "ratio", "rate_limit", "buffer_overflow"
 OUT_REASONS = (RATIO, RATE_LIMIT, BUFFER_OVERFLOW)
@@ -385,17 +401,23 @@ class TraceDecider:
 def live_span_sampler(rate: float) -> Sampler:
     """Parent-based consistent sampling for live spans: a parent's decision (and its
     ``th``) is respected, a root is kept at ``rate``; kept spans carry the probability."""
-    root = composable_traceid_ratio_based(rate)
-    return _CompositeSamplerFixes(
-        composite_sampler(_WithProbability(composable_parent_threshold(root), rate))
-    )
+    if composable is None:
+        warn_limited(
+            "sampling:composable",
+            "this OpenTelemetry SDK has no composite samplers: live spans are sampled "
+            "by ParentBased(TraceIdRatioBased) and carry no sampling threshold",
+        )
+        return ParentBased(TraceIdRatioBased(rate))
+    root = composable.composable_traceid_ratio_based(rate)
+    with_probability = _WithProbability(composable.composable_parent_threshold(root), rate)
+    return _CompositeSamplerFixes(composable.composite_sampler(with_probability))
 
 
 class _WithProbability:
     """A composable sampler that adds ``sampling.probability`` where the threshold is
     reliable (the composite sampler then also writes ``th``)."""
 
-    def __init__(self, delegate: ComposableSampler, rate: float) -> None:
+    def __init__(self, delegate: Any, rate: float) -> None:
         self._delegate = delegate
         # The root threshold's probability is the configured rate, as given.
         self._probabilities = {calculate_threshold(rate): rate}
@@ -408,17 +430,18 @@ class _WithProbability:
         attributes: Attributes,
         links: Sequence[Link] | None,
         trace_state: TraceState | None,
-    ) -> SamplingIntent:
+    ) -> Any:
         intent = self._delegate.sampling_intent(
             parent_ctx, name, span_kind, attributes, links, trace_state
         )
         threshold = intent.threshold
-        if not (intent.threshold_reliable and is_valid_threshold(threshold)):
+        if not (intent.threshold_reliable and 0 <= threshold <= MAX_THRESHOLD):
             return intent
         probability = self._probabilities.get(threshold)
         if probability is None:
             probability = (MAX_THRESHOLD - threshold) / MAX_THRESHOLD
-        return SamplingIntent(
+        assert composable is not None  # only built when it is there
+        return composable.SamplingIntent(
             threshold, True, {PROBABILITY: probability}, intent.update_trace_state
         )
 
