@@ -261,7 +261,7 @@ def test_a_span_arriving_while_stop_runs_is_decided_not_left_waiting(make_collec
     collector = make_collector(trace_sample_rate=0.0)
     decider = collector._pipeline._decider
     decider.close()  # as stop() does first, before the collector stops accepting spans
-    assert collector.collect_trace(Trace("t", "child", "op", 5.0, parent_span_id="root"))
+    assert not collector.collect_trace(Trace("t", "child", "op", 5.0, parent_span_id="root"))
     stats = collector.stats()["trace"]
     assert (stats["awaiting_decision"], stats["sampled_out_ratio"]) == (0, 1)
 

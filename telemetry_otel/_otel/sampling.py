@@ -255,9 +255,6 @@ class TraceDecider:
             outcome = self._offer(trace, trace_id, now, overflowed)
         for other in overflowed:
             self._deliver(other)
-        if not outcome[0] and self._stopped.is_set():  # held after close: decide it now
-            self.decide_all()
-            return True
         return self._deliver(outcome)
 
     def decide_all(self) -> None:
@@ -304,7 +301,8 @@ class TraceDecider:
         held.traces.append(_snapshot(trace))
         self._pending += 1
         held.rule = held.rule or self._rules.match(trace)
-        if held.rule is not None or trace.parent_span_id is None:
+        # After close() (stop() has begun) no timer or flush would decide it later.
+        if held.rule is not None or trace.parent_span_id is None or self._stopped.is_set():
             return self._decide_held(trace_id, now)
         return [], None, ""
 
