@@ -29,6 +29,10 @@ class SignalTally:
         self.rejected = Tally()
         self.limited = Tally()
 
+    def reset(self) -> None:
+        for tally in (self.collected, *self.sampled_out.values(), self.rejected, self.limited):
+            tally.reset()
+
 
 class Accounting:
     """The tallies of one pipeline; zeroed in a forked child, which starts its own story."""
@@ -38,7 +42,9 @@ class Accounting:
         follow_forks(self)
 
     def after_fork_in_child(self) -> None:
-        self.tallies = {signal: SignalTally() for signal in SIGNALS}
+        # Reset in place: the collect path holds on to these tallies and their methods.
+        for tally in self.tallies.values():
+            tally.reset()
 
     def stats(
         self,

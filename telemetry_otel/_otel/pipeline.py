@@ -587,8 +587,5 @@ class Pipeline:
         return self.accounting.stats(counts, held)
 
     def after_fork_in_child(self) -> None:
-        """The span factory must follow the provider's resource, which a fork refreshes,
-        and the collect path the child's own tallies (Accounting, registered first,
-        has made them by now)."""
+        """The span factory must follow the provider's resource, which a fork refreshes."""
         self._spans.resource = self.tracer_provider.resource
-        self._trace_tally = self.accounting.tallies["trace"]

@@ -12,14 +12,20 @@ class Tally:
     so the hot collect path counts without taking a lock.
     """
 
-    __slots__ = ("_counter", "increment")
+    __slots__ = ("_counter", "_zero", "increment")
 
     def __init__(self) -> None:
         self._counter = itertools.count()
+        self._zero = 0
         self.increment = self._counter.__next__
 
     @property
     def value(self) -> int:
-        """How many times :attr:`increment` was called."""
+        """How many times :attr:`increment` was called since the last reset."""
         # repr is "count(N)", N being the next value: the number of increments so far.
-        return int(repr(self._counter)[6:-1])
+        return int(repr(self._counter)[6:-1]) - self._zero
+
+    def reset(self) -> None:
+        """Count from zero again. ``increment`` stays the same callable, so the
+        references the collect path keeps to it keep counting here."""
+        self._zero += self.value
