@@ -13,16 +13,9 @@ import grpc
 import pytest
 
 from telemetry_otel import Event, Metric, MetricType, Trace
+from tests.conftest import assert_identity
 from tests.otlp_receiver import BlackHole, OtlpReceiver, attributes_of
 from tests.prometheus_server import free_port
-
-
-def assert_identity(stats, signal, destinations=1):
-    counts = stats[signal]
-    waiting = counts["sampled_out"] + counts["awaiting_decision"]
-    assert destinations * (counts["collected"] - waiting) == (
-        counts["dropped"] + counts["exported"] + counts["export_failures"] + counts["pending"]
-    ), counts
 
 
 def _collect_in_thread(collector, count, timeout_s=20):

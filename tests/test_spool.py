@@ -11,9 +11,9 @@ import time
 import pytest
 
 from telemetry_otel import Event, Trace
+from tests.conftest import assert_identity
 from tests.otlp_receiver import BlackHole, OtlpReceiver, attributes_of
 from tests.prometheus_server import free_port
-from tests.test_reliability import assert_identity
 
 
 def _span_ids(receiver):
