@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import atexit
 import enum
 import functools
 import inspect
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable, Mapping, MutableMapping
 from types import TracebackType
 from typing import Any
 
 from telemetry_otel._logging import EventLoggingHandler
+from telemetry_otel._otel import at_exit
 from telemetry_otel._otel.accounting import empty_stats
 from telemetry_otel._otel.live import Context, LiveSpan, extract_context, inject_context
 from telemetry_otel._otel.pipeline import Pipeline
@@ -56,7 +55,6 @@ class TelemetryCollector:
         # Set only while running and enabled: the collect path reads it once, without a lock.
         self._pipeline: Pipeline | None = None
         self._last_pipeline: Pipeline | None = None
-        self._stop_at_exit: Callable[[], None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -72,7 +70,7 @@ class TelemetryCollector:
                 for callback in self._callbacks:
                     pipeline.add_callback(callback)
                 self._pipeline = self._last_pipeline = pipeline
-                self._stop_at_exit = _stop_at_exit_hook(self)
+                at_exit.stop_at_exit(pipeline, self, self.config.shutdown_timeout_ms / 1000)
             self._state = _State.RUNNING
 
     def stop(self, timeout_ms: float | None = None) -> None:
@@ -91,10 +89,8 @@ class TelemetryCollector:
                 return
             self._state = _State.STOPPED
             pipeline, self._pipeline = self._pipeline, None
-            if self._stop_at_exit is not None:
-                atexit.unregister(self._stop_at_exit)
-                self._stop_at_exit = None
             if pipeline is not None:
+                at_exit.forget(pipeline)
                 pipeline.shutdown(deadline)
 
     def flush(self, timeout_ms: float | None = None) -> bool:
@@ -270,19 +266,3 @@ class TelemetryCollector:
         if not timeout_ms >= 0:
             raise ValueError(f"timeout_ms must be non-negative, got {timeout_ms!r}")
         return time.monotonic() + timeout_ms / 1000
-
-
-def _stop_at_exit_hook(collector: TelemetryCollector) -> Callable[[], None]:
-    """An atexit hook that stops a collector the application forgot to stop.
-
-    It holds the collector weakly: registering it must not keep a collector alive.
-    """
-    reference = weakref.ref(collector)
-
-    def stop_at_exit() -> None:
-        alive = reference()
-        if alive is not None and alive.is_running:
-            alive.stop()
-
-    atexit.register(stop_at_exit)
-    return stop_at_exit

@@ -231,9 +231,13 @@ def test_stop_returns_by_its_deadline_and_counts_what_it_could_not_deliver(make_
     collector.stop(timeout_ms=200)
     assert time.monotonic() - started < 2
     stats = collector.stats()["trace"]
-    # The worker holds the first batch (all four) in the blocked callback: still pending.
-    assert (stats["collected"], stats["pending"]) == (4, 4)
+    # The worker holds the batch (all four) in the blocked callback: counted as dropped at
+    # the deadline, so a stopped collector has nothing pending.
+    assert (stats["collected"], stats["pending"], stats["dropped_shutdown"]) == (4, 0, 4)
     release.set()
+    time.sleep(0.2)  # the late export ends: it is not counted a second time
+    stats = collector.stats()["trace"]
+    assert (stats["exported"], stats["export_failures"], stats["dropped_shutdown"]) == (0, 0, 4)
 
 
 # -- sampling ----------------------------------------------------------------------------------

@@ -253,7 +253,32 @@ def test_an_atexit_hook_flushes_a_collector_the_application_forgot_to_stop():
         """
     )
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
     assert "goodbye: flushed at exit" in result.stdout
+
+
+def test_a_collector_the_application_dropped_unstopped_is_flushed_at_exit(otlp_receiver):
+    result = _run(
+        f"""
+        import gc
+        from telemetry_otel import *
+
+        def main():
+            collector = TelemetryCollector(TelemetryConfig(
+                export_endpoints=["grpc://127.0.0.1:{otlp_receiver.grpc_port}"],
+                flush_interval_ms=60000))
+            collector.start()
+            for i in range(100):
+                collector.collect_event(Event("goodbye", f"event {{i}}"))
+
+        main()
+        gc.collect()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    bodies = sorted(r.body.string_value for _, r in otlp_receiver.log_records())
+    assert bodies == sorted(f"event {i}" for i in range(100))
 
 
 def test_a_forked_child_keeps_exporting_every_signal_and_the_parent_is_unaffected(otlp_receiver):

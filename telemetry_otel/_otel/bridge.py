@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from telemetry_otel._otel.accounting import SELF_SCOPE
 from telemetry_otel._otel.delivery import DeliveryQueue, Outcome, Spooler
+from telemetry_otel._otel.forks import ForkSafeLock
 from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.logs import log_record_to_event
 from telemetry_otel._otel.metrics import (
@@ -50,6 +51,9 @@ class CallbackDestination:
     ) -> None:
         self.callback = callback
         self._global_tags = dict(global_tags)
+        # Legacy callbacks were written for one exporting thread: the three queues'
+        # workers take turns, a batch at a time, so a callback never runs twice at once.
+        self._calling = ForkSafeLock()
         name = f"callback-{getattr(callback, '__qualname__', type(callback).__name__)}"
         self.traces = settings.make_queue(f"{name}-traces", self._deliver_spans)
         self.events = settings.make_queue(f"{name}-events", self._deliver_logs)
@@ -70,6 +74,12 @@ class CallbackDestination:
         return self._call_each("metric", batch, lambda metric: metric)
 
     def _call_each(self, data_type: str, batch: list[Any], to_model: Callable[[Any], Any]) -> int:
+        with self._calling:
+            return self._call_each_locked(data_type, batch, to_model)
+
+    def _call_each_locked(
+        self, data_type: str, batch: list[Any], to_model: Callable[[Any], Any]
+    ) -> int:
         delivered = 0
         for item in batch:
             try:

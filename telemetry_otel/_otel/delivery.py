@@ -13,14 +13,15 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 
 from telemetry_otel._otel.forks import follow_forks
 from telemetry_otel._otel.log import logger, warn_limited
+from telemetry_otel._otel.threads import start_daemon
 
 T = TypeVar("T")
 QUEUE_FULL, SHUTDOWN, SPOOL_FULL, UNREGISTERED, REJECTED = (
@@ -85,6 +86,41 @@ class DeliveryCounts:
 
 
 Outcome = int | tuple[int, int]
+
+
+@dataclass(frozen=True)
+class FlushTicket:
+    """What a flush waits for: the items submitted, and the idle passes done, when it began."""
+
+    submitted: int
+    idle_passes: int
+
+
+def begin_flush_all(queues: Sequence[DeliveryQueue[Any]]) -> Callable[[float], bool]:
+    """Ask every queue to send at once; the call returned waits for them all until a
+    deadline. Side by side, each queue waits only for itself."""
+    tickets = [queue.begin_flush() for queue in queues]
+
+    def await_all(deadline: float) -> bool:
+        pairs = zip(queues, tickets, strict=True)
+        return all([queue.await_flush(ticket, deadline) for queue, ticket in pairs])
+
+    return await_all
+
+
+def flush_all(queues: Sequence[DeliveryQueue[Any]], deadline: float) -> bool:
+    """Flush queues side by side against one deadline."""
+    return begin_flush_all(queues)(deadline)
+
+
+def close_all(
+    queues: Sequence[DeliveryQueue[Any]], deadline: float, reason: str = SHUTDOWN
+) -> bool:
+    """Close queues side by side against one deadline (see DeliveryQueue.close)."""
+    flushed = flush_all(queues, deadline)
+    for queue in queues:
+        queue.finish_close(reason)
+    return flushed
 
 
 class Spooler(Protocol[T]):
@@ -180,44 +216,76 @@ class DeliveryQueue(Generic[T]):
         True when that happened, nothing waits in the spool, and nothing was lost
         (failed or dropped) since the last flush that completed; False otherwise.
         """
+        return self.await_flush(self.begin_flush(), deadline)
+
+    def begin_flush(self) -> FlushTicket:
+        """Ask the worker to send everything submitted so far now, not at its next interval.
+
+        Every begin_flush() must be followed by one await_flush() with its ticket.
+        Beginning on every queue before awaiting any lets one slow destination cost
+        only its own queue, never the others' share of a deadline.
+        """
         with self._cond:
-            counts = self._counts
-            target, passes = counts.submitted, self._idle_passes
             self._flushers += 1
             self._cond.notify_all()
-            try:
+            return FlushTicket(self._counts.submitted, self._idle_passes)
+
+    def await_flush(self, ticket: FlushTicket, deadline: float) -> bool:
+        """The second half of flush(): wait until the deadline for what ``ticket`` covers."""
+        try:
+            if self._thread is None:
+                self._export_inline(deadline)
+            with self._cond:
+                counts = self._counts
                 done = self._cond.wait_for(
                     lambda: (
-                        counts.submitted - counts.pending + counts.spooled >= target
-                        and (not counts.spooled or self._idle_passes > passes)
+                        counts.submitted - counts.pending + counts.spooled >= ticket.submitted
+                        and (not counts.spooled or self._idle_passes > ticket.idle_passes)
                     ),
                     timeout=max(0.0, deadline - time.monotonic()),
                 )
-            finally:
+                if not done:
+                    return False
+                losses = counts.export_failures + counts.dropped
+                lost, self._losses_at_last_flush = losses > self._losses_at_last_flush, losses
+                return not lost and not counts.spooled
+        finally:
+            with self._cond:
                 self._flushers -= 1
-            if not done:
-                return False
-            losses = counts.export_failures + counts.dropped
-            lost, self._losses_at_last_flush = losses > self._losses_at_last_flush, losses
-            return not lost and not counts.spooled
+
+    def _export_inline(self, deadline: float) -> None:
+        """Send what is queued from the calling thread: no worker could be started
+        (the interpreter is exiting). A spool is replayed by the next process."""
+        while time.monotonic() < deadline:
+            with self._cond:
+                count = min(len(self._items), self._batch_size)
+                if not count or self._thread is not None:
+                    return
+                batch = [self._items.popleft() for _ in range(count)]
+            self._export(batch)
 
     def close(self, deadline: float, reason: str = SHUTDOWN) -> bool:
         """Refuse new items, deliver what is queued until the deadline, then spool (with a
         spool) or drop (counted) the rest."""
-        flushed = self.flush(deadline)
+        return close_all([self], deadline, reason)
+
+    def finish_close(self, reason: str) -> None:
+        """Refuse new items; spool (with a spool) or drop (counted) what is still queued."""
         with self._cond:
             self._closed = True
             remaining = list(self._items)
             self._items.clear()
             in_flight = list(self._in_flight)
             self._cond.notify_all()
-        if self._spooler is not None and in_flight and reason == SHUTDOWN:
-            self._hold_in_flight(in_flight)
+        if in_flight and reason == SHUTDOWN:
+            if self._spooler is not None:
+                self._hold_in_flight(in_flight)
+            else:
+                self._give_up_in_flight(in_flight)
         held = self._spooler.hold(self, remaining) if self._spooler and remaining else 0
         with self._cond:
             self._counts.spooled += held
             self._counts.drop(reason, len(remaining) - held)
-        return flushed
 
     def _hold_in_flight(self, batch: list[T]) -> None:
         """Spool a copy of the batch an exporter is still busy with at the deadline.
@@ -233,6 +301,14 @@ class DeliveryQueue(Generic[T]):
         else:
             with self._cond:
                 self._in_flight_claim = None
+
+    def _give_up_in_flight(self, batch: list[T]) -> None:
+        """Count the batch an exporter is still busy with at the deadline as dropped, so a
+        stopped collector has nothing pending; should that export still succeed, it is
+        not counted again (nothing is counted as exported that may not have arrived)."""
+        if self.claim_in_flight("close"):
+            with self._cond:
+                self._counts.drop(SHUTDOWN, len(batch))
 
     def claim_in_flight(self, by: str) -> bool:
         """Take the in-flight batch for spooling; False when someone else already did.
@@ -260,10 +336,8 @@ class DeliveryQueue(Generic[T]):
             self._counts.recovered += items
 
     def _start_worker(self) -> None:
-        self._thread = threading.Thread(
-            target=self._work, name=f"telemetry-otel-{self.name}", daemon=True
-        )
-        self._thread.start()
+        # None at interpreter exit: await_flush() then sends from the calling thread.
+        self._thread = start_daemon(self._work, self.name)
 
     def _work(self) -> None:
         # Exporters must not trace their own network calls back into the pipeline.

@@ -264,13 +264,14 @@ class CountingMetricExporter(MetricExporter):
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
         points = count_data_points(metrics_data, skip_scope=SELF_SCOPE)
+        with self._lock:  # pending while the export has not returned
+            self._counts.submitted += points
         try:
             result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception:
             warn_limited(f"metric-export:{self.name}", "metric export to %s raised", self.name)
             result = MetricExportResult.FAILURE
         with self._lock:
-            self._counts.submitted += points
             if result is MetricExportResult.SUCCESS:
                 self._counts.exported += points
             else:

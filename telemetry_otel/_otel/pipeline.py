@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -35,7 +34,14 @@ from telemetry_otel._otel.bridge import (
     CallbackMetricExporter,
     QueueSettings,
 )
-from telemetry_otel._otel.delivery import UNREGISTERED, DeliveryQueue
+from telemetry_otel._otel.delivery import (
+    SHUTDOWN,
+    UNREGISTERED,
+    DeliveryQueue,
+    begin_flush_all,
+    close_all,
+    flush_all,
+)
 from telemetry_otel._otel.exporters import Destination, build_destination, cardinality_limits
 from telemetry_otel._otel.forks import follow_forks
 from telemetry_otel._otel.ids import otel_trace_id
@@ -58,6 +64,7 @@ from telemetry_otel._otel.sampling import (
 from telemetry_otel._otel.spans import SpanFactory
 from telemetry_otel._otel.spool import Spool
 from telemetry_otel._otel.spooling import RawOtlpSender, SpoolingDelivery
+from telemetry_otel._otel.threads import run_all_until, run_until
 from telemetry_otel._shaping import Shaper
 from telemetry_otel._version import __version__
 from telemetry_otel.config import TelemetryConfig
@@ -100,14 +107,6 @@ def _log_delivery(exporter: LogRecordExporter) -> Callable[[list[ReadableLogReco
 
 def _or(value: float | None, default: float) -> float:
     return default if value is None else value
-
-
-def _run_until(deadline: float, work: Callable[[], object], name: str) -> bool:
-    """Run ``work`` in a daemon thread; wait for it only until the deadline."""
-    thread = threading.Thread(target=work, name=f"telemetry-otel-{name}", daemon=True)
-    thread.start()
-    thread.join(max(0.0, deadline - time.monotonic()))
-    return not thread.is_alive()
 
 
 class Pipeline:
@@ -170,14 +169,15 @@ class Pipeline:
         # The callback bridge's reader, attached only while a callback is registered:
         # each reader costs every measurement an aggregation of its own.
         self._bridge_reader: MetricReader | None = None
+        self._metric_readers: list[MetricReader] = []
         joined: MeterProvider | None = self._global["metric"]
         if joined is not None:
             # An existing MeterProvider takes no more readers: no metrics for callbacks.
             self.meter_provider = joined
         else:
-            readers: list[MetricReader] = [d.metric_reader for d in destinations if d.metric_reader]
+            self._metric_readers = [d.metric_reader for d in destinations if d.metric_reader]
             self.meter_provider = MeterProvider(
-                metric_readers=readers, resource=resource, shutdown_on_exit=False
+                metric_readers=self._metric_readers, resource=resource, shutdown_on_exit=False
             )
         meter = self.meter_provider.get_meter(SCOPE_NAME, __version__)
         self._instruments = InstrumentCache(
@@ -194,7 +194,7 @@ class Pipeline:
             )
             self.meter_provider.add_metric_reader(self._bridge_reader)
 
-    def _detach_bridge_reader(self) -> None:
+    def _detach_bridge_reader(self, timeout_millis: float = 30_000) -> None:
         """Shut the reader down, which exports what it holds to the callbacks' queues,
         then stop feeding it.
 
@@ -205,7 +205,7 @@ class Pipeline:
         reader, self._bridge_reader = self._bridge_reader, None
         if reader is None:
             return
-        reader.shutdown()
+        reader.shutdown(timeout_millis=timeout_millis)
         consumer: Any = getattr(self.meter_provider, "_measurement_consumer", None)
         if hasattr(consumer, "remove_metric_reader"):
             consumer.remove_metric_reader(reader)
@@ -468,79 +468,123 @@ class Pipeline:
 
     # -- flush and shutdown ------------------------------------------------------------------
 
-    def _all_queues(self) -> list[DeliveryQueue[Any]]:
-        callback_queues = [q for d in (*self._callbacks, *self._retired) for q in d.queues()]
+    def _item_queues(self) -> list[DeliveryQueue[Any]]:
+        """Every trace and event queue, the callbacks' included."""
+        callbacks = (*self._callbacks, *self._retired)
+        callback_queues = [q for d in callbacks for q in (d.traces, d.events)]
         return [*self._queues["trace"], *self._queues["event"], *callback_queues]
 
+    def _callback_metric_queues(self) -> list[DeliveryQueue[Any]]:
+        return [d.metrics for d in (*self._callbacks, *self._retired)]
+
     def flush(self, deadline: float) -> bool:
-        """Export everything collected so far.
+        """Export everything collected so far, to every destination side by side.
 
         False if the deadline passed, or anything was lost since the last flush.
         """
         if self._decider is not None:
             self._decider.decide_all()
-        outcome: list[bool] = []
-        flushed = _run_until(deadline, self._flush_metric_readers(deadline, outcome), "flush")
-        queues_ok = all([queue.flush(deadline) for queue in self._all_queues()])
+        items_flushed = begin_flush_all(self._item_queues())
+        failed: list[str] = []
+        works = self._metric_works(deadline, failed, shutdown=False)
+        readers_ok = run_all_until(deadline, works) and not failed
+        queues_ok = items_flushed(deadline)
         failures = self._metric_failures()
-        metrics_ok = flushed and outcome == [True] and failures == self._metric_failures_seen
+        metrics_ok = readers_ok and failures == self._metric_failures_seen
         self._metric_failures_seen = failures
         return metrics_ok and queues_ok
-
-    def _flush_metric_readers(self, deadline: float, outcome: list[bool]) -> Callable[[], None]:
-        def flush() -> None:
-            remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
-            try:
-                flushed = bool(self.meter_provider.force_flush(timeout_millis=remaining_ms))
-                # MeterProvider.force_flush reaches only the readers it was built with.
-                bridge = self._bridge_reader
-                if bridge is not None:
-                    remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
-                    flushed = bridge.force_flush(timeout_millis=remaining_ms) and flushed
-                outcome.append(flushed)
-            except Exception:  # the SDK raises when a reader timed out
-                outcome.append(False)
-
-        return flush
-
-    def _metric_failures(self) -> int:
-        return sum(e.counts().export_failures for e in self._metric_exporters)
 
     def shutdown(self, deadline: float) -> bool:
         """Export what is left within the deadline, whatever the endpoints do.
 
-        Metric readers get a last collection while the queues drain; what is still
-        queued at the deadline is dropped (counted), and exporters still busy then
-        are left to finish in their daemon threads. Joined global providers are
-        flushed, not shut down: they belong to the application.
+        Every destination drains side by side, so a dead one costs only its own
+        queue. What is still queued at the deadline is spooled or dropped
+        (counted), and exporters still busy then are left to finish in their
+        daemon threads. Joined global providers are flushed, not shut down: they
+        belong to the application.
         """
         self._live_counter.enabled = False
         if self._decider is not None:
             self._decider.close()
-        metrics = threading.Thread(target=self._shutdown_metrics(deadline), daemon=True)
-        metrics.start()
-        drained = all([queue.close(deadline) for queue in self._all_queues()])
+        queues = self._item_queues()
+        items_drained = begin_flush_all(queues)
+        failed: list[str] = []
+        metrics_done = run_all_until(deadline, self._metric_works(deadline, failed, shutdown=True))
+        drained = items_drained(deadline)
+        for queue in queues:
+            queue.finish_close(SHUTDOWN)
         self._span_processor.detach_queues()
         self._log_processor.detach_queues()
-        metrics.join(max(0.0, deadline - time.monotonic()))
-        released = _run_until(deadline, self._release(deadline), "release")
-        return drained and not metrics.is_alive() and released
+        released = run_until(deadline, self._release(deadline), "release")
+        return drained and metrics_done and not failed and released
 
-    def _shutdown_metrics(self, deadline: float) -> Callable[[], None]:
-        def shutdown() -> None:
-            remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
+    def _metric_works(
+        self, deadline: float, failed: list[str], *, shutdown: bool
+    ) -> dict[str, Callable[[], object]]:
+        """Each metric reader's flush (or last collection and shutdown), side by side.
+
+        Not MeterProvider.force_flush/shutdown: they take their readers one after
+        another, so a reader stuck on a dead endpoint would cost the others their
+        collection; and they reach only the readers the provider was built with,
+        not the callbacks' reader.
+        """
+        works: dict[str, Callable[[], object]] = {
+            "callbacks": self._callback_metrics_work(deadline, failed, shutdown=shutdown)
+        }
+        if self._global["metric"] is not None:
+            works["joined"] = self._timed(deadline, self.meter_provider.force_flush, failed)
+            return works
+        readers = self._metric_readers if shutdown else self._push_readers()
+        for i, reader in enumerate(readers):
+            step = reader.shutdown if shutdown else reader.force_flush
+            works[f"metrics-{i}"] = self._timed(deadline, step, failed)
+        return works
+
+    def _callback_metrics_work(
+        self, deadline: float, failed: list[str], *, shutdown: bool
+    ) -> Callable[[], None]:
+        """The callbacks' reader pushes its collection into their metric queues: flush (or
+        close) those only once it is done, or its last values would miss them."""
+
+        def run() -> None:
+            bridge = self._bridge_reader
+            if shutdown:
+                self._timed(deadline, self._detach_bridge_reader, failed)()
+            elif bridge is not None:
+                self._timed(deadline, bridge.force_flush, failed)()
+            queues = self._callback_metric_queues()
+            done = close_all(queues, deadline) if shutdown else flush_all(queues, deadline)
+            if not done:
+                failed.append("callbacks")
+
+        return run
+
+    def _push_readers(self) -> list[MetricReader]:
+        """The readers that export on their own: a pull reader (Prometheus) is only
+        ever collected by its scrapes, or each flush would queue another copy of
+        every series for the next scrape."""
+        return [r for r in self._metric_readers if isinstance(r, PeriodicExportingMetricReader)]
+
+    @staticmethod
+    def _timed(
+        deadline: float, call: Callable[..., object], failed: list[str]
+    ) -> Callable[[], None]:
+        """``call(timeout_millis=<what is left>)``, raising nothing: the SDK raises when a
+        reader timed out (noted in ``failed``), and run_all_until tells a late one by
+        its thread."""
+
+        def run() -> None:
             try:
-                if self._global["metric"] is None:
-                    # MeterProvider.shutdown reaches only the readers it was built with.
-                    self._detach_bridge_reader()
-                    remaining_ms = max(0.0, deadline - time.monotonic()) * 1000
-                    self.meter_provider.shutdown(timeout_millis=remaining_ms)
-                else:
-                    self.meter_provider.force_flush(timeout_millis=remaining_ms)
+                if call(timeout_millis=max(0.0, deadline - time.monotonic()) * 1000) is False:
+                    raise TimeoutError
             except Exception:
-                warn_limited("shutdown:metrics", "metric readers did not shut down cleanly")
+                failed.append(getattr(call, "__qualname__", "metrics"))
+                warn_limited("metrics:timeout", "a metric reader did not finish in time")
 
-        return shutdown
+        return run
+
+    def _metric_failures(self) -> int:
+        return sum(e.counts().export_failures for e in self._metric_exporters)
 
     def _release(self, deadline: float) -> Callable[[], None]:
         def release() -> None:

@@ -1,0 +1,59 @@
+"""Background threads that degrade to the calling thread at interpreter exit.
+
+Since Python 3.12 the interpreter refuses new threads once it is shutting down
+(``RuntimeError: can't create new thread at interpreter shutdown``), and that
+is exactly when the exit hook flushes a collector the application forgot to
+stop. Everything the flush and stop paths would start a thread for therefore
+runs in the exiting thread instead, bounded by the same deadline.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+
+def start_daemon(target: Callable[[], object], name: str) -> threading.Thread | None:
+    """Start a daemon thread; None when the interpreter no longer starts threads."""
+    thread = threading.Thread(target=target, name=f"telemetry-otel-{name}", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # interpreter shutdown (3.12+)
+        return None
+    return thread
+
+
+def run_until(deadline: float, work: Callable[[], object], name: str) -> bool:
+    """Run ``work`` in a daemon thread and wait for it only until the deadline.
+
+    At interpreter exit it runs in the calling thread: ``work`` must then keep
+    the deadline itself, as every caller's work does (it takes the deadline).
+    """
+    thread = start_daemon(work, name)
+    if thread is None:
+        work()
+        return True
+    join_until(thread, deadline)
+    return not thread.is_alive()
+
+
+def join_until(thread: threading.Thread | None, deadline: float) -> bool:
+    """Wait for a thread from start_daemon until the deadline; True once it ended."""
+    if thread is None:
+        return True
+    thread.join(max(0.0, deadline - time.monotonic()))
+    return not thread.is_alive()
+
+
+def run_all_until(deadline: float, works: dict[str, Callable[[], object]]) -> bool:
+    """Run each work in its own daemon thread, side by side, until the deadline.
+
+    True when every one ended in time. At interpreter exit they run one after
+    another in the calling thread (see run_until).
+    """
+    threads = [start_daemon(work, name) for name, work in works.items()]
+    for thread, work in zip(threads, works.values(), strict=True):
+        if thread is None:
+            work()
+    return all([join_until(thread, deadline) for thread in threads])

@@ -1,0 +1,141 @@
+"""stop() and flush() deliver everything to every healthy destination, side by side."""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+
+import pytest
+
+from telemetry_otel import Event, Metric, MetricType, TelemetryCollector, TelemetryConfig, Trace
+from tests.conftest import Recorder, add_counter_from_threads, assert_identity
+from tests.otlp_receiver import BlackHole
+from tests.prometheus_server import free_port
+
+RUNS = 20
+
+
+@pytest.fixture
+def black_hole():
+    hole = BlackHole()
+    yield hole
+    hole.stop()
+
+
+def _callback_collector(**config) -> tuple[TelemetryCollector, Recorder]:
+    recorder = Recorder()
+    collector = TelemetryCollector(TelemetryConfig(flush_interval_ms=60_000, **config))
+    collector.register_exporter(recorder)
+    collector.start()
+    return collector, recorder
+
+
+def _counter_total(recorder: Recorder, name: str) -> int:
+    return sum(m.value for m in recorder.of("metric") if m.name == name)
+
+
+def test_every_increment_reaches_the_callback_at_stop_under_contention(busy_cores):
+    for run in range(RUNS):
+        collector, recorder = _callback_collector()
+        add_counter_from_threads(collector, threads=8, each=500)
+        collector.stop()
+        assert _counter_total(recorder, "hits") == 4000, f"run {run}"
+        assert collector.stats()["metric"]["dropped"] == 0, f"run {run}"
+
+
+def test_a_single_histogram_value_reaches_the_callback_at_stop_under_contention(busy_cores):
+    for run in range(RUNS):
+        collector, recorder = _callback_collector()
+        collector.collect_metric(Metric("latency", 12.5, MetricType.HISTOGRAM))
+        collector.stop()
+        [metric] = [m for m in recorder.of("metric") if m.name == "latency"]
+        assert (metric.value, metric.count) == (12.5, 1), f"run {run}"
+
+
+def test_what_is_collected_after_a_flush_still_reaches_the_callback_at_stop(busy_cores):
+    for run in range(RUNS):
+        collector, recorder = _callback_collector()
+        collector.collect_metric(Metric("orders", 2, MetricType.COUNTER))
+        assert collector.flush()
+        collector.collect_metric(Metric("orders", 3, MetricType.COUNTER))
+        collector.stop()
+        values = [m.value for m in recorder.of("metric") if m.name == "orders"]
+        assert values == [2, 3], f"run {run}"
+
+
+def _items_in(path, resources: str, scopes: str, items: str) -> int:
+    """How many spans or log records an OTLP JSON Lines file holds."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    return sum(
+        len(scope[items])
+        for line in lines
+        for resource in json.loads(line)[resources]
+        for scope in resource[scopes]
+    )
+
+
+def test_a_black_holed_endpoint_costs_the_file_and_the_callback_nothing_at_stop(
+    black_hole, tmp_path
+):
+    collector, recorder = _callback_collector(
+        export_endpoints=[
+            f"grpc://127.0.0.1:{black_hole.port}?timeout_ms=60000",
+            f"file://{tmp_path}",
+        ],
+        buffer_size=2000,
+    )
+    for i in range(1000):
+        collector.collect_trace(Trace("t", f"s{i}", "op", 1.0))
+        collector.collect_event(Event("e", f"m{i}"))
+    collector.stop(timeout_ms=2000)
+
+    traces = _items_in(tmp_path / "traces.jsonl", "resourceSpans", "scopeSpans", "spans")
+    records = _items_in(tmp_path / "logs.jsonl", "resourceLogs", "scopeLogs", "logRecords")
+    assert (traces, records) == (1000, 1000)
+    assert (len(recorder.of("trace")), len(recorder.of("event"))) == (1000, 1000)
+    stats = collector.stats()
+    for signal in ("trace", "event"):
+        # File and callback got everything; the black hole's 1,000 are dropped at shutdown.
+        assert stats[signal]["exported"] == 2000
+        assert stats[signal]["dropped_shutdown"] == 1000
+        assert stats[signal]["pending"] == 0
+        assert_identity(stats, signal, destinations=3)
+
+
+def test_flush_with_a_dead_endpoint_still_delivers_to_the_console(black_hole, capsys):
+    collector = TelemetryCollector(
+        TelemetryConfig(
+            export_endpoints=[f"http://127.0.0.1:{black_hole.port}?timeout_ms=60000", "console"],
+            flush_interval_ms=60_000,
+        )
+    )
+    collector.start()
+    try:
+        collector.collect_event(Event("checkout", "paid"))
+        assert collector.flush(timeout_ms=1000) is False  # the dead endpoint did not answer
+        assert "checkout: paid" in capsys.readouterr().out
+    finally:
+        collector.stop(timeout_ms=500)
+
+
+def test_the_legacy_quick_start_keeps_its_callback_metric_when_the_collector_is_down(
+    black_hole, make_collector
+):
+    collector, recorder = _callback_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{black_hole.port}?timeout_ms=60000"]
+    )
+    collector.collect_metric(Metric("api_response_time", 125.5, MetricType.HISTOGRAM))
+    collector.stop(timeout_ms=2000)
+    assert [m.value for m in recorder.of("metric") if m.name == "api_response_time"] == [125.5]
+
+
+def test_a_scrape_shows_each_series_once_however_often_flush_ran(make_collector):
+    port = free_port()
+    collector = make_collector(export_endpoints=[f"prometheus://127.0.0.1:{port}"])
+    collector.collect_metric(Metric("loop_check", 2, MetricType.COUNTER))
+    for _ in range(3):
+        assert collector.flush()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        page = response.read().decode()
+    assert len(re.findall(r"^loop_check_total\{.*\} 2\.0$", page, re.M)) == 1
