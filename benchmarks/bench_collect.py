@@ -146,9 +146,9 @@ def started_collector(with_callback: bool = False, **config: Any) -> TelemetryCo
         # One null destination per signal, like the raw side's reader and batch
         # processors: the public endpoints all do real I/O, which is not what is
         # measured here.
-        null = Destination("null")
-        pipeline._add_queue(null, "trace", lambda batch: True)
-        pipeline._add_queue(null, "event", lambda batch: True)
+        null = Destination("null", spans=NullSpanExporter(), logs=NullLogExporter())
+        pipeline._add_destination_queue(null, "trace")
+        pipeline._add_destination_queue(null, "event")
         reader = PeriodicExportingMetricReader(NullMetricExporter(), INTERVAL_MS)
         pipeline.meter_provider.add_metric_reader(reader)
     if with_callback:

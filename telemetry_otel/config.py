@@ -39,6 +39,7 @@ _DEFAULTS: dict[str, Any] = {
     "shutdown_timeout_ms": 5000,
     "spool_dir": None,
     "spool_max_bytes": 64 * 1024 * 1024,
+    "max_export_batch_bytes": 4_000_000,
     "max_attributes": 128,
     "max_attribute_length": 8192,
     "max_metric_series": 2000,
@@ -86,6 +87,9 @@ class TelemetryConfig:
             it answers, also by the next process using the same directory. None: off.
         spool_max_bytes: Size bound of the spool; past it the oldest batches are dropped
             (counted).
+        max_export_batch_bytes: Largest OTLP trace or log request, encoded; batches are
+            cut to fit (the default stays below the 4 MiB that gRPC and the Collector
+            receive by default), and an item that cannot fit alone is dropped (counted).
         max_attributes: Most attributes per span and per log record (tags plus
             metadata); the rest are dropped (counted).
         max_attribute_length: Longest string attribute value, event message and span
@@ -129,6 +133,7 @@ class TelemetryConfig:
     shutdown_timeout_ms: int
     spool_dir: str | None
     spool_max_bytes: int
+    max_export_batch_bytes: int
     max_attributes: int
     max_attribute_length: int | None
     max_metric_series: int
@@ -158,6 +163,7 @@ class TelemetryConfig:
         shutdown_timeout_ms: int = _UNSET,
         spool_dir: str | None = _UNSET,
         spool_max_bytes: int = _UNSET,
+        max_export_batch_bytes: int = _UNSET,
         max_attributes: int = _UNSET,
         max_attribute_length: int | None = _UNSET,
         max_metric_series: int = _UNSET,
@@ -185,6 +191,7 @@ class TelemetryConfig:
             "shutdown_timeout_ms": shutdown_timeout_ms,
             "spool_dir": spool_dir,
             "spool_max_bytes": spool_max_bytes,
+            "max_export_batch_bytes": max_export_batch_bytes,
             "max_attributes": max_attributes,
             "max_attribute_length": max_attribute_length,
             "max_metric_series": max_metric_series,
@@ -331,6 +338,7 @@ _POSITIVE_INTS = (
     "flush_interval_ms",
     "shutdown_timeout_ms",
     "spool_max_bytes",
+    "max_export_batch_bytes",
     "max_attributes",
     "max_metric_series",
     "trace_decision_wait_ms",

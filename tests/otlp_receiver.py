@@ -37,6 +37,36 @@ _RESPONSES: dict[str, type[Message]] = {
 }
 
 
+_REJECTED_FIELD = {"traces": "rejected_spans", "metrics": "rejected_data_points",
+                   "logs": "rejected_log_records"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GrpcFailure:
+    """A scripted gRPC error: a status code, its details, and RetryInfo when given."""
+
+    code: grpc.StatusCode
+    details: str = ""
+    retry_delay_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A scripted partial success: the request is recorded, ``rejected`` items refused."""
+
+    rejected: int
+    message: str
+
+
+def _response(signal: str, failure: Any) -> Message:
+    response = _RESPONSES[signal]()
+    if isinstance(failure, Partial):
+        partial = response.partial_success  # type: ignore[attr-defined]
+        setattr(partial, _REJECTED_FIELD[signal], failure.rejected)
+        partial.error_message = failure.message
+    return response
+
+
 @dataclass
 class Received:
     """One export request as it arrived."""
@@ -57,16 +87,20 @@ class OtlpReceiver:
         grpc_port: int = 0,
         http_port: int = 0,
         keep_requests: bool = True,
+        max_http_body: int | None = None,
     ) -> None:
         self.tls = tls
+        # Like a Collector's receive limit: a larger HTTP body is answered 413.
+        self.max_http_body = max_http_body
         # Off for long benchmark runs: count requests, do not keep them in memory.
         self.keep_requests = keep_requests
         self.request_count = 0
         self.span_count = 0
         self.accept_gzip = accept_gzip
         self.received: list[Received] = []
-        # Scripted failures per (transport, signal), used up one per request: an HTTP
-        # (status, headers, body) or a gRPC status code. An empty script answers success.
+        # Scripted answers per (transport, signal), used up one per request: an HTTP
+        # (status, headers, body), a gRPC status code or GrpcFailure, or a Partial
+        # success. An empty script answers success.
         self.failures: dict[tuple[str, str], list[Any]] = {}
         self.attempts: list[tuple[str, str, float]] = []
         self._lock = threading.Lock()
@@ -225,10 +259,24 @@ class _Servicer:
 
     def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
         failure = self.owner.next_failure("grpc", self.signal)
-        if failure is not None:
-            context.abort(failure, f"scripted {failure.name}")
+        if isinstance(failure, grpc.StatusCode):
+            failure = GrpcFailure(failure, f"scripted {failure.name}")
+        if isinstance(failure, GrpcFailure):
+            if failure.retry_delay_s is not None:
+                context.set_trailing_metadata([("google.rpc.retryinfo-bin",
+                                                _retry_info(failure.retry_delay_s))])  # fmt: skip
+            context.abort(failure.code, failure.details)
         self.owner.record(self.signal, "grpc", request, dict(context.invocation_metadata()))
-        return _RESPONSES[self.signal]()
+        return _response(self.signal, failure)
+
+
+def _retry_info(delay_s: float) -> bytes:
+    from google.rpc.error_details_pb2 import RetryInfo
+
+    info = RetryInfo()
+    info.retry_delay.seconds = int(delay_s)
+    info.retry_delay.nanos = int((delay_s - int(delay_s)) * 1e9)
+    return info.SerializeToString()
 
 
 class _OtlpHttpHandler(BaseHTTPRequestHandler):
@@ -240,8 +288,13 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
         failure = self.owner.next_failure("http", signal)
-        if failure is not None:
+        limit = self.owner.max_http_body
+        if limit is not None and len(body) > limit:
+            failure = (413, {}, b"request body larger than the receiver takes")
+        if failure is not None and not isinstance(failure, Partial):
             status, headers, message = failure
             self.send_response(status)
             for name, value in {**headers, "Content-Length": str(len(message))}.items():
@@ -249,14 +302,12 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(message)
             return
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
         request = _REQUESTS[signal]()
         request.ParseFromString(body)
         headers = {k.lower(): v for k, v in self.headers.items()}
         headers[":path"] = self.path
         self.owner.record(signal, "http", request, headers)
-        payload = _RESPONSES[signal]().SerializeToString()
+        payload = _response(signal, failure).SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", str(len(payload)))

@@ -55,7 +55,7 @@ def test_check_reports_an_http_401(otlp_receiver):
     result = _cli("check", f"http://127.0.0.1:{otlp_receiver.http_port}")
     assert result.returncode == 1
     assert [line.split("(")[1].split(")")[0] for line in result.stdout.splitlines()] == [
-        "HTTP 401 Unauthorized"
+        "HTTP 401 Unauthorized: no key"
     ] * 3
 
 

@@ -14,8 +14,10 @@ import pytest
 
 from telemetry_otel import Event, Metric, MetricType, Trace
 from tests.conftest import assert_identity
-from tests.otlp_receiver import BlackHole, OtlpReceiver, attributes_of
+from tests.otlp_receiver import BlackHole, GrpcFailure, OtlpReceiver, attributes_of
 from tests.prometheus_server import free_port
+
+RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def _collect_in_thread(collector, count, timeout_s=20):
@@ -149,29 +151,56 @@ def test_http_503_with_retry_after_is_retried_after_the_given_delay(otlp_receive
     assert (stats["exported"], stats["export_failures"]) == (1, 0)
 
 
-@pytest.mark.parametrize("status", [400, 413])
-def test_http_400_and_413_are_not_retried_and_are_counted_with_one_log_line(
-    otlp_receiver, make_collector, caplog, status
+def test_http_400_is_not_retried_and_is_counted_as_refused_with_one_log_line(
+    otlp_receiver, make_collector, caplog
 ):
-    otlp_receiver.fail_next("http", "traces", (status, {}, b"bad payload"))
+    otlp_receiver.fail_next("http", "traces", (400, {}, b"bad payload"))
     collector = make_collector(export_endpoints=[f"http://127.0.0.1:{otlp_receiver.http_port}"])
     collector.collect_trace(Trace("t", "s", "op", 1.0))
     with caplog.at_level(logging.WARNING):
         assert collector.flush(10_000) is False
     assert len(otlp_receiver.attempt_times("traces")) == 1
-    assert collector.stats()["trace"]["export_failures"] == 1
-    failures = [r for r in caplog.records if str(status) in r.getMessage()]
-    assert len(failures) == 1
+    stats = collector.stats()["trace"]
+    assert (stats["export_failures"], stats["export_failures_refused"]) == (1, 1)
+    [line] = [r.getMessage() for r in caplog.records if "400" in r.getMessage()]
+    assert line == (
+        f"OTLP endpoint http://127.0.0.1:{otlp_receiver.http_port} refused for good (not "
+        "retried, not spooled) spans (HTTP 400 Bad Request: bad payload): 1 since the last report"
+    )
 
 
-@pytest.mark.parametrize("code", [grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.RESOURCE_EXHAUSTED])
-def test_grpc_unavailable_and_resource_exhausted_are_retried(otlp_receiver, make_collector, code):
-    otlp_receiver.fail_next("grpc", "traces", code)
+def test_an_item_an_http_413_refuses_alone_is_dropped_as_too_large(otlp_receiver, make_collector):
+    otlp_receiver.fail_next("http", "traces", (413, {}, b"too big"))
+    collector = make_collector(export_endpoints=[f"http://127.0.0.1:{otlp_receiver.http_port}"])
+    collector.collect_trace(Trace("t", "s", "op", 1.0))
+    assert collector.flush(10_000) is False
+    assert len(otlp_receiver.attempt_times("traces")) == 1
+    stats = collector.stats()["trace"]
+    assert (stats["dropped_too_large"], stats["export_failures"], stats["pending"]) == (1, 0, 0)
+
+
+def test_grpc_unavailable_is_retried(otlp_receiver, make_collector):
+    otlp_receiver.fail_next("grpc", "traces", grpc.StatusCode.UNAVAILABLE)
     collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
     collector.collect_trace(Trace("t", "s", "op", 1.0))
     assert collector.flush(10_000) is True
     assert len(otlp_receiver.attempt_times("traces")) == 2
     assert len(otlp_receiver.spans()) == 1
+
+
+def test_grpc_resource_exhausted_is_retried_only_with_retry_info(otlp_receiver, make_collector):
+    # The specification: RESOURCE_EXHAUSTED is retryable only when the server says when.
+    otlp_receiver.fail_next("grpc", "traces", GrpcFailure(RESOURCE_EXHAUSTED, "slow down", 0.5))
+    otlp_receiver.fail_next("grpc", "logs", GrpcFailure(RESOURCE_EXHAUSTED, "quota used up"))
+    collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
+    collector.collect_trace(Trace("t", "s", "op", 1.0))
+    collector.collect_event(Event("e", "m"))
+    assert collector.flush(10_000) is False
+    [first, second] = otlp_receiver.attempt_times("traces")
+    assert second - first >= 0.45
+    assert len(otlp_receiver.attempt_times("logs")) == 1
+    assert (len(otlp_receiver.spans()), len(otlp_receiver.log_records())) == (1, 0)
+    assert collector.stats()["event"]["export_failures_refused"] == 1
 
 
 # -- warnings ----------------------------------------------------------------------------------

@@ -6,7 +6,12 @@ from collections.abc import Callable, Iterable, Mapping
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from telemetry_otel._otel.delivery import DROP_REASONS, REJECTED, DeliveryCounts
+from telemetry_otel._otel.delivery import (
+    DROP_REASONS,
+    FAILURE_REASONS,
+    REJECTED,
+    DeliveryCounts,
+)
 from telemetry_otel._otel.forks import follow_forks
 from telemetry_otel._otel.sampling import OUT_REASONS, RATIO
 from telemetry_otel._otel.tally import Tally
@@ -87,6 +92,7 @@ class Accounting:
         }
         result.update({f"sampled_out_{r}": n for r, n in sampled_out.items()})
         result.update({f"dropped_{r}": total.dropped_by.get(r, 0) for r in DROP_REASONS})
+        result.update({f"export_failures_{r}": total.failed_by.get(r, 0) for r in FAILURE_REASONS})
         return result
 
 
@@ -98,7 +104,11 @@ def empty_stats() -> Stats:
 def register_self_metrics(meter: Meter, stats: Callable[[], Stats]) -> None:
     """The counts of stats() as observable instruments: ``telemetry_otel.<count>{signal}``."""
 
-    by_reason = {"dropped": DROP_REASONS, "sampled_out": OUT_REASONS}
+    by_reason = {
+        "dropped": DROP_REASONS,
+        "sampled_out": OUT_REASONS,
+        "export_failures": FAILURE_REASONS,
+    }
 
     def observe(count: str) -> Callable[[CallbackOptions], list[Observation]]:
         def callback(options: CallbackOptions) -> list[Observation]:

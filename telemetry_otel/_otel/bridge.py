@@ -10,7 +10,7 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 
 from telemetry_otel._otel.accounting import SELF_SCOPE
-from telemetry_otel._otel.delivery import DeliveryQueue, Outcome, Spooler
+from telemetry_otel._otel.delivery import CALLBACK, EXPORTER, DeliveryQueue, Outcome, Spooler
 from telemetry_otel._otel.forks import ForkSafeLock
 from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.logs import log_record_to_event
@@ -37,9 +37,16 @@ class QueueSettings:
         name: str,
         deliver: Callable[[list[Any]], Outcome],
         spooler: Spooler[Any] | None = None,
+        failure_reason: str = EXPORTER,
     ) -> DeliveryQueue[Any]:
         return DeliveryQueue(
-            name, deliver, self.max_size, self.batch_size, self.delay_s, spooler=spooler
+            name,
+            deliver,
+            self.max_size,
+            self.batch_size,
+            self.delay_s,
+            spooler=spooler,
+            failure_reason=failure_reason,
         )
 
 
@@ -55,9 +62,9 @@ class CallbackDestination:
         # workers take turns, a batch at a time, so a callback never runs twice at once.
         self._calling = ForkSafeLock()
         name = f"callback-{getattr(callback, '__qualname__', type(callback).__name__)}"
-        self.traces = settings.make_queue(f"{name}-traces", self._deliver_spans)
-        self.events = settings.make_queue(f"{name}-events", self._deliver_logs)
-        self.metrics = settings.make_queue(f"{name}-metrics", self._deliver_metrics)
+        self.traces = settings.make_queue(f"{name}-traces", self._deliver_spans, None, CALLBACK)
+        self.events = settings.make_queue(f"{name}-events", self._deliver_logs, None, CALLBACK)
+        self.metrics = settings.make_queue(f"{name}-metrics", self._deliver_metrics, None, CALLBACK)
 
     def queues(self) -> tuple[DeliveryQueue[Any], ...]:
         return (self.traces, self.events, self.metrics)

@@ -18,7 +18,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from telemetry_otel._otel.spooling import RawOtlpSender
+from telemetry_otel._endpoints import OtlpTarget
+from telemetry_otel._otel.otlp_sender import ACCEPTED, OtlpSender
 from telemetry_otel.config import TelemetryConfig
 
 _RESOURCE = Resource.create({"service.name": "telemetry-otel-check"})
@@ -45,13 +46,18 @@ def check_endpoint(config: TelemetryConfig) -> list[CheckResult]:
     return [_send(signal, targets[signal], payload) for signal, payload in payloads.items()]
 
 
-def _send(signal: str, target: object, payload: bytes) -> CheckResult:
-    sender = RawOtlpSender(target, signal)  # type: ignore[arg-type]
+def _send(signal: str, target: OtlpTarget, payload: bytes) -> CheckResult:
+    sender = OtlpSender(target, signal)
     started = time.monotonic()
     try:
-        accepted, reason = sender.send_with_reason(payload)
+        answer = sender.send(payload)
     finally:
         sender.close()
+    accepted = answer.kind == ACCEPTED
+    if accepted:
+        reason = "accepted"
+    else:
+        reason = f"{answer.reason}: {answer.message}" if answer.message else answer.reason
     return CheckResult(signal, accepted, reason, time.monotonic() - started)
 
 

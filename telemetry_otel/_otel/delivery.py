@@ -24,14 +24,31 @@ from telemetry_otel._otel.log import logger, warn_limited
 from telemetry_otel._otel.threads import start_daemon
 
 T = TypeVar("T")
-QUEUE_FULL, SHUTDOWN, SPOOL_FULL, UNREGISTERED, REJECTED = (
+QUEUE_FULL, SHUTDOWN, SPOOL_FULL, UNREGISTERED, REJECTED, TOO_LARGE = (
     "queue_full",
     "shutdown",
     "spool_full",
     "unregistered",
     "rejected",
+    "too_large",
 )
-DROP_REASONS = (QUEUE_FULL, SHUTDOWN, SPOOL_FULL, UNREGISTERED, REJECTED)
+DROP_REASONS = (QUEUE_FULL, SHUTDOWN, SPOOL_FULL, UNREGISTERED, REJECTED, TOO_LARGE)
+# Why an export failed: the endpoint stayed unreachable or unavailable past its retries
+# (without a spool), refused the request for good, rejected items in a partial success;
+# a callback raised; any other exporter (console, file, metrics) failed.
+UNAVAILABLE, REFUSED, PARTIAL, CALLBACK, EXPORTER = (
+    "unavailable",
+    "refused",
+    "partial",
+    "callback",
+    "exporter",
+)
+FAILURE_REASONS = (UNAVAILABLE, REFUSED, PARTIAL, CALLBACK, EXPORTER)
+
+
+def _add(counts: dict[str, int], reason: str, count: int) -> None:
+    if count:
+        counts[reason] = counts.get(reason, 0) + count
 
 
 @dataclass
@@ -44,7 +61,7 @@ class DeliveryCounts:
 
     submitted: int = 0
     exported: int = 0
-    export_failures: int = 0
+    failed_by: dict[str, int] = field(default_factory=dict)
     dropped_by: dict[str, int] = field(default_factory=dict)
     spooled: int = 0
     recovered: int = 0
@@ -54,18 +71,36 @@ class DeliveryCounts:
         return sum(self.dropped_by.values())
 
     @property
+    def export_failures(self) -> int:
+        return sum(self.failed_by.values())
+
+    @property
     def pending(self) -> int:
         """Items queued or being exported right now."""
         return self.submitted - self.dropped - self.exported - self.export_failures
 
     def drop(self, reason: str, count: int = 1) -> None:
-        self.dropped_by[reason] = self.dropped_by.get(reason, 0) + count
+        _add(self.dropped_by, reason, count)
+
+    def fail(self, reason: str, count: int = 1) -> None:
+        _add(self.failed_by, reason, count)
+
+    def record(self, outcome: Delivered, items: int, unaccounted: str) -> None:
+        """Count what became of ``items`` submitted ones; those ``outcome`` does not
+        account for failed, under ``unaccounted``."""
+        self.exported += outcome.exported
+        self.spooled += outcome.spooled
+        for reason, count in outcome.failed.items():
+            self.fail(reason, count)
+        for reason, count in outcome.dropped.items():
+            self.drop(reason, count)
+        self.fail(unaccounted, items - outcome.accounted)
 
     def copy(self) -> DeliveryCounts:
         return DeliveryCounts(
             self.submitted,
             self.exported,
-            self.export_failures,
+            dict(self.failed_by),
             dict(self.dropped_by),
             self.spooled,
             self.recovered,
@@ -77,15 +112,40 @@ class DeliveryCounts:
         for counts in many:
             result.submitted += counts.submitted
             result.exported += counts.exported
-            result.export_failures += counts.export_failures
             result.spooled += counts.spooled
             result.recovered += counts.recovered
+            for reason, count in counts.failed_by.items():
+                result.fail(reason, count)
             for reason, count in counts.dropped_by.items():
                 result.drop(reason, count)
         return result
 
 
-Outcome = int | tuple[int, int]
+@dataclass
+class Delivered:
+    """What became of one batch: exported, spooled, failed or dropped, by reason.
+
+    Items it does not account for count as failed with the queue's failure reason.
+    """
+
+    exported: int = 0
+    spooled: int = 0
+    failed: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def fail(self, reason: str, count: int) -> None:
+        _add(self.failed, reason, count)
+
+    def drop(self, reason: str, count: int) -> None:
+        _add(self.dropped, reason, count)
+
+    @property
+    def accounted(self) -> int:
+        return self.exported + self.spooled + sum(self.failed.values()) + sum(self.dropped.values())
+
+
+# How many items of a batch reached the destination (the rest failed), or the detail.
+Outcome = int | Delivered
 
 
 @dataclass(frozen=True)
@@ -126,8 +186,9 @@ def close_all(
 class Spooler(Protocol[T]):
     """What a destination with a spool adds to its queue (see SpoolingDelivery)."""
 
-    def replay(self, queue: DeliveryQueue[T]) -> bool:
-        """Send what waits in the spool, oldest first; True when nothing waits any more."""
+    def replay(self, queue: DeliveryQueue[T], force: bool = False) -> bool:
+        """Send what waits in the spool, oldest first; True when nothing waits any more.
+        ``force``: try now, even while backing off after a failed replay."""
 
     def hold(self, queue: DeliveryQueue[T], items: list[T]) -> int:
         """Spool items the queue could not send before a deadline; how many it stored."""
@@ -137,7 +198,7 @@ class DeliveryQueue(Generic[T]):
     """A bounded queue and worker thread feeding one destination in batches.
 
     ``deliver(batch)`` returns how many items of the batch reached the destination,
-    or ``(delivered, spooled)``; the rest count as export failures. A raise fails the
+    or a Delivered; the rest count as export failures (``failure_reason``). A raise fails the
     whole batch. With a ``spooler``, the worker replays the spool when it is idle,
     and what ``close()`` cannot send in time is spooled instead of dropped.
     """
@@ -150,8 +211,10 @@ class DeliveryQueue(Generic[T]):
         batch_size: int,
         delay_s: float,
         spooler: Spooler[T] | None = None,
+        failure_reason: str = EXPORTER,
     ) -> None:
         self.name = name
+        self._failure_reason = failure_reason
         self._full_key = f"full:{name}"
         self._deliver = deliver
         self._spooler = spooler
@@ -203,6 +266,11 @@ class DeliveryQueue(Generic[T]):
                 self._start_worker()
             elif len(items) == self._batch_size:
                 self._cond.notify()
+
+    @property
+    def flushing(self) -> bool:
+        """A flush() waits on this queue right now."""
+        return self._flushers > 0
 
     def counts(self) -> DeliveryCounts:
         """A consistent snapshot of this destination's counts."""
@@ -322,12 +390,16 @@ class DeliveryQueue(Generic[T]):
             self._in_flight_claim = by
             return True
 
-    def settle_spooled(self, exported: int = 0, dropped: int = 0) -> None:
-        """Items that left the spool: sent at last, or evicted to keep it in bounds."""
+    def settle_spooled(
+        self, exported: int = 0, dropped: int = 0, failed: int = 0, reason: str = REFUSED
+    ) -> None:
+        """Items that left the spool: sent at last, evicted to keep it in bounds, or
+        refused by the endpoint on replay (``failed``, counted under ``reason``)."""
         with self._cond:
-            self._counts.spooled -= exported + dropped
+            self._counts.spooled -= exported + dropped + failed
             self._counts.exported += exported
             self._counts.drop(SPOOL_FULL, dropped)
+            self._counts.fail(reason, failed)
             self._cond.notify_all()
 
     def count_recovered(self, items: int) -> None:
@@ -355,7 +427,7 @@ class DeliveryQueue(Generic[T]):
         """Nothing new to send: a chance to replay the spool."""
         if self._spooler is not None:
             try:
-                self._spooler.replay(self)
+                self._spooler.replay(self, force=self.flushing)
             except Exception:
                 logger.exception("telemetry spool replay for %s failed", self.name)
         with self._cond:
@@ -386,17 +458,15 @@ class DeliveryQueue(Generic[T]):
         except Exception:
             logger.exception("telemetry export to %s failed", self.name)
             outcome = 0
-        delivered, spooled = (outcome, 0) if isinstance(outcome, int) else outcome
+        if isinstance(outcome, int):
+            outcome = Delivered(exported=outcome)
         with self._cond:
             claimed_by_close = self._in_flight_claim == "close"
             self._in_flight, self._in_flight_claim = [], None
-            if claimed_by_close:  # close() spooled it and counted it: nothing more to count
-                self._cond.notify_all()
-                return
-            self._counts.exported += delivered
-            self._counts.spooled += spooled
-            self._counts.export_failures += len(batch) - delivered - spooled
+            if not claimed_by_close:  # else close() spooled or dropped it, and counted it
+                self._counts.record(outcome, len(batch), self._failure_reason)
             self._cond.notify_all()
+
 
     def after_fork_in_child(self) -> None:
         """Start afresh in a forked child: new lock, no thread, no queue, zero counts.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ from opentelemetry.sdk.metrics.export import (
     MetricsData,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from telemetry_otel._endpoints import DEFAULT_BACKUPS, Endpoint, OtlpTarget
@@ -27,8 +26,7 @@ from telemetry_otel._otel.console import (
     ConsoleMetricExporter,
     ConsoleSpanExporter,
 )
-from telemetry_otel._otel.delivery import DeliveryCounts
-from telemetry_otel._otel.encoding import encode_spans
+from telemetry_otel._otel.delivery import EXPORTER, Delivered, DeliveryCounts
 from telemetry_otel._otel.forks import ForkSafeLock
 from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.metrics import count_data_points
@@ -77,10 +75,17 @@ def build_destination(endpoint: Endpoint, config: TelemetryConfig) -> Destinatio
 
         return prometheus_destination(name, endpoint, cardinality_limits(config))
     targets = config.otlp_targets(endpoint)
-    spans, logs = otlp_span_exporter(targets["traces"]), otlp_log_exporter(targets["logs"])
-    destination = _pushing(name, spans, logs, otlp_metric_exporter(targets["metrics"]), config)
-    destination.otlp_targets = targets
-    return destination
+    # Traces and logs go through OtlpDelivery (otlp_delivery.py); metrics through the
+    # SDK's periodic reader to OtlpMetricExporter (otlp_delivery.py).
+    from telemetry_otel._otel.otlp_delivery import OtlpMetricExporter
+
+    counting = OtlpMetricExporter(name, targets["metrics"])
+    reader = PeriodicExportingMetricReader(
+        counting, config.flush_interval_ms, cardinality_limits=cardinality_limits(config)
+    )
+    return Destination(
+        name, metric_reader=reader, metric_counts=counting, otlp_targets=dict(targets)
+    )
 
 
 def _console_destination(name: str, endpoint: Endpoint, config: TelemetryConfig) -> Destination:
@@ -146,115 +151,25 @@ def url_and_headers(target: OtlpTarget) -> tuple[str, dict[str, str] | None]:
     return url, headers or None
 
 
-def _grpc_options(target: OtlpTarget) -> dict[str, Any]:
-    import grpc
-
-    url, headers = url_and_headers(target)
-    options: dict[str, Any] = {
-        "endpoint": url,
-        "insecure": not target.tls,
-        "headers": headers,
-        "timeout": target.timeout_ms / 1000,
-        "compression": grpc.Compression.Gzip
-        if target.compression == "gzip"
-        else grpc.Compression.NoCompression,
-    }
-    if target.tls:
-        roots = Path(target.ca_file).read_bytes() if target.ca_file else None
-        options["credentials"] = grpc.ssl_channel_credentials(root_certificates=roots)
-    return options
-
-
-def _http_options(target: OtlpTarget) -> dict[str, Any]:
-    from opentelemetry.exporter.otlp.proto.http import Compression
-
-    url, headers = url_and_headers(target)
-    options: dict[str, Any] = {
-        "endpoint": url,
-        "headers": headers,
-        "timeout": target.timeout_ms / 1000,
-        "compression": Compression.Gzip
-        if target.compression == "gzip"
-        else Compression.NoCompression,
-    }
-    if target.ca_file:
-        options["certificate_file"] = target.ca_file
-        options["session"] = ca_file_session()
-    return options
-
-
-def ca_file_session() -> Any:
-    """A requests session whose own CA file beats REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE.
-
-    requests lets those variables override ``Session.verify`` (psf/requests#3829),
-    which would silently replace the ca_file the endpoint asked for.
-    """
-    import requests
-
-    class CaFileSession(requests.Session):
-        def merge_environment_settings(self, *args: Any, **kwargs: Any) -> Any:
-            settings = super().merge_environment_settings(*args, **kwargs)
-            settings["verify"] = self.verify
-            return settings
-
-    return CaFileSession()
-
-
-def otlp_span_exporter(target: OtlpTarget) -> SpanExporter:
-    if target.protocol == "grpc":
-        return _grpc_span_exporter_class()(**_grpc_options(target))
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-        OTLPSpanExporter as HttpSpanExporter,
-    )
-
-    return HttpSpanExporter(**_http_options(target))
-
-
-def _grpc_span_exporter_class() -> type[SpanExporter]:
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-    class FastEncodingSpanExporter(OTLPSpanExporter):
-        """The SDK's gRPC span exporter (retries, channel, compression) with the faster
-        encoder of the same request (see encoding.py)."""
-
-        def _translate_data(self, data: Sequence[ReadableSpan]) -> Any:
-            return encode_spans(data)
-
-    return FastEncodingSpanExporter
-
-
-def otlp_log_exporter(target: OtlpTarget) -> LogRecordExporter:
-    if target.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-
-        return OTLPLogExporter(**_grpc_options(target))
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import (
-        OTLPLogExporter as HttpLogExporter,
-    )
-
-    return HttpLogExporter(**_http_options(target))
-
-
-def otlp_metric_exporter(target: OtlpTarget) -> MetricExporter:
-    if target.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-
-        return OTLPMetricExporter(**_grpc_options(target))
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
-        OTLPMetricExporter as HttpMetricExporter,
-    )
-
-    return HttpMetricExporter(**_http_options(target))
+def read_ca_file(ca_file: str | None) -> bytes | None:
+    """The PEM bytes of an endpoint's CA file; None: the system's CAs."""
+    return Path(ca_file).read_bytes() if ca_file else None
 
 
 class CountingMetricExporter(MetricExporter):
     """Wraps a metric exporter and counts the data points it exported or failed to."""
 
-    def __init__(self, name: str, inner: MetricExporter) -> None:
-        super().__init__(
-            preferred_temporality=inner._preferred_temporality,
-            preferred_aggregation=inner._preferred_aggregation,
+    def __init__(
+        self,
+        name: str,
+        inner: MetricExporter,
+        preferences: tuple[dict[type, Any], dict[type, Any]] | None = None,
+    ) -> None:
+        temporality, aggregation = preferences or (
+            inner._preferred_temporality,
+            inner._preferred_aggregation,
         )
+        super().__init__(preferred_temporality=temporality, preferred_aggregation=aggregation)
         self.name = name
         self._inner = inner
         self._counts = DeliveryCounts()
@@ -267,21 +182,26 @@ class CountingMetricExporter(MetricExporter):
         with self._lock:  # pending while the export has not returned
             self._counts.submitted += points
         try:
-            result = self._inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
+            delivered = self._deliver(metrics_data, points, timeout_millis)
         except Exception:
             warn_limited(f"metric-export:{self.name}", "metric export to %s raised", self.name)
-            result = MetricExportResult.FAILURE
+            delivered = Delivered()
         with self._lock:
-            if result is MetricExportResult.SUCCESS:
-                self._counts.exported += points
-            else:
-                self._counts.export_failures += points
-        return result
+            self._counts.record(delivered, points, EXPORTER)
+        return (
+            MetricExportResult.SUCCESS
+            if delivered.exported == points
+            else (MetricExportResult.FAILURE)
+        )
+
+    def _deliver(self, metrics_data: MetricsData, points: int, timeout_millis: float) -> Delivered:
+        result = self._inner.export(metrics_data, timeout_millis=timeout_millis)
+        return Delivered(exported=points if result is MetricExportResult.SUCCESS else 0)
 
     def counts(self) -> DeliveryCounts:
         """A snapshot of the data points exported and failed."""
         with self._lock:
-            return DeliveryCounts(**vars(self._counts))
+            return self._counts.copy()
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return self._inner.force_flush(timeout_millis=timeout_millis)

@@ -25,3 +25,25 @@ def warn_limited(key: str, message: str, *args: object, exc_info: bool = False) 
             return
         _last_warned[key] = now
     logger.warning(message, *args, exc_info=exc_info)
+
+
+_unreported: dict[str, int] = {}
+
+
+def report_loss(key: str, count: int, message: str, *args: object) -> None:
+    """Log ``message % (*args, n)`` at most once a minute per ``key``, where n is every
+    item counted under that key since its last line (this call's included).
+
+    One line per endpoint and reason, however long an outage lasts, and it says how
+    much the outage cost since the line before.
+    """
+    with _lock:
+        total = _unreported.get(key, 0) + count
+        now = time.monotonic()
+        last = _last_warned.get(key)
+        if last is not None and now - last < WARNING_INTERVAL_S:
+            _unreported[key] = total
+            return
+        _last_warned[key] = now
+        _unreported[key] = 0
+    logger.warning(message, *args, total)

@@ -15,12 +15,13 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Span
 
+from telemetry_otel._endpoints import OtlpTarget
 from telemetry_otel._otel.accounting import (
     SELF_SCOPE,
     SIGNALS,
@@ -48,6 +49,7 @@ from telemetry_otel._otel.ids import otel_trace_id
 from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.logs import event_to_log_record
 from telemetry_otel._otel.metrics import InstrumentCache
+from telemetry_otel._otel.otlp_delivery import OtlpDelivery
 from telemetry_otel._otel.processors import (
     LiveSpanCounter,
     QueueLogRecordProcessor,
@@ -63,7 +65,6 @@ from telemetry_otel._otel.sampling import (
 )
 from telemetry_otel._otel.spans import SpanFactory
 from telemetry_otel._otel.spool import Spool
-from telemetry_otel._otel.spooling import RawOtlpSender, SpoolingDelivery
 from telemetry_otel._otel.threads import run_all_until, run_until
 from telemetry_otel._shaping import Shaper
 from telemetry_otel._version import __version__
@@ -91,16 +92,15 @@ def build_resource(config: TelemetryConfig, shaper: Shaper | None = None) -> Res
     return Resource.create(attributes)
 
 
-def _span_delivery(exporter: SpanExporter) -> Callable[[list[ReadableSpan]], bool]:
-    def export(batch: list[ReadableSpan]) -> bool:
-        return exporter.export(batch) is SpanExportResult.SUCCESS
+def _exporter_delivery(
+    exporter: SpanExporter | LogRecordExporter,
+) -> Callable[[list[Any]], int]:
+    """An SDK exporter (console, file) as a queue's delivery: all or nothing."""
 
-    return export
-
-
-def _log_delivery(exporter: LogRecordExporter) -> Callable[[list[ReadableLogRecord]], bool]:
-    def export(batch: list[ReadableLogRecord]) -> bool:
-        return exporter.export(batch) is LogRecordExportResult.SUCCESS
+    def export(batch: list[Any]) -> int:
+        result = exporter.export(batch)
+        ok = result in (SpanExportResult.SUCCESS, LogRecordExportResult.SUCCESS)
+        return len(batch) if ok else 0
 
     return export
 
@@ -148,7 +148,7 @@ class Pipeline:
         resource = build_resource(config, self._shaper)
         self._build_metrics(resource, config)
         self._spool = Spool(config.spool_dir, config.spool_max_bytes) if config.spool_dir else None
-        self._spoolings: list[SpoolingDelivery] = []
+        self._otlp_deliveries: list[OtlpDelivery] = []
         self._build_traces(resource, config)
         self._build_logs(resource, config)
         follow_forks(self)
@@ -215,9 +215,7 @@ class Pipeline:
     def _build_traces(self, resource: Resource, config: TelemetryConfig) -> None:
         joined: TracerProvider | None = self._global["trace"]
         self._span_processor = QueueSpanProcessor(only_scope=SCOPE_NAME if joined else None)
-        for destination in self._destinations:
-            if destination.spans is not None:
-                self._add_queue(destination, "trace", _span_delivery(destination.spans))
+        self._add_queues("trace")
         rate = float(_or(config.trace_sample_rate, config.sample_rate))
         if joined is None:
             sampler: Sampler = live_span_sampler(rate)
@@ -292,9 +290,7 @@ class Pipeline:
     def _build_logs(self, resource: Resource, config: TelemetryConfig) -> None:
         joined: LoggerProvider | None = self._global["event"]
         self._log_processor = QueueLogRecordProcessor(only_scope=SCOPE_NAME if joined else None)
-        for destination in self._destinations:
-            if destination.logs is not None:
-                self._add_queue(destination, "event", _log_delivery(destination.logs))
+        self._add_queues("event")
         limits = LogRecordLimits(
             max_attributes=config.max_attributes, max_attribute_length=config.max_attribute_length
         )
@@ -328,25 +324,41 @@ class Pipeline:
 
         return emit
 
-    def _add_queue(
-        self, destination: Destination, signal: str, export: Callable[[list[Any]], bool]
-    ) -> None:
+    def _add_queues(self, signal: str) -> None:
+        """One delivery queue per destination that takes this signal."""
+        for destination in self._destinations:
+            self._add_destination_queue(destination, signal)
+
+    def _add_destination_queue(self, destination: Destination, signal: str) -> None:
         otlp_signal = "traces" if signal == "trace" else "logs"
         name = f"{destination.name}-{otlp_signal}"
         targets = destination.otlp_targets
-        if self._spool is not None and targets is not None:
-            sender = RawOtlpSender(targets[otlp_signal], otlp_signal)
-            spooling = SpoolingDelivery(destination.name, otlp_signal, export, sender, self._spool)
-            queue = self._settings.make_queue(name, spooling.deliver, spooler=spooling)
-            spooling.attach(queue)
-            self._spoolings.append(spooling)
+        if targets is not None:
+            queue = self._otlp_queue(name, destination.name, otlp_signal, targets)
         else:
-            queue = self._settings.make_queue(
-                name, lambda batch: len(batch) if export(batch) else 0
-            )
+            exporter = destination.spans if signal == "trace" else destination.logs
+            if exporter is None:
+                return
+            queue = self._settings.make_queue(name, _exporter_delivery(exporter))
         self._queues[signal].append(queue)
         processor = self._span_processor if signal == "trace" else self._log_processor
         processor.add_queue(queue)
+
+    def _otlp_queue(
+        self, name: str, destination: str, signal: str, targets: Mapping[str, OtlpTarget]
+    ) -> DeliveryQueue[Any]:
+        delivery = OtlpDelivery(
+            destination,
+            signal,
+            targets[signal],
+            self._config.max_export_batch_bytes,
+            self._spool,
+        )
+        spooler = delivery if self._spool is not None else None
+        queue = self._settings.make_queue(name, delivery.deliver, spooler=spooler)
+        delivery.attach(queue)
+        self._otlp_deliveries.append(delivery)
+        return queue
 
     # -- the collecting path: never raises for a valid model --------------------------------
 
@@ -589,8 +601,8 @@ class Pipeline:
     def _release(self, deadline: float) -> Callable[[], None]:
         def release() -> None:
             self._close_destinations()
-            for spooling in self._spoolings:
-                spooling.close()
+            for delivery in self._otlp_deliveries:
+                delivery.close()
             if self._spool is not None:
                 self._spool.close()
             for signal, provider in (

@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 
 from telemetry_otel._otel.console import format_fields, iso_time
 from telemetry_otel._otel.otlp_json import RotatingLineFile, to_otlp_json
-from telemetry_otel._otel.spooling import GRPC_METHODS
+from telemetry_otel._otel.otlp_sender import GRPC_METHODS
 
 MESSAGES: dict[str, tuple[Any, Any]] = {
     "traces": (trace_pb.ExportTraceServiceRequest, trace_pb.ExportTraceServiceResponse),

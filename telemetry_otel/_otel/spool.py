@@ -59,6 +59,7 @@ class Spool:
         # A fresh owner per process: rows of an earlier (or parent) process are theirs.
         self._owner = uuid.uuid4().hex
         self._lock = threading.Lock()
+        self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -71,18 +72,38 @@ class Spool:
 
     def put(self, destination: str, signal: str, items: int, payload: bytes) -> bool:
         """Store a request; False (nothing stored) when it alone is larger than the bound."""
-        if len(payload) > self._max_bytes:
-            return False
-        with self._lock:
-            self._db.execute(
+        return self.put_many(destination, signal, [(items, payload)]) == items
+
+    def put_many(self, destination: str, signal: str, rows: list[tuple[int, bytes]]) -> int:
+        """Store requests ``(items, payload)`` in one transaction; how many items were
+        stored (a request alone larger than the bound is not)."""
+        kept = [(items, payload) for items, payload in rows if len(payload) <= self._max_bytes]
+        if not kept:
+            return 0
+        with self._lock, self._db:  # one transaction: one fsync for all of them
+            self._db.execute("BEGIN")
+            self._db.executemany(
                 "INSERT INTO batches (destination, signal, items, size, owner, payload)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (destination, signal, items, len(payload), self._owner, payload),
+                [
+                    (destination, signal, items, len(payload), self._owner, payload)
+                    for items, payload in kept
+                ],
             )
             evicted = self._evict_past_bound()
         for key, count in evicted:
             self._report_eviction(key, count)
-        return True
+        return sum(items for items, _ in kept)
+
+    def has_rows(self, destination: str, signal: str) -> bool:
+        with self._lock:
+            if self._closed:
+                return False
+            row = self._db.execute(
+                "SELECT 1 FROM batches WHERE destination = ? AND signal = ? LIMIT 1",
+                (destination, signal),
+            ).fetchone()
+        return row is not None
 
     def _evict_past_bound(self) -> list[tuple[tuple[str, str], int]]:
         evicted = []
@@ -108,6 +129,8 @@ class Spool:
 
     def oldest(self, destination: str, signal: str) -> SpooledBatch | None:
         with self._lock:
+            if self._closed:  # a replay still running as the pipeline stops
+                return None
             row = self._db.execute(
                 "SELECT id, items, payload, owner FROM batches"
                 " WHERE destination = ? AND signal = ? ORDER BY id LIMIT 1",
@@ -119,8 +142,11 @@ class Spool:
 
     def remove(self, batch_id: int) -> None:
         with self._lock:
+            if self._closed:
+                return
             self._db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._db.close()

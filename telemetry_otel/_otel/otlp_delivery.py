@@ -1,0 +1,310 @@
+"""Trace and log batches to one OTLP endpoint: cut to fit its size limit, each outcome
+counted by what the endpoint did, and the spool (if any) behind it for outages only.
+
+What happens to a batch (the README's Reliability section says the same):
+- it is cut into requests of at most ``max_export_batch_bytes`` (encoded); an item
+  that cannot fit even alone is dropped (``dropped_too_large``);
+- a request the endpoint refuses for its size (HTTP 413, gRPC RESOURCE_EXHAUSTED
+  "larger than max") is split in two and each half sent again;
+- an outage (refused, reset, timeout, 429/502/503/504, UNAVAILABLE…) that outlasts
+  the endpoint's retries is spooled with a spool, or counted in
+  ``export_failures_unavailable``;
+- a permanent refusal (other 4xx, 3xx, INVALID_ARGUMENT…) is never spooled:
+  ``export_failures_refused``; items a partial success rejects:
+  ``export_failures_partial``. Each is logged once a minute per endpoint, with the
+  server's message and how many items it cost.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
+
+from telemetry_otel._endpoints import OtlpTarget
+from telemetry_otel._otel.delivery import (
+    PARTIAL,
+    REFUSED,
+    TOO_LARGE,
+    UNAVAILABLE,
+    Delivered,
+    DeliveryQueue,
+)
+from telemetry_otel._otel.encoding import encode_spans
+from telemetry_otel._otel.exporters import CountingMetricExporter
+from telemetry_otel._otel.log import report_loss
+from telemetry_otel._otel.otlp_sender import PERMANENT, RETRYABLE, Answer, OtlpSender
+from telemetry_otel._otel.otlp_sender import TOO_LARGE as SENT_TOO_LARGE
+from telemetry_otel._otel.spool import Spool
+
+ENCODERS: dict[str, Callable[[Sequence[Any]], Any]] = {"traces": encode_spans, "logs": encode_logs}
+_ITEMS = {"traces": "spans", "logs": "log records"}
+# A replay that keeps failing waits longer each time (1 s, 2 s, 4 s, then this at
+# most), instead of retrying on every idle pass of the queue; a short cap, because
+# the spool is sent only by replays once the endpoint is back.
+_MAX_REPLAY_BACKOFF_S = 5.0
+
+Request = tuple[list[Any], bytes]
+_VERDICTS = {
+    RETRYABLE: "could not take {} past its retries",
+    PARTIAL: "rejected {}",
+    PERMANENT: "refused {} for good",
+}
+
+
+class OtlpDelivery:
+    """The ``deliver`` (and, with a spool, the Spooler) of one OTLP destination's queue."""
+
+    def __init__(
+        self,
+        name: str,
+        signal: str,
+        target: OtlpTarget,
+        max_request_bytes: int,
+        spool: Spool | None = None,
+    ) -> None:
+        self._name = name
+        self._signal = signal
+        self._items = _ITEMS[signal]
+        self._encode = ENCODERS[signal]
+        self._budget = max_request_bytes
+        self._sender = OtlpSender(target, signal)
+        self._spool = spool
+        self._queue: DeliveryQueue[Any] | None = None
+        self._replay_failures = 0
+        self._replay_after = 0.0
+
+    def attach(self, queue: DeliveryQueue[Any]) -> None:
+        self._queue = queue
+        if self._spool is not None:
+            self._spool.on_evict(
+                self._name, self._signal, lambda items: queue.settle_spooled(dropped=items)
+            )
+
+    # -- live batches ------------------------------------------------------------------------
+
+    def deliver(self, batch: list[Any]) -> Delivered:
+        outcome = Delivered()
+        queue = self._queue_or_fail()
+        if self._spool is not None and not self.replay(queue, force=queue.flushing):
+            # Older batches wait in the spool: this one queues behind them, in order.
+            return self._spool_or_fail(self.requests(batch, outcome), outcome, None)
+        requests = self.requests(batch, outcome)
+        for index, (items, payload) in enumerate(requests):
+            outage = self._send(items, payload, outcome)
+            if outage is not None:
+                return self._spool_or_fail(requests[index:], outcome, outage)
+        return outcome
+
+    def requests(self, items: list[Any], outcome: Delivered) -> list[Request]:
+        """Encoded requests within the byte budget; items too large alone are dropped."""
+        payload = self._encode(items).SerializeToString()
+        if len(payload) <= self._budget:
+            return [(items, payload)]
+        if len(items) == 1:
+            outcome.drop(TOO_LARGE, 1)
+            report_loss(f"too_large:{self._name}:{self._signal}", 1,
+                        "dropped %s too large to export to %s (%d bytes encoded, "
+                        "max_export_batch_bytes %d): %d since the last report",
+                        self._items, self._name, len(payload), self._budget)  # fmt: skip
+            return []
+        half = len(items) // 2
+        return self.requests(items[:half], outcome) + self.requests(items[half:], outcome)
+
+    def _send(self, items: list[Any], payload: bytes, outcome: Delivered) -> Answer | None:
+        """Send one request, splitting it when refused for its size. On an outage, the
+        answer: the request is then neither counted nor lost (the caller spools or
+        fails it)."""
+        answer = self._sender.send_with_retries(payload)
+        if answer.kind == RETRYABLE:
+            return answer
+        if answer.kind == SENT_TOO_LARGE and len(items) > 1:
+            half = len(items) // 2
+            for part in (items[:half], items[half:]):
+                for part_items, part_payload in self.requests(part, outcome):
+                    outage = self._send(part_items, part_payload, outcome)
+                    if outage is not None:
+                        return outage  # a split is rare: its parts already sent stay sent
+            return None
+        self._count_answer(answer, len(items), outcome)
+        return None
+
+    def _count_answer(self, answer: Answer, items: int, outcome: Delivered) -> None:
+        if answer.taken:
+            outcome.exported += items - min(answer.rejected, items)
+            if answer.kind == PARTIAL:
+                self._report(PARTIAL, answer, min(answer.rejected, items))
+                outcome.fail(PARTIAL, min(answer.rejected, items))
+            return
+        if answer.kind == SENT_TOO_LARGE:
+            outcome.drop(TOO_LARGE, items)
+        else:
+            outcome.fail(REFUSED, items)
+        self._report(REFUSED, answer, items)
+
+    def _report(self, reason: str, answer: Answer, items: int) -> None:
+        what = {PARTIAL: "rejected", REFUSED: "refused for good (not retried, not spooled)",
+                UNAVAILABLE: "could not take"}[reason]  # fmt: skip
+        message = f": {answer.message}" if answer.message else ""
+        report_loss(f"export:{self._name}:{self._signal}:{reason}", items,
+                    "OTLP endpoint %s %s %s (%s%s): %d since the last report",
+                    self._name, what, self._items, answer.reason, message)  # fmt: skip
+
+    def _spool_or_fail(
+        self, requests: list[Request], outcome: Delivered, outage: Answer | None
+    ) -> Delivered:
+        """Spool what an outage (or older spooled batches: ``outage`` None) holds back;
+        without a spool, count it as failed."""
+        items = sum(len(request_items) for request_items, _ in requests)
+        queue = self._queue_or_fail()
+        if items and self._spool is not None and queue.claim_in_flight("delivery"):
+            outcome.spooled += self._put(requests)
+        lost = items - outcome.spooled
+        outcome.fail(UNAVAILABLE, lost)
+        if outage is not None:
+            verdict = "spooled" if outcome.spooled else "lost"
+            count = outcome.spooled or lost
+            message = f": {outage.message}" if outage.message else ""
+            report_loss(f"export:{self._name}:{self._signal}:{UNAVAILABLE}:{verdict}", count,
+                        "OTLP endpoint %s could not take %s past its retries (%s%s): "
+                        f"%d {verdict} since the last report",
+                        self._name, self._items, outage.reason, message)  # fmt: skip
+        return outcome
+
+    def _put(self, requests: list[Request]) -> int:
+        assert self._spool is not None
+        rows = [(len(items), payload) for items, payload in requests]
+        return self._spool.put_many(self._name, self._signal, rows)
+
+    def _queue_or_fail(self) -> DeliveryQueue[Any]:
+        queue = self._queue
+        assert queue is not None, "attach() the queue first"
+        return queue
+
+    # -- the spool ---------------------------------------------------------------------------
+
+    def hold(self, queue: DeliveryQueue[Any], items: list[Any]) -> int:
+        """Spool items the queue could not send before its deadline; how many were stored."""
+        if self._spool is None:
+            return 0
+        try:
+            requests = self.requests(items, Delivered())
+        except Exception as error:
+            report_loss(f"spool:encode:{self._name}", len(items),
+                        "cannot spool %s for %s (%s): %d lost since the last report",
+                        self._items, self._name, type(error).__name__)  # fmt: skip
+            return 0
+        return self._put(requests)
+
+    def replay(self, queue: DeliveryQueue[Any], force: bool = False) -> bool:
+        """Send spooled requests oldest first until one fails; True when none is left.
+
+        After an outage it waits (backing off) before trying again, unless ``force``
+        (a flush asks for a try now). A row the endpoint refuses for good is removed
+        and counted, never replayed again.
+        """
+        spool = self._spool
+        if spool is None:
+            return True
+        if not force and time.monotonic() < self._replay_after:
+            return not spool.has_rows(self._name, self._signal)
+        while (batch := spool.oldest(self._name, self._signal)) is not None:
+            answer = self._sender.send(batch.payload)
+            if answer.kind == RETRYABLE:
+                self._back_off()
+                return False
+            self._replay_failures = 0
+            spool.remove(batch.id)
+            self._settle(queue, batch.items, batch.ours, answer)
+        return True
+
+    def _back_off(self) -> None:
+        wait = min(_MAX_REPLAY_BACKOFF_S, 2.0**self._replay_failures)
+        self._replay_after = time.monotonic() + wait * random.uniform(0.8, 1.2)
+        self._replay_failures += 1
+
+    def _settle(self, queue: DeliveryQueue[Any], items: int, ours: bool, answer: Answer) -> None:
+        rejected = min(answer.rejected, items) if answer.taken else items
+        reason = PARTIAL if answer.taken else REFUSED
+        if rejected:
+            self._report(reason, answer, rejected)
+        if ours:
+            queue.settle_spooled(exported=items - rejected, failed=rejected, reason=reason)
+        elif answer.taken:
+            queue.count_recovered(items - rejected)
+
+    def close(self) -> None:
+        self._sender.close()
+
+
+# -- metrics -----------------------------------------------------------------------------------
+
+
+class OtlpMetricExporter(CountingMetricExporter):
+    """Metrics to one OTLP endpoint through OtlpSender, for the reasons otlp_sender.py
+    gives; behind the SDK's periodic reader, which aggregates and collects.
+
+    Temporality and the default histogram aggregation follow the
+    ``OTEL_EXPORTER_OTLP_METRICS_*`` variables, read by the SDK's own code.
+    """
+
+    def __init__(self, name: str, target: OtlpTarget) -> None:
+        super().__init__(name, NoOpMetricExporter(), _sdk_metric_preferences())
+        self._sender = OtlpSender(target, "metrics")
+        self._items = "metric data points"
+
+    def _deliver(self, metrics_data: MetricsData, points: int, timeout_millis: float) -> Delivered:
+        from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+
+        answer = self._sender.send_with_retries(encode_metrics(metrics_data).SerializeToString())
+        delivered = Delivered()
+        if answer.taken:
+            rejected = min(answer.rejected, points)
+            delivered.exported = points - rejected
+            delivered.fail(PARTIAL, rejected)
+        else:
+            delivered.fail(UNAVAILABLE if answer.kind == RETRYABLE else REFUSED, points)
+        lost = points - delivered.exported
+        if lost:
+            what = _VERDICTS.get(answer.kind, _VERDICTS[PERMANENT])
+            message = f": {answer.message}" if answer.message else ""
+            report_loss(f"export:{self.name}:metrics:{answer.kind}", lost,
+                        "OTLP endpoint %s %s (%s%s): %d lost since the last report",
+                        self.name, what.format(self._items), answer.reason, message)  # fmt: skip
+        return delivered
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._sender.close()
+
+
+class NoOpMetricExporter(MetricExporter):
+    """Stands for the wrapped exporter where the sending is done by the subclass."""
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        return MetricExportResult.SUCCESS
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return True
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        pass
+
+
+def _sdk_metric_preferences() -> tuple[dict[type, Any], dict[type, Any]]:
+    """The temporality and aggregation the SDK's OTLP metric exporters would prefer, from
+    the same variables; the SDK's defaults (cumulative, explicit buckets) if its private
+    mixin ever moves."""
+    try:
+        from opentelemetry.exporter.otlp.proto.common._internal.metrics_encoder import (
+            OTLPMetricExporterMixin,
+        )
+    except ImportError:
+        return {}, {}
+    preferences: Any = OTLPMetricExporterMixin()
+    return preferences._get_temporality({}), preferences._get_aggregation({})

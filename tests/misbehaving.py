@@ -1,0 +1,101 @@
+"""Loopback endpoints that misbehave, for every destination type to be run against.
+
+With the OTLP receiver's scripted answers (tests/otlp_receiver.py: 503 with
+Retry-After, 400 with a message, 302, gRPC codes with RetryInfo, partial
+success, a 4 MiB receive limit) and its BlackHole, they make the kit: refuse,
+reset, and a response trickled a byte at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+import time
+
+from tests.prometheus_server import free_port
+
+
+def refusing_port() -> int:
+    """A loopback port nobody listens on: connections are refused."""
+    return free_port()
+
+
+class _Server:
+    """A TCP server on 127.0.0.1 that hands each connection to ``serve``, in a thread."""
+
+    def __init__(self) -> None:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))
+        self._socket.listen(64)
+        self._socket.settimeout(0.2)
+        self.port = int(self._socket.getsockname()[1])
+        self.connections = 0
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stopped.is_set():
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._serve_and_close, args=(connection,), daemon=True).start()
+
+    def _serve_and_close(self, connection: socket.socket) -> None:
+        try:
+            self.serve(connection)
+        except OSError:
+            pass
+        finally:
+            connection.close()
+
+    def serve(self, connection: socket.socket) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(5)
+        self._socket.close()
+
+
+class Resetter(_Server):
+    """Accepts, reads a little, and resets the connection (RST, not FIN). ``paths`` has
+    the path of each HTTP request it reset."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        super().__init__()
+
+    def serve(self, connection: socket.socket) -> None:
+        connection.settimeout(1)
+        with contextlib.suppress(OSError):
+            first = connection.recv(1024).split(b"\r\n", 1)[0].decode("latin-1").split()
+            if len(first) >= 2:
+                self.paths.append(first[1])
+        connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+class Trickler(_Server):
+    """An HTTP server that answers 200 one byte every ``interval_s``: each read of the
+    client gets something, so only a deadline for the whole request ends it."""
+
+    def __init__(self, interval_s: float = 0.1, stop_after_s: float = 30.0) -> None:
+        self.interval_s = interval_s
+        self.stop_after_s = stop_after_s
+        super().__init__()
+
+    def serve(self, connection: socket.socket) -> None:
+        connection.settimeout(5)
+        connection.recv(1 << 20)
+        body = b"x" * 1000
+        response = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        started = time.monotonic()
+        for i in range(len(response)):
+            if self._stopped.is_set() or time.monotonic() - started > self.stop_after_s:
+                return
+            connection.sendall(response[i : i + 1])
+            time.sleep(self.interval_s)

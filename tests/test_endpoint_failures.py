@@ -1,0 +1,314 @@
+"""Every OTLP transport against endpoints that misbehave: what reaches whom, and what is counted.
+
+For each failure the README's Reliability section says where the data goes: delivered,
+spooled, or counted under a reason key; these tests hold it to that, at every destination.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import grpc
+import pytest
+
+from telemetry_otel import Event, Metric, MetricType, Trace
+from tests.conftest import assert_identity
+from tests.misbehaving import Resetter, Trickler, refusing_port
+from tests.otlp_receiver import BlackHole, GrpcFailure, OtlpReceiver, Partial
+from tests.prometheus_server import free_port
+
+TRANSPORTS = ["grpc", "http"]
+FOUR_MIB = 4 * 1024 * 1024
+
+
+def _port(receiver: OtlpReceiver, transport: str) -> int:
+    return receiver.grpc_port if transport == "grpc" else receiver.http_port
+
+
+def _collect(collector, count: int, prefix: str = "") -> None:
+    for i in range(count):
+        assert collector.collect_trace(Trace("t", f"{prefix}s{i}", "op", 1.0))
+        assert collector.collect_event(Event("e", f"{prefix}m{i}"))
+
+
+def _lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _file_counts(directory) -> tuple[int, int]:
+    spans = sum(
+        len(scope["spans"])
+        for line in _lines(directory / "traces.jsonl")
+        for resource in line["resourceSpans"]
+        for scope in resource["scopeSpans"]
+    )
+    records = sum(
+        len(scope["logRecords"])
+        for line in _lines(directory / "logs.jsonl")
+        for resource in line["resourceLogs"]
+        for scope in resource["scopeLogs"]
+    )
+    return spans, records
+
+
+@pytest.fixture(params=["black_hole", "refused", "reset"])
+def dead_port(request):
+    """An endpoint that is down, three ways."""
+    if request.param == "refused":
+        yield refusing_port()
+        return
+    server = BlackHole() if request.param == "black_hole" else Resetter()
+    yield server.port
+    server.stop()
+
+
+# -- outages -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("spool", [False, True], ids=["no_spool", "spool"])
+def test_an_outage_is_spooled_or_counted_unavailable_and_costs_the_file_nothing(
+    dead_port, transport, spool, tmp_path, make_collector
+):
+    files, spool_dir = tmp_path / "files", tmp_path / "spool"
+    collector = make_collector(
+        export_endpoints=[f"{transport}://127.0.0.1:{dead_port}?timeout_ms=500", f"file://{files}"],
+        spool_dir=str(spool_dir) if spool else None,
+        flush_interval_ms=60_000,
+    )
+    _collect(collector, 10)
+    assert collector.flush(5000) is False
+    assert _file_counts(files) == (10, 10)
+    stats = collector.stats()
+    for signal in ("trace", "event"):
+        counts = stats[signal]
+        assert counts["exported"] == 10, counts  # the file's
+        if spool:
+            assert (counts["spooled"], counts["export_failures"]) == (10, 0), counts
+        else:
+            assert (counts["export_failures_unavailable"], counts["spooled"]) == (10, 0), counts
+        assert_identity(stats, signal, destinations=2)
+
+
+def test_a_response_trickled_a_byte_at_a_time_is_cut_at_the_endpoint_timeout(make_collector):
+    trickler = Trickler(interval_s=0.1)
+    try:
+        collector = make_collector(
+            export_endpoints=[f"http://127.0.0.1:{trickler.port}?timeout_ms=1000"],
+            flush_interval_ms=60_000,
+        )
+        collector.collect_event(Event("e", "m"))
+        started = time.monotonic()
+        assert collector.flush(10_000) is False
+        assert time.monotonic() - started < 4  # not the minutes the trickle would take
+        counts = collector.stats()["event"]
+        assert (counts["export_failures_unavailable"], counts["exported"]) == (1, 0)
+    finally:
+        trickler.stop()
+
+
+# -- permanent refusals never block the spool --------------------------------------------------
+
+
+POISON = {
+    "http": (400, {}, b"unknown field 17 in span"),
+    "grpc": GrpcFailure(grpc.StatusCode.INVALID_ARGUMENT, "unknown field 17 in span"),
+}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_request_refused_for_good_is_counted_once_never_spooled_and_blocks_nothing(
+    otlp_receiver, transport, tmp_path, make_collector, caplog
+):
+    otlp_receiver.fail_next(transport, "logs", POISON[transport])
+    collector = make_collector(
+        export_endpoints=[f"{transport}://127.0.0.1:{_port(otlp_receiver, transport)}"],
+        spool_dir=str(tmp_path),
+        flush_interval_ms=60_000,
+    )
+    collector.collect_event(Event("poison", "refused"))
+    with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+        assert collector.flush(5000) is False
+    for i in range(100):
+        collector.collect_event(Event("later", f"m{i}"))
+    assert collector.flush(5000) is True
+    assert len(otlp_receiver.log_records()) == 100
+    counts = collector.stats()["event"]
+    assert (counts["exported"], counts["export_failures_refused"], counts["spooled"]) == (100, 1, 0)
+    assert len(otlp_receiver.attempt_times("logs")) == 2  # the poison once, then the 100
+    [line] = [r.getMessage() for r in caplog.records if "refused for good" in r.getMessage()]
+    assert f"127.0.0.1:{_port(otlp_receiver, transport)}" in line
+    assert "unknown field 17 in span" in line
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_spooled_batch_refused_for_good_on_replay_is_removed_and_counted(
+    transport, tmp_path, make_collector
+):
+    port = free_port()
+    collector = make_collector(
+        export_endpoints=[f"{transport}://127.0.0.1:{port}?timeout_ms=300"],
+        spool_dir=str(tmp_path),
+        flush_interval_ms=60_000,
+    )
+    collector.collect_event(Event("spooled", "during the outage"))
+    assert collector.flush(5000) is False
+    assert collector.stats()["event"]["spooled"] == 1
+    receiver = OtlpReceiver(**{f"{transport}_port": port}).start()
+    try:
+        receiver.fail_next(transport, "logs", POISON[transport])
+        collector.collect_event(Event("later", "after the outage"))
+        assert collector.flush(5000) is False  # the spooled one was refused: a loss
+        assert [r.body.string_value for _, r in receiver.log_records()] == ["after the outage"]
+        counts = collector.stats()["event"]
+        assert (counts["spooled"], counts["export_failures_refused"], counts["exported"]) == (
+            0,
+            1,
+            1,
+        )
+        assert collector.flush(5000) is True
+    finally:
+        receiver.stop()
+
+
+def test_a_failing_replay_backs_off_instead_of_retrying_every_pass(tmp_path, make_collector):
+    resetter = Resetter()
+    try:
+        collector = make_collector(
+            export_endpoints=[f"http://127.0.0.1:{resetter.port}?timeout_ms=300"],
+            spool_dir=str(tmp_path),
+            flush_interval_ms=100,
+        )
+        collector.collect_event(Event("e", "m"))
+        time.sleep(3.5)
+        # Live export, then replays after about 1 s and 3 s (each may reconnect once):
+        # every 100 ms, it would be 35 or more.
+        assert resetter.paths.count("/v1/logs") <= 8
+        assert collector.stats()["event"]["spooled"] == 1
+    finally:
+        resetter.stop()
+
+
+# -- honest success ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("rejected", [2, 5])
+def test_a_partial_success_counts_the_rejected_items_as_failures_with_the_servers_message(
+    otlp_receiver, transport, rejected, make_collector, caplog
+):
+    otlp_receiver.fail_next(transport, "traces", Partial(rejected, "spans too old"))
+    collector = make_collector(
+        export_endpoints=[f"{transport}://127.0.0.1:{_port(otlp_receiver, transport)}"],
+        flush_interval_ms=60_000,
+    )
+    for i in range(5):
+        collector.collect_trace(Trace("t", f"s{i}", "op", 1.0))
+    with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+        assert collector.flush(5000) is False
+    counts = collector.stats()["trace"]
+    assert (counts["exported"], counts["export_failures_partial"]) == (5 - rejected, rejected)
+    [line] = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert "partial success: spans too old" in line
+    assert line.endswith(f": {rejected} since the last report")
+
+
+def test_an_http_redirect_is_a_failure_not_a_success(otlp_receiver, make_collector, caplog):
+    otlp_receiver.fail_next("http", "logs", (302, {"Location": "http://login.example/"}, b""))
+    collector = make_collector(
+        export_endpoints=[f"http://127.0.0.1:{otlp_receiver.http_port}"], flush_interval_ms=60_000
+    )
+    collector.collect_event(Event("e", "m"))
+    with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+        assert collector.flush(5000) is False
+    counts = collector.stats()["event"]
+    assert (counts["exported"], counts["export_failures_refused"]) == (0, 1)
+    assert any("redirected to http://login.example/" in r.getMessage() for r in caplog.records)
+
+
+# -- requests fit the receiver -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_batch_over_the_4_mib_receive_limit_is_cut_to_fit(transport, make_collector):
+    receiver = OtlpReceiver(max_http_body=FOUR_MIB).start()  # gRPC's own limit is 4 MiB
+    try:
+        collector = make_collector(
+            export_endpoints=[f"{transport}://127.0.0.1:{_port(receiver, transport)}"],
+            flush_interval_ms=60_000,
+        )
+        for i in range(512):
+            collector.collect_event(Event("big", f"{i:04d}" + "x" * 8188))
+        assert collector.flush(10_000) is True
+        bodies = sorted(r.body.string_value[:4] for _, r in receiver.log_records())
+        assert bodies == [f"{i:04d}" for i in range(512)]
+        assert len(receiver.requests("logs")) >= 2
+        counts = collector.stats()["event"]
+        assert (counts["exported"], counts["dropped"], counts["export_failures"]) == (512, 0, 0)
+    finally:
+        receiver.stop()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_request_refused_for_its_size_is_split_and_sent_again(transport, make_collector):
+    receiver = OtlpReceiver(max_http_body=FOUR_MIB).start()
+    try:
+        collector = make_collector(
+            export_endpoints=[f"{transport}://127.0.0.1:{_port(receiver, transport)}"],
+            max_export_batch_bytes=16_000_000,  # larger than the receiver takes
+            flush_interval_ms=60_000,
+        )
+        for i in range(512):
+            collector.collect_event(Event("big", f"{i:04d}" + "x" * 8188))
+        assert collector.flush(10_000) is True
+        assert len(receiver.log_records()) == 512
+        assert collector.stats()["event"]["exported"] == 512
+    finally:
+        receiver.stop()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_an_item_too_large_alone_is_dropped_without_taking_its_batch_down(
+    otlp_receiver, transport, make_collector
+):
+    collector = make_collector(
+        export_endpoints=[f"{transport}://127.0.0.1:{_port(otlp_receiver, transport)}"],
+        max_export_batch_bytes=20_000,
+        flush_interval_ms=60_000,
+    )
+    for i in range(25):
+        collector.collect_event(Event("normal", f"before {i}"))
+    huge = {f"k{n}": "v" * 8000 for n in range(10)}
+    collector.collect_event(Event("huge", "too large alone", metadata=huge))
+    for i in range(25):
+        collector.collect_event(Event("normal", f"after {i}"))
+    assert collector.flush(10_000) is False  # one item was lost
+    names = [r.event_name for _, r in otlp_receiver.log_records()]
+    assert names == ["normal"] * 50
+    counts = collector.stats()["event"]
+    assert (counts["exported"], counts["dropped_too_large"]) == (50, 1)
+    assert_identity(collector.stats(), "event")
+
+
+def test_an_outage_logs_one_line_per_signal_saying_what_it_cost(make_collector, caplog):
+    port = refusing_port()
+    with caplog.at_level(logging.DEBUG):
+        collector = make_collector(
+            export_endpoints=[f"grpc://127.0.0.1:{port}?timeout_ms=200"], flush_interval_ms=100
+        )
+        for i in range(30):
+            _collect(collector, 1, prefix=f"{i}-")
+            collector.collect_metric(Metric("ticks", 1, MetricType.COUNTER))
+            time.sleep(0.1)
+    lines = sorted(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+    assert [line.split(" could not take ")[1].split(" (")[0] for line in lines] == [
+        "log records past its retries",
+        "metric data points past its retries",
+        "spans past its retries",
+    ], lines
+    for line in lines:
+        assert line.startswith(f"OTLP endpoint grpc://127.0.0.1:{port}?timeout_ms=200 ")
+        assert "(refused: " in line
+        assert line.endswith(" since the last report")
