@@ -3,7 +3,10 @@
 Each scenario runs in its own process (so peak RSS is its own), producing flat out
 for the same time: ``healthy`` exports to a loopback OTLP/gRPC receiver;
 ``outage`` to a socket that accepts and never answers (a black hole);
-``outage+spool`` the same with the durable spool on. Run ``make bench`` or
+``outage+spool`` the same with the durable spool on. Then ``stop()`` of a collector
+with 50,000 events queued for each of three black-holed endpoints and a spool,
+against a 1 s deadline: how long it took, and what was spooled or dropped. Run
+``make bench`` or
 ``python benchmarks/bench_outage.py [--seconds 30]``.
 """
 
@@ -82,11 +85,45 @@ def run_scenario(name: str, seconds: float) -> dict[str, float]:
     }
 
 
+def stop_with_spool(items: int = 50_000, endpoints: int = 3) -> dict[str, float]:
+    """stop(timeout_ms=1000) with ``items`` events queued per black-holed endpoint."""
+    from telemetry_otel import Event, TelemetryCollector, TelemetryConfig
+    from tests.otlp_receiver import BlackHole
+
+    holes = [BlackHole() for _ in range(endpoints)]
+    collector = TelemetryCollector(
+        TelemetryConfig(
+            export_endpoints=[f"grpc://127.0.0.1:{h.port}?timeout_ms=60000" for h in holes],
+            spool_dir=tempfile.mkdtemp(),
+            buffer_size=items,
+            flush_interval_ms=60_000,
+        )
+    )
+    collector.start()
+    for i in range(items):
+        collector.collect_event(Event("user_action", f"checkout {i}", metadata={"k": "v"}))
+    started = time.monotonic()
+    collector.stop(timeout_ms=1000)
+    stop_seconds = time.monotonic() - started
+    stats = collector.stats()["event"]
+    for hole in holes:
+        hole.stop()
+    return {
+        "stop_s": stop_seconds,
+        "spooled": stats["spooled"],
+        "dropped": stats["dropped_shutdown"],
+        "pending": stats["pending"],
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=30.0, help="production time per run")
-    parser.add_argument("--scenario", choices=SCENARIOS, help=argparse.SUPPRESS)
+    parser.add_argument("--scenario", choices=[*SCENARIOS, "stop"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.scenario == "stop":
+        print(json.dumps(stop_with_spool()))
+        return
     if args.scenario:
         print(json.dumps(run_scenario(args.scenario, args.seconds)))
         return
@@ -102,6 +139,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:<14}{r['calls']:>10.0f}{r['p50_ns']:>9.0f}{r['p99_ns']:>9.0f}"
               f"{r['max_ns'] / 1e6:>9.1f}{r['peak_rss_mb']:>8.0f}{r['stop_s']:>8.2f}"
               f"{r['exported']:>10.0f}{r['dropped']:>9.0f}{r['pending']:>9.0f}")  # fmt: skip
+    output = subprocess.run(
+        [sys.executable, __file__, "--scenario", "stop"],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout  # fmt: skip
+    r = json.loads(output.splitlines()[-1])
+    print("stop(timeout_ms=1000), spool, 3 black-holed endpoints, 50,000 events queued for each:")
+    print(f"  {r['stop_s']:.2f} s; spooled {r['spooled']:.0f}, dropped {r['dropped']:.0f}, "
+          f"pending {r['pending']:.0f} (target: within 1 s plus one encoded chunk)")  # fmt: skip
 
 
 if __name__ == "__main__":

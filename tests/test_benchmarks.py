@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,12 +55,14 @@ def test_end_to_end_benchmark_delivers_every_span_on_both_sides():
     assert output[-1].startswith("facade+gzip / raw items per second: ")
 
 
-def test_outage_benchmark_prints_every_scenario():
-    rows = rows_by_first_word(
-        run("bench_outage.py", "--seconds", "0.5", timeout=180).splitlines()[2:]
-    )
+def test_outage_benchmark_prints_every_scenario_and_stop_with_a_spool():
+    output = run("bench_outage.py", "--seconds", "0.5", timeout=240).splitlines()
+    rows = rows_by_first_word(output[2:5])
     assert set(rows) == {"healthy", "outage", "outage+spool"}
     for values in rows.values():
         calls, p50, p99, _, rss, *_ = map(float, values)
         assert calls > 0 and p50 <= p99 and rss > 0
     assert float(rows["outage"][6]) == 0  # nothing exported into a black hole
+    assert output[5].startswith("stop(timeout_ms=1000), spool, 3 black-holed endpoints")
+    spooled, dropped = (int(n) for n in re.findall(r"(?:spooled|dropped) (\d+)", output[6]))
+    assert spooled + dropped == 150_000

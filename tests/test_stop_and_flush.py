@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
+import time
 import urllib.request
 
 import pytest
@@ -139,3 +141,32 @@ def test_a_scrape_shows_each_series_once_however_often_flush_ran(make_collector)
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         page = response.read().decode()
     assert len(re.findall(r"^loop_check_total\{.*\} 2\.0$", page, re.M)) == 1
+
+
+def test_stop_with_a_spool_keeps_its_deadline_and_counts_every_item(tmp_path):
+    holes = [BlackHole() for _ in range(3)]
+    try:
+        collector = TelemetryCollector(
+            TelemetryConfig(
+                export_endpoints=[f"grpc://127.0.0.1:{h.port}?timeout_ms=60000" for h in holes],
+                spool_dir=str(tmp_path),
+                buffer_size=20_000,
+                flush_interval_ms=60_000,
+            )
+        )
+        collector.start()
+        for i in range(20_000):
+            collector.collect_event(Event("e", f"m{i}"))
+        started = time.monotonic()
+        collector.stop(timeout_ms=1000)
+        assert time.monotonic() - started < 2.5  # the deadline, plus one encoded chunk
+        stats = collector.stats()["event"]
+        assert stats["spooled"] > 0
+        assert stats["spooled"] + stats["dropped_shutdown"] == 60_000
+        assert stats["pending"] == stats["spooled"]  # what waits in the spool, and nothing else
+        with sqlite3.connect(tmp_path / "spool.sqlite3") as db:
+            [(rows_items,)] = db.execute("SELECT SUM(items) FROM batches").fetchall()
+        assert rows_items == stats["spooled"]
+    finally:
+        for hole in holes:
+            hole.stop()

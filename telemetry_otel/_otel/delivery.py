@@ -10,6 +10,7 @@ every ``delay_s`` or as soon as a batch is full) and accounts for every item.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
@@ -190,8 +191,9 @@ class Spooler(Protocol[T]):
         """Send what waits in the spool, oldest first; True when nothing waits any more.
         ``force``: try now, even while backing off after a failed replay."""
 
-    def hold(self, queue: DeliveryQueue[T], items: list[T]) -> int:
-        """Spool items the queue could not send before a deadline; how many it stored."""
+    def hold(self, queue: DeliveryQueue[T], items: list[T], deadline: float = math.inf) -> int:
+        """Spool items the queue could not send in time, oldest first, until ``deadline``;
+        how many it stored (the first ones)."""
 
 
 class DeliveryQueue(Generic[T]):
@@ -268,6 +270,11 @@ class DeliveryQueue(Generic[T]):
                 self._cond.notify()
 
     @property
+    def spools(self) -> bool:
+        """What this queue cannot send goes to a spool."""
+        return self._spooler is not None
+
+    @property
     def flushing(self) -> bool:
         """A flush() waits on this queue right now."""
         return self._flushers > 0
@@ -334,49 +341,31 @@ class DeliveryQueue(Generic[T]):
 
     def close(self, deadline: float, reason: str = SHUTDOWN) -> bool:
         """Refuse new items, deliver what is queued until the deadline, then spool (with a
-        spool) or drop (counted) the rest."""
+        spool) or drop (counted) the rest (see finish_close)."""
         return close_all([self], deadline, reason)
 
-    def finish_close(self, reason: str) -> None:
-        """Refuse new items; spool (with a spool) or drop (counted) what is still queued."""
+    def finish_close(self, reason: str, deadline: float = math.inf) -> None:
+        """Refuse new items; spool (with a spool, until ``deadline``) or drop (counted)
+        what is still queued.
+
+        At shutdown the batch an exporter is still busy with counts too: spooled as a
+        copy (at-least-once: should that export still succeed, it is sent twice) or
+        dropped, so a stopped collector has nothing pending; should that export still
+        end, it is not counted again.
+        """
         with self._cond:
             self._closed = True
             remaining = list(self._items)
             self._items.clear()
             in_flight = list(self._in_flight)
             self._cond.notify_all()
-        if in_flight and reason == SHUTDOWN:
-            if self._spooler is not None:
-                self._hold_in_flight(in_flight)
-            else:
-                self._give_up_in_flight(in_flight)
-        held = self._spooler.hold(self, remaining) if self._spooler and remaining else 0
+        if in_flight and reason == SHUTDOWN and self.claim_in_flight("close"):
+            remaining = in_flight + remaining
+        spooler = self._spooler
+        held = spooler.hold(self, remaining, deadline) if spooler and remaining else 0
         with self._cond:
             self._counts.spooled += held
             self._counts.drop(reason, len(remaining) - held)
-
-    def _hold_in_flight(self, batch: list[T]) -> None:
-        """Spool a copy of the batch an exporter is still busy with at the deadline.
-
-        At-least-once: should that export still succeed, the batch is sent twice.
-        """
-        assert self._spooler is not None
-        if not self.claim_in_flight("close"):
-            return  # the export just ended and settled the batch itself
-        if self._spooler.hold(self, batch) == len(batch):
-            with self._cond:
-                self._counts.spooled += len(batch)
-        else:
-            with self._cond:
-                self._in_flight_claim = None
-
-    def _give_up_in_flight(self, batch: list[T]) -> None:
-        """Count the batch an exporter is still busy with at the deadline as dropped, so a
-        stopped collector has nothing pending; should that export still succeed, it is
-        not counted again (nothing is counted as exported that may not have arrived)."""
-        if self.claim_in_flight("close"):
-            with self._cond:
-                self._counts.drop(SHUTDOWN, len(batch))
 
     def claim_in_flight(self, by: str) -> bool:
         """Take the in-flight batch for spooling; False when someone else already did.
@@ -466,7 +455,6 @@ class DeliveryQueue(Generic[T]):
             if not claimed_by_close:  # else close() spooled or dropped it, and counted it
                 self._counts.record(outcome, len(batch), self._failure_reason)
             self._cond.notify_all()
-
 
     def after_fork_in_child(self) -> None:
         """Start afresh in a forked child: new lock, no thread, no queue, zero counts.

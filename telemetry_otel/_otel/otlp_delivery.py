@@ -17,6 +17,7 @@ What happens to a batch (the README's Reliability section says the same):
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +50,8 @@ _ITEMS = {"traces": "spans", "logs": "log records"}
 _MAX_REPLAY_BACKOFF_S = 5.0
 
 Request = tuple[list[Any], bytes]
+# Items encoded at a time when spooling at stop(): each chunk checks the deadline.
+_SPOOL_CHUNK = 512
 _VERDICTS = {
     RETRYABLE: "could not take {} past its retries",
     PARTIAL: "rejected {}",
@@ -160,8 +163,9 @@ class OtlpDelivery:
         """Spool what an outage (or older spooled batches: ``outage`` None) holds back;
         without a spool, count it as failed."""
         items = sum(len(request_items) for request_items, _ in requests)
-        queue = self._queue_or_fail()
-        if items and self._spool is not None and queue.claim_in_flight("delivery"):
+        if items and not self._queue_or_fail().claim_in_flight("delivery"):
+            return outcome  # stop() took this batch at its deadline, and counts it
+        if items and self._spool is not None:
             outcome.spooled += self._put(requests)
         lost = items - outcome.spooled
         outcome.fail(UNAVAILABLE, lost)
@@ -187,17 +191,22 @@ class OtlpDelivery:
 
     # -- the spool ---------------------------------------------------------------------------
 
-    def hold(self, queue: DeliveryQueue[Any], items: list[Any]) -> int:
-        """Spool items the queue could not send before its deadline; how many were stored."""
+    def hold(self, queue: DeliveryQueue[Any], items: list[Any], deadline: float = math.inf) -> int:
+        """Spool items the queue could not send in time, oldest first, in one transaction;
+        how many were stored. Encoding stops at ``deadline`` (what is left then is the
+        caller's to drop), so stop() keeps its deadline however much is queued."""
         if self._spool is None:
             return 0
+        requests: list[Request] = []
         try:
-            requests = self.requests(items, Delivered())
+            for start in range(0, len(items), _SPOOL_CHUNK):
+                if time.monotonic() >= deadline:
+                    break
+                requests += self.requests(items[start : start + _SPOOL_CHUNK], Delivered())
         except Exception as error:
             report_loss(f"spool:encode:{self._name}", len(items),
                         "cannot spool %s for %s (%s): %d lost since the last report",
                         self._items, self._name, type(error).__name__)  # fmt: skip
-            return 0
         return self._put(requests)
 
     def replay(self, queue: DeliveryQueue[Any], force: bool = False) -> bool:

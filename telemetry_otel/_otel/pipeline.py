@@ -76,6 +76,7 @@ __all__ = ["SIGNALS", "Pipeline", "build_resource"]
 SCOPE_NAME = "telemetry_otel"
 # Largest batch an export carries, as the SDK's batch processors default to.
 _MAX_BATCH = 512
+_MAX_SPOOL_RESERVE_S = 1.0
 
 
 def build_resource(config: TelemetryConfig, shaper: Shaper | None = None) -> Resource:
@@ -521,14 +522,35 @@ class Pipeline:
         queues = self._item_queues()
         items_drained = begin_flush_all(queues)
         failed: list[str] = []
-        metrics_done = run_all_until(deadline, self._metric_works(deadline, failed, shutdown=True))
-        drained = items_drained(deadline)
-        for queue in queues:
-            queue.finish_close(SHUTDOWN)
+        send_until = deadline - self._spool_reserve(deadline)
+        metrics_done = run_all_until(
+            send_until, self._metric_works(send_until, failed, shutdown=True)
+        )
+        drained = items_drained(send_until)
+        self._close_queues(queues, deadline)
         self._span_processor.detach_queues()
         self._log_processor.detach_queues()
         released = run_until(deadline, self._release(deadline), "release")
         return drained and metrics_done and not failed and released
+
+    def _spool_reserve(self, deadline: float) -> float:
+        """The end of stop()'s deadline kept for spooling what could not be sent: a
+        quarter of what is left, at most a second (none without a spool)."""
+        if self._spool is None:
+            return 0.0
+        return min(_MAX_SPOOL_RESERVE_S, max(0.0, deadline - time.monotonic()) / 4)
+
+    @staticmethod
+    def _close_queues(queues: list[DeliveryQueue[Any]], deadline: float) -> None:
+        """Close every queue; those that spool share what is left of the deadline
+        fairly, each spooling (oldest first) until its share runs out."""
+        spooling = [queue for queue in queues if queue.spools]
+        for queue in queues:
+            if not queue.spools:
+                queue.finish_close(SHUTDOWN)
+        for index, queue in enumerate(spooling):
+            share = max(0.0, deadline - time.monotonic()) / (len(spooling) - index)
+            queue.finish_close(SHUTDOWN, time.monotonic() + share)
 
     def _metric_works(
         self, deadline: float, failed: list[str], *, shutdown: bool
