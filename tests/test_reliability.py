@@ -346,6 +346,36 @@ def test_a_forked_child_keeps_exporting_every_signal_and_the_parent_is_unaffecte
     assert {"hits_child", "hits_parent"} <= metrics
 
 
+def test_a_collector_stopped_before_a_fork_exports_nothing_from_the_children(tmp_path):
+    result = _run(
+        f"""
+        import os, time
+        from telemetry_otel import *
+        seen = []
+        collector = TelemetryCollector(TelemetryConfig(
+            export_endpoints=["file://{tmp_path}"], flush_interval_ms=100))
+        collector.register_exporter(lambda kind, item: seen.append(kind))
+        collector.start()
+        collector.collect_metric(Metric("before_fork", 1, MetricType.COUNTER))
+        collector.stop()
+        children = []
+        for _ in range(3):
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(0.5)  # the SDK restarts its reader threads in a child
+                os._exit(0 if seen == ["metric"] else 1)
+            children.append(pid)
+        assert all(os.waitpid(pid, 0)[1] == 0 for pid in children)
+        print(len(seen))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1"]
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    exported = [line for line in lines if '"before_fork"' in line]
+    assert len(exported) == 1, lines
+
+
 def test_a_forked_child_starts_with_no_held_spans_and_decides_its_own_after_the_wait():
     result = _run(
         """

@@ -110,6 +110,7 @@ class CallbackMetricExporter(MetricExporter):
         super().__init__(preferred_temporality=DELTA_TEMPORALITY)
         self._global_tags = dict(global_tags)
         self._queues: tuple[DeliveryQueue[Metric], ...] = ()
+        self._stopped = False
 
     def set_queues(self, queues: tuple[DeliveryQueue[Metric], ...]) -> None:
         self._queues = queues
@@ -118,7 +119,7 @@ class CallbackMetricExporter(MetricExporter):
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
         queues = self._queues
-        if queues:
+        if queues and not self._stopped:  # stopped: a forked child of a stopped collector
             for model in metrics_data_to_models(metrics_data, self._global_tags, SELF_SCOPE):
                 for queue in queues:
                     queue.submit(model)
@@ -128,4 +129,8 @@ class CallbackMetricExporter(MetricExporter):
         return True
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        pass
+        self._stopped = True
+
+    def resume(self) -> None:
+        """Export again, behind a new reader (a callback was registered again)."""
+        self._stopped = False

@@ -174,10 +174,15 @@ class CountingMetricExporter(MetricExporter):
         self._inner = inner
         self._counts = DeliveryCounts()
         self._lock = ForkSafeLock()
+        self._stopped = False
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
+        if self._stopped:
+            # A forked child of a stopped collector: the SDK restarts the reader's
+            # thread there, whose last collection must not be sent again.
+            return MetricExportResult.FAILURE
         points = count_data_points(metrics_data, skip_scope=SELF_SCOPE)
         with self._lock:  # pending while the export has not returned
             self._counts.submitted += points
@@ -207,4 +212,5 @@ class CountingMetricExporter(MetricExporter):
         return self._inner.force_flush(timeout_millis=timeout_millis)
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._stopped = True
         self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)

@@ -287,6 +287,7 @@ class OtlpMetricExporter(CountingMetricExporter):
         return delivered
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        super().shutdown(timeout_millis, **kwargs)
         self._sender.close()
 
 

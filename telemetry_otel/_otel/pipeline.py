@@ -188,6 +188,7 @@ class Pipeline:
 
     def _attach_bridge_reader(self) -> None:
         if self._bridge_reader is None and self._global["metric"] is None:
+            self._callback_metrics.resume()
             self._bridge_reader = PeriodicExportingMetricReader(
                 self._callback_metrics,
                 self._config.flush_interval_ms,
