@@ -156,9 +156,10 @@ def test_a_spooled_batch_refused_for_good_on_replay_is_removed_and_counted(
     collector.collect_event(Event("spooled", "during the outage"))
     assert collector.flush(5000) is False
     assert collector.stats()["event"]["spooled"] == 1
-    receiver = OtlpReceiver(**{f"{transport}_port": port}).start()
+    receiver = OtlpReceiver(**{f"{transport}_port": port})
+    receiver.fail_next(transport, "logs", POISON[transport])  # before anything can arrive
+    receiver.start()
     try:
-        receiver.fail_next(transport, "logs", POISON[transport])
         collector.collect_event(Event("later", "after the outage"))
         assert collector.flush(5000) is False  # the spooled one was refused: a loss
         assert [r.body.string_value for _, r in receiver.log_records()] == ["after the outage"]

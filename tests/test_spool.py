@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -161,3 +162,95 @@ def test_the_spool_counts_as_pending_until_sent(tmp_path, make_collector):
         assert (stats["pending"], stats["dropped"], stats["exported"]) == (4, 0, 0)
     finally:
         hole.stop()
+
+
+SHARING_PROCESS = """
+import json, sys, time
+from telemetry_otel import *
+who, port, spool = sys.argv[1:4]
+collector = TelemetryCollector(TelemetryConfig(
+    export_endpoints=[f"grpc://127.0.0.1:{port}?timeout_ms=300"], spool_dir=spool,
+    flush_interval_ms=200))
+collector.start()
+for batch in range(5):
+    for i in range(20):
+        collector.collect_event(Event("e", f"{who}-{batch}-{i}"))
+    collector.flush(3000)
+print("spooled", collector.stats()["event"]["spooled"], flush=True)
+sys.stdin.readline()  # the endpoint is up
+flushed, deadline = False, time.monotonic() + 20  # bounded
+while not flushed and time.monotonic() < deadline:
+    flushed = collector.flush(300)
+    time.sleep(0.05)
+stats = collector.stats()["event"]
+keys = ("exported", "recovered", "spooled", "pending", "export_failures")
+print(json.dumps({"flushed": flushed, **{key: stats[key] for key in keys}}), flush=True)
+collector.stop()
+"""
+
+
+def test_two_processes_sharing_a_spool_send_each_row_once_and_each_settles_its_own(
+    tmp_path, busy_cores
+):
+    for run in range(3):
+        _share_a_spool(tmp_path / f"run{run}")
+
+
+def _share_a_spool(spool_dir):
+    spool_dir.mkdir()
+    port = free_port()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", SHARING_PROCESS, who, str(port), str(spool_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for who in ("a", "b")
+    ]
+    receiver = OtlpReceiver(grpc_port=port)
+    try:
+        assert [p.stdout.readline().split() for p in processes] == [["spooled", "100"]] * 2
+        receiver.start()
+        for process in processes:
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        outputs = [p.communicate(timeout=60) for p in processes]
+        results = [json.loads(out) for out, _ in outputs]
+    finally:
+        receiver.stop()
+        for process in processes:
+            process.kill()
+    bodies = [r.body.string_value for _, r in receiver.log_records()]
+    errors = [err for _, err in outputs]
+    assert len(bodies) == 200 and len(set(bodies)) == 200, (results, errors)  # each row once
+    for result in results:
+        # Each process's own 100 were sent, by itself or by the other, and settled.
+        assert result["flushed"] is True, results
+        assert (result["exported"], result["spooled"], result["pending"]) == (100, 0, 0), results
+        assert result["export_failures"] == 0
+    sent_for_the_other = sum(result["recovered"] for result in results)
+    assert 0 <= sent_for_the_other <= 200
+
+
+def test_a_spool_written_before_leases_existed_is_opened_and_replayed(tmp_path):
+    from telemetry_otel._otel.spool import Spool
+
+    with sqlite3.connect(tmp_path / "spool.sqlite3") as db:
+        db.execute(
+            "CREATE TABLE batches (id INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT"
+            " NULL, signal TEXT NOT NULL, items INTEGER NOT NULL, size INTEGER NOT NULL,"
+            " owner TEXT NOT NULL, payload BLOB NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO batches (destination, signal, items, size, owner, payload)"
+            " VALUES ('d', 'logs', 3, 4, 'an earlier process', x'00010203')"
+        )
+    spool = Spool(str(tmp_path), 1 << 20)
+    try:
+        batch = spool.claim_oldest("d", "logs", lease_s=10)
+        assert batch is not None
+        assert (batch.items, batch.payload, batch.ours) == (3, bytes([0, 1, 2, 3]), False)
+    finally:
+        spool.close()

@@ -40,7 +40,7 @@ from telemetry_otel._otel.exporters import CountingMetricExporter
 from telemetry_otel._otel.log import report_loss
 from telemetry_otel._otel.otlp_sender import PERMANENT, RETRYABLE, Answer, OtlpSender
 from telemetry_otel._otel.otlp_sender import TOO_LARGE as SENT_TOO_LARGE
-from telemetry_otel._otel.spool import Spool
+from telemetry_otel._otel.spool import BUSY, Settlement, Spool, SpooledBatch
 
 ENCODERS: dict[str, Callable[[Sequence[Any]], Any]] = {"traces": encode_spans, "logs": encode_logs}
 _ITEMS = {"traces": "spans", "logs": "log records"}
@@ -80,6 +80,8 @@ class OtlpDelivery:
         self._queue: DeliveryQueue[Any] | None = None
         self._replay_failures = 0
         self._replay_after = 0.0
+        # Long enough for one send; a process that dies mid-replay frees its row then.
+        self._lease_s = target.timeout_ms / 1000 + 5.0
 
     def attach(self, queue: DeliveryQueue[Any]) -> None:
         self._queue = queue
@@ -214,21 +216,25 @@ class OtlpDelivery:
 
         After an outage it waits (backing off) before trying again, unless ``force``
         (a flush asks for a try now). A row the endpoint refuses for good is removed
-        and counted, never replayed again.
+        and counted, never replayed again. A row another process is sending (it holds
+        its lease) is left to it, and the rows behind it wait.
         """
         spool = self._spool
         if spool is None:
             return True
+        self._apply_settlements(queue, spool)
         if not force and time.monotonic() < self._replay_after:
             return not spool.has_rows(self._name, self._signal)
-        while (batch := spool.oldest(self._name, self._signal)) is not None:
+        while (batch := spool.claim_oldest(self._name, self._signal, self._lease_s)) is not None:
+            if batch is BUSY:
+                return False
             answer = self._sender.send(batch.payload)
             if answer.kind == RETRYABLE:
+                spool.release(batch)
                 self._back_off()
                 return False
             self._replay_failures = 0
-            spool.remove(batch.id)
-            self._settle(queue, batch.items, batch.ours, answer)
+            self._settle(queue, spool, batch, answer)
         return True
 
     def _back_off(self) -> None:
@@ -236,15 +242,28 @@ class OtlpDelivery:
         self._replay_after = time.monotonic() + wait * random.uniform(0.8, 1.2)
         self._replay_failures += 1
 
-    def _settle(self, queue: DeliveryQueue[Any], items: int, ours: bool, answer: Answer) -> None:
+    def _settle(
+        self, queue: DeliveryQueue[Any], spool: Spool, batch: SpooledBatch, answer: Answer
+    ) -> None:
+        items = batch.items
         rejected = min(answer.rejected, items) if answer.taken else items
         reason = PARTIAL if answer.taken else REFUSED
         if rejected:
             self._report(reason, answer, rejected)
-        if ours:
+        settlement = Settlement(exported=items - rejected, failed_by={reason: rejected})
+        spool.settle(batch, self._name, self._signal, settlement)
+        if batch.ours:
             queue.settle_spooled(exported=items - rejected, failed=rejected, reason=reason)
         elif answer.taken:
             queue.count_recovered(items - rejected)
+
+    def _apply_settlements(self, queue: DeliveryQueue[Any], spool: Spool) -> None:
+        """Our rows that another process sent or evicted leave our ``spooled`` count."""
+        settled = spool.take_settlements(self._name, self._signal)
+        if settled.items:
+            queue.settle_spooled(exported=settled.exported, dropped=settled.dropped)
+            for reason, count in settled.failed_by.items():
+                queue.settle_spooled(failed=count, reason=reason)
 
     def close(self) -> None:
         self._sender.close()

@@ -135,6 +135,7 @@ class OtlpSender:
                 return self._send_grpc(payload, deadline)
             return self._send_http(payload, deadline)
         except Exception as error:  # a failure of ours or the network's: never the caller's
+            self._reset_channel()
             return _network_failure(error)
 
     # -- gRPC --------------------------------------------------------------------------------
@@ -158,8 +159,7 @@ class OtlpSender:
             if answer.kind == RETRYABLE:
                 # A fresh channel next time, as the SDK's exporter does: the old one
                 # may wait out gRPC's own reconnect backoff after the endpoint is back.
-                self._grpc, channel = None, self._grpc
-                channel.close()
+                self._reset_channel()
             return answer
         return self._read_partial_success(response)
 
@@ -185,6 +185,12 @@ class OtlpSender:
             where = response_headers.get("location", "")
             message = f"redirected to {mask_url(where)}" if where else message
         return Answer(PERMANENT, f"HTTP {status} {reason}".strip(), message)
+
+    def _reset_channel(self) -> None:
+        channel, self._grpc = self._grpc, None
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                channel.close()
 
     def _read_partial_success(self, body: bytes) -> Answer:
         response_type, field = _RESPONSES[self._signal]
@@ -256,7 +262,9 @@ def _network_failure(error: Exception) -> Answer:
         return Answer(RETRYABLE, "refused", text)
     if isinstance(error, (ConnectionError, http.client.HTTPException, OSError)):
         return Answer(RETRYABLE, "connection", text or type(error).__name__)
-    return Answer(PERMANENT, type(error).__name__, text)
+    # Anything else went wrong on this side (a closed gRPC channel, say), not at the
+    # endpoint: worth another try, never a reason to drop the data for good.
+    return Answer(RETRYABLE, type(error).__name__, text)
 
 
 def _status_message(body: bytes) -> str:

@@ -1,33 +1,64 @@
-"""The durable spool: encoded OTLP requests an endpoint refused, kept in SQLite until it answers.
+"""The durable spool: encoded OTLP requests an endpoint could not take, kept in SQLite
+until it answers.
 
-One database per spool directory, shared by the destinations of a collector and by
-the processes that use the same directory after it. Rows are replayed oldest
-first; delivery is at-least-once (a row is deleted only after the endpoint took it).
+One database per spool directory, shared by the destinations of a collector, by the
+processes that use it at the same time (gunicorn workers with one ``spool_dir``, a
+forked child) and by those that use it later. Rows are replayed oldest first;
+delivery is at-least-once (a row is deleted only after the endpoint answered it).
+
+Shared safely: a replay first claims the oldest row with a lease (an owner and an
+expiry), so two processes never send the same row at once, and a process that dies
+mid-replay leaves a lease that simply expires. Whoever replays or evicts a row that
+another process spooled leaves that process a settlement (what became of its
+items), which the owner applies to its own counts: its ``spooled`` and ``pending``
+speak of its rows still in the spool, whoever sent them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from telemetry_otel._otel.forks import follow_forks
 from telemetry_otel._otel.log import warn_limited
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS batches (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    destination TEXT NOT NULL,
-    signal TEXT NOT NULL,
-    items INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    owner TEXT NOT NULL,
-    payload BLOB NOT NULL
+_SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS batches (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        destination TEXT NOT NULL,
+        signal TEXT NOT NULL,
+        items INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        owner TEXT NOT NULL,
+        payload BLOB NOT NULL
+    )
+    """,
+    """
+    CREATE TABLE IF NOT EXISTS settlements (
+        owner TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        signal TEXT NOT NULL,
+        exported INTEGER NOT NULL,
+        failed INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        dropped INTEGER NOT NULL,
+        at REAL NOT NULL
+    )
+    """,
 )
-"""
+# Added to spools written before leases existed.
+_LEASE_COLUMNS = {"lease_owner": "TEXT", "lease_until": "REAL"}
+# Settlements for an owner that never came back for them are forgotten after this.
+_SETTLEMENT_TTL_S = 24 * 3600.0
+# How long a writer waits for another process's transaction before giving up.
+_BUSY_TIMEOUT_S = 5.0
 Evicted = Callable[[int], None]
 
 
@@ -39,6 +70,23 @@ class SpooledBatch:
     items: int
     payload: bytes
     ours: bool
+    owner: str = ""
+
+
+@dataclass
+class Settlement:
+    """What became of this process's spooled items that another process sent or evicted."""
+
+    exported: int = 0
+    failed_by: dict[str, int] = field(default_factory=dict)
+    dropped: int = 0
+
+    @property
+    def items(self) -> int:
+        return self.exported + sum(self.failed_by.values()) + self.dropped
+
+
+BUSY = SpooledBatch(-1, 0, b"", False)  # the oldest row is being replayed by another process
 
 
 class Spool:
@@ -61,14 +109,36 @@ class Spool:
         self._lock = threading.Lock()
         self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db = sqlite3.connect(
+            self.path,
+            check_same_thread=False,
+            isolation_level=None,
+            timeout=_BUSY_TIMEOUT_S,
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(_SCHEMA)
+        with self._transaction():
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(batches)")}
+            for name, kind in _LEASE_COLUMNS.items():
+                if name not in columns:
+                    self._db.execute(f"ALTER TABLE batches ADD COLUMN {name} {kind}")
+            self._db.execute(
+                "DELETE FROM settlements WHERE at < ?", (time.time() - _SETTLEMENT_TTL_S,)
+            )
+
+    def _transaction(self) -> sqlite3.Connection:
+        """``with self._transaction():`` — one write transaction, taken at once (IMMEDIATE),
+        so two processes never interleave a read and the write that depends on it."""
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
 
     def on_evict(self, destination: str, signal: str, evicted: Evicted) -> None:
         """Tell ``evicted(items)`` when our rows of that destination and signal are dropped."""
         self._on_evict[(destination, signal)] = evicted
+
+    # -- storing -----------------------------------------------------------------------------
 
     def put(self, destination: str, signal: str, items: int, payload: bytes) -> bool:
         """Store a request; False (nothing stored) when it alone is larger than the bound."""
@@ -80,30 +150,22 @@ class Spool:
         kept = [(items, payload) for items, payload in rows if len(payload) <= self._max_bytes]
         if not kept:
             return 0
-        with self._lock, self._db:  # one transaction: one fsync for all of them
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT INTO batches (destination, signal, items, size, owner, payload)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (destination, signal, items, len(payload), self._owner, payload)
-                    for items, payload in kept
-                ],
-            )
-            evicted = self._evict_past_bound()
+        with self._lock:
+            if self._closed:
+                return 0
+            with self._transaction():
+                self._db.executemany(
+                    "INSERT INTO batches (destination, signal, items, size, owner, payload)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (destination, signal, items, len(payload), self._owner, payload)
+                        for items, payload in kept
+                    ],
+                )
+                evicted = self._evict_past_bound()
         for key, count in evicted:
             self._report_eviction(key, count)
         return sum(items for items, _ in kept)
-
-    def has_rows(self, destination: str, signal: str) -> bool:
-        with self._lock:
-            if self._closed:
-                return False
-            row = self._db.execute(
-                "SELECT 1 FROM batches WHERE destination = ? AND signal = ? LIMIT 1",
-                (destination, signal),
-            ).fetchone()
-        return row is not None
 
     def _evict_past_bound(self) -> list[tuple[tuple[str, str], int]]:
         evicted = []
@@ -118,6 +180,7 @@ class Spool:
             if row[5] == self._owner:
                 evicted.append(((row[1], row[2]), row[3]))
             else:
+                self._leave_settlement(row[5], row[1], row[2], Settlement(dropped=row[3]))
                 warn_limited("spool:evict-foreign", "spool full: dropped older spooled telemetry")
         return evicted
 
@@ -127,26 +190,112 @@ class Spool:
             evicted(count)
         warn_limited(f"spool:evict:{key}", "telemetry spool is full; dropping its oldest batches")
 
-    def oldest(self, destination: str, signal: str) -> SpooledBatch | None:
+    # -- replaying ---------------------------------------------------------------------------
+
+    def has_rows(self, destination: str, signal: str) -> bool:
+        with self._lock:
+            if self._closed:
+                return False
+            row = self._db.execute(
+                "SELECT 1 FROM batches WHERE destination = ? AND signal = ? LIMIT 1",
+                (destination, signal),
+            ).fetchone()
+        return row is not None
+
+    def claim_oldest(self, destination: str, signal: str, lease_s: float) -> SpooledBatch | None:
+        """The oldest row, leased to this process for ``lease_s``; None when there is none,
+        BUSY while another process holds its lease (it is being sent: not ours to send)."""
         with self._lock:
             if self._closed:  # a replay still running as the pipeline stops
                 return None
-            row = self._db.execute(
-                "SELECT id, items, payload, owner FROM batches"
-                " WHERE destination = ? AND signal = ? ORDER BY id LIMIT 1",
-                (destination, signal),
-            ).fetchone()
-        if row is None:
-            return None
-        return SpooledBatch(row[0], row[1], bytes(row[2]), row[3] == self._owner)
+            now = time.time()
+            with self._transaction():
+                row = self._db.execute(
+                    "SELECT id, items, payload, owner, lease_owner, lease_until FROM batches"
+                    " WHERE destination = ? AND signal = ? ORDER BY id LIMIT 1",
+                    (destination, signal),
+                ).fetchone()
+                if row is None:
+                    return None
+                if row[4] not in (None, self._owner) and (row[5] or 0) > now:
+                    return BUSY
+                self._db.execute(
+                    "UPDATE batches SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                    (self._owner, now + lease_s, row[0]),
+                )
+        return SpooledBatch(row[0], row[1], bytes(row[2]), row[3] == self._owner, row[3])
 
-    def remove(self, batch_id: int) -> None:
+    def release(self, batch: SpooledBatch) -> None:
+        """Give a claimed row back: sending it failed, and it waits for the next replay."""
         with self._lock:
             if self._closed:
                 return
-            self._db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+            self._db.execute(
+                "UPDATE batches SET lease_owner = NULL, lease_until = NULL"
+                " WHERE id = ? AND lease_owner = ?",
+                (batch.id, self._owner),
+            )
+
+    def settle(
+        self, batch: SpooledBatch, destination: str, signal: str, settlement: Settlement
+    ) -> None:
+        """Remove a row the endpoint answered; its owner, if another process, is told how."""
+        with self._lock:
+            if self._closed:
+                return
+            with self._transaction():
+                self._db.execute("DELETE FROM batches WHERE id = ?", (batch.id,))
+                if not batch.ours:
+                    self._leave_settlement(batch.owner, destination, signal, settlement)
+
+    def _leave_settlement(
+        self, owner: str, destination: str, signal: str, settlement: Settlement
+    ) -> None:
+        failed = settlement.failed_by or {"refused": 0}
+        for index, (reason, count) in enumerate(failed.items()):
+            first = index == 0  # exported and dropped go with the first row only
+            self._db.execute(
+                "INSERT INTO settlements VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (owner, destination, signal, settlement.exported if first else 0, count,
+                 reason, settlement.dropped if first else 0, time.time()),
+            )  # fmt: skip
+
+    def take_settlements(self, destination: str, signal: str) -> Settlement:
+        """What other processes did with this process's rows since the last call."""
+        result = Settlement()
+        with self._lock:
+            if self._closed:
+                return result
+            with self._transaction():
+                rows = self._db.execute(
+                    "SELECT exported, failed, reason, dropped FROM settlements"
+                    " WHERE owner = ? AND destination = ? AND signal = ?",
+                    (self._owner, destination, signal),
+                ).fetchall()
+                if rows:
+                    self._db.execute(
+                        "DELETE FROM settlements WHERE owner = ? AND destination = ?"
+                        " AND signal = ?",
+                        (self._owner, destination, signal),
+                    )
+        for exported, failed, reason, dropped in rows:
+            result.exported += exported
+            result.dropped += dropped
+            if failed:
+                result.failed_by[reason] = result.failed_by.get(reason, 0) + failed
+        return result
 
     def close(self) -> None:
+        """Give back the leases this process holds (a replay cut short by stop()), so
+        another process need not wait them out, and close."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute(
+                    "UPDATE batches SET lease_owner = NULL, lease_until = NULL"
+                    " WHERE lease_owner = ?",
+                    (self._owner,),
+                )
             self._db.close()
