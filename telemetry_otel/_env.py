@@ -82,7 +82,8 @@ def parse_bool(name: str, value: str) -> bool:
 
 def parse_positive_int(name: str, value: str) -> int:
     text = value.strip()
-    if not text.isdigit() or int(text) < 1:
+    # isascii: str.isdigit() also takes "²" and other digits int() refuses.
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         raise _bad(name, value, "a whole number of at least 1")
     return int(text)
 

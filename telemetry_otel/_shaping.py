@@ -108,7 +108,11 @@ class Shaper:
         """Any value as one OTLP can carry (AnyValue): nesting kept, anything else as text."""
         if isinstance(value, str):
             return self.text(value)
-        if value is None or isinstance(value, (bool, float, bytes)):
+        if isinstance(value, bytes):
+            # Cut like text, counted in bytes: one 6 MB value would fill a request alone.
+            limit = self._max_length
+            return (value[:limit], True) if len(value) > limit else (value, False)
+        if value is None or isinstance(value, (bool, float)):
             return value, False
         if isinstance(value, int):
             return (value, False) if _INT64_MIN <= value <= _INT64_MAX else self.text(str(value))
@@ -118,12 +122,17 @@ class Shaper:
             return TOO_DEEP, True
         if isinstance(value, Mapping):
             return self._mapping(value, depth)
-        items = [self._value(item, depth + 1) for item in value]
-        return [item for item, _ in items], any(cut for _, cut in items)
+        # A list keeps its first max_attributes entries, as a nested map does.
+        items = [self._value(item, depth + 1) for item in value[: self.max_attributes]]
+        cut = len(value) > self.max_attributes or any(cut for _, cut in items)
+        return [item for item, _ in items], cut
 
     def _mapping(self, value: Mapping[Any, Any], depth: int) -> tuple[dict[str, Any], bool]:
-        shaped, limited = {}, False
+        shaped: dict[str, Any] = {}
+        limited = False
         for key, item in value.items():
+            if len(shaped) >= self.max_attributes:
+                return shaped, True
             key = encodable(str(key))
             if self._sensitive(key):
                 shaped[key] = REDACTED

@@ -218,3 +218,29 @@ def test_a_metric_cardinality_explosion_is_capped_and_counted(otlp_receiver, mak
     overflow = [p for p in points if attributes_of(p.attributes).get("otel.metric.overflow")]
     assert len(overflow) == 1 and sum(p.as_int for p in points) == 50
     assert collector.stats()["metric"]["limited"] == 40  # the measurements folded
+
+
+def test_bytes_lists_and_nested_maps_in_metadata_are_cut_to_the_attribute_limits(
+    otlp_receiver, make_collector
+):
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"],
+        max_attributes=20,
+        max_attribute_length=100,
+    )
+    metadata = {
+        "blob": b"\x01" * 6_000_000,
+        "items": ["x" * 500] * 1000,
+        "nested": {f"k{i}": i for i in range(1000)},
+    }
+    assert collector.collect_event(Event("big", "metadata", metadata=metadata))
+    for i in range(50):
+        assert collector.collect_event(Event("normal", f"m{i}"))
+    assert collector.flush(10_000) is True
+    records = [record for _, record in otlp_receiver.log_records()]
+    assert [r.event_name for r in records] == ["big"] + ["normal"] * 50
+    attributes = attributes_of(records[0].attributes)
+    assert attributes["blob"] == b"\x01" * 100
+    assert attributes["items"] == ["x" * 100] * 20
+    assert attributes["nested"] == {f"k{i}": i for i in range(20)}
+    assert collector.stats()["event"]["limited"] == 1
