@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -77,3 +78,46 @@ def test_start_stop_collect_register_and_flush_from_many_threads(tmp_path):
     # Every call that returned True was counted once, whatever raced with it.
     assert {signal: stats[signal]["collected"] for signal in accepted} == accepted
     assert collector.collect_event(Event("late", "m")) is False
+
+
+def test_a_stats_snapshot_taken_while_threads_collect_lags_only_by_what_they_collect_meanwhile(
+    busy_cores,
+):
+    """README, "Stats": a snapshot reads the destinations' counts, then the collect path's
+    tallies. The left side of the identity never trails the right (nothing is counted
+    delivered that was not counted collected), and leads by no more than the deliveries
+    of what the other threads collected while stats() ran, plus the items they hold."""
+    threads, destinations = 4, 2
+    collector = TelemetryCollector(TelemetryConfig(flush_interval_ms=20, buffer_size=50))
+    for _ in range(destinations):
+        collector.register_exporter(Recorder())
+    collector.start()
+    done = threading.Event()
+
+    def produce() -> None:
+        while not done.is_set():
+            collector.collect_event(Event("e", "m"))
+
+    workers = [threading.Thread(target=produce) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    snapshots = []
+    try:
+        for _ in range(2000):  # bounded
+            snapshots.append(collector.stats()["event"])
+    finally:
+        done.set()
+        for worker in workers:
+            worker.join()
+        collector.stop()
+    for before, counts in itertools.pairwise(snapshots):
+        left = destinations * (counts["collected"] - counts["sampled_out"])
+        right = (
+            counts["dropped"] + counts["exported"] + counts["export_failures"] + counts["pending"]
+        )
+        during = counts["collected"] - before["collected"]  # at least what came in meanwhile
+        assert 0 <= left - right <= destinations * (during + threads), (left - right, during)
+    final = collector.stats()["event"]
+    assert destinations * final["collected"] == (
+        final["dropped"] + final["exported"] + final["export_failures"] + final["pending"]
+    )
