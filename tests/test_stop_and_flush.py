@@ -78,12 +78,17 @@ def _items_in(path, resources: str, scopes: str, items: str) -> int:
 
 
 def test_a_black_holed_endpoint_costs_the_file_and_the_callback_nothing_at_stop(
-    black_hole, tmp_path
+    black_hole, tmp_path, busy_cores
 ):
+    for run in range(3):
+        _stop_beside_a_black_hole(black_hole, tmp_path / f"run{run}")
+
+
+def _stop_beside_a_black_hole(black_hole, directory):
     collector, recorder = _callback_collector(
         export_endpoints=[
             f"grpc://127.0.0.1:{black_hole.port}?timeout_ms=60000",
-            f"file://{tmp_path}",
+            f"file://{directory}",
         ],
         buffer_size=2000,
     )
@@ -92,8 +97,8 @@ def test_a_black_holed_endpoint_costs_the_file_and_the_callback_nothing_at_stop(
         collector.collect_event(Event("e", f"m{i}"))
     collector.stop(timeout_ms=2000)
 
-    traces = _items_in(tmp_path / "traces.jsonl", "resourceSpans", "scopeSpans", "spans")
-    records = _items_in(tmp_path / "logs.jsonl", "resourceLogs", "scopeLogs", "logRecords")
+    traces = _items_in(directory / "traces.jsonl", "resourceSpans", "scopeSpans", "spans")
+    records = _items_in(directory / "logs.jsonl", "resourceLogs", "scopeLogs", "logRecords")
     assert (traces, records) == (1000, 1000)
     assert (len(recorder.of("trace")), len(recorder.of("event"))) == (1000, 1000)
     stats = collector.stats()

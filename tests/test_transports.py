@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 
 import pytest
@@ -127,6 +129,29 @@ def test_tls_endpoints_deliver_when_given_the_ca(tls_receiver, tls_files, make_c
     _collect_one_of_each(collector)
     assert collector.flush(10_000) is True
     _assert_one_of_each_arrived(tls_receiver)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="strict verification is 3.13's default")
+def test_on_python_3_13_a_ca_without_key_identifiers_is_refused_with_a_hint(
+    tmp_path, make_collector, caplog
+):
+    files = make_tls_files(tmp_path, key_identifiers=False)
+    receiver = OtlpReceiver(tls=files).start()
+    try:
+        collector = make_collector(
+            export_endpoints=[f"https://127.0.0.1:{receiver.http_port}?ca_file={files.ca_file}"
+                              "&timeout_ms=1000"],
+            flush_interval_ms=60_000,
+        )  # fmt: skip
+        collector.collect_event(Event("e", "m"))
+        with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+            assert collector.flush(10_000) is False
+        assert collector.stats()["event"]["export_failures_unavailable"] == 1
+        [line] = [r.getMessage() for r in caplog.records if "log records" in r.getMessage()]
+        assert "Missing Authority Key Identifier" in line
+        assert "reissue the certificates with key ids" in line
+    finally:
+        receiver.stop()
 
 
 @pytest.mark.parametrize("scheme", ["grpcs", "https"])

@@ -43,10 +43,12 @@ def _key_usage(ca: bool) -> x509.KeyUsage:
     )
 
 
-def make_tls_files(directory: Path) -> TlsFiles:
+def make_tls_files(directory: Path, key_identifiers: bool = True) -> TlsFiles:
+    """``key_identifiers=False``: certificates as some private CAs issue them, without the
+    key identifier extensions that Python 3.13's strict verification asks for."""
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
+    ca_builder = (
         x509.CertificateBuilder()
         .subject_name(_name("telemetry-otel test CA"))
         .issuer_name(_name("telemetry-otel test CA"))
@@ -56,12 +58,14 @@ def make_tls_files(directory: Path) -> TlsFiles:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(_key_usage(ca=True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
     )
+    if key_identifiers:
+        ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+        ca_builder = ca_builder.add_extension(ski, critical=False)
+    ca_cert = ca_builder.sign(ca_key, hashes.SHA256())
     key = ec.generate_private_key(ec.SECP256R1())
     names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name("localhost"))
         .issuer_name(ca_cert.subject)
@@ -73,12 +77,14 @@ def make_tls_files(directory: Path) -> TlsFiles:
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(ca=False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
     )
+    if key_identifiers:
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        ).add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+    cert = builder.sign(ca_key, hashes.SHA256())
     files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
     files.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     files.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

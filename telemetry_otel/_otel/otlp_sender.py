@@ -53,6 +53,7 @@ _RETRYABLE_GRPC = {"CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", 
 _RETRYABLE_HTTP = {429, 502, 503, 504}
 _MAX_BODY = 64 * 1024  # of a response: enough for any status message, bounded for a hostile one
 _MAX_BACKOFF_S = 32.0
+_STRICT_TLS_HINT = " (Python 3.13+ verifies strictly: reissue the certificates with key ids)"
 
 ACCEPTED, PARTIAL, RETRYABLE, PERMANENT, TOO_LARGE = (
     "accepted",
@@ -250,11 +251,13 @@ def _grpc_retry_delay(error: Any) -> float | None:
 
 
 def _network_failure(error: Exception) -> Answer:
-    """Refused, reset, TLS, timeout: an outage, retryable — except a TLS mismatch."""
+    """Refused, reset, TLS, timeout, or a failure on this side: all retryable."""
     text = one_line(str(error))
     if isinstance(error, ssl.SSLError) or "CERTIFICATE" in text.upper():
         # Retryable like gRPC's UNAVAILABLE for the same failure: spooled, it can still
         # be sent once the certificate or the CA file is put right.
+        if "Key Identifier" in text:
+            text += _STRICT_TLS_HINT
         return Answer(RETRYABLE, "TLS", text)
     if isinstance(error, (TimeoutError, socket.timeout)):
         return Answer(RETRYABLE, "timeout", text)
