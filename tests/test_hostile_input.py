@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -244,3 +245,53 @@ def test_bytes_lists_and_nested_maps_in_metadata_are_cut_to_the_attribute_limits
     assert attributes["items"] == ["x" * 100] * 20
     assert attributes["nested"] == {f"k{i}": i for i in range(20)}
     assert collector.stats()["event"]["limited"] == 1
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_a_counter_whose_total_passes_int64_never_blocks_other_metrics(
+    otlp_receiver, make_collector, tmp_path, transport
+):
+    port = otlp_receiver.grpc_port if transport == "grpc" else otlp_receiver.http_port
+    seen = []
+    collector = make_collector(
+        export_endpoints=[f"{transport}://127.0.0.1:{port}", f"file://{tmp_path}"],
+        flush_interval_ms=60_000,
+    )
+    collector.register_exporter(lambda kind, item: seen.append(item))
+    for round_ in range(4):
+        for _ in range(3):
+            assert collector.collect_metric(Metric("big", 2**62, MetricType.COUNTER))
+        for _ in range(3):
+            assert collector.collect_metric(Metric("normal", 1, MetricType.COUNTER))
+        assert collector.flush(10_000) is True, round_
+    # The receiver's last export: cumulative totals; "big" switched to a double.
+    last = {m.name: m.sum.data_points[0] for _, m in otlp_receiver.metrics()}
+    assert last["normal"].as_int == 12
+    assert last["big"].as_double == float(12 * 2**62)
+    last_line = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    in_file = {
+        metric["name"]: metric["sum"]["dataPoints"][0]
+        for resource in last_line["resourceMetrics"]
+        for scope in resource["scopeMetrics"]
+        if scope["scope"]["name"] == "telemetry_otel"
+        for metric in scope["metrics"]
+    }
+    assert in_file["normal"]["asInt"] == "12"
+    assert in_file["big"]["asDouble"] == float(12 * 2**62)
+    normal = [m.value for m in seen if m.name == "normal"]
+    big = [m.value for m in seen if m.name == "big"]
+    assert normal == [3, 3, 3, 3]  # callbacks get deltas
+    assert big == [float(3 * 2**62)] * 4
+
+
+def test_a_callback_interval_with_a_point_no_model_can_hold_still_delivers_the_others(
+    make_collector, recorder
+):
+    collector = make_collector(flush_interval_ms=60_000)
+    collector.register_exporter(recorder)
+    for _ in range(2):  # each is finite; their sum is not
+        assert collector.collect_metric(Metric("huge", 1e308, MetricType.HISTOGRAM))
+    assert collector.collect_metric(Metric("normal", 5, MetricType.COUNTER))
+    assert collector.flush(5000) is False  # a point was lost, and flush says so
+    assert [(m.name, m.value) for m in recorder.of("metric")] == [("normal", 5)]
+    assert collector.stats()["metric"]["dropped_rejected"] == 1

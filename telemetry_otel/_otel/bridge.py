@@ -10,13 +10,21 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 
 from telemetry_otel._otel.accounting import SELF_SCOPE
-from telemetry_otel._otel.delivery import CALLBACK, EXPORTER, DeliveryQueue, Outcome, Spooler
+from telemetry_otel._otel.delivery import (
+    CALLBACK,
+    EXPORTER,
+    REJECTED,
+    DeliveryQueue,
+    Outcome,
+    Spooler,
+)
 from telemetry_otel._otel.forks import ForkSafeLock
 from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.logs import log_record_to_event
 from telemetry_otel._otel.metrics import (
     DELTA_TEMPORALITY,
     metrics_data_to_models,
+    within_int64,
 )
 from telemetry_otel._otel.spans import span_to_trace
 from telemetry_otel.models import Metric
@@ -120,9 +128,13 @@ class CallbackMetricExporter(MetricExporter):
     ) -> MetricExportResult:
         queues = self._queues
         if queues and not self._stopped:  # stopped: a forked child of a stopped collector
-            for model in metrics_data_to_models(metrics_data, self._global_tags, SELF_SCOPE):
-                for queue in queues:
+            data = within_int64(metrics_data)
+            models, unfit = metrics_data_to_models(data, self._global_tags, SELF_SCOPE)
+            for queue in queues:
+                for model in models:
                     queue.submit(model)
+                if unfit:  # a point no Metric can hold: counted, the others still go
+                    queue.drop_unsent(REJECTED, unfit)
         return MetricExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

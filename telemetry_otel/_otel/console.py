@@ -210,9 +210,9 @@ class ConsoleMetricExporter(MetricExporter):
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
         paint = self._lines.paint()
-        models = metrics_data_to_models(metrics_data, {}, skip_scope=SELF_SCOPE)
+        models, unfit = metrics_data_to_models(metrics_data, {}, skip_scope=SELF_SCOPE)
         self._lines.write([format_metric(model, paint) for model in models])
-        return MetricExportResult.SUCCESS
+        return MetricExportResult.FAILURE if unfit else MetricExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return True

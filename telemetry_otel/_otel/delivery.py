@@ -391,6 +391,13 @@ class DeliveryQueue(Generic[T]):
             self._counts.fail(reason, failed)
             self._cond.notify_all()
 
+    def drop_unsent(self, reason: str, items: int) -> None:
+        """Items meant for this destination that could not even be queued: counted as
+        submitted and dropped, so the next flush() reports the loss."""
+        with self._cond:
+            self._counts.submitted += items
+            self._counts.drop(reason, items)
+
     def count_recovered(self, items: int) -> None:
         """Items an earlier process spooled, sent by this one."""
         with self._cond:

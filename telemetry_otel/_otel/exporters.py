@@ -29,7 +29,7 @@ from telemetry_otel._otel.console import (
 from telemetry_otel._otel.delivery import EXPORTER, Delivered, DeliveryCounts
 from telemetry_otel._otel.forks import ForkSafeLock
 from telemetry_otel._otel.log import warn_limited
-from telemetry_otel._otel.metrics import count_data_points
+from telemetry_otel._otel.metrics import count_data_points, within_int64
 from telemetry_otel._otel.otlp_json import (
     JsonLogRecordExporter,
     JsonMetricExporter,
@@ -183,6 +183,7 @@ class CountingMetricExporter(MetricExporter):
             # A forked child of a stopped collector: the SDK restarts the reader's
             # thread there, whose last collection must not be sent again.
             return MetricExportResult.FAILURE
+        metrics_data = within_int64(metrics_data)
         points = count_data_points(metrics_data, skip_scope=SELF_SCOPE)
         with self._lock:  # pending while the export has not returned
             self._counts.submitted += points

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from opentelemetry.metrics import Meter
@@ -23,6 +25,7 @@ from telemetry_otel._otel.spans import ns_to_seconds
 from telemetry_otel._shaping import Shaper
 from telemetry_otel.models import Metric, MetricType
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # The callback bridge hands out what changed in each interval.
 DELTA_TEMPORALITY: dict[type, AggregationTemporality] = {
     Counter: AggregationTemporality.DELTA,
@@ -96,12 +99,61 @@ def metrics_of(data: MetricsData, skip_scope: str | None = None) -> Iterator[Any
 
 def metrics_data_to_models(
     data: MetricsData, global_tags: Mapping[str, Any], skip_scope: str | None = None
-) -> list[Metric]:
-    """One Metric per exported data point: counters, gauges and explicit-bucket histograms."""
+) -> tuple[list[Metric], int]:
+    """One Metric per exported data point (counters, gauges and explicit-bucket
+    histograms), and how many points no model can hold (a histogram sum that reached
+    infinity): those are left out, never the interval's other metrics with them."""
     models: list[Metric] = []
+    unfit = 0
     for metric in metrics_of(data, skip_scope):
-        models.extend(_points_to_models(metric, global_tags))
-    return models
+        for model in _points_to_models(metric, global_tags):
+            if model is None:
+                unfit += 1
+            else:
+                models.append(model)
+    return models, unfit
+
+
+def within_int64(data: MetricsData) -> MetricsData:
+    """``data`` with every integer point outside int64 turned into a double.
+
+    A counter's running total can leave int64 although each measurement was
+    within it; OTLP carries an integer point as int64, so the encoder would refuse
+    the whole export, every metric with it, at every interval from then on. Such a
+    point goes out as a double instead (as_double: exact to 2**53, then rounded),
+    and so does its callback model. Nothing is copied unless a point needs it.
+    """
+    if not any(_overflows(metric) for metric in metrics_of(data)):
+        return data
+    return replace(
+        data,
+        resource_metrics=[
+            replace(rm, scope_metrics=[
+                replace(sm, metrics=[_metric_within_int64(m) for m in sm.metrics])
+                for sm in rm.scope_metrics
+            ])
+            for rm in data.resource_metrics
+        ],
+    )  # fmt: skip
+
+
+def _overflows(metric: Any) -> bool:
+    return isinstance(metric.data, (Sum, Gauge)) and any(
+        type(point.value) is int and not _INT64_MIN <= point.value <= _INT64_MAX
+        for point in metric.data.data_points
+    )
+
+
+def _metric_within_int64(metric: Any) -> Any:
+    if not _overflows(metric):
+        return metric
+    points = [
+        replace(point, value=float(point.value))
+        if type(point.value) is int and not _INT64_MIN <= point.value <= _INT64_MAX
+        else point
+        for point in metric.data.data_points
+    ]
+    return replace(metric, data=replace(metric.data, data_points=points))
 
 
 def count_data_points(data: MetricsData, skip_scope: str | None = None) -> int:
@@ -109,7 +161,15 @@ def count_data_points(data: MetricsData, skip_scope: str | None = None) -> int:
     return sum(len(metric.data.data_points) for metric in metrics_of(data, skip_scope))
 
 
-def _points_to_models(metric: Any, global_tags: Mapping[str, Any]) -> Iterator[Metric]:
+def _points_to_models(metric: Any, global_tags: Mapping[str, Any]) -> Iterator[Metric | None]:
+    for point_model in _point_models(metric, global_tags):
+        try:
+            yield point_model()
+        except (TypeError, ValueError):
+            yield None
+
+
+def _point_models(metric: Any, global_tags: Mapping[str, Any]) -> Iterator[Callable[[], Metric]]:
     data = metric.data
     if isinstance(data, Sum):
         metric_type = MetricType.COUNTER if data.is_monotonic else MetricType.GAUGE
@@ -131,7 +191,8 @@ def _points_to_models(metric: Any, global_tags: Mapping[str, Any]) -> Iterator[M
             "description": metric.description or "",
         }
         if metric_type is MetricType.HISTOGRAM:
-            yield Metric(
+            yield partial(
+                Metric,
                 value=point.sum,
                 count=point.count,
                 min=point.min if point.count else None,
@@ -141,4 +202,4 @@ def _points_to_models(metric: Any, global_tags: Mapping[str, Any]) -> Iterator[M
                 **common,
             )
         else:
-            yield Metric(value=point.value, **common)
+            yield partial(Metric, value=point.value, **common)
