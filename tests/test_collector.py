@@ -39,6 +39,7 @@ COUNT_KEYS = (
     "export_failures_partial",
     "export_failures_callback",
     "export_failures_exporter",
+    "spool_unavailable",
     "awaiting_decision",
     "kept_by_rule",
     "sampled_out_ratio",

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -254,3 +257,88 @@ def test_a_spool_written_before_leases_existed_is_opened_and_replayed(tmp_path):
         assert (batch.items, batch.payload, batch.ours) == (3, bytes([0, 1, 2, 3]), False)
     finally:
         spool.close()
+
+
+# -- a spool that cannot be opened never stops the service ---------------------------------------
+
+
+def _outage_collector(make_collector, spool_dir):
+    return make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{free_port()}?timeout_ms=200"],
+        spool_dir=str(spool_dir),
+        flush_interval_ms=60_000,
+    )
+
+
+def _truncated_spool(directory) -> None:
+    """A real spool with rows, cut in half as a crash might leave it."""
+    from telemetry_otel._otel.spool import Spool
+
+    spool = Spool(str(directory), 1 << 24)
+    spool.put_many("d", "logs", [(1, bytes(range(256)) * 64) for _ in range(50)])
+    spool.close()
+    path = directory / "spool.sqlite3"
+    sqlite3.connect(path).execute("PRAGMA wal_checkpoint(TRUNCATE)").connection.close()
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage", ["random_bytes", "truncated"])
+def test_a_corrupt_spool_file_is_moved_aside_and_a_fresh_one_started(
+    tmp_path, make_collector, caplog, damage
+):
+    if damage == "random_bytes":
+        (tmp_path / "spool.sqlite3").write_bytes(bytes(range(256)) * 40)
+    else:
+        _truncated_spool(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+        collector = _outage_collector(make_collector, tmp_path)
+    [line] = [r.getMessage() for r in caplog.records if "spool" in r.getMessage()]
+    assert line.startswith(f"telemetry spool {tmp_path} is unreadable (")
+    assert "moved aside to" in line and "starting a fresh one" in line
+    assert len(list(tmp_path.glob("spool.sqlite3.corrupt-*"))) == 1
+    collector.collect_event(Event("e", "during the outage"))
+    assert collector.flush(5000) is False
+    stats = collector.stats()["event"]
+    assert (stats["spooled"], stats["spool_unavailable"]) == (1, 0)
+
+
+def test_a_spool_directory_that_cannot_be_made_means_running_without_a_spool(
+    tmp_path, make_collector, caplog
+):
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("a file where the directory should be")
+    with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+        collector = _outage_collector(make_collector, not_a_directory)
+    [line] = [r.getMessage() for r in caplog.records if "spool" in r.getMessage()]
+    assert line.startswith(f"telemetry spool {not_a_directory} cannot be used (")
+    assert "running without a spool" in line
+    collector.collect_event(Event("e", "during the outage"))
+    assert collector.flush(5000) is False
+    stats = collector.stats()["event"]
+    assert (stats["spool_unavailable"], stats["export_failures_unavailable"]) == (1, 1)
+
+
+def test_a_failed_start_leaves_no_thread_or_file_descriptor_behind(tmp_path, monkeypatch):
+    from telemetry_otel import TelemetryCollector, TelemetryConfig
+    from telemetry_otel._otel import pipeline
+
+    def fail(self, resource, config):
+        raise RuntimeError("the logs provider could not be built")
+
+    monkeypatch.setattr(pipeline.Pipeline, "_build_logs", fail)
+    config = TelemetryConfig(
+        export_endpoints=[f"grpc://127.0.0.1:{free_port()}", f"file://{tmp_path / 'files'}"],
+        spool_dir=str(tmp_path / "spool"),
+    )
+
+    def failed_starts(count: int) -> tuple[int, int]:
+        for _ in range(count):
+            with pytest.raises(RuntimeError, match="could not be built"):
+                TelemetryCollector(config).start()
+        time.sleep(0.5)  # readers' threads end after their last (empty) collection
+        return threading.active_count(), len(os.listdir("/proc/self/fd"))
+
+    threads, fds = failed_starts(1)  # also warms up: imports, the SDK probe
+    after_threads, after_fds = failed_starts(20)
+    # At most as many: threads and files of earlier tests may still be ending.
+    assert after_threads <= threads and after_fds <= fds, (threads, fds, after_threads, after_fds)

@@ -55,14 +55,19 @@ class Accounting:
         self,
         destinations: Mapping[str, Iterable[DeliveryCounts]],
         held: Mapping[str, tuple[int, int]] | None = None,
+        spool_unavailable: bool = False,
     ) -> Stats:
         """``held``: per signal, spans awaiting their trace's decision and traces kept by
-        a tail rule."""
+        a tail rule. ``spool_unavailable``: a spool was asked for and could not be had
+        (shown on the signals that spool)."""
         held = held or {}
-        return {
+        stats = {
             signal: self._signal(signal, destinations[signal], *held.get(signal, (0, 0)))
             for signal in SIGNALS
         }
+        for signal in SIGNALS:
+            stats[signal]["spool_unavailable"] = int(spool_unavailable and signal != "metric")
+        return stats
 
     def _signal(
         self,

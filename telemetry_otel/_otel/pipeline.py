@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -64,7 +65,7 @@ from telemetry_otel._otel.sampling import (
     live_span_sampler,
 )
 from telemetry_otel._otel.spans import SpanFactory
-from telemetry_otel._otel.spool import Spool
+from telemetry_otel._otel.spool import Spool, open_spool
 from telemetry_otel._otel.threads import run_all_until, run_until
 from telemetry_otel._shaping import Shaper
 from telemetry_otel._version import __version__
@@ -146,13 +147,40 @@ class Pipeline:
                          "ignored; the application's exporters send everything")  # fmt: skip
         else:
             self._build_destinations(config)
-        resource = build_resource(config, self._shaper)
-        self._build_metrics(resource, config)
-        self._spool = Spool(config.spool_dir, config.spool_max_bytes) if config.spool_dir else None
+        self._spool: Spool | None = None
         self._otlp_deliveries: list[OtlpDelivery] = []
-        self._build_traces(resource, config)
-        self._build_logs(resource, config)
+        self._metric_readers: list[MetricReader] = []
+        try:
+            resource = build_resource(config, self._shaper)
+            self._build_metrics(resource, config)
+            if config.spool_dir:
+                self._spool = open_spool(config.spool_dir, config.spool_max_bytes)
+            self._spool_unavailable = bool(config.spool_dir) and self._spool is None
+            self._build_traces(resource, config)
+            self._build_logs(resource, config)
+        except BaseException:
+            self._abandon()
+            raise
         follow_forks(self)
+
+    def _abandon(self) -> None:
+        """Undo a half-built pipeline: a failed start leaves no thread, file or reader
+        running. Each step covers only what the build got to."""
+        for reader in self._metric_readers:
+            with contextlib.suppress(Exception):
+                reader.shutdown(timeout_millis=100)
+        for queue in self._item_queues():
+            with contextlib.suppress(Exception):
+                queue.close(time.monotonic())
+        for delivery in self._otlp_deliveries:
+            with contextlib.suppress(Exception):
+                delivery.close()
+        self._close_destinations()
+        decider = getattr(self, "_decider", None)
+        for closer in (self._spool.close if self._spool else None, decider and decider.close):
+            if closer:
+                with contextlib.suppress(Exception):
+                    closer()
 
     def _build_destinations(self, config: TelemetryConfig) -> None:
         try:
@@ -170,7 +198,6 @@ class Pipeline:
         # The callback bridge's reader, attached only while a callback is registered:
         # each reader costs every measurement an aggregation of its own.
         self._bridge_reader: MetricReader | None = None
-        self._metric_readers: list[MetricReader] = []
         joined: MeterProvider | None = self._global["metric"]
         if joined is not None:
             # An existing MeterProvider takes no more readers: no metrics for callbacks.
@@ -663,7 +690,7 @@ class Pipeline:
         counts["metric"] += [e.counts() for e in self._metric_exporters]
         decider = self._decider
         held = {"trace": (decider.pending, decider.kept_by_rule)} if decider else None
-        return self.accounting.stats(counts, held)
+        return self.accounting.stats(counts, held, self._spool_unavailable)
 
     def after_fork_in_child(self) -> None:
         """The span factory must follow the provider's resource, which a fork refreshes."""

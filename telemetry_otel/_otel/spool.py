@@ -17,6 +17,7 @@ speak of its rows still in the spool, whoever sent them.
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 import threading
 import time
@@ -24,9 +25,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from telemetry_otel._otel.forks import follow_forks
-from telemetry_otel._otel.log import warn_limited
+from telemetry_otel._otel.log import logger, warn_limited
 
 _SCHEMA = (
     """
@@ -89,8 +91,77 @@ class Settlement:
 BUSY = SpooledBatch(-1, 0, b"", False)  # the oldest row is being replayed by another process
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _survives(default: Any) -> Callable[[F], F]:
+    """A spool operation that a failing disk or file (full, read-only, corrupted while
+    running) turns into ``default`` and one warning a minute, never an exception on an
+    export thread: the caller then counts what could not be stored."""
+
+    def decorate(method: F) -> F:
+        @functools.wraps(method)
+        def guarded(self: Spool, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.Error as error:
+                warn_limited(f"spool:error:{self.path}", "telemetry spool %s failed: %s",
+                             self.path, error)  # fmt: skip
+                return default
+
+        return guarded  # type: ignore[return-value]
+
+    return decorate
+
+
+def open_spool(directory: str, max_bytes: int) -> Spool | None:
+    """The spool in ``directory``, or None (with one log line) where none can be had.
+
+    A spool must never stop a service from starting: a corrupt or truncated file is
+    moved aside (``spool.sqlite3.corrupt-<time>``, its WAL with it) and a fresh one
+    started; a directory that cannot be written means running without a spool.
+    """
+    try:
+        return Spool(directory, max_bytes)
+    except sqlite3.DatabaseError as error:
+        if not _is_corrupt(error):
+            return _unavailable(directory, error)
+        moved = _move_aside(Path(directory) / "spool.sqlite3")
+        logger.warning("telemetry spool %s is unreadable (%s): moved aside to %s, starting a "
+                       "fresh one", directory, error, moved)  # fmt: skip
+    except OSError as error:
+        return _unavailable(directory, error)
+    try:
+        return Spool(directory, max_bytes)
+    except (sqlite3.Error, OSError) as error:
+        return _unavailable(directory, error)
+
+
+def _is_corrupt(error: sqlite3.DatabaseError) -> bool:
+    text = str(error).lower()
+    return "not a database" in text or "malformed" in text or "corrupt" in text
+
+
+def _move_aside(path: Path) -> Path:
+    target = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.rename(target.with_name(target.name + suffix))
+    return target
+
+
+def _unavailable(directory: str, error: Exception) -> Spool | None:
+    logger.warning("telemetry spool %s cannot be used (%s): running without a spool; what "
+                   "an outage holds back is counted as failed", directory, error)  # fmt: skip
+    return None
+
+
 class Spool:
-    """A size-bounded SQLite store of encoded requests, keyed by destination and signal."""
+    """A size-bounded SQLite store of encoded requests, keyed by destination and signal.
+
+    Build it with open_spool(), which never raises for a bad directory or file.
+    """
 
     def __init__(self, directory: str, max_bytes: int) -> None:
         self.path = Path(directory) / "spool.sqlite3"
@@ -115,8 +186,16 @@ class Spool:
             isolation_level=None,
             timeout=_BUSY_TIMEOUT_S,
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            # A file cut short by a crash may open and fail only later: look now.
+            [(verdict,)] = self._db.execute("PRAGMA quick_check(1)").fetchall()
+            if verdict != "ok":
+                raise sqlite3.DatabaseError(f"database disk image is malformed: {verdict}")
+        except BaseException:
+            self._db.close()
+            raise
         with self._transaction():
             for statement in _SCHEMA:
                 self._db.execute(statement)
@@ -144,6 +223,7 @@ class Spool:
         """Store a request; False (nothing stored) when it alone is larger than the bound."""
         return self.put_many(destination, signal, [(items, payload)]) == items
 
+    @_survives(0)
     def put_many(self, destination: str, signal: str, rows: list[tuple[int, bytes]]) -> int:
         """Store requests ``(items, payload)`` in one transaction; how many items were
         stored (a request alone larger than the bound is not)."""
@@ -192,6 +272,7 @@ class Spool:
 
     # -- replaying ---------------------------------------------------------------------------
 
+    @_survives(False)
     def has_rows(self, destination: str, signal: str) -> bool:
         with self._lock:
             if self._closed:
@@ -202,6 +283,7 @@ class Spool:
             ).fetchone()
         return row is not None
 
+    @_survives(None)
     def claim_oldest(self, destination: str, signal: str, lease_s: float) -> SpooledBatch | None:
         """The oldest row, leased to this process for ``lease_s``; None when there is none,
         BUSY while another process holds its lease (it is being sent: not ours to send)."""
@@ -225,6 +307,7 @@ class Spool:
                 )
         return SpooledBatch(row[0], row[1], bytes(row[2]), row[3] == self._owner, row[3])
 
+    @_survives(None)
     def release(self, batch: SpooledBatch) -> None:
         """Give a claimed row back: sending it failed, and it waits for the next replay."""
         with self._lock:
@@ -236,6 +319,7 @@ class Spool:
                 (batch.id, self._owner),
             )
 
+    @_survives(None)
     def settle(
         self, batch: SpooledBatch, destination: str, signal: str, settlement: Settlement
     ) -> None:
@@ -260,6 +344,7 @@ class Spool:
                  reason, settlement.dropped if first else 0, time.time()),
             )  # fmt: skip
 
+    @_survives(Settlement())
     def take_settlements(self, destination: str, signal: str) -> Settlement:
         """What other processes did with this process's rows since the last call."""
         result = Settlement()
