@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from telemetry_otel._endpoints import COMPRESSIONS, SIGNALS, Endpoint, OtlpTarget, parse_endpoint
+from telemetry_otel._redact import header_problem, mask_pairs, mask_url
 from telemetry_otel.models import EventSeverity
 
 TELEMETRY_ENABLED = "TELEMETRY_ENABLED"
@@ -68,7 +69,21 @@ class EnvSettings:
 
 
 def _bad(name: str, value: str, expected: str) -> ValueError:
-    return ValueError(f"environment variable {name}={value!r}: expected {expected}")
+    return ValueError(
+        f"environment variable {name}={shown_value(name, value)}: expected {expected}"
+    )
+
+
+def shown_value(name: str, value: str) -> str:
+    """A variable's value as errors and logs may show it: never a header value, a URL's
+    password or a sensitive tag's value."""
+    if name.endswith("_HEADERS"):
+        return "<not shown: headers carry credentials>"
+    if name.endswith("ENDPOINT") or name.endswith("ENDPOINTS"):
+        return repr(", ".join(mask_url(part) for part in value.split(",")))
+    if name.endswith("_TAGS") or name.endswith("RESOURCE_ATTRIBUTES"):
+        return repr(mask_pairs(value))
+    return repr(value)
 
 
 def parse_bool(name: str, value: str) -> bool:
@@ -134,6 +149,16 @@ def parse_pairs(name: str, value: str) -> dict[str, str]:
             raise _bad(name, value, "comma-separated key=value pairs")
         pairs[unquote(key.strip())] = unquote(item_value.strip())
     return pairs
+
+
+def parse_headers(name: str, value: str) -> dict[str, str]:
+    """OTLP headers (``k=v`` pairs), each checked as a header; the value never shown."""
+    headers = {key.lower(): item for key, item in parse_pairs(name, value).items()}
+    for key, item in headers.items():
+        problem = header_problem(key, item)
+        if problem is not None:
+            raise _bad(name, value, f"headers that can be sent, but {problem}")
+    return headers
 
 
 def parse_endpoints(name: str, value: str) -> list[str]:
@@ -247,9 +272,7 @@ def _otlp_target(environ: Mapping[str, str], signal: str) -> OtlpTarget:
     return OtlpTarget(
         protocol=protocol,
         url=_otlp_url(environ, signal, protocol),
-        headers=MappingProxyType(
-            {k.lower(): v for k, v in parse_pairs(*headers).items()} if headers else {}
-        ),
+        headers=MappingProxyType(parse_headers(*headers) if headers else {}),
         compression=compression[1].strip().lower() if compression else "gzip",
         timeout_ms=parse_positive_int(*timeout) if timeout else 10_000,
         ca_file=certificate[1].strip() if certificate else None,

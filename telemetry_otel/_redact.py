@@ -39,10 +39,12 @@ def mask_url(text: str) -> str:
 
 REDACTED = "[REDACTED]"
 # Words (or two adjacent words run together) that mark a key as holding a secret.
+# Whole words only, so that short ones stay safe: "pin" would not hit "spinner".
 SENSITIVE_WORDS = frozenset(
     {
         "password", "passwd", "pwd", "secret", "token", "apikey", "authorization", "auth",
-        "cookie", "session", "creditcard", "ssn",
+        "cookie", "session", "creditcard", "ssn", "privatekey", "passphrase", "credential",
+        "jwt", "bearer", "signature", "dsn", "connectionstring", "databaseurl", "cvv", "iban",
     }
 )  # fmt: skip
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
@@ -79,3 +81,38 @@ def split_credentials(url: str) -> tuple[str, str | None]:
     return urlunsplit(
         (parts.scheme, host, parts.path, parts.query, parts.fragment)
     ), f"Basic {token}"
+
+
+def mask_pairs(text: str) -> str:
+    """``k=v,k2=v2`` as a variable holds it, with the values of sensitive keys masked."""
+    shown = []
+    for item in text.split(","):
+        key, sep, _ = item.partition("=")
+        shown.append(f"{key}={MASK}" if sep and is_sensitive(unquote(key.strip())) else item)
+    return ",".join(shown)
+
+
+def mask_tags(
+    tags: Mapping[str, object], words: frozenset[str] = SENSITIVE_WORDS
+) -> dict[str, object]:
+    """Tags as repr() and describe() show them: sensitive keys' values masked, as export
+    redacts them."""
+    return {k: REDACTED if is_sensitive(str(k), words) else v for k, v in tags.items()}
+
+
+# RFC 9110 token characters: what a header (or gRPC metadata) name may be made of.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def header_problem(name: object, value: object) -> str | None:
+    """What is wrong with one header, in words that never quote the value (headers carry
+    credentials: an API key read from a file with its newline, say); None when fine."""
+    if not isinstance(name, str) or not isinstance(value, str):
+        return "names and values must be str"
+    if not _HEADER_NAME.fullmatch(name):
+        return "its name must be letters, digits and -._~!#$%&'*+^`| only"
+    if any(c in value for c in "\r\n\0"):
+        return "its value holds a line break or NUL (a value read from a file with its newline?)"
+    if value != value.strip():
+        return "its value starts or ends with white space"
+    return None

@@ -15,7 +15,13 @@ from typing import Any
 
 from telemetry_otel._endpoints import SIGNALS, Endpoint, OtlpTarget, otlp_targets, parse_endpoint
 from telemetry_otel._env import read_env
-from telemetry_otel._redact import mask_headers, mask_url
+from telemetry_otel._redact import (
+    SENSITIVE_WORDS,
+    header_problem,
+    mask_headers,
+    mask_tags,
+    mask_url,
+)
 from telemetry_otel.models import EventSeverity, _check_tags
 
 __all__ = ["TelemetryConfig"]
@@ -308,6 +314,9 @@ class TelemetryConfig:
         values = {name: getattr(self, name) for name in FIELDS}
         values["export_endpoints"] = [mask_url(text) for text in self.export_endpoints]
         values["headers"] = mask_headers(self.headers)
+        if self.redact:  # shown as export sends them
+            words = SENSITIVE_WORDS | {"".join(k.lower().split()) for k in self.redact_keys}
+            values["tags"] = mask_tags(self.tags, frozenset(words))
         return values
 
     def describe(self) -> str:
@@ -404,3 +413,7 @@ def _check_headers(headers: object) -> None:
                 f"TelemetryConfig.headers must map non-empty str names to str values; "
                 f"bad entry for {key!r}"
             )
+        problem = header_problem(key, value)
+        if problem is not None:
+            shown = repr(key) if header_problem(key, "") is None else "a header"
+            raise ValueError(f"TelemetryConfig.headers: {shown} cannot be sent: {problem}")

@@ -80,7 +80,6 @@ def test_the_collector_fills_unset_fields_from_the_environment(monkeypatch):
         ("TELEMETRY_TAGS", "env", "comma-separated key=value pairs"),
         ("TELEMETRY_SERVICE_NAME", " ", "a non-empty service name"),
         ("OTEL_RESOURCE_ATTRIBUTES", "=x", "comma-separated key=value pairs"),
-        ("OTEL_EXPORTER_OTLP_HEADERS", "api-key", "comma-separated key=value pairs"),
         ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "zstd", "gzip or none"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "a whole number of at least 1"),
         (

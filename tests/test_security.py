@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from telemetry_otel import Event, Metric, MetricType, TelemetryCollector, TelemetryConfig, Trace
+from telemetry_otel._redact import is_sensitive
 from tests.otlp_receiver import BlackHole, attributes_of
 
 SECRET = "hunter2-S3CR3T"
@@ -90,3 +91,100 @@ def test_header_values_and_url_credentials_never_reach_logs_reprs_or_errors(sche
     everything = "\n".join([caplog.text, captured.out, captured.err, str(raised.value), *shown])
     assert "user:***@127.0.0.1" in everything
     assert SECRET not in everything
+
+
+# -- secrets never printed, on any error path ------------------------------------------------
+
+
+SECRETS = ["hunter2", "sk-live-abc123", "tok-9f8e7d"]
+
+
+def _error_text(call) -> str:
+    with pytest.raises(ValueError) as raised:
+        call()
+    return str(raised.value)
+
+
+def test_a_malformed_headers_variable_never_quotes_its_value():
+    text = _error_text(
+        lambda: TelemetryConfig.from_env({"OTEL_EXPORTER_OTLP_HEADERS": f"api-key {SECRETS[1]}"})
+    )
+    assert text == (
+        "environment variable OTEL_EXPORTER_OTLP_HEADERS=<not shown: headers carry "
+        "credentials>: expected comma-separated key=value pairs"
+    )
+
+
+def test_an_endpoint_variable_with_a_password_is_masked_in_its_error():
+    text = _error_text(
+        lambda: TelemetryConfig.from_env(
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://user:{SECRETS[0]}@host:notaport"}
+        )
+    )
+    assert text == (
+        "environment variable OTEL_EXPORTER_OTLP_ENDPOINT='http://user:***@host:notaport': "
+        "expected a URL such as http://host:4318"
+    )
+
+
+def test_a_malformed_tags_variable_masks_sensitive_values_in_its_error():
+    text = _error_text(
+        lambda: TelemetryConfig.from_env({"TELEMETRY_TAGS": f"api_token={SECRETS[2]},oops"})
+    )
+    assert text == (
+        "environment variable TELEMETRY_TAGS='api_token=***,oops': expected comma-separated "
+        "key=value pairs"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        (f"Bearer {SECRETS[1]}\n", "its value holds a line break or NUL"),
+        (f" {SECRETS[1]}", "its value starts or ends with white space"),
+        (f"{SECRETS[1]}\r\nX-Injected: 1", "its value holds a line break or NUL"),
+    ],
+)
+def test_a_header_that_cannot_be_sent_is_refused_when_the_config_is_built(value, problem):
+    text = _error_text(lambda: TelemetryConfig(headers={"authorization": value}))
+    assert text.startswith(f"TelemetryConfig.headers: 'authorization' cannot be sent: {problem}")
+    assert SECRETS[1] not in text
+
+
+def test_a_headers_variable_trims_its_values_and_refuses_a_line_break_inside_one():
+    # The specification trims white space around each value of the variable.
+    config = TelemetryConfig.from_env(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+            "OTEL_EXPORTER_OTLP_HEADERS": "api-key= k1 \n",
+        }
+    )
+    [target] = {t.headers["api-key"] for t in config.otlp_targets(config.endpoints()[0]).values()}
+    assert target == "k1"
+    text = _error_text(
+        lambda: TelemetryConfig.from_env(
+            {"OTEL_EXPORTER_OTLP_HEADERS": f"authorization={SECRETS[1]}\r\nX-Injected: 1"}
+        )
+    )
+    assert "its value holds a line break or NUL" in text and SECRETS[1] not in text
+
+
+def test_repr_and_describe_mask_the_tags_that_export_redacts():
+    config = TelemetryConfig(tags={"api_token": SECRETS[2], "region": "eu"}, redact_keys=["dsn"])
+    shown = repr(config) + config.describe()
+    assert SECRETS[2] not in shown
+    assert "'api_token': '[REDACTED]'" in shown and "'region': 'eu'" in shown
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["private_key", "passphrase", "aws_credentials", "jwt", "bearer", "signature", "sentry_dsn",
+     "connection_string", "DATABASE_URL", "cvv", "iban"],
+)  # fmt: skip
+def test_the_default_redaction_words_cover_common_secrets(key):
+    assert is_sensitive(key)
+
+
+@pytest.mark.parametrize("key", ["spinner", "designation", "author", "classname", "bearing"])
+def test_redaction_matches_whole_words_so_innocent_keys_stay_readable(key):
+    assert not is_sensitive(key)
