@@ -139,3 +139,17 @@ def test_measurements_inside_a_sampled_live_span_keep_their_exemplars(
     assert exemplar.as_double == 12.0
     assert exemplar.trace_id == context.trace_id.to_bytes(16, "big")
     assert exemplar.span_id == context.span_id.to_bytes(8, "big")
+
+
+def test_nan_tag_values_make_one_series_not_one_per_measurement(otlp_receiver, make_collector):
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"], max_metric_series=10
+    )
+    for _ in range(500):
+        assert collector.collect_metric(Metric("ratio", 1, MetricType.COUNTER, {"v": float("nan")}))
+    assert collector.collect_metric(Metric("ratio", 1, MetricType.COUNTER, {"v": 1.5}))
+    assert collector.flush(5000) is True
+    [(_, metric)] = [(r, m) for r, m in otlp_receiver.metrics() if m.name == "ratio"][-1:]
+    points = [(attributes_of(p.attributes)["v"], p.as_int) for p in metric.sum.data_points]
+    assert sorted((repr(v), n) for v, n in points) == [("1.5", 1), ("nan", 500)]
+    assert collector.stats()["metric"]["limited"] == 0

@@ -43,6 +43,10 @@ __all__ = ["OVERFLOW_ATTRIBUTES", "SeriesRecorder", "fast_path_consumer", "sdk_i
 # Where the SDK folds measurements past the cardinality limit; the recorder folds
 # them there itself, so that every reader agrees on which tag sets were kept.
 OVERFLOW_ATTRIBUTES: Mapping[str, Any] = {"otel.metric.overflow": True}
+# Every NaN tag value becomes this one object: NaN equals nothing, not even itself, so
+# each NaN would otherwise make a series of its own, and a flood of them fold every
+# later tag set into the overflow series.
+_NAN = float("nan")
 # Distinct tag dicts remembered per instrument, as a multiple of its series limit:
 # several tag sets can shape into one series (a redacted value, say).
 _TAG_SETS_PER_SERIES = 4
@@ -135,7 +139,7 @@ class SeriesRecorder:
 
     def _new_series(self, tags: Mapping[str, Any], key: TagsKey) -> tuple[Series, bool]:
         shaped, limited = self._shaper.attributes(tags)
-        attributes = dict(shaped)
+        attributes = {k: _NAN if v != v else v for k, v in shaped.items()}
         shape = tags_key(attributes)
         with self._lock:
             series = self._by_shape.get(shape)
