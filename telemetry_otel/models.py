@@ -65,11 +65,34 @@ _SEVERITY_NUMBERS = {
 
 
 def _fail_type(owner: str, name: str, expected: str, value: object) -> TypeError:
-    return TypeError(f"{owner}.{name} must be {expected}, got {value!r}")
+    return TypeError(f"{owner}.{name} must be {expected}, got {_shown(value)}")
 
 
 def _fail_value(owner: str, name: str, expected: str, value: object) -> ValueError:
-    return ValueError(f"{owner}.{name} must be {expected}, got {value!r}")
+    return ValueError(f"{owner}.{name} must be {expected}, got {_shown(value)}")
+
+
+def _shown(value: object, limit: int = 200) -> str:
+    """A value's repr for an error message: cut short, and never the error itself
+    (a user object's __repr__ may raise)."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object whose repr() failed>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _unreadable(owner: str, error: Exception) -> TypeError:
+    """A user object raised something else while a model read it: only TypeError and
+    ValueError ever leave a model's constructor."""
+    return TypeError(f"{owner}: a field could not be read: {type(error).__name__}"[:300])
+
+
+def _plain(owner: str, name: str, mapping: object) -> dict[str, Any]:
+    """A dict subclass as a plain dict, read without its own (possibly hostile) methods."""
+    if not isinstance(mapping, dict):
+        raise _fail_type(owner, name, "a dict", mapping)
+    return dict(dict.items(mapping))
 
 
 def _check_text(owner: str, name: str, value: object) -> None:
@@ -102,7 +125,7 @@ def _check_timestamp(owner: str, name: str, value: object) -> None:
 def _check_tags(owner: str, name: str, tags: object) -> None:
     if not isinstance(tags, dict):
         raise _fail_type(owner, name, "a dict", tags)
-    for key, value in tags.items():
+    for key, value in dict.items(tags):
         if type(key) is not str:
             raise _fail_type(owner, f"{name} key", "a str", key)
         if not key:
@@ -120,7 +143,7 @@ def _check_tags(owner: str, name: str, tags: object) -> None:
 def _check_metadata(owner: str, metadata: object) -> None:
     if not isinstance(metadata, dict):
         raise _fail_type(owner, "metadata", "a dict", metadata)
-    for key in metadata:
+    for key in dict.keys(metadata):
         if type(key) is not str:
             raise _fail_type(owner, "metadata key", "a str", key)
         if not key:
@@ -215,6 +238,14 @@ class Metric:
     explicit_bounds: list[float] | None = None
 
     def __post_init__(self) -> None:
+        try:
+            self._validate()
+        except (TypeError, ValueError):
+            raise
+        except Exception as error:  # a user object's own method raised
+            raise _unreadable("Metric", error) from None
+
+    def _validate(self) -> None:
         name = self.name
         if type(name) is not str or name not in _VALID_NAMES:
             _check_metric_name(name)
@@ -229,6 +260,8 @@ class Metric:
             self.metric_type = _enum_member("Metric", "metric_type", MetricType, self.metric_type)
         if self.metric_type is MetricType.COUNTER and value < 0:
             raise _fail_value("Metric", "value", "non-negative for a COUNTER", value)
+        if type(self.tags) is not dict:
+            self.tags = _plain("Metric", "tags", self.tags)
         _check_tags("Metric", "tags", self.tags)
         timestamp = self.timestamp
         if not (type(timestamp) is float and 0 <= timestamp <= _MAX_EPOCH_SECONDS):
@@ -300,6 +333,14 @@ class Event:
     tags: dict[str, TagValue] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        try:
+            self._validate()
+        except (TypeError, ValueError):
+            raise
+        except Exception as error:  # a user object's own method raised
+            raise _unreadable("Event", error) from None
+
+    def _validate(self) -> None:
         name = self.name
         if not (type(name) is str and name):
             _check_text("Event", "name", name)
@@ -307,11 +348,15 @@ class Event:
             raise _fail_type("Event", "message", "a str", self.message)
         if type(self.severity) is not EventSeverity:
             self.severity = _enum_member("Event", "severity", EventSeverity, self.severity)
-        if self.metadata or type(self.metadata) is not dict:
+        if type(self.metadata) is not dict:
+            self.metadata = _plain("Event", "metadata", self.metadata)
+        if self.metadata:
             _check_metadata("Event", self.metadata)
         timestamp = self.timestamp
         if not (type(timestamp) is float and 0 <= timestamp <= _MAX_EPOCH_SECONDS):
             _check_timestamp("Event", "timestamp", timestamp)
+        if type(self.tags) is not dict:
+            self.tags = _plain("Event", "tags", self.tags)
         _check_tags("Event", "tags", self.tags)
 
     def to_dict(self) -> dict[str, Any]:
@@ -358,6 +403,14 @@ class Trace:
     error: str | None = None
 
     def __post_init__(self) -> None:
+        try:
+            self._validate()
+        except (TypeError, ValueError):
+            raise
+        except Exception as error:  # a user object's own method raised
+            raise _unreadable("Trace", error) from None
+
+    def _validate(self) -> None:
         trace_id, span_id, operation = self.trace_id, self.span_id, self.operation
         if not (type(trace_id) is str and trace_id and type(span_id) is str and span_id):
             _check_text("Trace", "trace_id", trace_id)
@@ -374,6 +427,8 @@ class Trace:
         parent = self.parent_span_id
         if parent is not None and not (type(parent) is str and parent):
             _check_text("Trace", "parent_span_id", parent)
+        if type(self.tags) is not dict:
+            self.tags = _plain("Trace", "tags", self.tags)
         _check_tags("Trace", "tags", self.tags)
         timestamp = self.timestamp
         if not (type(timestamp) is float and 0 <= timestamp <= _MAX_EPOCH_SECONDS):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import threading
+from collections.abc import Mapping
 
 import pytest
 from google.protobuf import json_format
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -295,3 +298,160 @@ def test_a_callback_interval_with_a_point_no_model_can_hold_still_delivers_the_o
     assert collector.flush(5000) is False  # a point was lost, and flush says so
     assert [(m.name, m.value) for m in recorder.of("metric")] == [("normal", 5)]
     assert collector.stats()["metric"]["dropped_rejected"] == 1
+
+
+# -- hostile user objects: methods that raise, never end, or lie --------------------------------
+
+
+class Boom(Exception):
+    """Not a TypeError or ValueError: what a user object's method might raise."""
+
+
+class RaisingHashStr(str):
+    """Raises on hashing once armed: it must first get into a dict as a key."""
+
+    armed = False
+
+    def __hash__(self):
+        if RaisingHashStr.armed:
+            raise Boom("__hash__")
+        return str.__hash__(self)
+
+    def __eq__(self, other):
+        if RaisingHashStr.armed:
+            raise Boom("__eq__")
+        return str.__eq__(self, other)
+
+
+class LyingStr(str):
+    def __eq__(self, other):
+        return True
+
+    def __hash__(self):
+        return 0
+
+
+class RaisingStr(str):
+    def __repr__(self):
+        raise Boom("__repr__")
+
+    def __str__(self):
+        raise Boom("__str__")
+
+    def __len__(self):
+        raise Boom("__len__")
+
+
+class EndlessDict(dict):
+    """A dict whose own methods never end (its real storage holds one entry)."""
+
+    def items(self):
+        return ((f"k{i}", i) for i in itertools.count())
+
+    def keys(self):
+        return (f"k{i}" for i in itertools.count())
+
+    def __iter__(self):
+        return self.keys()
+
+    def __len__(self):
+        return 10**9
+
+
+class RaisingDict(dict):
+    def items(self):
+        raise Boom("items")
+
+    def keys(self):
+        raise Boom("keys")
+
+    def __iter__(self):
+        raise Boom("__iter__")
+
+    def __getitem__(self, key):
+        raise Boom("__getitem__")
+
+
+class EndlessMapping(Mapping):
+    def __getitem__(self, key):
+        return key
+
+    def __iter__(self):
+        return (f"k{i}" for i in itertools.count())
+
+    def __len__(self):
+        return 10**9
+
+
+class RaisingMapping(Mapping):
+    def __getitem__(self, key):
+        raise Boom("__getitem__")
+
+    def __iter__(self):
+        raise Boom("__iter__")
+
+    def __len__(self):
+        raise Boom("__len__")
+
+
+def _hostile_objects():
+    return [
+        RaisingHashStr("k"), LyingStr("k"), RaisingStr("k"), EndlessDict(a=1), RaisingDict(a=1),
+        EndlessMapping(), RaisingMapping(), [EndlessMapping()], {"nested": RaisingMapping()},
+        {"nested": EndlessMapping()}, (x for x in itertools.count()),
+    ]  # fmt: skip
+
+
+HOSTILE_PLACES = [
+    lambda h: (Event, (h, "m"), {}),
+    lambda h: (Event, ("e", h), {}),
+    lambda h: (Event, ("e", "m"), {"metadata": h}),
+    lambda h: (Event, ("e", "m"), {"metadata": {"k": h}}),
+    lambda h: (Event, ("e", "m"), {"metadata": {h: 1}}),
+    lambda h: (Event, ("e", "m"), {"tags": h}),
+    lambda h: (Event, ("e", "m"), {"tags": {h: "v"}}),
+    lambda h: (Event, ("e", "m"), {"tags": {"k": h}}),
+    lambda h: (Metric, (h, 1), {}),
+    lambda h: (Metric, ("m", 1), {"tags": h}),
+    lambda h: (Metric, ("m", 1), {"tags": {"k": h}}),
+    lambda h: (Trace, (h, "s", "op", 1.0), {}),
+    lambda h: (Trace, ("t", "s", h, 1.0), {}),
+    lambda h: (Trace, ("t", "s", "op", 1.0), {"tags": h}),
+    lambda h: (Trace, ("t", "s", "op", 1.0), {"parent_span_id": h}),
+]
+
+
+def _collect_within(collector, model, timeout_s=5.0):
+    """collect_*(model) in a thread: what it returned, or a timeout."""
+    method = {Event: collector.collect_event, Metric: collector.collect_metric,
+              Trace: collector.collect_trace}[type(model)]  # fmt: skip
+    outcome = []
+    worker = threading.Thread(target=lambda: outcome.append(method(model)), daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    return outcome[0] if outcome else "timed out"
+
+
+@quick
+@given(
+    place=st.sampled_from(range(len(HOSTILE_PLACES))),
+    hostile=st.sampled_from(range(len(_hostile_objects()))),
+)
+def test_hostile_user_objects_raise_only_type_or_value_errors_and_never_hang_collect(
+    shared_collector, place, hostile
+):
+    collector, _, _ = shared_collector
+    try:
+        # Built before the hash is armed: a dict must take the key first.
+        try:
+            model_type, args, kwargs = HOSTILE_PLACES[place](_hostile_objects()[hostile])
+        except TypeError:  # unhashable: no dict can hold it as a key
+            assume(False)
+        RaisingHashStr.armed = True
+        try:
+            model = model_type(*args, **kwargs)
+        except (TypeError, ValueError):
+            return
+        assert _collect_within(collector, model) in (True, False)
+    finally:
+        RaisingHashStr.armed = False
