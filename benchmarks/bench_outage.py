@@ -5,7 +5,8 @@ for the same time: ``healthy`` exports to a loopback OTLP/gRPC receiver;
 ``outage`` to a socket that accepts and never answers (a black hole);
 ``outage+spool`` the same with the durable spool on. Then ``stop()`` of a collector
 with 50,000 events queued for each of three black-holed endpoints and a spool,
-against a 1 s deadline: how long it took, and what was spooled or dropped. Run
+against a 1 s deadline: how long it took, and what was spooled or dropped. Last,
+what 1,000 collectors started and stopped leave behind (RSS). Run
 ``make bench`` or
 ``python benchmarks/bench_outage.py [--seconds 30]``.
 """
@@ -116,13 +117,44 @@ def stop_with_spool(items: int = 50_000, endpoints: int = 3) -> dict[str, float]
     }
 
 
+def churn(cycles: int = 1000) -> dict[str, float]:
+    """RSS before and after ``cycles`` collectors (a file endpoint and a callback each)
+    were built, started, used and stopped: what a stopped collector leaves behind."""
+    import gc
+
+    from telemetry_otel import Event, TelemetryCollector, TelemetryConfig
+
+    directory = tempfile.mkdtemp()
+
+    def cycle() -> None:
+        collector = TelemetryCollector(TelemetryConfig(export_endpoints=[f"file://{directory}"]))
+        collector.register_exporter(lambda data_type, item: None)
+        collector.start()
+        collector.collect_event(Event("user_action", "checkout"))
+        collector.stop()
+
+    def rss_mb() -> float:
+        gc.collect()
+        return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 1e6
+
+    for _ in range(50):  # warm up: imports, caches, the SDK probe
+        cycle()
+    before = rss_mb()
+    for _ in range(cycles):
+        cycle()
+    return {"before_mb": before, "after_mb": rss_mb(), "cycles": cycles}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=30.0, help="production time per run")
-    parser.add_argument("--scenario", choices=[*SCENARIOS, "stop"], help=argparse.SUPPRESS)
+    parser.add_argument("--scenario", choices=[*SCENARIOS, "stop", "churn"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.scenario == "stop":
         print(json.dumps(stop_with_spool()))
+        return
+    if args.scenario == "churn":
+        print(json.dumps(churn()))
         return
     if args.scenario:
         print(json.dumps(run_scenario(args.scenario, args.seconds)))
@@ -147,6 +179,15 @@ def main(argv: list[str] | None = None) -> None:
     print("stop(timeout_ms=1000), spool, 3 black-holed endpoints, 50,000 events queued for each:")
     print(f"  {r['stop_s']:.2f} s; spooled {r['spooled']:.0f}, dropped {r['dropped']:.0f}, "
           f"pending {r['pending']:.0f} (target: within 1 s plus one encoded chunk)")  # fmt: skip
+    output = subprocess.run(
+        [sys.executable, __file__, "--scenario", "churn"],
+        capture_output=True, text=True, check=True, timeout=300,
+    ).stdout  # fmt: skip
+    r = json.loads(output.splitlines()[-1])
+    each_kb = (r["after_mb"] - r["before_mb"]) * 1000 / r["cycles"]
+    print(f"churn: {r['cycles']:.0f} collectors started and stopped: RSS "
+          f"{r['before_mb']:.1f} -> {r['after_mb']:.1f} MB, {each_kb:.1f} KB each "
+          "(target: a few MB in all)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -56,7 +56,7 @@ def test_end_to_end_benchmark_delivers_every_span_on_both_sides():
 
 
 def test_outage_benchmark_prints_every_scenario_and_stop_with_a_spool():
-    output = run("bench_outage.py", "--seconds", "0.5", timeout=240).splitlines()
+    output = run("bench_outage.py", "--seconds", "0.5", timeout=400).splitlines()
     rows = rows_by_first_word(output[2:5])
     assert set(rows) == {"healthy", "outage", "outage+spool"}
     for values in rows.values():
@@ -66,3 +66,4 @@ def test_outage_benchmark_prints_every_scenario_and_stop_with_a_spool():
     assert output[5].startswith("stop(timeout_ms=1000), spool, 3 black-holed endpoints")
     spooled, dropped = (int(n) for n in re.findall(r"(?:spooled|dropped) (\d+)", output[6]))
     assert spooled + dropped == 150_000
+    assert output[7].startswith("churn: 1000 collectors started and stopped: RSS ")

@@ -19,18 +19,33 @@ class ForkAware(Protocol):
     def after_fork_in_child(self) -> None: ...
 
 
+# Live owners, in the order they asked: one process-wide hook calls them in a forked
+# child. (One os.register_at_fork per owner could never be removed: every collector
+# ever created would leave its closures behind.)
+_owners: dict[int, weakref.ref[ForkAware]] = {}
+
+
 def follow_forks(owner: ForkAware) -> None:
     """Call ``owner.after_fork_in_child()`` in every forked child, while owner is alive."""
-    if not hasattr(os, "register_at_fork"):
-        return
-    reference = weakref.ref(owner)
+    key = id(owner)
 
-    def after_in_child() -> None:
+    def forget(_: object, key: int = key) -> None:
+        _owners.pop(key, None)
+
+    # Dict operations are atomic under the GIL, and a fork happens with the GIL held:
+    # no lock, so no lock a child could inherit held.
+    _owners[key] = weakref.ref(owner, forget)
+
+
+def _after_fork_in_child() -> None:
+    for reference in list(_owners.values()):
         alive = reference()
         if alive is not None:
             alive.after_fork_in_child()
 
-    os.register_at_fork(after_in_child=after_in_child)
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class ForkSafeLock:
