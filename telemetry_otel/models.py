@@ -9,7 +9,6 @@ item reaching the OTLP encoder would make it throw away a whole batch.
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,7 +25,6 @@ _INT64_MAX = 2**63 - 1
 # them as signed, so the project keeps them below 2**63 ns.
 _MAX_EPOCH_SECONDS = (2**63 - 1) / 1e9
 # https://opentelemetry.io/docs/specs/otel/metrics/api/#instrument-name-syntax
-_INSTRUMENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-/]{0,254}")
 
 
 class MetricType(str, Enum):
@@ -150,22 +148,16 @@ def _check_metadata(owner: str, metadata: object) -> None:
             raise _fail_value(owner, "metadata key", "a non-empty string", key)
 
 
-# Metric names that passed the syntax check, so that repeated names skip the regex.
+# Metric names that passed the check, so that repeated names skip it.
 _VALID_NAMES: set[str] = set()
 _VALID_NAMES_MAX = 4096
 
 
 def _check_metric_name(name: object) -> None:
-    if type(name) is not str:
-        raise _fail_type("Metric", "name", "a str", name)
-    if _INSTRUMENT_NAME.fullmatch(name) is None:
-        raise _fail_value(
-            "Metric",
-            "name",
-            "a letter followed by up to 254 letters, digits, '_', '.', '-' or '/'",
-            name,
-        )
-    if len(_VALID_NAMES) < _VALID_NAMES_MAX:
+    """Any non-empty text, as the legacy API took: where OpenTelemetry's instrument name
+    rule refuses it, the mapping renames the instrument (see the README)."""
+    _check_text("Metric", "name", name)
+    if type(name) is str and len(_VALID_NAMES) < _VALID_NAMES_MAX:
         _VALID_NAMES.add(name)
 
 
@@ -209,7 +201,8 @@ class Metric:
     """A numerical measurement.
 
     Attributes:
-        name: Instrument name: a letter, then letters, digits, ``_ . - /``; at most 255.
+        name: Any non-empty text. A name OpenTelemetry's instrument rule refuses
+            (``5xx_errors``, ``http requests``) is renamed on export (see the README).
         value: The measurement (int or float, finite). For a histogram that the
             callback bridge rebuilt, the sum of the observations.
         metric_type: COUNTER (summed), GAUGE (last value) or HISTOGRAM (distribution).
@@ -249,6 +242,8 @@ class Metric:
         name = self.name
         if type(name) is not str or name not in _VALID_NAMES:
             _check_metric_name(name)
+            if type(name) is not str:  # a str subclass: its own methods are not trusted
+                self.name = name = str.__str__(name)
         value = self.value
         # Fast checks first (x - x is 0.0 only for finite floats); the full check
         # then names the problem.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -153,3 +154,58 @@ def test_nan_tag_values_make_one_series_not_one_per_measurement(otlp_receiver, m
     points = [(attributes_of(p.attributes)["v"], p.as_int) for p in metric.sum.data_points]
     assert sorted((repr(v), n) for v, n in points) == [("1.5", 1), ("nan", 500)]
     assert collector.stats()["metric"]["limited"] == 0
+
+
+LEGACY_NAMES = {
+    "5xx_errors": "m_5xx_errors",
+    "http requests": "http_requests",
+    "cpu%": "cpu_",
+    "ümlaut": "umlaut",
+    "a" * 300: "a" * 255,
+}
+
+
+def test_legacy_metric_names_are_accepted_and_renamed_by_the_documented_rule(
+    otlp_receiver, make_collector, recorder, caplog
+):
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"], flush_interval_ms=60_000
+    )
+    collector.register_exporter(recorder)
+    with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+        for legacy in LEGACY_NAMES:
+            for _ in range(2):
+                assert collector.collect_metric(Metric(legacy, 1, MetricType.COUNTER))
+    assert collector.flush(5000) is True
+    on_the_wire = {
+        (metric.name, attributes_of(point.attributes).get("legacy.metric_name"), point.as_int)
+        for _, metric in otlp_receiver.metrics()
+        for point in metric.sum.data_points
+    }
+    for legacy, renamed in LEGACY_NAMES.items():
+        assert (renamed, legacy, 2) in on_the_wire
+    # Callbacks get the legacy name back, without the attribute.
+    assert sorted((m.name, m.value, m.tags) for m in recorder.of("metric")) == sorted(
+        (legacy, 2, {}) for legacy in LEGACY_NAMES
+    )
+    renames = [
+        r.getMessage() for r in caplog.records if "not a valid OpenTelemetry" in r.getMessage()
+    ]
+    assert len(renames) == len(LEGACY_NAMES)  # once per name, not per measurement
+    assert collector.stats()["metric"]["limited"] == 2 * len(LEGACY_NAMES)
+
+
+def test_two_legacy_names_that_map_to_one_instrument_stay_apart(otlp_receiver, make_collector):
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"], flush_interval_ms=60_000
+    )
+    assert collector.collect_metric(Metric("cpu%", 3, MetricType.COUNTER))
+    assert collector.collect_metric(Metric("cpu#", 4, MetricType.COUNTER))
+    assert collector.collect_metric(Metric("cpu&", 1, MetricType.GAUGE)) is False  # a clash
+    assert collector.flush(5000) is True
+    [(_, metric)] = [(r, m) for r, m in otlp_receiver.metrics() if m.name == "cpu_"]
+    points = {
+        attributes_of(p.attributes)["legacy.metric_name"]: p.as_int for p in metric.sum.data_points
+    }
+    assert points == {"cpu%": 3, "cpu#": 4}
+    assert collector.stats()["metric"]["dropped_rejected"] == 1

@@ -125,10 +125,7 @@ def test_constructors_accept_enum_values_as_strings():
 @pytest.mark.parametrize(
     ("build", "error", "message"),
     [
-        (lambda: Metric("", 1), ValueError, "Metric.name must be a letter"),
-        (lambda: Metric("9lives", 1), ValueError, "got '9lives'"),
-        (lambda: Metric("a b", 1), ValueError, "Metric.name"),
-        (lambda: Metric("a" * 256, 1), ValueError, "Metric.name"),
+        (lambda: Metric("", 1), ValueError, "Metric.name must be a non-empty string"),
         (lambda: Metric(5, 1), TypeError, "Metric.name must be a str, got 5"),
         (
             lambda: Metric("m", math.nan),

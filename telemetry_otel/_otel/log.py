@@ -47,3 +47,19 @@ def report_loss(key: str, count: int, message: str, *args: object) -> None:
         _last_warned[key] = now
         _unreported[key] = 0
     logger.warning(message, *args, total)
+
+
+_warned_once: set[str] = set()
+_MAX_WARNED_ONCE = 4096
+
+
+def warn_once(key: str, message: str, *args: object) -> None:
+    """Log a warning once per ``key`` for the life of the process (a bounded number of
+    keys; past it, once a minute per key like warn_limited)."""
+    if key in _warned_once:
+        return
+    if len(_warned_once) < _MAX_WARNED_ONCE:
+        _warned_once.add(key)
+        logger.warning(message, *args)
+    else:
+        warn_limited(key, message, *args)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from functools import partial
@@ -20,6 +22,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from telemetry_otel._otel.forks import ForkSafeLock
+from telemetry_otel._otel.log import warn_once
 from telemetry_otel._otel.series import SeriesRecorder, fast_path_consumer
 from telemetry_otel._otel.spans import ns_to_seconds
 from telemetry_otel._shaping import Shaper
@@ -50,11 +53,11 @@ class InstrumentCache:
         self._max_series = max_series
         # By name alone (one type per name): an enum in the key would cost a
         # Python-level hash on every measurement.
-        self._recorders: dict[str, tuple[MetricType, SeriesRecorder]] = {}
+        self._recorders: dict[str, tuple[MetricType, SeriesRecorder | RenamedRecorder]] = {}
         self._types: dict[str, MetricType] = {}
         self._lock = ForkSafeLock()
 
-    def recorder(self, metric: Metric) -> SeriesRecorder | None:
+    def recorder(self, metric: Metric) -> SeriesRecorder | RenamedRecorder | None:
         """The recorder of the metric's instrument, or None on a type clash."""
         known = self._recorders.get(metric.name)
         if known is not None and known[0] is metric.metric_type:
@@ -62,14 +65,27 @@ class InstrumentCache:
         with self._lock:
             return self._create(metric)
 
-    def _create(self, metric: Metric) -> SeriesRecorder | None:
+    def _create(self, metric: Metric) -> SeriesRecorder | RenamedRecorder | None:
         known = self._recorders.get(metric.name)
         if known is not None:
             return known[1] if known[0] is metric.metric_type else None
-        known_type = self._types.get(metric.name.lower())
+        name = instrument_name(metric.name)
+        known_type = self._types.get(name.lower())
         if known_type is not None and known_type is not metric.metric_type:
             return None
-        meter, name = self._meter, metric.name
+        series = self._instrument(metric, name)
+        recorder: SeriesRecorder | RenamedRecorder = series
+        self._types[name.lower()] = metric.metric_type
+        if name != metric.name:
+            warn_once(f"rename:{metric.name}", "metric name %r is not a valid OpenTelemetry "
+                      "instrument name: exported as %r with attribute %s=%r",
+                      metric.name, name, LEGACY_NAME, metric.name)  # fmt: skip
+            recorder = RenamedRecorder(series, metric.name)
+        self._recorders[metric.name] = (metric.metric_type, recorder)
+        return recorder
+
+    def _instrument(self, metric: Metric, name: str) -> SeriesRecorder:
+        meter = self._meter
         unit, description = metric.unit, metric.description
         instrument: Any
         if metric.metric_type is MetricType.COUNTER:
@@ -81,12 +97,43 @@ class InstrumentCache:
         else:
             instrument = meter.create_histogram(name, unit=unit, description=description)
             record = instrument.record
-        recorder = SeriesRecorder(
+        return SeriesRecorder(
             instrument, record, self._consumer, self._shaper, self._max_series, self._lock
         )
-        self._types[name.lower()] = metric.metric_type
-        self._recorders[name] = (metric.metric_type, recorder)
-        return recorder
+
+
+# The attribute that carries a legacy metric name OpenTelemetry's rule refused: it keeps
+# two legacy names that map to one instrument name apart, and callbacks get it back.
+LEGACY_NAME = "legacy.metric_name"
+_INSTRUMENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-/]{0,254}")
+_NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_.\-/]")
+
+
+def instrument_name(name: str) -> str:
+    """A legacy metric name as a valid OpenTelemetry instrument name, deterministically:
+    accents dropped (``ümlaut`` → ``umlaut``), any other character outside letters,
+    digits and ``_ . - /`` made ``_``, ``m_`` put before a name that does not start
+    with a letter, and the whole cut to 255 characters."""
+    if _INSTRUMENT_NAME.fullmatch(name):
+        return name
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    valid = _NOT_ALLOWED.sub("_", ascii_name or name)
+    if not valid[:1].isalpha():
+        valid = f"m_{valid}"
+    return valid[:255]
+
+
+class RenamedRecorder:
+    """Records a metric whose legacy name was renamed, with that name as an attribute;
+    ``record`` reports every measurement as limited (the name was changed)."""
+
+    def __init__(self, inner: SeriesRecorder, legacy_name: str) -> None:
+        self._inner = inner
+        self._legacy_name = legacy_name
+
+    def record(self, value: float, tags: Mapping[str, Any]) -> bool:
+        self._inner.record(value, {**tags, LEGACY_NAME: self._legacy_name})
+        return True
 
 
 def metrics_of(data: MetricsData, skip_scope: str | None = None) -> Iterator[Any]:
@@ -183,7 +230,7 @@ def _point_models(metric: Any, global_tags: Mapping[str, Any]) -> Iterator[Calla
         tags = dict(global_tags)
         tags.update(point.attributes or {})
         common = {
-            "name": metric.name,
+            "name": tags.pop(LEGACY_NAME, metric.name),
             "metric_type": metric_type,
             "tags": tags,
             "timestamp": ns_to_seconds(point.time_unix_nano),

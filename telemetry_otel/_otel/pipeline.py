@@ -49,7 +49,7 @@ from telemetry_otel._otel.forks import follow_forks
 from telemetry_otel._otel.ids import otel_trace_id
 from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.logs import event_to_log_record
-from telemetry_otel._otel.metrics import InstrumentCache
+from telemetry_otel._otel.metrics import InstrumentCache, instrument_name
 from telemetry_otel._otel.otlp_delivery import OtlpDelivery
 from telemetry_otel._otel.processors import (
     LiveSpanCounter,
@@ -400,8 +400,10 @@ class Pipeline:
             if recorder is None:
                 return self._reject_metric(
                     f"clash:{metric.name.lower()}",
-                    "metric %r is already registered as another type; dropping %s values",
+                    "metric %r (instrument %r) is already registered as another type; "
+                    "dropping %s values",
                     metric.name,
+                    instrument_name(metric.name),
                     metric.metric_type.value,
                 )
             if metric.value < 0 and metric.metric_type is MetricType.HISTOGRAM:
