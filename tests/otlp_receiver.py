@@ -290,10 +290,11 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.headers.get("Content-Encoding") == "gzip":
             body = gzip.decompress(body)
-        failure = self.owner.next_failure("http", signal)
         limit = self.owner.max_http_body
-        if limit is not None and len(body) > limit:
-            failure = (413, {}, b"request body larger than the receiver takes")
+        if limit is not None and len(body) > limit:  # scripted answers stay for the next
+            failure: Any = (413, {}, b"request body larger than the receiver takes")
+        else:
+            failure = self.owner.next_failure("http", signal)
         if failure is not None and not isinstance(failure, Partial):
             status, headers, message = failure
             self.send_response(status)

@@ -313,3 +313,26 @@ def test_an_outage_logs_one_line_per_signal_saying_what_it_cost(make_collector, 
         assert line.startswith(f"OTLP endpoint grpc://127.0.0.1:{port}?timeout_ms=200 ")
         assert "(refused: " in line
         assert line.endswith(" since the last report")
+
+
+def test_an_outage_in_the_middle_of_a_split_counts_each_part_once(make_collector):
+    receiver = OtlpReceiver(max_http_body=FOUR_MIB)
+    receiver.fail_next("http", "logs", Partial(0, ""))  # the first half: taken
+    receiver.fail_next("http", "logs", (503, {}, b"busy"))  # the second: an outage
+    receiver.start()
+    try:
+        collector = make_collector(
+            export_endpoints=[f"http://127.0.0.1:{receiver.http_port}?timeout_ms=500"],
+            max_export_batch_bytes=16_000_000,
+            flush_interval_ms=60_000,
+        )
+        for i in range(512):
+            collector.collect_event(Event("big", f"{i:04d}" + "x" * 8188))
+        assert collector.flush(10_000) is False
+        assert len(receiver.log_records()) == 256
+        stats = collector.stats()
+        counts = stats["event"]
+        assert (counts["exported"], counts["export_failures_unavailable"]) == (256, 256)
+        assert_identity(stats, "event")
+    finally:
+        receiver.stop()

@@ -100,9 +100,10 @@ class OtlpDelivery:
             return self._spool_or_fail(self.requests(batch, outcome), outcome, None)
         requests = self.requests(batch, outcome)
         for index, (items, payload) in enumerate(requests):
-            outage = self._send(items, payload, outcome)
-            if outage is not None:
-                return self._spool_or_fail(requests[index:], outcome, outage)
+            left = self._send(items, payload, outcome)
+            if left is not None:
+                outage, unsent = left
+                return self._spool_or_fail(unsent + requests[index + 1 :], outcome, outage)
         return outcome
 
     def requests(self, items: list[Any], outcome: Delivered) -> list[Request]:
@@ -120,20 +121,23 @@ class OtlpDelivery:
         half = len(items) // 2
         return self.requests(items[:half], outcome) + self.requests(items[half:], outcome)
 
-    def _send(self, items: list[Any], payload: bytes, outcome: Delivered) -> Answer | None:
+    def _send(
+        self, items: list[Any], payload: bytes, outcome: Delivered
+    ) -> tuple[Answer, list[Request]] | None:
         """Send one request, splitting it when refused for its size. On an outage, the
-        answer: the request is then neither counted nor lost (the caller spools or
-        fails it)."""
+        answer and the requests not sent: those are neither counted nor lost here (the
+        caller spools or fails them); the parts of a split already sent stay counted."""
         answer = self._sender.send_with_retries(payload)
         if answer.kind == RETRYABLE:
-            return answer
+            return answer, [(items, payload)]
         if answer.kind == SENT_TOO_LARGE and len(items) > 1:
             half = len(items) // 2
-            for part in (items[:half], items[half:]):
-                for part_items, part_payload in self.requests(part, outcome):
-                    outage = self._send(part_items, part_payload, outcome)
-                    if outage is not None:
-                        return outage  # a split is rare: its parts already sent stay sent
+            parts = self.requests(items[:half], outcome) + self.requests(items[half:], outcome)
+            for index, (part_items, part_payload) in enumerate(parts):
+                left = self._send(part_items, part_payload, outcome)
+                if left is not None:
+                    outage, unsent = left
+                    return outage, unsent + parts[index + 1 :]
             return None
         self._count_answer(answer, len(items), outcome)
         return None
