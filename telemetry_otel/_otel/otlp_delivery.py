@@ -38,6 +38,7 @@ from telemetry_otel._otel.delivery import (
 from telemetry_otel._otel.encoding import encode_spans
 from telemetry_otel._otel.exporters import CountingMetricExporter
 from telemetry_otel._otel.log import report_loss
+from telemetry_otel._otel.otlp_sender import PARTIAL as SENT_PARTIAL
 from telemetry_otel._otel.otlp_sender import PERMANENT, RETRYABLE, Answer, OtlpSender
 from telemetry_otel._otel.otlp_sender import TOO_LARGE as SENT_TOO_LARGE
 from telemetry_otel._otel.spool import BUSY, Settlement, Spool, SpooledBatch
@@ -52,9 +53,10 @@ _MAX_REPLAY_BACKOFF_S = 5.0
 Request = tuple[list[Any], bytes]
 # Items encoded at a time when spooling at stop(): each chunk checks the deadline.
 _SPOOL_CHUNK = 512
+# How a metric export's loss is worded, by the kind of answer (otlp_sender's).
 _VERDICTS = {
     RETRYABLE: "could not take {} past its retries",
-    PARTIAL: "rejected {}",
+    SENT_PARTIAL: "rejected {}",
     PERMANENT: "refused {} for good",
 }
 
@@ -145,7 +147,7 @@ class OtlpDelivery:
     def _count_answer(self, answer: Answer, items: int, outcome: Delivered) -> None:
         if answer.taken:
             outcome.exported += items - min(answer.rejected, items)
-            if answer.kind == PARTIAL:
+            if answer.kind == SENT_PARTIAL:
                 self._report(PARTIAL, answer, min(answer.rejected, items))
                 outcome.fail(PARTIAL, min(answer.rejected, items))
             return
