@@ -145,6 +145,16 @@ def churn(cycles: int = 1000) -> dict[str, float]:
     return {"before_mb": before, "after_mb": rss_mb(), "cycles": cycles}
 
 
+def _child(scenario: str, timeout_s: float, seconds: float = 0.0) -> dict[str, float]:
+    """Run one scenario in a process of its own (its own peak RSS); what it printed."""
+    output = subprocess.run(
+        [sys.executable, __file__, "--scenario", scenario, "--seconds", str(seconds)],
+        capture_output=True, text=True, check=True, timeout=timeout_s,
+    ).stdout  # fmt: skip
+    result: dict[str, float] = json.loads(output.splitlines()[-1])
+    return result
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=30.0, help="production time per run")
@@ -163,27 +173,15 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'scenario':<14}{'calls':>10}{'p50 ns':>9}{'p99 ns':>9}{'max ms':>9}"
           f"{'RSS MB':>8}{'stop s':>8}{'exported':>10}{'dropped':>9}{'pending':>9}")  # fmt: skip
     for name in SCENARIOS:
-        output = subprocess.run(
-            [sys.executable, __file__, "--scenario", name, "--seconds", str(args.seconds)],
-            capture_output=True, text=True, check=True, timeout=args.seconds + 120,
-        ).stdout  # fmt: skip
-        r = json.loads(output.splitlines()[-1])
+        r = _child(name, timeout_s=args.seconds + 120, seconds=args.seconds)
         print(f"{name:<14}{r['calls']:>10.0f}{r['p50_ns']:>9.0f}{r['p99_ns']:>9.0f}"
               f"{r['max_ns'] / 1e6:>9.1f}{r['peak_rss_mb']:>8.0f}{r['stop_s']:>8.2f}"
               f"{r['exported']:>10.0f}{r['dropped']:>9.0f}{r['pending']:>9.0f}")  # fmt: skip
-    output = subprocess.run(
-        [sys.executable, __file__, "--scenario", "stop"],
-        capture_output=True, text=True, check=True, timeout=120,
-    ).stdout  # fmt: skip
-    r = json.loads(output.splitlines()[-1])
+    r = _child("stop", timeout_s=120)
     print("stop(timeout_ms=1000), spool, 3 black-holed endpoints, 50,000 events queued for each:")
     print(f"  {r['stop_s']:.2f} s; spooled {r['spooled']:.0f}, dropped {r['dropped']:.0f}, "
           f"pending {r['pending']:.0f} (target: within 1 s plus one encoded chunk)")  # fmt: skip
-    output = subprocess.run(
-        [sys.executable, __file__, "--scenario", "churn"],
-        capture_output=True, text=True, check=True, timeout=300,
-    ).stdout  # fmt: skip
-    r = json.loads(output.splitlines()[-1])
+    r = _child("churn", timeout_s=300)
     each_kb = (r["after_mb"] - r["before_mb"]) * 1000 / r["cycles"]
     print(f"churn: {r['cycles']:.0f} collectors started and stopped: RSS "
           f"{r['before_mb']:.1f} -> {r['after_mb']:.1f} MB, {each_kb:.1f} KB each "

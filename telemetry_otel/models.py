@@ -86,6 +86,22 @@ def _unreadable(owner: str, error: Exception) -> TypeError:
     return TypeError(f"{owner}: a field could not be read: {type(error).__name__}"[:300])
 
 
+class _Checked:
+    """A model checked when built, from which only TypeError and ValueError escape,
+    whatever the user objects it is given do when read."""
+
+    def __post_init__(self) -> None:
+        try:
+            self._validate()
+        except (TypeError, ValueError):
+            raise
+        except Exception as error:  # a user object's own method raised
+            raise _unreadable(type(self).__name__, error) from None
+
+    def _validate(self) -> None:
+        raise NotImplementedError
+
+
 def _plain(owner: str, name: str, mapping: object) -> dict[str, Any]:
     """A dict subclass as a plain dict, read without its own (possibly hostile) methods."""
     if not isinstance(mapping, dict):
@@ -197,7 +213,7 @@ def _read_fields(owner: type, data: object, required: tuple[str, ...]) -> dict[s
 
 
 @dataclass(eq=True)
-class Metric:
+class Metric(_Checked):
     """A numerical measurement.
 
     Attributes:
@@ -229,14 +245,6 @@ class Metric:
     max: float | None = None
     bucket_counts: list[int] | None = None
     explicit_bounds: list[float] | None = None
-
-    def __post_init__(self) -> None:
-        try:
-            self._validate()
-        except (TypeError, ValueError):
-            raise
-        except Exception as error:  # a user object's own method raised
-            raise _unreadable("Metric", error) from None
 
     def _validate(self) -> None:
         name = self.name
@@ -308,7 +316,7 @@ class Metric:
 
 
 @dataclass(eq=True)
-class Event:
+class Event(_Checked):
     """A discrete event or log entry.
 
     Attributes:
@@ -326,14 +334,6 @@ class Event:
     metadata: dict[str, Any] = field(default_factory=dict)
     timestamp: float = field(default_factory=time.time)
     tags: dict[str, TagValue] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        try:
-            self._validate()
-        except (TypeError, ValueError):
-            raise
-        except Exception as error:  # a user object's own method raised
-            raise _unreadable("Event", error) from None
 
     def _validate(self) -> None:
         name = self.name
@@ -372,7 +372,7 @@ class Event:
 
 
 @dataclass(eq=True)
-class Trace:
+class Trace(_Checked):
     """A finished span of a distributed trace.
 
     Attributes:
@@ -396,14 +396,6 @@ class Trace:
     tags: dict[str, TagValue] = field(default_factory=dict)
     timestamp: float = field(default_factory=time.time)
     error: str | None = None
-
-    def __post_init__(self) -> None:
-        try:
-            self._validate()
-        except (TypeError, ValueError):
-            raise
-        except Exception as error:  # a user object's own method raised
-            raise _unreadable("Trace", error) from None
 
     def _validate(self) -> None:
         trace_id, span_id, operation = self.trace_id, self.span_id, self.operation
