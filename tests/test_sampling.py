@@ -325,6 +325,22 @@ def test_the_rate_limit_holds_within_ten_percent_over_five_seconds_and_never_spl
     assert min(probabilities) < 0.1  # the scale followed the offered rate down
 
 
+@pytest.mark.parametrize(
+    "pace",
+    [[20_000, 10_000] * 3, [10_000, 20_000] * 3, [20_000, 20_000, 5_000, 5_000, 20_000, 20_000]],
+)
+def test_the_rate_limit_keeps_its_average_when_the_application_pace_changes(pace):
+    now = 0.0
+    limiter = RateLimiter(200, lambda: now)
+    kept = offered = 0
+    for second, per_second in enumerate(pace):  # a simulated clock
+        for step in range(per_second):
+            now = second + step / per_second
+            kept += limiter.admit(otel_trace_id(f"paced-{offered}"), 1.0, None) is not None
+            offered += 1
+    assert abs(kept - 200 * len(pace)) <= 0.02 * 200 * len(pace)
+
+
 def test_a_limit_below_one_trace_per_second_keeps_a_trace_now_and_then_never_more():
     now = 0.0
     limiter = RateLimiter(0.5, lambda: now)
