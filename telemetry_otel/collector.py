@@ -141,7 +141,8 @@ class TelemetryCollector:
         return False if pipeline is None else pipeline.emit_event(event)
 
     def collect_trace(self, trace: Trace) -> bool:
-        """Emit a trace as a finished span. Returns False when not collecting or sampled out."""
+        """Emit a trace as a finished span. Returns False when not collecting or sampled
+        out; True also for a span that waits for its trace's decision (tail rules)."""
         if type(trace) is not Trace and not isinstance(trace, Trace):
             raise TypeError(f"collect_trace() takes a Trace, got {type(trace).__name__}")
         pipeline = self._pipeline

@@ -55,6 +55,7 @@ _DEFAULTS: dict[str, Any] = {
     "trace_sample_rate": None,
     "event_sample_rate": None,
     "event_keep_severity": EventSeverity.ERROR,
+    "events_follow_traces": True,
     "keep_error_traces": True,
     "keep_traces_slower_than_ms": None,
     "trace_decision_wait_ms": 5000,
@@ -116,12 +117,16 @@ class TelemetryConfig:
             ``sample_rate``.
         event_keep_severity: Events at or above this severity are never sampled out;
             None: every event is sampled.
+        events_follow_traces: An event collected inside a live span (the current span
+            context) is kept or dropped with that span's trace instead of at the event
+            rate; events at or above ``event_keep_severity`` pass anyway.
         keep_error_traces: Keep every legacy trace that has a span with ``error`` set,
             whatever the rate.
         keep_traces_slower_than_ms: Keep every legacy trace that has a span slower than
             this; None: off.
-        trace_decision_wait_ms: With a tail rule and a rate below 1, how long a legacy
-            trace's spans may wait for its root span before the trace is decided.
+        trace_decision_wait_ms: With a tail rule and a rate below 1, the window from a
+            legacy trace's first span in which its spans wait for a rule to match,
+            whatever their order, before the rate decides the trace.
         max_pending_spans: Most legacy spans waiting for their trace's decision; past it
             the oldest traces are decided by the rate alone (counted).
         max_traces_per_second: Most legacy traces kept per second, on average; None: no
@@ -149,6 +154,7 @@ class TelemetryConfig:
     trace_sample_rate: float | None
     event_sample_rate: float | None
     event_keep_severity: EventSeverity | None
+    events_follow_traces: bool
     keep_error_traces: bool
     keep_traces_slower_than_ms: float | None
     trace_decision_wait_ms: int
@@ -179,6 +185,7 @@ class TelemetryConfig:
         trace_sample_rate: float | None = _UNSET,
         event_sample_rate: float | None = _UNSET,
         event_keep_severity: EventSeverity | None = _UNSET,
+        events_follow_traces: bool = _UNSET,
         keep_error_traces: bool = _UNSET,
         keep_traces_slower_than_ms: float | None = _UNSET,
         trace_decision_wait_ms: int = _UNSET,
@@ -207,6 +214,7 @@ class TelemetryConfig:
             "trace_sample_rate": trace_sample_rate,
             "event_sample_rate": event_sample_rate,
             "event_keep_severity": event_keep_severity,
+            "events_follow_traces": events_follow_traces,
             "keep_error_traces": keep_error_traces,
             "keep_traces_slower_than_ms": keep_traces_slower_than_ms,
             "trace_decision_wait_ms": trace_decision_wait_ms,
@@ -221,7 +229,10 @@ class TelemetryConfig:
         self._validate()
 
     def _validate(self) -> None:
-        for name in ("enabled", "redact", "use_global_providers", "keep_error_traces"):
+        for name in (
+            "enabled", "redact", "use_global_providers", "keep_error_traces",
+            "events_follow_traces",
+        ):  # fmt: skip
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(
                     f"TelemetryConfig.{name} must be a bool, got {getattr(self, name)!r}"

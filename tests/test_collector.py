@@ -42,9 +42,11 @@ COUNT_KEYS = (
     "spool_unavailable",
     "awaiting_decision",
     "kept_by_rule",
+    "kept_incomplete",
     "sampled_out_ratio",
     "sampled_out_rate_limit",
     "sampled_out_buffer_overflow",
+    "sampled_out_with_trace",
 )
 
 
@@ -184,10 +186,13 @@ def test_stats_count_every_delivery_per_destination(make_collector, recorder):
     collector = make_collector(sample_rate=0.5)
     collector.register_exporter(recorder)
     collector.register_exporter(other)
-    kept = sum(collector.collect_trace(_trace(trace_id=f"trace-{i}")) for i in range(200))
+    for i in range(200):  # each waits for its decision (keep_error_traces is on)
+        assert collector.collect_trace(_trace(trace_id=f"trace-{i}")) is True
     for i in range(50):
         collector.collect_event(Event("e", f"m{i}"))
     assert collector.flush() is True
+    kept = len(recorder.of("trace"))
+    assert 0 < kept < 200
     stats = collector.stats()
     assert stats["trace"]["collected"] == 200
     assert stats["trace"]["sampled_out"] == 200 - kept
@@ -251,7 +256,7 @@ def test_stop_returns_by_its_deadline_and_counts_what_it_could_not_deliver(make_
 
 
 def test_sample_rate_keeps_or_drops_every_span_of_a_trace_together(make_collector, recorder):
-    collector = make_collector(sample_rate=0.25)
+    collector = make_collector(sample_rate=0.25, keep_error_traces=False)  # decided at once
     collector.register_exporter(recorder)
     decisions: dict[str, set[bool]] = {}
     for trace_number in range(400):
@@ -273,7 +278,9 @@ def test_sample_rate_keeps_or_drops_every_span_of_a_trace_together(make_collecto
 def test_sample_rate_zero_drops_traces_and_events_but_never_metrics(make_collector, recorder):
     collector = make_collector(sample_rate=0.0)
     collector.register_exporter(recorder)
-    assert collector.collect_trace(_trace()) is False
+    # keep_error_traces is on: the span waits for its trace's window, in case of an error.
+    assert collector.collect_trace(_trace()) is True
+    assert collector.stats()["trace"]["awaiting_decision"] == 1
     assert collector.collect_event(Event("e", "m")) is False
     assert collector.collect_metric(Metric("m", 1, MetricType.COUNTER)) is True
     collector.flush()

@@ -54,15 +54,15 @@ class Accounting:
     def stats(
         self,
         destinations: Mapping[str, Iterable[DeliveryCounts]],
-        held: Mapping[str, tuple[int, int]] | None = None,
+        held: Mapping[str, tuple[int, int, int]] | None = None,
         spool_unavailable: bool = False,
     ) -> Stats:
-        """``held``: per signal, spans awaiting their trace's decision and traces kept by
-        a tail rule. ``spool_unavailable``: a spool was asked for and could not be had
-        (shown on the signals that spool)."""
+        """``held``: per signal, spans awaiting their trace's decision, traces kept whole
+        by a tail rule, and traces a rule kept the rest of. ``spool_unavailable``: a
+        spool was asked for and could not be had (shown on the signals that spool)."""
         held = held or {}
         stats = {
-            signal: self._signal(signal, destinations[signal], *held.get(signal, (0, 0)))
+            signal: self._signal(signal, destinations[signal], *held.get(signal, (0, 0, 0)))
             for signal in SIGNALS
         }
         for signal in SIGNALS:
@@ -75,6 +75,7 @@ class Accounting:
         destinations: Iterable[DeliveryCounts],
         awaiting_decision: int,
         kept_by_rule: int,
+        kept_incomplete: int,
     ) -> dict[str, int]:
         tally = self.tallies[signal]
         sampled_out = {reason: tally.sampled_out[reason].value for reason in OUT_REASONS}
@@ -94,6 +95,7 @@ class Accounting:
             "recovered": total.recovered,
             "awaiting_decision": awaiting_decision,
             "kept_by_rule": kept_by_rule,
+            "kept_incomplete": kept_incomplete,
         }
         result.update({f"sampled_out_{r}": n for r, n in sampled_out.items()})
         result.update({f"dropped_{r}": total.dropped_by.get(r, 0) for r in DROP_REASONS})
@@ -130,7 +132,7 @@ def register_self_metrics(meter: Meter, stats: Callable[[], Stats]) -> None:
         return callback
 
     counters = ("collected", "sampled_out", "dropped", "exported", "export_failures", "limited")
-    for count in (*counters, "kept_by_rule"):
+    for count in (*counters, "kept_by_rule", "kept_incomplete"):
         meter.create_observable_counter(
             f"telemetry_otel.{count}", [observe(count)], unit="{item}",
             description=f"Items {count.replace('_', ' ')}, as in TelemetryCollector.stats()",

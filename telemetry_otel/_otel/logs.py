@@ -30,13 +30,14 @@ class LegacyLogRecord(LogRecord):
 
 
 def event_to_log_record(
-    event: Event, shaper: Shaper, probability: float
+    event: Event, shaper: Shaper, probability: float | None
 ) -> tuple[LegacyLogRecord, bool]:
     """The log record for an event, and whether redaction or limits cut something.
 
     Tags and metadata become attributes of the same names (metadata wins a clash);
     metadata values the OTLP AnyValue cannot hold become text (see Shaper). The
-    probability the event was kept with becomes ``sampling.probability``.
+    probability the event was kept with becomes ``sampling.probability`` (none when it
+    is not known).
     """
     metadata = event.metadata
     if metadata:
@@ -47,7 +48,7 @@ def event_to_log_record(
         merged = event.tags
         tag_keys = frozenset(merged)
     shaped, limited = shaper.attributes(merged, reserved=1)
-    attributes = {**shaped, PROBABILITY: probability}
+    attributes = {**shaped, PROBABILITY: probability} if probability is not None else dict(shaped)
     body, name, body_cut, name_cut = event.message, event.name, False, False
     if not shaper.is_short_ascii(body + name):  # neither needs shaping (the common case)
         body, body_cut = shaper.text(body)

@@ -58,10 +58,13 @@ from telemetry_otel._otel.processors import (
 )
 from telemetry_otel._otel.providers import global_sdk_provider
 from telemetry_otel._otel.sampling import (
+    WITH_TRACE,
     Label,
     RateLimiter,
     TailRules,
     TraceDecider,
+    current_span_context,
+    kept_probability,
     live_span_sampler,
 )
 from telemetry_otel._otel.spans import SpanFactory
@@ -120,6 +123,7 @@ class Pipeline:
             config.buffer_size, min(_MAX_BATCH, config.buffer_size), config.flush_interval_ms / 1000
         )
         self._event_rate = float(_or(config.event_sample_rate, config.sample_rate))
+        self._events_follow_traces = config.events_follow_traces
         keep = config.event_keep_severity
         # By identity, as the collect path looks severities up.
         self._always_kept_severities = frozenset(
@@ -429,13 +433,25 @@ class Pipeline:
         """Sample the event, then emit it as a log record; False when sampled out."""
         tally = self.accounting.tallies["event"]
         tally.collected.increment()
+        always_kept = id(event.severity) in self._always_kept_severities
+        if self._events_follow_traces and not always_kept:
+            span_context = current_span_context()
+            if span_context is not None:  # inside a live span: its trace decides
+                if not span_context.trace_flags.sampled:
+                    tally.sampled_out[WITH_TRACE].increment()
+                    return False
+                return self._emit_event(event, kept_probability(span_context))
         probability = self._event_rate
         if probability < 1.0:
-            if id(event.severity) in self._always_kept_severities:
+            if always_kept:
                 probability = 1.0
             elif random.random() >= probability:
                 tally.sampled_out_by_ratio.increment()
                 return False
+        return self._emit_event(event, probability)
+
+    def _emit_event(self, event: Event, probability: float | None) -> bool:
+        tally = self.accounting.tallies["event"]
         try:
             record, limited = event_to_log_record(event, self._shaper, probability)
             if limited:
@@ -691,7 +707,11 @@ class Pipeline:
         }
         counts["metric"] += [e.counts() for e in self._metric_exporters]
         decider = self._decider
-        held = {"trace": (decider.pending, decider.kept_by_rule)} if decider else None
+        held = (
+            {"trace": (decider.pending, decider.kept_by_rule, decider.kept_incomplete)}
+            if decider
+            else None
+        )
         return self.accounting.stats(counts, held, self._spool_unavailable)
 
     def after_fork_in_child(self) -> None:

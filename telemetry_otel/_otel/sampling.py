@@ -21,19 +21,32 @@ from functools import lru_cache
 from types import ModuleType
 from typing import Any
 
-from opentelemetry.context import Context
+from opentelemetry.context import Context, get_current
 from opentelemetry.sdk.trace.sampling import (
     ParentBased,
     Sampler,
     SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, SpanKind, TraceState, get_current_span
+from opentelemetry.trace import (
+    Link,
+    Span,
+    SpanContext,
+    SpanKind,
+    TraceState,
+    get_current_span,
+)
 from opentelemetry.util.types import Attributes
 
 from telemetry_otel._otel.forks import follow_forks
 from telemetry_otel._otel.log import warn_limited
 from telemetry_otel.models import Trace
+
+_SPAN_KEY: str | None
+try:
+    from opentelemetry.trace.propagation import _SPAN_KEY
+except ImportError:  # pragma: no cover - depends on the installed API
+    _SPAN_KEY = None
 
 composable: ModuleType | None
 try:
@@ -43,7 +56,9 @@ except ImportError:  # pragma: no cover - depends on the installed SDK
 
 PROBABILITY = "sampling.probability"
 KEPT_BY = "sampling.kept_by"
-SAMPLING_KEYS = frozenset((PROBABILITY, KEPT_BY))
+# On the spans a rule kept after the rest of their trace had been dropped.
+INCOMPLETE = "sampling.incomplete"
+SAMPLING_KEYS = frozenset((PROBABILITY, KEPT_BY, INCOMPLETE))
 # The specification's 56-bit randomness and threshold (the same formulas as the SDK's
 # composable samplers, whose helpers are private; a test checks they agree).
 MAX_THRESHOLD = 1 << 56  # rejects everything: probability 0
@@ -60,9 +75,11 @@ def serialize_th(threshold: int) -> str:
     return f"{threshold:014x}".rstrip("0") or "0"
 
 
-# Why a trace was sampled out, as stats() names it.
+# Why an item was sampled out, as stats() names it; WITH_TRACE: an event in a live span
+# whose trace was sampled out.
 RATIO, RATE_LIMIT, BUFFER_OVERFLOW = "ratio", "rate_limit", "buffer_overflow"
-OUT_REASONS = (RATIO, RATE_LIMIT, BUFFER_OVERFLOW)
+WITH_TRACE = "with_trace"
+OUT_REASONS = (RATIO, RATE_LIMIT, BUFFER_OVERFLOW, WITH_TRACE)
 
 
 class Label:
@@ -71,13 +88,17 @@ class Label:
 
     __slots__ = ("attributes", "probability", "threshold", "trace_state")
 
-    def __init__(self, probability: float, kept_by: str | None = None) -> None:
+    def __init__(
+        self, probability: float, kept_by: str | None = None, incomplete: bool = False
+    ) -> None:
         self.probability = probability
         self.threshold = calculate_threshold(probability)
         self.trace_state = TraceState([("ot", f"th:{serialize_th(self.threshold)}")])
         self.attributes: dict[str, Any] = {PROBABILITY: probability}
         if kept_by is not None:
             self.attributes[KEPT_BY] = kept_by
+        if incomplete:
+            self.attributes[INCOMPLETE] = True
 
 
 # A handful of probabilities come back all the time (the configured rates, and the
@@ -88,6 +109,40 @@ label = lru_cache(maxsize=256)(Label)
 def keeps(threshold: int, trace_id: int) -> bool:
     """The consistent-probability decision: randomness at or above the threshold."""
     return trace_id & RANDOMNESS >= threshold
+
+
+def current_span_context() -> SpanContext | None:
+    """The context of the current span (live, or remote from an attached context), or
+    None outside any: ``get_current_span()``, a third of its cost on the event path.
+    Reads the key the API stores the span under; if a release moves it, the public
+    function is used."""
+    if _SPAN_KEY is None:  # pragma: no cover - depends on the installed API
+        span_context = get_current_span().get_span_context()
+        return span_context if span_context.is_valid else None
+    span = get_current().get(_SPAN_KEY)
+    if not isinstance(span, Span):
+        return None
+    span_context = span.get_span_context()
+    return span_context if span_context.is_valid else None
+
+
+def kept_probability(span_context: SpanContext) -> float | None:
+    """The probability a sampled span's trace was kept with, from the ``th`` of its
+    tracestate; None when it does not say (a parent that sampled without ``th``)."""
+    ot = span_context.trace_state.get("ot")
+    return None if ot is None else _probability_in(ot)
+
+
+@lru_cache(maxsize=256)
+def _probability_in(ot: str) -> float | None:
+    for entry in ot.split(";"):
+        key, _, value = entry.partition(":")
+        if key == "th":
+            if not 0 < len(value) <= 14 or value.strip("0123456789abcdef"):
+                return None
+            threshold = int(value.ljust(14, "0"), 16)
+            return (MAX_THRESHOLD - threshold) / MAX_THRESHOLD
+    return None
 
 
 class TailRules:
@@ -144,13 +199,15 @@ class RateLimiter:
         self._owed = 0.0
         self._scale = 1.0
 
-    def admit(self, trace_id: int, probability: float, kept_by: str | None) -> Label | None:
+    def admit(
+        self, trace_id: int, probability: float, kept_by: str | None, incomplete: bool = False
+    ) -> Label | None:
         """The label of a trace the ratio or a rule kept at ``probability``, or None when
         the limit drops it."""
         now = self._clock()
         self._roll_window(now)
         self._offered += 1
-        kept = label(probability * self._scale, kept_by)
+        kept = label(probability * self._scale, kept_by, incomplete)
         if not keeps(kept.threshold, trace_id):
             return None
         self._tokens = min(self._capacity, self._tokens + (now - self._refilled) * self._rate)
@@ -206,19 +263,30 @@ class TraceDecider:
     """Decides legacy traces as a whole, with tail rules and a rate limit.
 
     The SDK's samplers decide a span when it starts, from its trace id and parent;
-    legacy spans arrive finished, one by one, children often before their root, so
-    a rule about a trace's errors or durations needs spans held back until the
-    trace can be decided. With rules (``hold``), each trace's spans wait until its
-    root arrives, a span matches a rule, or ``wait_s`` passes after its first span;
-    at most ``max_pending`` spans wait, and past that the oldest traces are decided by
-    the ratio alone. Then the trace is decided once: kept at probability 1 by a rule
-    that matched (so every trace a rule keeps counts once, and every other one
-    ``1 / ratio`` times, and the scaled counts stay unbiased), else by the ratio; the
-    rate limit comes last. Decisions are remembered for ``wait_s`` (at most five
-    times ``max_pending`` of them), and spans arriving after their trace was decided
-    follow the decision. ``keep`` receives the kept spans with their label, and
-    ``sample_out`` counts sampled-out spans by reason; both are called without the
-    lock held.
+    legacy spans arrive finished, one by one, in any order (a root finishes before
+    children that outlive the request), so a rule about a trace's errors or
+    durations needs spans held back. With rules (``hold``), a trace's window is
+    ``wait_s`` from its first span, and its spans wait until one matches a rule (the
+    trace is then kept at once, at probability 1) or the window closes (then the
+    ratio decides), so every trace whose spans all arrive within its window is decided
+    as if they had arrived together, in any order. The rate limit comes last.
+
+    The root does not end the wait, though it often arrives last: a trace the ratio
+    kept at its root would say probability ``ratio`` even when a later span matches a
+    rule, and every rule trace whose match came after its root would then count
+    ``1 + ratio * (1 / ratio - 1)`` times on average instead of once, biasing every
+    scaled count. Deciding once per window keeps them unbiased: a trace a rule keeps
+    counts once, every other kept one ``1 / ratio`` times.
+
+    At most ``max_pending`` spans are held; past that the oldest traces are decided by
+    the ratio alone. Decisions are remembered for ``wait_s`` (at most five times
+    ``max_pending`` of them): a later span follows its trace's decision, except that
+    one matching a rule keeps what is left of a dropped trace, marked incomplete and
+    counted in ``kept_incomplete``. ``keep`` receives the kept spans with their label,
+    called without the lock held. ``sample_out`` counts sampled-out spans by reason,
+    called with it, so that spans leave ``pending`` and enter the count at once for
+    anyone reading both. ``background=False`` leaves closing windows to ``decide_expired`` calls
+    (tests on a simulated clock).
     """
 
     def __init__(
@@ -233,6 +301,7 @@ class TraceDecider:
         keep: Keep,
         sample_out: SampleOut,
         clock: Callable[[], float] = time.monotonic,
+        background: bool = True,
     ) -> None:
         self._ratio = ratio
         self._threshold = calculate_threshold(ratio)
@@ -251,9 +320,11 @@ class TraceDecider:
         # trace id -> (label or None when dropped, the reason it was dropped, expiry)
         self._decided: OrderedDict[int, tuple[Label | None, str, float]] = OrderedDict()
         self.kept_by_rule = 0
+        self.kept_incomplete = 0
         self._stopped = threading.Event()
         self._timer: threading.Thread | None = None
-        if hold:
+        self._background = background
+        if hold and background:
             self._start_timer()
         follow_forks(self)
 
@@ -280,6 +351,17 @@ class TraceDecider:
         for outcome in outcomes:
             self._deliver(outcome)
 
+    def decide_expired(self) -> None:
+        """Decide the traces whose window has closed."""
+        now = self._clock()
+        with self._lock:
+            outcomes = []
+            # Held in arrival order, and every window is as long: the expired come first.
+            while self._held and next(iter(self._held.values())).deadline <= now:
+                outcomes.append(self._decide_held(next(iter(self._held)), now))
+        for outcome in outcomes:
+            self._deliver(outcome)
+
     def close(self) -> None:
         """Decide what is held and stop the timer."""
         self._stopped.set()
@@ -294,7 +376,7 @@ class TraceDecider:
         self._held.clear()
         self._pending = 0
         self._timer = None
-        if self._hold and not self._stopped.is_set():
+        if self._hold and self._background and not self._stopped.is_set():
             self._start_timer()
 
     # -- under the lock ----------------------------------------------------------------------
@@ -305,21 +387,36 @@ class TraceDecider:
         self._forget_old_decisions(now)
         if self._hold:  # room first: the oldest trace to go may be this span's own
             overflowed.extend(self._make_room(now))
-        decided = self._decided.get(trace_id)
-        if decided is not None:  # a late span follows its trace
-            return [trace], decided[0], decided[1]
-        if not self._hold:
-            return self._decide(trace_id, [trace], None, now)
         held = self._held.get(trace_id)
         if held is None:
+            decided = self._decided.get(trace_id)
+            if decided is not None:
+                return self._follow(trace, trace_id, decided, now)
+            if not self._hold:
+                return self._decide(trace_id, [trace], None, now)
             held = self._held[trace_id] = _Held(now + self._wait_s)
         held.traces.append(_snapshot(trace))
         self._pending += 1
         held.rule = held.rule or self._rules.match(trace)
         # After close() (stop() has begun) no timer or flush would decide it later.
-        if held.rule is not None or trace.parent_span_id is None or self._stopped.is_set():
+        if held.rule is not None or self._stopped.is_set():
             return self._decide_held(trace_id, now)
         return [], None, ""
+
+    def _follow(
+        self, trace: Trace, trace_id: int, decided: tuple[Label | None, str, float], now: float
+    ) -> _Outcome:
+        """A span of a trace decided and released: it follows the decision, unless it
+        matches a rule and the trace was dropped; then what is left of it is kept."""
+        kept, reason, _ = decided
+        rule = self._rules.match(trace) if kept is None and self._hold else None
+        if rule is None:
+            return self._counted([trace], kept, reason)
+        kept, reason = self._label(trace_id, rule, incomplete=True)
+        if kept is not None:
+            self.kept_incomplete += 1
+            self._decided[trace_id] = (kept, reason, now + self._wait_s)
+        return self._counted([trace], kept, reason)
 
     def _make_room(self, now: float) -> list[_Outcome]:
         """Decide the oldest traces by the ratio alone until one more span fits."""
@@ -347,9 +444,16 @@ class TraceDecider:
         if rule is not None and kept is not None:
             self.kept_by_rule += 1
         self._decided[trace_id] = (kept, reason, now + self._wait_s)
+        return self._counted(traces, kept, reason)
+
+    def _counted(self, traces: list[Trace], kept: Label | None, reason: str) -> _Outcome:
+        if kept is None:
+            self._sample_out(reason, len(traces))
         return traces, kept, reason
 
-    def _label(self, trace_id: int, rule: str | None) -> tuple[Label | None, str]:
+    def _label(
+        self, trace_id: int, rule: str | None, incomplete: bool = False
+    ) -> tuple[Label | None, str]:
         if rule is not None:
             probability, kept_by = 1.0, rule
         elif keeps(self._threshold, trace_id):
@@ -357,8 +461,8 @@ class TraceDecider:
         else:
             return None, RATIO
         if self._limiter is None:
-            return label(probability, kept_by), ""
-        kept = self._limiter.admit(trace_id, probability, kept_by)
+            return label(probability, kept_by, incomplete), ""
+        kept = self._limiter.admit(trace_id, probability, kept_by, incomplete)
         return (kept, "") if kept is not None else (None, RATE_LIMIT)
 
     def _forget_old_decisions(self, now: float) -> None:
@@ -372,33 +476,25 @@ class TraceDecider:
     # -- outside the lock --------------------------------------------------------------------
 
     def _deliver(self, outcome: _Outcome) -> bool:
-        traces, kept, reason = outcome
+        traces, kept, _ = outcome
         if not traces:  # held
             return True
-        if kept is None:
-            self._sample_out(reason, len(traces))
+        if kept is None:  # counted under the lock
             return False
         self._keep(traces, kept)
         return True
 
     def _start_timer(self) -> None:
         self._timer = threading.Thread(
-            target=self._decide_expired, name="telemetry-otel-sampling", daemon=True
+            target=self._close_windows, name="telemetry-otel-sampling", daemon=True
         )
         self._timer.start()
 
-    def _decide_expired(self) -> None:
-        """Decide traces whose wait is over. A trace held later has a deadline after the
-        next wake-up (waits are never longer than ``wait_s``), so nothing wakes this."""
+    def _close_windows(self) -> None:
+        """Decide traces whose window is over. A trace held later has a deadline after the
+        next wake-up (windows are never longer than ``wait_s``), so nothing wakes this."""
         while not self._stopped.wait(self._next_wait()):
-            now = self._clock()
-            with self._lock:
-                outcomes = []
-                # Held in arrival order, and every wait is as long: the expired come first.
-                while self._held and next(iter(self._held.values())).deadline <= now:
-                    outcomes.append(self._decide_held(next(iter(self._held)), now))
-            for outcome in outcomes:
-                self._deliver(outcome)
+            self.decide_expired()
 
     def _next_wait(self) -> float:
         with self._lock:

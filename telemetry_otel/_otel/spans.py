@@ -16,7 +16,14 @@ from opentelemetry.trace import SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
 from telemetry_otel._otel.ids import otel_span_id, otel_trace_id
-from telemetry_otel._otel.sampling import KEPT_BY, PROBABILITY, RANDOMNESS, SAMPLING_KEYS, Label
+from telemetry_otel._otel.sampling import (
+    INCOMPLETE,
+    KEPT_BY,
+    PROBABILITY,
+    RANDOMNESS,
+    SAMPLING_KEYS,
+    Label,
+)
 from telemetry_otel._shaping import Shaper
 from telemetry_otel.models import Trace
 
@@ -110,6 +117,7 @@ class LegacySpan(ReadableSpan):
             tags.pop(LEGACY_PARENT_SPAN_ID, None)
             tags.pop(PROBABILITY, None)
             tags.pop(KEPT_BY, None)
+            tags.pop(INCOMPLETE, None)
         else:  # a global tag named like one of these attributes stays
             tags = dict(global_tags)
             tags.update((k, v) for k, v in attributes.items() if k not in _OWN_KEYS)
