@@ -223,10 +223,26 @@ class TelemetryConfig:
         }
         self._sources = {name: "argument" for name, value in given.items() if value is not _UNSET}
         for name, value in given.items():
-            setattr(self, name, _copy(_DEFAULTS[name]) if value is _UNSET else value)
+            object.__setattr__(self, name, _copy(_DEFAULTS[name]) if value is _UNSET else value)
         self._env_endpoints: tuple[Endpoint, ...] = ()
         self._otlp_defaults: Mapping[str, OtlpTarget] = _BUILT_IN_TARGETS
         self._validate()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Legacy code tweaks its config after building it: a field set later is checked
+        at once (the config is left as it was when it fails) and counts as set by code,
+        so a collector built from the config afterwards takes it over the environment."""
+        if name not in _DEFAULTS:
+            object.__setattr__(self, name, value)
+            return
+        old = getattr(self, name)
+        object.__setattr__(self, name, value)
+        try:
+            self._validate()
+        except BaseException:
+            object.__setattr__(self, name, old)
+            raise
+        self._sources[name] = "assignment"
 
     def _validate(self) -> None:
         for name in (
@@ -280,6 +296,8 @@ class TelemetryConfig:
         for name in FIELDS:
             if name in self._sources:
                 values[name], sources[name] = getattr(self, name), self._sources[name]
+            elif getattr(self, name) != _DEFAULTS[name]:  # changed in place by code
+                values[name], sources[name] = getattr(self, name), "assignment"
             elif name in env.fields:
                 values[name], sources[name] = env.fields[name]
             else:

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
+from telemetry_otel import Event, TelemetryCollector
 from telemetry_otel.config import TelemetryConfig
 
 
@@ -172,3 +175,72 @@ def test_bad_headers_are_refused_without_showing_their_values():
 def test_configs_compare_by_field_values():
     assert TelemetryConfig(buffer_size=5) == TelemetryConfig(buffer_size=5)
     assert TelemetryConfig(buffer_size=5) != TelemetryConfig(buffer_size=6)
+
+
+# -- fields set after the config is built ------------------------------------------------------
+
+
+def test_fields_assigned_after_building_are_honoured_over_the_environment(monkeypatch):
+    monkeypatch.setenv("TELEMETRY_SAMPLE_RATE", "0.5")
+    monkeypatch.setenv("TELEMETRY_ENABLED", "true")
+    config = TelemetryConfig()
+    config.enabled = False
+    config.export_endpoints = ["console"]
+    config.sample_rate = 0.0
+    config.tags["team"] = "payments"  # changed in place, not assigned
+    collector = TelemetryCollector(config)
+    resolved = collector.config
+    assert (resolved.enabled, resolved.export_endpoints, resolved.sample_rate) == (
+        False, ["console"], 0.0,
+    )  # fmt: skip
+    assert resolved.tags == {"team": "payments"}
+    shown = resolved.describe().splitlines()
+    assert "enabled                    False  (assignment)" in shown
+    assert "sample_rate                0.0  (assignment)" in shown
+
+
+def test_a_field_passed_then_assigned_takes_the_assigned_value(monkeypatch):
+    config = TelemetryConfig(sample_rate=0.25, buffer_size=10)
+    config.sample_rate = 0.75
+    resolved = TelemetryCollector(config).config
+    assert (resolved.sample_rate, resolved.buffer_size) == (0.75, 10)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "error", "message"),
+    [
+        ("sample_rate", 5, ValueError, "sample_rate must be between 0 and 1, got 5"),
+        ("enabled", "no", TypeError, "enabled must be a bool, got 'no'"),
+        ("buffer_size", 0, ValueError, "buffer_size must be at least 1, got 0"),
+        ("export_endpoints", ["ftp://x"], ValueError, "ftp://x"),
+    ],
+)
+def test_a_bad_assignment_fails_at_once_and_leaves_the_config_as_it_was(
+    field, value, error, message
+):
+    config = TelemetryConfig()
+    before = getattr(config, field)
+    with pytest.raises(error, match=re.escape(message)):
+        setattr(config, field, value)
+    assert getattr(config, field) == before
+    assert TelemetryCollector(config).config == TelemetryCollector(TelemetryConfig()).config
+
+
+def test_a_running_collector_keeps_the_config_it_started_with(make_collector, recorder):
+    collector = make_collector(sample_rate=1.0)
+    collector.register_exporter(recorder)
+    collector.config.sample_rate = 0.0  # checked, but too late for this collector
+    assert collector.collect_event(Event("e", "m")) is True
+    assert collector.flush() is True
+    assert [e.name for e in recorder.of("event")] == ["e"]
+
+
+def test_a_collector_config_changed_before_start_is_the_one_it_runs_with():
+    collector = TelemetryCollector(TelemetryConfig(sample_rate=1.0))
+    collector.config.event_sample_rate = 0.0
+    collector.start()
+    try:
+        assert collector.collect_event(Event("e", "m")) is False
+        assert collector.stats()["event"]["sampled_out_ratio"] == 1
+    finally:
+        collector.stop()
