@@ -1,7 +1,10 @@
 """Configuration from environment variables: ``TELEMETRY_*`` and the standard ``OTEL_*``.
 
-Every malformed variable raises ValueError naming the variable and its value.
-OTLP variables follow the OpenTelemetry specification:
+A malformed ``TELEMETRY_*`` variable raises ValueError naming the variable and its
+value: it is this library's own, and a typo should stop a deploy. A malformed ``OTEL_*``
+variable logs one warning saying the same and is ignored, as the OpenTelemetry
+specification asks (https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/):
+operators set those for every SDK of a fleet at once. OTLP variables follow
 https://opentelemetry.io/docs/specs/otel/protocol/exporter/
 """
 
@@ -15,6 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from telemetry_otel._endpoints import COMPRESSIONS, SIGNALS, Endpoint, OtlpTarget, parse_endpoint
+from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._redact import header_problem, mask_pairs, mask_url
 from telemetry_otel.models import EventSeverity
 
@@ -67,6 +71,13 @@ class EnvSettings:
     fields: dict[str, tuple[Any, str]] = field(default_factory=dict)
     otlp_defaults: dict[str, OtlpTarget] = field(default_factory=dict)
     otlp_endpoint: Endpoint | None = None
+
+    @property
+    def switched_off_by(self) -> str | None:
+        """The variable that turns collection off, if one does: the operator's switch,
+        which wins over code that passes ``enabled=True``."""
+        enabled = self.fields.get("enabled")
+        return enabled[1] if enabled is not None and enabled[0] is False else None
 
 
 def _bad(name: str, value: str, expected: str) -> ValueError:
@@ -178,8 +189,33 @@ def parse_service_name(name: str, value: str) -> str:
     return value.strip()
 
 
+def parse_otel_bool(name: str, value: str) -> bool:
+    """A boolean as the specification defines it: ``true`` (any case) or ``false``;
+    empty is false, anything else is invalid."""
+    text = value.strip().lower()
+    if text == "true":
+        return True
+    if text in ("false", ""):
+        return False
+    raise _bad(name, value, "true or false")
+
+
 def _parse_disabled(name: str, value: str) -> bool:
-    return not parse_bool(name, value)
+    return not parse_otel_bool(name, value)
+
+
+_IGNORED: Any = object()
+
+
+def _parsed(name: str, value: str, parse: Callable[[str, str], Any]) -> Any:
+    """A variable's value; a malformed ``OTEL_*`` one is _IGNORED, with one warning."""
+    try:
+        return parse(name, value)
+    except ValueError as error:
+        if not name.startswith("OTEL_"):
+            raise
+        warn_limited(f"env:{name}", "%s; ignored", error)
+        return _IGNORED
 
 
 def parse_path(name: str, value: str) -> str:
@@ -232,18 +268,26 @@ _FIELD_VARIABLES: dict[str, tuple[tuple[str, Callable[[str, str], Any]], ...]] =
 
 
 def read_env(environ: Mapping[str, str]) -> EnvSettings:
-    """Parse every variable this library reads; raise ValueError on the first malformed one."""
+    """Parse every variable this library reads: ValueError on the first malformed
+    ``TELEMETRY_*`` one; a malformed ``OTEL_*`` one is ignored, with a warning."""
     settings = EnvSettings()
     for config_field, variables in _FIELD_VARIABLES.items():
         for name, parse in variables:
             if name in environ:
-                settings.fields[config_field] = (parse(name, environ[name]), name)
-                break
-    if OTEL_RESOURCE_ATTRIBUTES in environ:
-        parse_pairs(OTEL_RESOURCE_ATTRIBUTES, environ[OTEL_RESOURCE_ATTRIBUTES])
-    settings.otlp_defaults = {s: _otlp_target(environ, s) for s in SIGNALS}
+                value = _parsed(name, environ[name], parse)
+                if value is not _IGNORED:
+                    settings.fields[config_field] = (value, name)
+                    break
+    if OTEL_RESOURCE_ATTRIBUTES in environ:  # the SDK reads it, and skips bad pairs
+        try:
+            parse_pairs(OTEL_RESOURCE_ATTRIBUTES, environ[OTEL_RESOURCE_ATTRIBUTES])
+        except ValueError as error:
+            warn_limited(f"env:{OTEL_RESOURCE_ATTRIBUTES}", "%s; pairs that cannot be read "
+                         "are skipped", error)  # fmt: skip
+    urls = _valid_urls(environ)
+    settings.otlp_defaults = {s: _otlp_target(environ, s, urls) for s in SIGNALS}
     endpoint_variables = [otlp_variable("ENDPOINT", s) for s in (None, *SIGNALS)]
-    set_variables = [name for name in endpoint_variables if name in environ]
+    set_variables = [name for name in endpoint_variables if name in urls]
     if set_variables:
         settings.otlp_endpoint = Endpoint(
             "otlp",
@@ -253,52 +297,66 @@ def read_env(environ: Mapping[str, str]) -> EnvSettings:
     return settings
 
 
-def _lookup(environ: Mapping[str, str], setting: str, signal: str) -> tuple[str, str] | None:
-    """The per-signal variable if set, else the generic one: (name, value)."""
+def _setting(
+    environ: Mapping[str, str], setting: str, signal: str, parse: Callable[[str, str], Any]
+) -> Any:
+    """The per-signal variable's value if set and valid, else the generic one's; None."""
     for name in (otlp_variable(setting, signal), otlp_variable(setting)):
         if name in environ:
-            return name, environ[name]
+            value = _parsed(name, environ[name], parse)
+            if value is not _IGNORED:
+                return value
     return None
 
 
-def _otlp_target(environ: Mapping[str, str], signal: str) -> OtlpTarget:
-    protocol = _protocol(environ, signal)
-    headers = _lookup(environ, "HEADERS", signal)
-    compression = _lookup(environ, "COMPRESSION", signal)
-    timeout = _lookup(environ, "TIMEOUT", signal)
-    certificate = _lookup(environ, "CERTIFICATE", signal)
-    if compression and compression[1].strip().lower() not in COMPRESSIONS:
-        raise _bad(*compression, "gzip or none")
-    if certificate and not certificate[1].strip():
-        raise _bad(*certificate, "a path to a PEM file")
+def _otlp_target(environ: Mapping[str, str], signal: str, urls: Mapping[str, str]) -> OtlpTarget:
+    protocol = _setting(environ, "PROTOCOL", signal, _parse_protocol) or "http"
+    headers = _setting(environ, "HEADERS", signal, parse_headers)
     return OtlpTarget(
         protocol=protocol,
-        url=_otlp_url(environ, signal, protocol),
-        headers=MappingProxyType(parse_headers(*headers) if headers else {}),
-        compression=compression[1].strip().lower() if compression else "gzip",
-        timeout_ms=parse_positive_int(*timeout) if timeout else 10_000,
-        ca_file=certificate[1].strip() if certificate else None,
+        url=_otlp_url(urls, signal, protocol),
+        headers=MappingProxyType(headers or {}),
+        compression=_setting(environ, "COMPRESSION", signal, _parse_compression) or "gzip",
+        timeout_ms=_setting(environ, "TIMEOUT", signal, parse_positive_int) or 10_000,
+        ca_file=_setting(environ, "CERTIFICATE", signal, _parse_certificate),
     )
 
 
-def _protocol(environ: Mapping[str, str], signal: str) -> str:
-    found = _lookup(environ, "PROTOCOL", signal)
-    if found is None:
-        return "http"
-    name, value = found
+def _parse_protocol(name: str, value: str) -> str:
     if value.strip() not in _PROTOCOLS:
         raise _bad(name, value, "grpc or http/protobuf (http/json is not supported)")
     return _PROTOCOLS[value.strip()]
 
 
-def _otlp_url(environ: Mapping[str, str], signal: str, protocol: str) -> str:
+def _parse_compression(name: str, value: str) -> str:
+    if value.strip().lower() not in COMPRESSIONS:
+        raise _bad(name, value, "gzip or none")
+    return value.strip().lower()
+
+
+def _parse_certificate(name: str, value: str) -> str:
+    if not value.strip():
+        raise _bad(name, value, "a path to a PEM file")
+    return value.strip()
+
+
+def _valid_urls(environ: Mapping[str, str]) -> dict[str, str]:
+    """The OTLP endpoint variables that are set and valid, by name."""
+    urls = {}
+    for name in (otlp_variable("ENDPOINT", s) for s in (None, *SIGNALS)):
+        if name in environ:
+            url = _parsed(name, environ[name], _check_url)
+            if url is not _IGNORED:
+                urls[name] = url
+    return urls
+
+
+def _otlp_url(urls: Mapping[str, str], signal: str, protocol: str) -> str:
     """A per-signal endpoint is used as given; a generic one gets /v1/<signal> on HTTP."""
-    per_signal = otlp_variable("ENDPOINT", signal)
-    if per_signal in environ:
-        return _check_url(per_signal, environ[per_signal])
-    generic = otlp_variable("ENDPOINT")
-    base = _check_url(generic, environ[generic]) if generic in environ else None
-    base = (base or _DEFAULT_URLS[protocol]).rstrip("/")
+    per_signal = urls.get(otlp_variable("ENDPOINT", signal))
+    if per_signal is not None:
+        return per_signal
+    base = (urls.get(otlp_variable("ENDPOINT")) or _DEFAULT_URLS[protocol]).rstrip("/")
     return base if protocol == "grpc" else f"{base}/v1/{signal}"
 
 

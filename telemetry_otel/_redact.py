@@ -84,11 +84,16 @@ def split_credentials(url: str) -> tuple[str, str | None]:
 
 
 def mask_pairs(text: str) -> str:
-    """``k=v,k2=v2`` as a variable holds it, with the values of sensitive keys masked."""
+    """``k=v,k2=v2`` as a variable holds it, with the values of sensitive keys masked,
+    and any item without ``=`` masked whole: it may be a key and its secret with the
+    separator missing."""
     shown = []
     for item in text.split(","):
         key, sep, _ = item.partition("=")
-        shown.append(f"{key}={MASK}" if sep and is_sensitive(unquote(key.strip())) else item)
+        if not sep:
+            shown.append(item if not item.strip() else MASK)
+        else:
+            shown.append(f"{key}={MASK}" if is_sensitive(unquote(key.strip())) else item)
     return ",".join(shown)
 
 

@@ -1,8 +1,10 @@
 """TelemetryConfig: the legacy configuration, validated when it is built.
 
-Precedence for every field: an explicit argument, then ``TELEMETRY_*``, then
-``OTEL_*``, then the default. A collector fills the fields its config left unset
-from the environment (:meth:`TelemetryConfig.with_env`).
+Precedence for every field: an explicit argument (or an assignment), then
+``TELEMETRY_*``, then ``OTEL_*``, then the default; except that the operator's switch
+(``TELEMETRY_ENABLED=false`` or ``OTEL_SDK_DISABLED=true``) turns collection off over
+code's ``enabled=True``. A collector fills the fields its config left unset from the
+environment (:meth:`TelemetryConfig.with_env`).
 """
 
 from __future__ import annotations
@@ -286,7 +288,9 @@ class TelemetryConfig:
         return cls().with_env(environ)
 
     def with_env(self, environ: Mapping[str, str] | None = None) -> TelemetryConfig:
-        """A copy whose unset fields come from the environment; explicit arguments win.
+        """A copy whose unset fields come from the environment; explicit arguments win,
+        except over the operator's switch (``TELEMETRY_ENABLED=false`` or
+        ``OTEL_SDK_DISABLED=true``), which turns collection off whatever code says.
 
         Raises:
             ValueError: a variable is malformed; the message names it and its value.
@@ -302,6 +306,9 @@ class TelemetryConfig:
                 values[name], sources[name] = env.fields[name]
             else:
                 values[name], sources[name] = _copy(_DEFAULTS[name]), "default"
+        switch = env.switched_off_by
+        if switch is not None and values["enabled"]:  # the operator's switch wins
+            values["enabled"], sources["enabled"] = False, f"{switch}, over code"
         resolved = TelemetryConfig(**values)
         resolved._sources = sources
         resolved._otlp_defaults = MappingProxyType(env.otlp_defaults)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from telemetry_otel import TelemetryCollector, TelemetryConfig
+from telemetry_otel import Event, Metric, MetricType, TelemetryCollector, TelemetryConfig, Trace
+from telemetry_otel._otel import log
 
 
 @pytest.fixture(autouse=True)
@@ -71,30 +74,88 @@ def test_the_collector_fills_unset_fields_from_the_environment(monkeypatch):
     ("name", "value", "expected"),
     [
         ("TELEMETRY_ENABLED", "maybe", "true or false"),
-        ("OTEL_SDK_DISABLED", "yes please", "true or false"),
         ("TELEMETRY_BUFFER_SIZE", "0", "a whole number of at least 1"),
         ("TELEMETRY_BUFFER_SIZE", "1e3", "a whole number of at least 1"),
         ("TELEMETRY_FLUSH_INTERVAL_MS", "-5", "a whole number of at least 1"),
         ("TELEMETRY_SAMPLE_RATE", "2", "a number between 0 and 1"),
         ("TELEMETRY_SAMPLE_RATE", "half", "a number between 0 and 1"),
-        ("TELEMETRY_TAGS", "env", "comma-separated key=value pairs"),
+        ("TELEMETRY_TAGS", "=eu", "comma-separated key=value pairs"),
         ("TELEMETRY_SERVICE_NAME", " ", "a non-empty service name"),
-        ("OTEL_RESOURCE_ATTRIBUTES", "=x", "comma-separated key=value pairs"),
-        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "zstd", "gzip or none"),
-        ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "a whole number of at least 1"),
-        (
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-            "http/json",
-            "grpc or http/protobuf (http/json is not supported)",
-        ),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317", "a URL such as http://host:4318"),
-        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://h:port", "a URL such as http://host:4318"),
     ],
 )
-def test_a_malformed_variable_is_a_value_error_naming_it_and_its_value(name, value, expected):
+def test_a_malformed_telemetry_variable_is_a_value_error_naming_it_and_its_value(
+    name, value, expected
+):
     with pytest.raises(ValueError) as raised:
         TelemetryConfig.from_env({name: value})
     assert str(raised.value) == f"environment variable {name}={value!r}: expected {expected}"
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch, caplog):
+    """Warnings not yet limited by an earlier test, captured."""
+    monkeypatch.setattr(log, "_last_warned", {})
+    caplog.set_level(logging.WARNING, logger="telemetry_otel")
+    return caplog
+
+
+def _warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "telemetry_otel"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("OTEL_SDK_DISABLED", "yes", "true or false"),
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "zstd", "gzip or none"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "a whole number of at least 1"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json",
+         "grpc or http/protobuf (http/json is not supported)"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317", "a URL such as http://host:4318"),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://h:port", "a URL such as http://host:4318"),
+        ("OTEL_ATTRIBUTE_COUNT_LIMIT", "many", "a whole number of at least 1"),
+    ],
+)  # fmt: skip
+def test_a_malformed_otel_variable_warns_once_naming_it_and_is_ignored(
+    name, value, expected, fresh_warnings
+):
+    config = TelemetryConfig.from_env({name: value})
+    assert config == TelemetryConfig.from_env({})
+    assert config.endpoints() == []
+    assert config._otlp_defaults == TelemetryConfig.from_env({})._otlp_defaults
+    TelemetryConfig.from_env({name: value})  # a second collector: no second line
+    assert _warnings(fresh_warnings) == [
+        f"environment variable {name}={value!r}: expected {expected}; ignored"
+    ]
+
+
+def test_a_malformed_per_signal_otel_variable_leaves_the_generic_one_in_force(fresh_warnings):
+    config = TelemetryConfig.from_env({
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "collector:4318",
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "none",
+        "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION": "brotli",
+    })  # fmt: skip
+    targets = _targets(config)
+    assert targets["traces"].url == "http://collector:4318/v1/traces"
+    assert {t.compression for t in targets.values()} == {"none"}
+    assert len(_warnings(fresh_warnings)) == 2
+
+
+def test_malformed_resource_attributes_warn_and_the_readable_pairs_still_apply(
+    fresh_warnings, monkeypatch, make_collector, otlp_receiver
+):
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=payments,api_token sk-9,=x")
+    collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
+    collector.collect_event(Event("e", "m"))
+    assert collector.flush(10_000) is True
+    [(resource, _)] = otlp_receiver.log_records()
+    assert resource["team"] == "payments"
+    ours = _warnings(fresh_warnings)
+    assert ours == [
+        "environment variable OTEL_RESOURCE_ATTRIBUTES='team=payments,***,=x': "
+        "expected comma-separated key=value pairs; pairs that cannot be read are skipped"
+    ]
 
 
 def test_a_malformed_endpoint_variable_names_the_variable_and_the_problem():
@@ -192,3 +253,28 @@ def test_describe_says_where_each_value_came_from_and_masks_secrets():
     assert "endpoint OTEL_EXPORTER_OTLP_ENDPOINT" in text
     assert "headers={'authorization': '***'}" in text
     assert "topsecret" not in text
+
+
+@pytest.mark.parametrize("switch", [{"OTEL_SDK_DISABLED": "TRUE"}, {"TELEMETRY_ENABLED": "false"}])
+def test_the_operators_switch_turns_every_signal_off_over_code(switch, monkeypatch, otlp_receiver):
+    for name, value in switch.items():
+        monkeypatch.setenv(name, value)
+    endpoint = f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"
+    with TelemetryCollector(TelemetryConfig(enabled=True, export_endpoints=[endpoint])) as c:
+        assert c.collect_metric(Metric("m", 1, MetricType.COUNTER)) is False
+        assert c.collect_event(Event("e", "m")) is False
+        assert c.collect_trace(Trace("t", "s", "op", 1.0)) is False
+        with c.span("live") as span:
+            assert not span.is_recording()
+        assert c.flush(5_000) is True
+        assert all(counts["collected"] == 0 for counts in c.stats().values())
+        [line] = [x for x in c.config.describe().splitlines() if x.startswith("enabled ")]
+        assert line.endswith(f"False  ({next(iter(switch))}, over code)")
+    assert otlp_receiver.received == []
+
+
+def test_otel_sdk_disabled_false_or_empty_leaves_code_in_charge(fresh_warnings):
+    for value in ("false", "", "FALSE"):
+        assert TelemetryConfig.from_env({"OTEL_SDK_DISABLED": value}).enabled is True
+    assert TelemetryConfig(enabled=False).with_env({"TELEMETRY_ENABLED": "true"}).enabled is False
+    assert _warnings(fresh_warnings) == []

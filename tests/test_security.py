@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from telemetry_otel import Event, Metric, MetricType, TelemetryCollector, TelemetryConfig, Trace
+from telemetry_otel._otel import log
 from telemetry_otel._redact import is_sensitive
 from tests.otlp_receiver import BlackHole, attributes_of
 
@@ -105,36 +106,49 @@ def _error_text(call) -> str:
     return str(raised.value)
 
 
-def test_a_malformed_headers_variable_never_quotes_its_value():
-    text = _error_text(
-        lambda: TelemetryConfig.from_env({"OTEL_EXPORTER_OTLP_HEADERS": f"api-key {SECRETS[1]}"})
+def _warning_text(environ, monkeypatch, caplog) -> str:
+    """What reading a malformed OTEL_* variable logs (it is ignored, with a warning)."""
+    monkeypatch.setattr(log, "_last_warned", {})
+    with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+        TelemetryConfig.from_env(environ)
+    return "\n".join(r.getMessage() for r in caplog.records)
+
+
+def test_a_malformed_headers_variable_never_quotes_its_value(monkeypatch, caplog):
+    text = _warning_text(
+        {"OTEL_EXPORTER_OTLP_HEADERS": f"api-key {SECRETS[1]}"}, monkeypatch, caplog
     )
     assert text == (
         "environment variable OTEL_EXPORTER_OTLP_HEADERS=<not shown: headers carry "
-        "credentials>: expected comma-separated key=value pairs"
+        "credentials>: expected comma-separated key=value pairs; ignored"
     )
 
 
-def test_an_endpoint_variable_with_a_password_is_masked_in_its_error():
-    text = _error_text(
-        lambda: TelemetryConfig.from_env(
-            {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://user:{SECRETS[0]}@host:notaport"}
-        )
+def test_an_endpoint_variable_with_a_password_is_masked_in_its_warning(monkeypatch, caplog):
+    text = _warning_text(
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://user:{SECRETS[0]}@host:notaport"},
+        monkeypatch,
+        caplog,
     )
     assert text == (
         "environment variable OTEL_EXPORTER_OTLP_ENDPOINT='http://user:***@host:notaport': "
-        "expected a URL such as http://host:4318"
+        "expected a URL such as http://host:4318; ignored"
     )
 
 
-def test_a_malformed_tags_variable_masks_sensitive_values_in_its_error():
-    text = _error_text(
-        lambda: TelemetryConfig.from_env({"TELEMETRY_TAGS": f"api_token={SECRETS[2]},oops"})
-    )
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (f"api_token={SECRETS[2]},oops", "'api_token=***,***'"),
+        (f"region=eu,api_token {SECRETS[2]}", "'region=eu,***'"),  # the = forgotten
+    ],
+)
+def test_a_malformed_tags_variable_masks_sensitive_values_in_its_error(value, shown):
+    text = _error_text(lambda: TelemetryConfig.from_env({"TELEMETRY_TAGS": value}))
     assert text == (
-        "environment variable TELEMETRY_TAGS='api_token=***,oops': expected comma-separated "
-        "key=value pairs"
+        f"environment variable TELEMETRY_TAGS={shown}: expected comma-separated key=value pairs"
     )
+    assert SECRETS[2] not in text
 
 
 @pytest.mark.parametrize(
@@ -151,7 +165,9 @@ def test_a_header_that_cannot_be_sent_is_refused_when_the_config_is_built(value,
     assert SECRETS[1] not in text
 
 
-def test_a_headers_variable_trims_its_values_and_refuses_a_line_break_inside_one():
+def test_a_headers_variable_trims_its_values_and_refuses_a_line_break_inside_one(
+    monkeypatch, caplog
+):
     # The specification trims white space around each value of the variable.
     config = TelemetryConfig.from_env(
         {
@@ -161,10 +177,10 @@ def test_a_headers_variable_trims_its_values_and_refuses_a_line_break_inside_one
     )
     [target] = {t.headers["api-key"] for t in config.otlp_targets(config.endpoints()[0]).values()}
     assert target == "k1"
-    text = _error_text(
-        lambda: TelemetryConfig.from_env(
-            {"OTEL_EXPORTER_OTLP_HEADERS": f"authorization={SECRETS[1]}\r\nX-Injected: 1"}
-        )
+    text = _warning_text(
+        {"OTEL_EXPORTER_OTLP_HEADERS": f"authorization={SECRETS[1]}\r\nX-Injected: 1"},
+        monkeypatch,
+        caplog,
     )
     assert "its value holds a line break or NUL" in text and SECRETS[1] not in text
 
