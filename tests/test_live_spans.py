@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import subprocess
+import sys
+import urllib.request
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -193,6 +196,84 @@ def test_trace_context_round_trips_through_a_carrier(make_collector, recorder):
         _hex(context.trace_id, 32),
         _hex(context.span_id, 16),
     )
+
+
+# A service in its own process: it joins the trace of each request from a plain dict of
+# the headers it received, as many frameworks hand them over (names as the client sent
+# them), and says when it is ready and where it listens.
+_SERVER = """
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from telemetry_otel import TelemetryCollector, TelemetryConfig
+
+collector = TelemetryCollector(TelemetryConfig(export_endpoints=[sys.argv[1]]))
+collector.start()
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        headers = {name: value for name, value in self.headers.items()}
+        with collector.span("server", parent=collector.extract_context(headers)):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(",".join(sorted(headers)).encode())
+        collector.flush(10_000)
+
+    def log_message(self, *args):
+        pass
+
+server = HTTPServer(("127.0.0.1", 0), Handler)
+print(server.server_address[1], flush=True)
+server.handle_request()
+collector.stop()
+"""
+
+
+def test_a_service_joins_the_trace_from_headers_sent_by_urllib_whatever_their_case(
+    make_collector, otlp_receiver
+):
+    endpoint = f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"
+    server = subprocess.Popen(
+        [sys.executable, "-c", _SERVER, endpoint], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        port = int(server.stdout.readline())
+        client = make_collector()
+        with client.span("client") as span:
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/")
+            for name, value in client.inject_context({}).items():
+                request.add_header(name, value)  # urllib sends "Traceparent"
+            with urllib.request.urlopen(request, timeout=10) as response:
+                received = response.read().decode().split(",")
+        assert server.wait(20) == 0
+    finally:
+        server.kill()
+    assert "Traceparent" in received
+    [(_, remote)] = otlp_receiver.spans()
+    context = span.get_span_context()
+    assert remote.name == "server"
+    assert (remote.trace_id.hex(), remote.parent_span_id.hex()) == (
+        _hex(context.trace_id, 32),
+        _hex(context.span_id, 16),
+    )
+
+
+@pytest.mark.parametrize(
+    "carrier",
+    [
+        {"TRACEPARENT": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+         "TraceState": "ot=th:8"},
+        {"traceparent": ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],
+         "tracestate": ["ot=th:8"]},
+        {b"Traceparent": b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+         "Tracestate": b"ot=th:8"},
+    ],
+)  # fmt: skip
+def test_extract_context_reads_any_case_and_value_form(make_collector, carrier):
+    collector = make_collector()
+    with collector.span("server", parent=collector.extract_context(carrier)) as span:
+        context = span.get_span_context()
+    assert _hex(context.trace_id, 32) == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert context.trace_state.get("ot") == "th:8"
 
 
 def test_span_names_and_tags_are_validated(make_collector):

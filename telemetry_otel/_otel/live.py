@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Any
 
 from opentelemetry import propagate
 from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import INVALID_SPAN, Span
 
 __all__ = ["Context", "LiveSpan", "extract_context", "inject_context"]
@@ -62,6 +63,35 @@ def inject_context(carrier: MutableMapping[str, str]) -> MutableMapping[str, str
     return carrier
 
 
+class _AnyCaseGetter(Getter[Any]):
+    """Reads a carrier's keys whatever their case: HTTP header names are case-insensitive,
+    and clients send ``Traceparent`` (urllib) as often as ``traceparent``, while a plain
+    dict of headers (which the SDK's default getter reads) is not."""
+
+    def get(self, carrier: Any, key: str) -> list[str] | None:
+        value = carrier.get(key)
+        if value is None:
+            wanted = key.lower()
+            value = next((v for k, v in carrier.items() if _text(k).lower() == wanted), None)
+        if value is None:
+            return None
+        if isinstance(value, (str, bytes, bytearray)):
+            return [_text(value)]
+        return [_text(item) for item in value] if isinstance(value, Iterable) else [str(value)]
+
+    def keys(self, carrier: Any) -> list[str]:
+        return [_text(key) for key in carrier]
+
+
+def _text(value: object) -> str:
+    """Header names and values as text: bytes (WSGI and ASGI servers) as Latin-1."""
+    return bytes(value).decode("latin-1") if isinstance(value, (bytes, bytearray)) else str(value)
+
+
+_ANY_CASE = _AnyCaseGetter()
+
+
 def extract_context(carrier: Any) -> Context:
-    """The trace context a carrier (HTTP headers, message attributes) holds."""
-    return propagate.extract(carrier)
+    """The trace context a carrier (HTTP headers, message attributes) holds; keys are
+    read whatever their case."""
+    return propagate.extract(carrier, getter=_ANY_CASE)
