@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -15,6 +16,7 @@ from telemetry_otel import (
     TelemetryConfig,
     Trace,
 )
+from telemetry_otel._otel import log
 from telemetry_otel._otel.ids import otel_trace_id
 from tests.conftest import add_counter_from_threads, assert_identity
 
@@ -431,3 +433,48 @@ def test_the_collector_leaves_otel_global_providers_alone(make_collector):
     collector.collect_event(Event("e", "m"))
     after = (trace.get_tracer_provider(), metrics.get_meter_provider(), _logs.get_logger_provider())
     assert after == before
+
+
+# -- a collector that sends nowhere -----------------------------------------------------------
+
+NOWHERE = "telemetry_otel: nothing is exported: no export_endpoints"
+
+
+@pytest.fixture
+def warnings_seen(monkeypatch, caplog):
+    monkeypatch.setattr(log, "_last_warned", {})
+    caplog.set_level(logging.WARNING, logger="telemetry_otel")
+    return lambda: [r.getMessage() for r in caplog.records if r.getMessage().startswith(NOWHERE)]
+
+
+def test_a_collector_with_no_destination_says_so_once(warnings_seen):
+    collector = TelemetryCollector()
+    collector.start()
+    collector.collect_event(Event("e", "m"))
+    for _ in range(60):  # bounded: 3 s at most; the check runs a second after start
+        if warnings_seen():
+            break
+        time.sleep(0.05)
+    collector.stop()
+    [line] = warnings_seen()
+    assert "set export_endpoints (or TELEMETRY_EXPORT_ENDPOINTS" in line
+    assert "register_exporter()" in line
+
+
+def test_a_short_run_with_no_destination_says_so_at_stop(warnings_seen):
+    with TelemetryCollector() as collector:
+        collector.collect_metric(Metric("m", 1, MetricType.COUNTER))
+    assert len(warnings_seen()) == 1
+
+
+def test_the_legacy_order_start_then_register_a_callback_is_not_warned_about(
+    warnings_seen, recorder
+):
+    collector = TelemetryCollector()
+    collector.start()
+    collector.register_exporter(recorder)
+    collector.collect_event(Event("e", "m"))
+    time.sleep(1.3)  # past the check
+    collector.stop()
+    assert warnings_seen() == []
+    assert [e.name for e in recorder.of("event")] == ["e"]

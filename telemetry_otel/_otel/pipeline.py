@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -81,6 +82,7 @@ SCOPE_NAME = "telemetry_otel"
 # Largest batch an export carries, as the SDK's batch processors default to.
 _MAX_BATCH = 512
 _MAX_SPOOL_RESERVE_S = 1.0
+_NOWHERE_CHECK_S = 1.0
 
 
 def build_resource(config: TelemetryConfig, shaper: Shaper | None = None) -> Resource:
@@ -165,7 +167,32 @@ class Pipeline:
         except BaseException:
             self._abandon()
             raise
+        self._nowhere_timer = self._start_nowhere_check(config)
         follow_forks(self)
+
+    def _start_nowhere_check(self, config: TelemetryConfig) -> threading.Timer | None:
+        """Without an endpoint, check a second from now that a callback was registered.
+
+        Not at start() itself: the legacy quick start registers its callback just after.
+        """
+        if self._destinations or config.use_global_providers:
+            return None
+        timer = threading.Timer(_NOWHERE_CHECK_S, self._warn_if_exported_nowhere)
+        timer.daemon = True
+        with contextlib.suppress(RuntimeError):  # interpreter shutdown (3.12+)
+            timer.start()
+        return timer
+
+    def _warn_if_exported_nowhere(self) -> None:
+        if self._destinations or self._callbacks or self._retired:
+            return
+        warn_limited(
+            "nowhere",
+            "telemetry_otel: nothing is exported: no export_endpoints, no "
+            "OTEL_EXPORTER_OTLP_ENDPOINT and no callback, so everything collected is "
+            "discarded; set export_endpoints (or TELEMETRY_EXPORT_ENDPOINTS, e.g. "
+            "'console') or call register_exporter()",
+        )
 
     def _abandon(self) -> None:
         """Undo a half-built pipeline: a failed start leaves no thread, file or reader
@@ -563,6 +590,10 @@ class Pipeline:
         belong to the application.
         """
         self._live_counter.enabled = False
+        if self._nowhere_timer is not None:
+            self._nowhere_timer.cancel()
+            if any(t.collected.value for t in self.accounting.tallies.values()):
+                self._warn_if_exported_nowhere()
         if self._decider is not None:
             self._decider.close()
         queues = self._item_queues()
