@@ -24,7 +24,7 @@ from telemetry_otel._redact import (
     mask_tags,
     mask_url,
 )
-from telemetry_otel.models import EventSeverity, _check_tags
+from telemetry_otel.models import EventSeverity, _check_tags, enum_error, enum_member
 
 __all__ = ["TelemetryConfig"]
 
@@ -268,7 +268,7 @@ class TelemetryConfig:
         for name in ("keep_traces_slower_than_ms", "max_traces_per_second"):
             if getattr(self, name) is not None:
                 _check_positive_number(name, getattr(self, name))
-        _check_severity(self.event_keep_severity)
+        object.__setattr__(self, "event_keep_severity", _severity_or_none(self.event_keep_severity))
         _check_tags("TelemetryConfig", "tags", self.tags)
         if self.service_name is not None and (
             not isinstance(self.service_name, str) or not self.service_name
@@ -432,11 +432,14 @@ def _check_positive_number(name: str, value: object) -> None:
         raise ValueError(f"TelemetryConfig.{name} must be above 0, got {value!r}")
 
 
-def _check_severity(value: object) -> None:
-    if value is not None and not isinstance(value, EventSeverity):
-        raise TypeError(
-            f"TelemetryConfig.event_keep_severity must be an EventSeverity or None, got {value!r}"
-        )
+def _severity_or_none(value: object) -> EventSeverity | None:
+    """An EventSeverity by the models' rule (the member, or its name in any case)."""
+    if value is None:
+        return None
+    member = enum_member(EventSeverity, value)
+    if member is None:
+        raise enum_error("TelemetryConfig", "event_keep_severity", EventSeverity, value, True)
+    return member
 
 
 def _check_headers(headers: object) -> None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["Event", "EventSeverity", "Metric", "MetricType", "Trace"]
 
@@ -177,14 +177,38 @@ def _check_metric_name(name: object) -> None:
         _VALID_NAMES.add(name)
 
 
-def _enum_member(owner: str, name: str, enum: type[Enum], value: object) -> Any:
+E = TypeVar("E", bound=Enum)
+
+
+def enum_member(enum: type[E], value: object) -> E | None:
+    """The one rule for enum fields in models and config: the member itself, or a str
+    naming it in any case (``"ERROR"``, ``"error"``, ``"Error"``); None otherwise."""
     if isinstance(value, enum):
         return value
-    try:
-        return enum(value)
-    except ValueError:
-        choices = ", ".join(repr(m.value) for m in enum)
-        raise _fail_value(owner, name, f"one of {choices}", value) from None
+    if isinstance(value, str):
+        # str.upper on the instance: a str subclass's own methods are never called.
+        return enum.__members__.get(str.upper(value))
+    return None
+
+
+def enum_error(
+    owner: str, name: str, enum: type[Enum], value: object, or_none: bool = False
+) -> Exception:
+    """The error for a value the enum rule refuses: TypeError when it is not even a str."""
+    names = ", ".join(enum.__members__)
+    expected = f"{enum.__name__}.<NAME> or its name in any case ({names})"
+    if or_none:
+        expected += ", or None"
+    if isinstance(value, str):
+        return _fail_value(owner, name, expected, value)
+    return _fail_type(owner, name, expected, value)
+
+
+def _enum_member(owner: str, name: str, enum: type[E], value: object) -> E:
+    member = enum_member(enum, value)
+    if member is None:
+        raise enum_error(owner, name, enum, value)
+    return member
 
 
 def _jsonable(value: object) -> Any:

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from telemetry_otel.config import TelemetryConfig
 from telemetry_otel.models import Event, EventSeverity, Metric, MetricType, Trace
 
 
@@ -138,7 +139,13 @@ def test_constructors_accept_enum_values_as_strings():
         (lambda: Metric("m", True), TypeError, "Metric.value must be an int or float (not bool)"),
         (lambda: Metric("m", "1"), TypeError, "got '1'"),
         (lambda: Metric("m", -1, MetricType.COUNTER), ValueError, "non-negative for a COUNTER"),
-        (lambda: Metric("m", 1, "timer"), ValueError, "Metric.metric_type must be one of"),
+        (
+            lambda: Metric("m", 1, "timer"),
+            ValueError,
+            "Metric.metric_type must be MetricType.<NAME> or its name in any case "
+            "(COUNTER, GAUGE, HISTOGRAM), got 'timer'",
+        ),
+        (lambda: Metric("m", 1, 2), TypeError, "Metric.metric_type must be MetricType.<NAME>"),
         (lambda: Metric("m", 1, tags={1: "a"}), TypeError, "Metric.tags key must be a str, got 1"),
         (lambda: Metric("m", 1, tags={"": "a"}), ValueError, "Metric.tags key must be a non-empty"),
         (lambda: Event("e", "m", metadata={"": 1}), ValueError, "Event.metadata key must be a non"),
@@ -154,7 +161,12 @@ def test_constructors_accept_enum_values_as_strings():
         (lambda: Metric("m", 1, bucket_counts=[1, "2"]), TypeError, "Metric.bucket_counts"),
         (lambda: Event("", "m"), ValueError, "Event.name must be a non-empty string, got ''"),
         (lambda: Event("e", None), TypeError, "Event.message must be a str, got None"),
-        (lambda: Event("e", "m", "fatal"), ValueError, "Event.severity must be one of"),
+        (
+            lambda: Event("e", "m", "fatal"),
+            ValueError,
+            "Event.severity must be EventSeverity.<NAME> or its name in any case "
+            "(DEBUG, INFO, WARNING, ERROR, CRITICAL), got 'fatal'",
+        ),
         (lambda: Event("e", "m", metadata={1: "x"}), TypeError, "Event.metadata key must be a str"),
         (lambda: Event("e", "m", metadata=[]), TypeError, "Event.metadata must be a dict"),
         (lambda: Event("e", "m", tags={"k": object}), TypeError, "Event.tags['k']"),
@@ -207,7 +219,7 @@ def test_integer_values_at_the_64_bit_limits_are_accepted():
             Metric,
             {"name": "m", "value": 1, "metric_type": "timer"},
             ValueError,
-            "Metric.metric_type must be one of",
+            "Metric.metric_type must be MetricType.<NAME>",
         ),
     ],
 )
@@ -215,3 +227,21 @@ def test_from_dict_rejects_malformed_input(cls, data, error, message):
     with pytest.raises(error) as raised:
         cls.from_dict(data)
     assert message in str(raised.value)
+
+
+class ShoutingStr(str):
+    def upper(self):
+        raise RuntimeError("never called")
+
+
+@pytest.mark.parametrize(
+    "given", ["ERROR", "error", "Error", EventSeverity.ERROR, ShoutingStr("error")]
+)
+def test_one_rule_reads_enum_fields_in_models_and_config(given):
+    assert Event("e", "m", given).severity is EventSeverity.ERROR
+    assert TelemetryConfig(event_keep_severity=given).event_keep_severity is EventSeverity.ERROR
+    config = TelemetryConfig()
+    config.event_keep_severity = given
+    assert config.event_keep_severity is EventSeverity.ERROR
+    kind = {"ERROR": "COUNTER", "error": "counter", "Error": "Counter"}.get(given, "counter")
+    assert Metric("m", 1, kind).metric_type is MetricType.COUNTER

@@ -665,8 +665,12 @@ def test_live_roots_use_the_trace_rate_and_children_inherit_its_threshold(
     [
         ({"trace_sample_rate": 2}, ValueError, "trace_sample_rate must be between 0 and 1, got 2"),
         ({"event_sample_rate": "1"}, TypeError, "event_sample_rate must be a number, got '1'"),
-        ({"event_keep_severity": "error"}, TypeError,
-         "event_keep_severity must be an EventSeverity or None, got 'error'"),
+        ({"event_keep_severity": "fatal"}, ValueError,
+         "event_keep_severity must be EventSeverity.<NAME> or its name in any case "
+         r"\(DEBUG, INFO, WARNING, ERROR, CRITICAL\), or None, got 'fatal'"),
+        ({"event_keep_severity": 3}, TypeError,
+         "event_keep_severity must be EventSeverity.<NAME> or its name in any case "
+         r"\(DEBUG, INFO, WARNING, ERROR, CRITICAL\), or None, got 3"),
         ({"keep_error_traces": 1}, TypeError, "keep_error_traces must be a bool, got 1"),
         ({"events_follow_traces": "no"}, TypeError,
          "events_follow_traces must be a bool, got 'no'"),
