@@ -47,8 +47,9 @@ class TelemetryCollector:
             config = TelemetryConfig()
         elif not isinstance(config, TelemetryConfig):
             raise TypeError(f"config must be a TelemetryConfig or None, got {config!r}")
-        # Fields the config left unset come from TELEMETRY_* / OTEL_* variables.
-        self.config = config.with_env()
+        # Fields the config left unset come from TELEMETRY_* / OTEL_* variables, unless
+        # it was read against an environment already.
+        self.config = config._for_collector()
         self._lock = threading.RLock()
         self._state = _State.NEW
         self._callbacks: list[ExporterCallback] = []

@@ -162,6 +162,7 @@ class TelemetryConfig:
     trace_decision_wait_ms: int
     max_pending_spans: int
     max_traces_per_second: float | None
+    _resolved = False  # read against an environment already (with_env)
 
     def __init__(
         self,
@@ -299,9 +300,9 @@ class TelemetryConfig:
         values, sources = {}, {}
         for name in FIELDS:
             if name in self._sources:
-                values[name], sources[name] = getattr(self, name), self._sources[name]
+                values[name], sources[name] = _copy(getattr(self, name)), self._sources[name]
             elif getattr(self, name) != _DEFAULTS[name]:  # changed in place by code
-                values[name], sources[name] = getattr(self, name), "assignment"
+                values[name], sources[name] = _copy(getattr(self, name)), "assignment"
             elif name in env.fields:
                 values[name], sources[name] = env.fields[name]
             else:
@@ -314,7 +315,22 @@ class TelemetryConfig:
         resolved._otlp_defaults = MappingProxyType(env.otlp_defaults)
         if env.otlp_endpoint is not None and sources["export_endpoints"] == "default":
             resolved._env_endpoints = (env.otlp_endpoint,)
+        resolved._resolved = True
         return resolved
+
+    def _for_collector(self) -> TelemetryConfig:
+        """What a collector runs with: a copy of a config already read against an
+        environment (``from_env``, ``with_env``), which is not read again, so that
+        ``with_env({})`` gives a collector that ignores the process's variables; any
+        other config is read against ``os.environ`` now."""
+        if not self._resolved:
+            return self.with_env()
+        copy = TelemetryConfig(**{name: _copy(getattr(self, name)) for name in FIELDS})
+        copy._sources = dict(self._sources)
+        copy._otlp_defaults = self._otlp_defaults
+        copy._env_endpoints = self._env_endpoints
+        copy._resolved = True
+        return copy
 
     # -- endpoints ---------------------------------------------------------------------------
 

@@ -17,8 +17,11 @@ def telemetry_capture() -> Iterator[TelemetryCapture]:
 
     Use ``telemetry_capture.collector`` in the code under test, then
     ``telemetry_capture.flush().events`` (or ``.traces``, ``.metrics``) in assertions.
+    Its settings are the defaults, whatever ``TELEMETRY_*`` and ``OTEL_*`` variables
+    the test run has (``OTEL_SDK_DISABLED=true`` in CI, a sample rate of 0): a test
+    sees everything its code collects.
     """
-    collector = TelemetryCollector(TelemetryConfig(export_endpoints=[]))
+    collector = TelemetryCollector(TelemetryConfig(export_endpoints=[]).with_env({}))
     capture = TelemetryCapture(collector)
     collector.start()
     try:

@@ -12,6 +12,8 @@ import pytest
 from telemetry_otel import TelemetryCollector, TelemetryConfig
 from tests.otlp_receiver import OtlpReceiver
 
+pytest_plugins = ["pytester"]  # tests that run a user's test file through pytest
+
 
 @pytest.fixture
 def otlp_receiver() -> Iterator[OtlpReceiver]:

@@ -34,3 +34,46 @@ def test_the_pytest_fixture_comes_from_the_installed_plugin(telemetry_capture):
     events = telemetry_capture.flush().events
     assert [(e.name, e.severity) for e in events] == [("user_action", EventSeverity.INFO)]
     assert telemetry_capture.collector.is_running
+
+
+HOSTILE_CI = {
+    "OTEL_SDK_DISABLED": "true",
+    "TELEMETRY_EVENT_SAMPLE_RATE": "0",
+    "TELEMETRY_SAMPLE_RATE": "0",
+    "TELEMETRY_REDACT_KEYS": "user_action,orders",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+    "TELEMETRY_EXPORT_ENDPOINTS": "console",
+}
+
+
+def test_the_fixture_captures_everything_whatever_the_ci_variables_say(
+    pytester, monkeypatch, capfd
+):
+    for name, value in HOSTILE_CI.items():
+        monkeypatch.setenv(name, value)
+    pytester.makepyfile(
+        """
+        from telemetry_otel import Event, Metric, MetricType, Trace
+
+        def test_checkout(telemetry_capture):
+            collector = telemetry_capture.collector
+            assert collector.collect_metric(Metric("orders", 1, MetricType.COUNTER))
+            assert collector.collect_event(Event("user_action", "checkout", tags={"k": "v"}))
+            assert collector.collect_trace(Trace("t-1", "s-1", "POST /checkout", 12.0))
+            captured = telemetry_capture.flush()
+            assert [e.tags for e in captured.events] == [{"k": "v"}]
+            assert [m.name for m in captured.metrics] == ["orders"]
+            assert [t.operation for t in captured.traces] == ["POST /checkout"]
+            assert collector.config.export_endpoints == []
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+def test_a_service_s_own_collector_is_captured_by_wrapping_it():
+    # The service builds its collector from the environment as it does in production.
+    service_collector = TelemetryCollector()
+    with service_collector, TelemetryCapture(service_collector) as captured:
+        checkout(service_collector)
+        assert [e.name for e in captured.flush().events] == ["user_action"]

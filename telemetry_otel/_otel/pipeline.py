@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry._logs import LogRecord
 from opentelemetry.context import Context
@@ -97,6 +97,24 @@ def build_resource(config: TelemetryConfig, shaper: Shaper | None = None) -> Res
     if config.service_name is not None:
         attributes["service.name"] = config.service_name
     return Resource.create(attributes)
+
+
+P = TypeVar("P")
+
+
+def enabled_by_the_collector(provider: P) -> P:
+    """A provider of the collector's own that does not read ``OTEL_SDK_DISABLED`` again.
+
+    The SDK's providers read the variable when they are built and then hand out no-op
+    tracers, meters or loggers. The collector has decided already: the variable turns
+    it off before any provider is built, and a collector the application built from
+    ``with_env({})`` (the test fixture) ignores it. Left to the SDK, the variable would
+    silently empty one signal of a running collector. ``_disabled`` is private (SDK
+    1.45's three providers); without it there is nothing to undo.
+    """
+    if getattr(provider, "_disabled", False):
+        provider._disabled = False  # type: ignore[attr-defined]
+    return provider
 
 
 def _exporter_delivery(
@@ -235,8 +253,10 @@ class Pipeline:
             self.meter_provider = joined
         else:
             self._metric_readers = [d.metric_reader for d in destinations if d.metric_reader]
-            self.meter_provider = MeterProvider(
-                metric_readers=self._metric_readers, resource=resource, shutdown_on_exit=False
+            self.meter_provider = enabled_by_the_collector(
+                MeterProvider(
+                    metric_readers=self._metric_readers, resource=resource, shutdown_on_exit=False
+                )
             )
         meter = self.meter_provider.get_meter(SCOPE_NAME, __version__)
         self._instruments = InstrumentCache(
@@ -283,8 +303,10 @@ class Pipeline:
                 max_span_attributes=config.max_attributes,
                 max_span_attribute_length=config.max_attribute_length,
             )
-            provider = TracerProvider(
-                sampler=sampler, resource=resource, shutdown_on_exit=False, span_limits=limits
+            provider = enabled_by_the_collector(
+                TracerProvider(
+                    sampler=sampler, resource=resource, shutdown_on_exit=False, span_limits=limits
+                )
             )
         else:
             provider, sampler, limits = joined, joined.sampler, joined._span_limits
@@ -354,11 +376,13 @@ class Pipeline:
         limits = LogRecordLimits(
             max_attributes=config.max_attributes, max_attribute_length=config.max_attribute_length
         )
-        self.logger_provider = joined or LoggerProvider(
-            resource=resource,
-            shutdown_on_exit=False,
-            meter_provider=self.meter_provider,
-            log_record_limits=limits,
+        self.logger_provider = joined or enabled_by_the_collector(
+            LoggerProvider(
+                resource=resource,
+                shutdown_on_exit=False,
+                meter_provider=self.meter_provider,
+                log_record_limits=limits,
+            )
         )
         self.logger_provider.add_log_record_processor(self._log_processor)
         self._logger = self.logger_provider.get_logger(SCOPE_NAME, __version__)
