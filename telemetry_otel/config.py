@@ -372,12 +372,16 @@ class TelemetryConfig:
         return values
 
     def describe(self) -> str:
-        """The effective configuration, one line per field and per endpoint signal, with
-        where each value came from; header values and credentials masked."""
+        """The effective configuration, one line per field, per resource attribute and
+        per endpoint signal, with where each value came from; header values, credentials
+        and sensitive values masked."""
         lines = [
             f"{name:<{_NAME_WIDTH}} {value!r}  ({self._sources.get(name, 'default')})"
             for name, value in self._masked().items()
         ]
+        from telemetry_otel._otel.resource import describe_resource  # the SDK, when asked
+
+        lines.extend(describe_resource(self))
         for endpoint in self.endpoints():
             lines.append(f"endpoint {mask_url(endpoint.text)}")
             if endpoint.kind == "otlp":

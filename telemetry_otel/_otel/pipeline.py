@@ -58,6 +58,7 @@ from telemetry_otel._otel.processors import (
     QueueSpanProcessor,
 )
 from telemetry_otel._otel.providers import global_sdk_provider
+from telemetry_otel._otel.resource import build_resource
 from telemetry_otel._otel.sampling import (
     WITH_TRACE,
     Label,
@@ -76,27 +77,13 @@ from telemetry_otel._version import __version__
 from telemetry_otel.config import TelemetryConfig
 from telemetry_otel.models import Event, EventSeverity, Metric, MetricType, Trace
 
-__all__ = ["SIGNALS", "Pipeline", "build_resource"]
+__all__ = ["SIGNALS", "Pipeline"]
 
 SCOPE_NAME = "telemetry_otel"
 # Largest batch an export carries, as the SDK's batch processors default to.
 _MAX_BATCH = 512
 _MAX_SPOOL_RESERVE_S = 1.0
 _NOWHERE_CHECK_S = 1.0
-
-
-def build_resource(config: TelemetryConfig, shaper: Shaper | None = None) -> Resource:
-    """Global tags as resource attributes; service_name overrides a service.name tag.
-
-    Resource.create adds OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME beneath
-    these and falls back to the OTel default service name.
-    """
-    attributes: dict[str, Any] = dict(config.tags)
-    if shaper is not None:
-        attributes = dict(shaper.attributes(attributes)[0])
-    if config.service_name is not None:
-        attributes["service.name"] = config.service_name
-    return Resource.create(attributes)
 
 
 P = TypeVar("P")
