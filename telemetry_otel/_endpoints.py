@@ -19,14 +19,17 @@ COMPRESSIONS = ("gzip", "none")
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _OTLP_SCHEMES = {"grpc": ("grpc", False), "grpcs": ("grpc", True),
                  "http": ("http", False), "https": ("http", True)}  # fmt: skip
+# A port left out: HTTP's own, and OTLP/gRPC's registered 4317 (443 with TLS, as the
+# vendors that serve gRPC behind TLS do).
+_DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 4317, "grpcs": 443}
 _OPTIONS = {
-    "otlp": ("compression", "timeout_ms", "ca_file"),
-    "console": ("format",),
-    "file": ("max_bytes", "backups"),
+    "otlp": ("compression", "timeout_ms", "ca_file", "signals"),
+    "console": ("format", "signals"),
+    "file": ("max_bytes", "backups", "signals"),
     "prometheus": (),
 }
 _FORMS = (
-    "'console[?format=text|json]', 'grpc[s]://host:port', 'http[s]://host:port[/prefix]', "
+    "'console[?format=text|json]', 'grpc[s]://host[:port]', 'http[s]://host[:port][/prefix]', "
     "'file:///directory', 'prometheus://host:port'"
 )
 DEFAULT_BACKUPS = 5
@@ -70,6 +73,8 @@ class Endpoint:
         protocol: OTLP only: ``"grpc"`` or ``"http"``.
         options: The query options given in the string, checked.
         targets: OTLP endpoints from ``OTEL_EXPORTER_OTLP_*``: one target per signal.
+        signals: The OTLP signals it takes (``signals=`` option, or the one whose path
+            an HTTP URL ends in); Prometheus takes metrics only.
     """
 
     kind: str
@@ -78,6 +83,11 @@ class Endpoint:
     protocol: str = ""
     options: Mapping[str, str | int] = field(default_factory=dict)
     targets: Mapping[str, OtlpTarget] | None = None
+    signals: frozenset[str] = frozenset(SIGNALS)
+
+    def takes(self, signal: str) -> bool:
+        """Whether this endpoint receives ``signal`` (``"traces"``, ``"metrics"``, ``"logs"``)."""
+        return signal in self.signals
 
 
 def _error(text: str, problem: str) -> ValueError:
@@ -90,16 +100,17 @@ def parse_endpoint(text: object) -> Endpoint:
         raise TypeError(f"export_endpoints entries must be str, got {text!r}")
     parts = urlsplit(text)
     if text == "console" or text.startswith("console?"):
-        return Endpoint("console", text, options=_options(text, "console", text[8:]))
+        options = _options(text, "console", text[8:])
+        return Endpoint("console", text, options=options, signals=_signals(options))
     if parts.scheme == "file":
         return _parse_file(text, parts)
     if parts.scheme == "prometheus":
-        host, port = _host_and_port(text, parts)
+        host, port = _host_and_port(text, parts, default_port=None)
         if parts.path not in ("", "/") or parts.query:
             raise _error(text, "takes no path or options")
         if find_spec("opentelemetry.exporter.prometheus") is None:
             raise _error(text, f"needs the prometheus extra: {PROMETHEUS_INSTALL}")
-        return Endpoint("prometheus", text, url=f"{host}:{port}")
+        return Endpoint("prometheus", text, url=f"{host}:{port}", signals=frozenset({"metrics"}))
     if parts.scheme in _OTLP_SCHEMES:
         return _parse_otlp(text, parts)
     raise ValueError(
@@ -109,7 +120,7 @@ def parse_endpoint(text: object) -> Endpoint:
 
 def _parse_otlp(text: str, parts: SplitResult) -> Endpoint:
     protocol, tls = _OTLP_SCHEMES[parts.scheme]
-    _host_and_port(text, parts)
+    host, port = _host_and_port(text, parts, default_port=_DEFAULT_PORTS[parts.scheme])
     if parts.fragment:
         raise _error(text, "takes no fragment")
     if protocol == "grpc" and parts.path not in ("", "/"):
@@ -117,9 +128,28 @@ def _parse_otlp(text: str, parts: SplitResult) -> Endpoint:
     options = _options(text, "otlp", parts.query)
     if "ca_file" in options and not tls:
         raise _error(text, "sets ca_file without TLS; use grpcs:// or https://")
+    path, signals = _signal_path(text, parts.path.rstrip("/"), _signals(options))
     scheme = "https" if tls else "http"
-    url = f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}"
-    return Endpoint("otlp", text, url=url, protocol=protocol, options=options)
+    credentials = parts.netloc.rpartition("@")[0]
+    netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
+    url = f"{scheme}://{netloc}{path}"
+    return Endpoint("otlp", text, url=url, protocol=protocol, options=options, signals=signals)
+
+
+def _signal_path(text: str, path: str, signals: frozenset[str]) -> tuple[str, frozenset[str]]:
+    """A pasted signal URL (``…/v1/traces``) is that signal's URL: the prefix before it,
+    taking that signal only, since the library adds ``/v1/<signal>`` itself."""
+    prefix, _, last = path.rpartition("/")
+    if not prefix.endswith("/v1") or last not in SIGNALS:
+        return path, signals
+    if "signals" in text.partition("?")[2] and signals != {last}:
+        raise _error(text, f"ends in /v1/{last} but says signals={','.join(sorted(signals))}")
+    return prefix[: -len("/v1")], frozenset({last})
+
+
+def _signals(options: Mapping[str, str | int]) -> frozenset[str]:
+    given = options.get("signals")
+    return frozenset(str(given).split(",")) if given is not None else frozenset(SIGNALS)
 
 
 def _parse_file(text: str, parts: SplitResult) -> Endpoint:
@@ -128,10 +158,10 @@ def _parse_file(text: str, parts: SplitResult) -> Endpoint:
     options = _options(text, "file", parts.query)
     if "backups" in options and "max_bytes" not in options:
         raise _error(text, "sets backups without max_bytes")
-    return Endpoint("file", text, url=parts.path, options=options)
+    return Endpoint("file", text, url=parts.path, options=options, signals=_signals(options))
 
 
-def _host_and_port(text: str, parts: SplitResult) -> tuple[str, int]:
+def _host_and_port(text: str, parts: SplitResult, default_port: int | None) -> tuple[str, int]:
     if not parts.hostname:
         raise _error(text, "has no host")
     try:
@@ -139,7 +169,9 @@ def _host_and_port(text: str, parts: SplitResult) -> tuple[str, int]:
     except ValueError:
         raise _error(text, "has an invalid port") from None
     if port is None:
-        raise _error(text, "needs an explicit port")
+        if default_port is None:
+            raise _error(text, "needs an explicit port")
+        port = default_port
     if port == 0:
         raise _error(text, "has port 0")
     host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
@@ -163,6 +195,11 @@ def _option_value(text: str, name: str, value: str) -> str | int:
         raise _error(text, f"has format={value!r}; expected text or json")
     if name == "ca_file" and not value:
         raise _error(text, "has an empty ca_file")
+    if name == "signals":
+        given = value.split(",")
+        if not value or any(signal not in SIGNALS for signal in given):
+            raise _error(text, f"has signals={value!r}; expected a comma-separated subset "
+                         "of traces, metrics, logs")  # fmt: skip
     if name in ("timeout_ms", "max_bytes", "backups"):
         least = 0 if name == "backups" else 1
         if not value.isdigit() or int(value) < least:
@@ -183,7 +220,7 @@ def otlp_targets(
         return dict(endpoint.targets)
     options = endpoint.options
     targets = {}
-    for signal in SIGNALS:
+    for signal in sorted(endpoint.signals, key=SIGNALS.index):
         base = defaults[signal]
         url = endpoint.url if endpoint.protocol == "grpc" else f"{endpoint.url}/v1/{signal}"
         targets[signal] = OtlpTarget(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from telemetry_otel._endpoints import COMPRESSIONS, SIGNALS, Endpoint, OtlpTarget, parse_endpoint
 from telemetry_otel._otel.log import warn_limited
@@ -352,12 +352,26 @@ def _valid_urls(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def _otlp_url(urls: Mapping[str, str], signal: str, protocol: str) -> str:
-    """A per-signal endpoint is used as given; a generic one gets /v1/<signal> on HTTP."""
+    """A per-signal endpoint is used as given; a generic one gets /v1/<signal> on HTTP,
+    before any query string. Over gRPC a URL without a port gets OTLP's (4317, or 443
+    with TLS), since gRPC's own default is 443 either way."""
     per_signal = urls.get(otlp_variable("ENDPOINT", signal))
+    url = per_signal or urls.get(otlp_variable("ENDPOINT")) or _DEFAULT_URLS[protocol]
+    if protocol == "grpc":
+        return _with_grpc_port(url)
     if per_signal is not None:
         return per_signal
-    base = (urls.get(otlp_variable("ENDPOINT")) or _DEFAULT_URLS[protocol]).rstrip("/")
-    return base if protocol == "grpc" else f"{base}/v1/{signal}"
+    parts = urlsplit(url)
+    path = f"{parts.path.rstrip('/')}/v1/{signal}"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def _with_grpc_port(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.port is not None:
+        return url
+    port = 443 if parts.scheme == "https" else 4317
+    return urlunsplit((parts.scheme, f"{parts.netloc}:{port}", parts.path, parts.query, ""))
 
 
 def _check_url(name: str, value: str) -> str:
@@ -369,4 +383,23 @@ def _check_url(name: str, value: str) -> str:
         raise _bad(name, value, "a URL such as http://host:4318") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise _bad(name, value, "a URL such as http://host:4318")
+    if name == otlp_variable("ENDPOINT"):
+        return _without_signal_path(name, text)
     return text
+
+
+def _without_signal_path(name: str, url: str) -> str:
+    """The generic endpoint is a base the signal paths are added to: one that already
+    ends in a signal's path (pasted from a per-signal setting) is taken as its base."""
+    parts = urlsplit(url)
+    prefix, _, last = parts.path.rstrip("/").rpartition("/")
+    if not prefix.endswith("/v1") or last not in SIGNALS:
+        return url
+    base = urlunsplit((parts.scheme, parts.netloc, prefix[: -len("/v1")], parts.query, ""))
+    warn_limited(
+        f"env:{name}:path",
+        "environment variable %s=%s ends in /v1/%s, which is added for each signal: "
+        "using %s; set that signal's own URL as %s",
+        name, shown_value(name, url), last, mask_url(base), otlp_variable("ENDPOINT", last),
+    )  # fmt: skip
+    return base

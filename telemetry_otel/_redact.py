@@ -10,8 +10,9 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 # Query parameters that carry credentials in exporter URLs.
+# "sig" alone (SAS tokens) but not inside "signals", this library's own option.
 _SECRET_PARAMETER = re.compile(
-    r"pass|secret|token|key|auth|sig|session|cookie|credential", re.IGNORECASE
+    r"pass|secret|token|key|auth|signature|^sig$|session|cookie|credential", re.IGNORECASE
 )
 
 
@@ -32,7 +33,7 @@ def mask_url(text: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode(
-            [(k, MASK if _SECRET_PARAMETER.search(k) else v) for k, v in pairs], safe="*/"
+            [(k, MASK if _SECRET_PARAMETER.search(k) else v) for k, v in pairs], safe="*/,"
         )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 

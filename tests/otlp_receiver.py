@@ -283,8 +283,9 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
     owner: OtlpReceiver
 
     def do_POST(self) -> None:
-        signal = self.path.rsplit("/", 1)[-1]
-        if not self.path.endswith(f"/v1/{signal}") or signal not in _REQUESTS:
+        path = self.path.partition("?")[0]  # routed on the path, as collectors do
+        signal = path.rsplit("/", 1)[-1]
+        if not path.endswith(f"/v1/{signal}") or signal not in _REQUESTS:
             self.send_error(404)
             return
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))

@@ -36,6 +36,43 @@ def test_known_endpoint_forms_are_accepted(endpoint):
     assert TelemetryConfig(export_endpoints=[endpoint]).export_endpoints == [endpoint]
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "url"),
+    [
+        ("https://api.vendor.example", "https://api.vendor.example:443"),
+        ("http://collector", "http://collector:80"),
+        ("grpc://collector", "http://collector:4317"),
+        ("grpcs://api.vendor.example", "https://api.vendor.example:443"),
+        ("https://user:pw@api.vendor.example/otlp", "https://user:pw@api.vendor.example:443/otlp"),
+    ],
+)
+def test_an_endpoint_without_a_port_gets_its_scheme_s_default(endpoint, url):
+    [parsed] = TelemetryConfig(export_endpoints=[endpoint]).endpoints()
+    assert parsed.url == url
+
+
+@pytest.mark.parametrize("signal", ["traces", "metrics", "logs"])
+def test_a_pasted_signal_url_is_that_signal_s_url_and_takes_only_that_signal(signal):
+    config = TelemetryConfig(export_endpoints=[f"http://h:4318/otlp/v1/{signal}/"])
+    [endpoint] = config.endpoints()
+    assert endpoint.signals == {signal}
+    assert {s: t.url for s, t in config.otlp_targets(endpoint).items()} == {
+        signal: f"http://h:4318/otlp/v1/{signal}"
+    }
+
+
+def test_the_signals_option_chooses_what_an_endpoint_receives():
+    config = TelemetryConfig(
+        export_endpoints=["grpc://h:4317?signals=traces,logs", "console?signals=metrics"]
+    )
+    otlp, console = config.endpoints()
+    assert (otlp.signals, console.signals) == ({"traces", "logs"}, {"metrics"})
+    assert set(config.otlp_targets(otlp)) == {"traces", "logs"}
+    shown = config.describe()
+    assert "endpoint grpc://h:4317?signals=traces,logs" in shown
+    assert "  traces   grpc http://h:4317" in shown and "  metrics " not in shown
+
+
 def test_endpoints_are_parsed_into_kind_and_base_url():
     config = TelemetryConfig(
         export_endpoints=["console", "grpc://h:4317", "https://h:443/prefix/", "http://h:4318"]
@@ -54,14 +91,13 @@ def test_endpoints_are_parsed_into_kind_and_base_url():
         ("stdout", "export_endpoints: unknown endpoint 'stdout'; expected one of 'console"),
         ("ftp://h:21", "unknown endpoint 'ftp://h:21'"),
         ("grpc://:4317", "'grpc://:4317' has no host"),
-        ("grpc://h", "'grpc://h' needs an explicit port"),
         ("http://h:99999", "'http://h:99999' has an invalid port"),
         ("http://h:abc", "has an invalid port"),
         ("http://h:0", "has port 0"),
         ("grpc://h:4317/v1", "has a path; a gRPC endpoint takes none"),
         (
             "http://h:4318?x=1",
-            "has an unknown option 'x' (allowed: compression, timeout_ms, ca_file)",
+            "has an unknown option 'x' (allowed: compression, timeout_ms, ca_file, signals)",
         ),
         ("http://h:4318?compression=zstd", "has compression='zstd'; expected gzip or none"),
         ("grpc://h:4317?timeout_ms=-5", "has timeout_ms='-5'; expected a whole number >= 1"),
@@ -70,11 +106,17 @@ def test_endpoints_are_parsed_into_kind_and_base_url():
         ("https://h:443?ca_file=", "has an empty ca_file"),
         ("http://h:4318#frag", "takes no fragment"),
         ("console?format=yaml", "has format='yaml'; expected text or json"),
-        ("console?colour=1", "has an unknown option 'colour' (allowed: format)"),
+        ("console?colour=1", "has an unknown option 'colour' (allowed: format, signals)"),
         ("file://relative/dir", "must be file:///absolute/directory"),
         ("file:///tmp/t?max_bytes=0", "has max_bytes='0'; expected a whole number >= 1"),
         ("file:///tmp/t?backups=2", "sets backups without max_bytes"),
-        ("file:///tmp/t?rotate=1", "has an unknown option 'rotate' (allowed: max_bytes, backups)"),
+        (
+            "file:///tmp/t?rotate=1",
+            "has an unknown option 'rotate' (allowed: max_bytes, backups, signals)",
+        ),
+        ("http://h:4318?signals=spans", "has signals='spans'; expected a comma-separated subset"),
+        ("console?signals=", "has signals=''; expected a comma-separated subset"),
+        ("http://h:4318/v1/traces?signals=logs", "ends in /v1/traces but says signals=logs"),
         ("prometheus://127.0.0.1", "needs an explicit port"),
         ("prometheus://127.0.0.1:9464/metrics", "takes no path or options"),
         (

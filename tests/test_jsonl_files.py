@@ -107,3 +107,16 @@ def test_rotation_keeps_at_most_backups_files_each_within_max_bytes(tmp_path, ma
         "legacy.trace_id"
     ] == "trace-11"
     assert 3 <= len(lines) < 12
+
+
+def test_a_file_endpoint_writes_only_the_signals_it_takes(tmp_path, make_collector, capsys):
+    collector = make_collector(
+        export_endpoints=[f"file://{tmp_path}?signals=traces,logs", "console?signals=metrics"]
+    )
+    collector.collect_metric(Metric("orders", 1, MetricType.COUNTER))
+    collector.collect_event(Event("e", "m"))
+    collector.collect_trace(Trace("t", "s", "op", 1.0))
+    assert collector.flush(10_000) is True
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs.jsonl", "traces.jsonl"]
+    signals = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
+    assert signals == ["METRIC"]

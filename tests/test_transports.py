@@ -9,6 +9,7 @@ import time
 import pytest
 
 from telemetry_otel import Event, Metric, MetricType, Trace
+from telemetry_otel._otel import log
 from tests.otlp_receiver import OtlpReceiver, any_value
 from tests.tls import make_tls_files
 
@@ -179,6 +180,56 @@ def test_an_http_path_prefix_is_kept_before_the_signal_path(otlp_receiver, make_
     assert collector.flush(10_000) is True
     paths = sorted(r.headers[":path"] for r in otlp_receiver.received)
     assert paths == ["/tenant/a/v1/logs", "/tenant/a/v1/metrics", "/tenant/a/v1/traces"]
+
+
+def test_endpoints_receive_only_the_signals_they_take(otlp_receiver, make_collector):
+    collector = make_collector(
+        export_endpoints=[
+            f"grpc://127.0.0.1:{otlp_receiver.grpc_port}?signals=traces",
+            f"http://127.0.0.1:{otlp_receiver.http_port}/v1/logs",  # pasted: logs only
+        ]
+    )
+    _collect_one_of_each(collector)
+    assert collector.flush(10_000) is True
+    routes = sorted((r.signal, r.transport) for r in otlp_receiver.received)
+    assert routes == [("logs", "http"), ("traces", "grpc")]  # no metrics, self-metrics neither
+    assert otlp_receiver.requests("logs")[0].headers[":path"] == "/v1/logs"
+    stats = collector.stats()
+    assert (stats["trace"]["exported"], stats["event"]["exported"]) == (1, 1)
+    assert stats["metric"]["exported"] == 0
+
+
+def test_the_signal_path_goes_before_the_query_of_the_otel_endpoint_variable(
+    otlp_receiver, make_collector, monkeypatch
+):
+    monkeypatch.setenv(
+        "OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{otlp_receiver.http_port}/otlp?tenant=a"
+    )
+    collector = make_collector()
+    _collect_one_of_each(collector)
+    assert collector.flush(10_000) is True
+    paths = sorted(r.headers[":path"] for r in otlp_receiver.received)
+    assert paths == [
+        "/otlp/v1/logs?tenant=a",
+        "/otlp/v1/metrics?tenant=a",
+        "/otlp/v1/traces?tenant=a",
+    ]
+
+
+def test_an_otel_endpoint_variable_pasted_with_a_signal_path_is_taken_as_its_base(
+    otlp_receiver, make_collector, monkeypatch, caplog
+):
+    url = f"http://127.0.0.1:{otlp_receiver.http_port}/v1/traces"
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
+    monkeypatch.setattr(log, "_last_warned", {})
+    with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+        collector = make_collector()
+    _collect_one_of_each(collector)
+    assert collector.flush(10_000) is True
+    paths = sorted(r.headers[":path"] for r in otlp_receiver.received)
+    assert paths == ["/v1/logs", "/v1/metrics", "/v1/traces"]
+    [line] = [r.getMessage() for r in caplog.records if "ends in /v1/traces" in r.getMessage()]
+    assert "set that signal's own URL as OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" in line
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])

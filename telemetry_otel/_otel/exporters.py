@@ -79,6 +79,8 @@ def build_destination(endpoint: Endpoint, config: TelemetryConfig) -> Destinatio
     # SDK's periodic reader to OtlpMetricExporter (otlp_delivery.py).
     from telemetry_otel._otel.otlp_delivery import OtlpMetricExporter
 
+    if "metrics" not in targets:
+        return Destination(name, otlp_targets=dict(targets))
     counting = OtlpMetricExporter(name, targets["metrics"])
     reader = PeriodicExportingMetricReader(
         counting, config.flush_interval_ms, cardinality_limits=cardinality_limits(config)
@@ -89,16 +91,27 @@ def build_destination(endpoint: Endpoint, config: TelemetryConfig) -> Destinatio
 
 
 def _console_destination(name: str, endpoint: Endpoint, config: TelemetryConfig) -> Destination:
+    takes = endpoint.takes
     if endpoint.options.get("format") != "json":
-        spans, logs = ConsoleSpanExporter(), ConsoleLogRecordExporter()
-        return _pushing(name, spans, logs, ConsoleMetricExporter(), config)
+        return _pushing(
+            name,
+            ConsoleSpanExporter() if takes("traces") else None,
+            ConsoleLogRecordExporter() if takes("logs") else None,
+            ConsoleMetricExporter() if takes("metrics") else None,
+            config,
+        )
     lines = ConsoleLines()
 
     def write(line: str) -> None:
         lines.write([line])
 
-    spans_json, logs_json = JsonSpanExporter(write), JsonLogRecordExporter(write)
-    return _pushing(name, spans_json, logs_json, JsonMetricExporter(write), config)
+    return _pushing(
+        name,
+        JsonSpanExporter(write) if takes("traces") else None,
+        JsonLogRecordExporter(write) if takes("logs") else None,
+        JsonMetricExporter(write) if takes("metrics") else None,
+        config,
+    )
 
 
 def cardinality_limits(config: TelemetryConfig) -> dict[type, int]:
@@ -109,11 +122,13 @@ def cardinality_limits(config: TelemetryConfig) -> dict[type, int]:
 
 def _pushing(
     name: str,
-    spans: SpanExporter,
-    logs: LogRecordExporter,
-    metrics: MetricExporter,
+    spans: SpanExporter | None,
+    logs: LogRecordExporter | None,
+    metrics: MetricExporter | None,
     config: TelemetryConfig,
 ) -> Destination:
+    if metrics is None:
+        return Destination(name, spans, logs)
     counting = CountingMetricExporter(name, metrics)
     reader = PeriodicExportingMetricReader(
         counting, config.flush_interval_ms, cardinality_limits=cardinality_limits(config)
@@ -128,13 +143,14 @@ def _file_destination(name: str, endpoint: Endpoint, config: TelemetryConfig) ->
     files = {
         name: RotatingLineFile(directory / f"{name}.jsonl",
                                int(max_bytes) if max_bytes else None, backups)
-        for name in ("traces", "metrics", "logs")
+        for name in ("traces", "metrics", "logs") if endpoint.takes(name)
     }  # fmt: skip
+    traces, logs, metrics = (files.get(signal) for signal in ("traces", "logs", "metrics"))
     return _pushing(
         name,
-        JsonSpanExporter(files["traces"].write_line, files["traces"].close),
-        JsonLogRecordExporter(files["logs"].write_line, files["logs"].close),
-        JsonMetricExporter(files["metrics"].write_line, files["metrics"].close),
+        JsonSpanExporter(traces.write_line, traces.close) if traces else None,
+        JsonLogRecordExporter(logs.write_line, logs.close) if logs else None,
+        JsonMetricExporter(metrics.write_line, metrics.close) if metrics else None,
         config,
     )
 

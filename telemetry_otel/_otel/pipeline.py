@@ -405,6 +405,8 @@ class Pipeline:
         name = f"{destination.name}-{otlp_signal}"
         targets = destination.otlp_targets
         if targets is not None:
+            if otlp_signal not in targets:  # the endpoint does not take this signal
+                return
             queue = self._otlp_queue(name, destination.name, otlp_signal, targets)
         else:
             exporter = destination.spans if signal == "trace" else destination.logs
