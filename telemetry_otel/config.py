@@ -54,6 +54,7 @@ _DEFAULTS: dict[str, Any] = {
     "redact": True,
     "redact_keys": [],
     "use_global_providers": False,
+    "self_metrics": True,
     "trace_sample_rate": None,
     "event_sample_rate": None,
     "event_keep_severity": EventSeverity.ERROR,
@@ -113,6 +114,8 @@ class TelemetryConfig:
             instead of the collector's own; ``stop()`` then flushes them and leaves them
             running. A signal whose global provider is not an SDK one falls back to the
             collector's own, with a warning.
+        self_metrics: Export the counts of ``stats()`` as the collector's own metrics
+            (``telemetry_otel.*``), each series once it is not zero.
         trace_sample_rate: Fraction of traces kept, decided per trace id with OTel's
             consistent probability sampling; None: ``sample_rate``.
         event_sample_rate: Fraction of events kept, each decided on its own; None:
@@ -153,6 +156,7 @@ class TelemetryConfig:
     redact: bool
     redact_keys: list[str]
     use_global_providers: bool
+    self_metrics: bool
     trace_sample_rate: float | None
     event_sample_rate: float | None
     event_keep_severity: EventSeverity | None
@@ -185,6 +189,7 @@ class TelemetryConfig:
         redact: bool = _UNSET,
         redact_keys: list[str] = _UNSET,
         use_global_providers: bool = _UNSET,
+        self_metrics: bool = _UNSET,
         trace_sample_rate: float | None = _UNSET,
         event_sample_rate: float | None = _UNSET,
         event_keep_severity: EventSeverity | None = _UNSET,
@@ -214,6 +219,7 @@ class TelemetryConfig:
             "redact": redact,
             "redact_keys": redact_keys,
             "use_global_providers": use_global_providers,
+            "self_metrics": self_metrics,
             "trace_sample_rate": trace_sample_rate,
             "event_sample_rate": event_sample_rate,
             "event_keep_severity": event_keep_severity,
@@ -250,7 +256,7 @@ class TelemetryConfig:
     def _validate(self) -> None:
         for name in (
             "enabled", "redact", "use_global_providers", "keep_error_traces",
-            "events_follow_traces",
+            "events_follow_traces", "self_metrics",
         ):  # fmt: skip
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(

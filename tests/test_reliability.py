@@ -241,12 +241,13 @@ def test_the_counts_are_exported_as_the_collectors_own_metrics(otlp_receiver, ma
     ]
     assert collected["trace"] == 3
     assert sampled_out == [({"signal": "trace", "reason": "ratio"}, 3)]
-    awaiting = {
-        attributes_of(p.attributes)["signal"]: p.as_int
-        for p in own["telemetry_otel.awaiting_decision"].sum.data_points
-    }
-    assert awaiting == {"metric": 0, "event": 0, "trace": 0}
-    assert "telemetry_otel.dropped" not in own  # no reason happened: no series
+    # A series appears once it is not zero: 21 series of zeros tell a backend nothing.
+    assert "telemetry_otel.dropped" not in own
+    assert "telemetry_otel.awaiting_decision" not in own  # decided before the collection
+    assert {
+        attributes_of(p.attributes)["signal"]
+        for p in own["telemetry_otel.collected"].sum.data_points
+    } == {"trace"}
     assert collector.collect_metric(Metric("clash", 1, MetricType.COUNTER))
     assert not collector.collect_metric(Metric("clash", 1, MetricType.GAUGE))
     assert collector.flush(10_000) is True
@@ -257,6 +258,40 @@ def test_the_counts_are_exported_as_the_collectors_own_metrics(otlp_receiver, ma
         for p in m.sum.data_points
     ]
     assert dropped[-1] == ({"signal": "metric", "reason": "rejected"}, 1)
+
+
+def test_a_count_that_was_seen_stays_when_it_goes_back_to_zero(otlp_receiver, make_collector):
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"],
+        trace_sample_rate=0.0, trace_decision_wait_ms=60_000, flush_interval_ms=100,
+    )  # fmt: skip
+
+    def awaiting():
+        return [
+            p.as_int
+            for _, m in otlp_receiver.metrics(scope="telemetry_otel.self")
+            if m.name == "telemetry_otel.awaiting_decision"
+            for p in m.sum.data_points
+        ]
+
+    collector.collect_trace(Trace("t", "child", "op", 1.0, parent_span_id="root"))
+    for _ in range(100):  # bounded: 5 s; an interval's collection while the span waits
+        if awaiting():
+            break
+        time.sleep(0.05)
+    assert awaiting()[0] == 1
+    assert collector.flush(10_000) is True  # decides it: back to 0, still reported
+    assert awaiting()[-1] == 0
+
+
+def test_the_collectors_own_metrics_can_be_turned_off(otlp_receiver, make_collector):
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"], self_metrics=False
+    )
+    collector.collect_metric(Metric("orders", 1, MetricType.COUNTER))
+    assert collector.flush(10_000) is True
+    assert otlp_receiver.metrics(scope="telemetry_otel.self") == []
+    assert [m.name for _, m in otlp_receiver.metrics()] == ["orders"]
 
 
 # -- forgotten stop, fork ----------------------------------------------------------------------

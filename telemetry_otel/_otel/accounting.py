@@ -109,7 +109,11 @@ def empty_stats() -> Stats:
 
 
 def register_self_metrics(meter: Meter, stats: Callable[[], Stats]) -> None:
-    """The counts of stats() as observable instruments: ``telemetry_otel.<count>{signal}``."""
+    """The counts of stats() as observable instruments: ``telemetry_otel.<count>{signal}``.
+
+    A series appears once its count is not zero (21 series of zeros every interval tell
+    a backend nothing), and stays from then on, so an up-down count can go back to 0.
+    """
 
     by_reason = {
         "dropped": DROP_REASONS,
@@ -118,16 +122,23 @@ def register_self_metrics(meter: Meter, stats: Callable[[], Stats]) -> None:
     }
 
     def observe(count: str) -> Callable[[CallbackOptions], list[Observation]]:
+        reasons: tuple[str | None, ...] = tuple(by_reason.get(count, (None,)))
+        seen: set[tuple[str, str | None]] = set()
+
         def callback(options: CallbackOptions) -> list[Observation]:
             snapshot = stats()
-            if count in by_reason:  # only the reasons that happened: fewer, telling series
-                return [
-                    Observation(snapshot[s][f"{count}_{r}"], {"signal": s, "reason": r})
-                    for s in SIGNALS
-                    for r in by_reason[count]
-                    if snapshot[s][f"{count}_{r}"]
-                ]
-            return [Observation(snapshot[s][count], {"signal": s}) for s in SIGNALS]
+            observations = []
+            for signal in SIGNALS:
+                for reason in reasons:
+                    value = snapshot[signal][f"{count}_{reason}" if reason else count]
+                    if not value and (signal, reason) not in seen:
+                        continue
+                    seen.add((signal, reason))
+                    attributes = (
+                        {"signal": signal, "reason": reason} if reason else {"signal": signal}
+                    )
+                    observations.append(Observation(value, attributes))
+            return observations
 
         return callback
 

@@ -249,7 +249,10 @@ class Pipeline:
         self._instruments = InstrumentCache(
             self.meter_provider, meter, self._shaper, config.max_metric_series
         )
-        register_self_metrics(self.meter_provider.get_meter(SELF_SCOPE, __version__), self.stats)
+        if config.self_metrics:
+            register_self_metrics(
+                self.meter_provider.get_meter(SELF_SCOPE, __version__), self.stats
+            )
 
     def _attach_bridge_reader(self) -> None:
         if self._bridge_reader is None and self._global["metric"] is None:
