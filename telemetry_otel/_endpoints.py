@@ -217,7 +217,7 @@ def otlp_targets(
     then the per-signal ``defaults`` (from the OTel variables).
     """
     if endpoint.targets is not None:
-        return dict(endpoint.targets)
+        return {s: t for s, t in endpoint.targets.items() if endpoint.takes(s)}
     options = endpoint.options
     targets = {}
     for signal in sorted(endpoint.signals, key=SIGNALS.index):

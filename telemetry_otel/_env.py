@@ -17,6 +17,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from telemetry_otel import _env_sdk as env_sdk
 from telemetry_otel._endpoints import COMPRESSIONS, SIGNALS, Endpoint, OtlpTarget, parse_endpoint
 from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._redact import header_problem, mask_pairs, mask_url
@@ -54,7 +55,9 @@ OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"
 OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
 OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
 OTLP_PREFIX = "OTEL_EXPORTER_OTLP_"
-OTLP_SETTINGS = ("ENDPOINT", "PROTOCOL", "HEADERS", "COMPRESSION", "TIMEOUT", "CERTIFICATE")
+OTLP_SETTINGS = (
+    "ENDPOINT", "PROTOCOL", "HEADERS", "COMPRESSION", "TIMEOUT", "CERTIFICATE", "INSECURE",
+)  # fmt: skip
 _PROTOCOLS = {"grpc": "grpc", "http/protobuf": "http"}
 _DEFAULT_URLS = {"grpc": "http://localhost:4317", "http": "http://localhost:4318"}
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
@@ -71,7 +74,9 @@ class EnvSettings:
 
     fields: dict[str, tuple[Any, str]] = field(default_factory=dict)
     otlp_defaults: dict[str, OtlpTarget] = field(default_factory=dict)
-    otlp_endpoint: Endpoint | None = None
+    # From OTLP endpoint and OTEL_<SIGNAL>_EXPORTER variables: used when the config names
+    # no endpoint.
+    endpoints: list[Endpoint] = field(default_factory=list)
 
     @property
     def switched_off_by(self) -> str | None:
@@ -286,16 +291,17 @@ def read_env(environ: Mapping[str, str]) -> EnvSettings:
         except ValueError as error:
             warn_limited(f"env:{OTEL_RESOURCE_ATTRIBUTES}", "%s; pairs that cannot be read "
                          "are skipped", error)  # fmt: skip
+    if "trace_sample_rate" not in settings.fields:
+        sampled = env_sdk.sampler_rate(environ)
+        if sampled is not None:
+            settings.fields["trace_sample_rate"] = sampled
     urls = _valid_urls(environ)
     settings.otlp_defaults = {s: _otlp_target(environ, s, urls) for s in SIGNALS}
     endpoint_variables = [otlp_variable("ENDPOINT", s) for s in (None, *SIGNALS)]
     set_variables = [name for name in endpoint_variables if name in urls]
-    if set_variables:
-        settings.otlp_endpoint = Endpoint(
-            "otlp",
-            text=" + ".join(set_variables),
-            targets=MappingProxyType(dict(settings.otlp_defaults)),
-        )
+    settings.endpoints = env_sdk.endpoints(
+        environ, settings.otlp_defaults, set_variables, env_sdk.exporters(environ)
+    )
     return settings
 
 
@@ -314,9 +320,10 @@ def _setting(
 def _otlp_target(environ: Mapping[str, str], signal: str, urls: Mapping[str, str]) -> OtlpTarget:
     protocol = _setting(environ, "PROTOCOL", signal, _parse_protocol) or "http"
     headers = _setting(environ, "HEADERS", signal, parse_headers)
+    insecure = bool(_setting(environ, "INSECURE", signal, parse_otel_bool))
     return OtlpTarget(
         protocol=protocol,
-        url=_otlp_url(urls, signal, protocol),
+        url=_otlp_url(urls, signal, protocol, insecure),
         headers=MappingProxyType(headers or {}),
         compression=_setting(environ, "COMPRESSION", signal, _parse_compression) or "gzip",
         timeout_ms=_setting(environ, "TIMEOUT", signal, parse_positive_int) or 10_000,
@@ -343,29 +350,55 @@ def _parse_certificate(name: str, value: str) -> str:
 
 
 def _valid_urls(environ: Mapping[str, str]) -> dict[str, str]:
-    """The OTLP endpoint variables that are set and valid, by name."""
+    """The OTLP endpoint variables that are set and valid, by name. One without a scheme
+    (``collector:4317``) is valid only over gRPC."""
     urls = {}
-    for name in (otlp_variable("ENDPOINT", s) for s in (None, *SIGNALS)):
-        if name in environ:
-            url = _parsed(name, environ[name], _check_url)
-            if url is not _IGNORED:
-                urls[name] = url
+    for signal in (None, *SIGNALS):
+        name = otlp_variable("ENDPOINT", signal)
+        if name not in environ:
+            continue
+        url = _parsed(name, environ[name], _check_url)
+        if url is _IGNORED:
+            continue
+        protocol = _setting(environ, "PROTOCOL", signal or "", _parse_protocol) or "http"
+        if "://" not in url and protocol != "grpc":
+            _parsed(name, url, _needs_scheme)
+            continue
+        urls[name] = url
     return urls
 
 
-def _otlp_url(urls: Mapping[str, str], signal: str, protocol: str) -> str:
+def _needs_scheme(name: str, value: str) -> str:
+    raise _bad(name, value, "a URL such as http://host:4318 (only OTLP/gRPC takes host:port)")
+
+
+def _otlp_url(urls: Mapping[str, str], signal: str, protocol: str, insecure: bool) -> str:
     """A per-signal endpoint is used as given; a generic one gets /v1/<signal> on HTTP,
     before any query string. Over gRPC a URL without a port gets OTLP's (4317, or 443
-    with TLS), since gRPC's own default is 443 either way."""
-    per_signal = urls.get(otlp_variable("ENDPOINT", signal))
-    url = per_signal or urls.get(otlp_variable("ENDPOINT")) or _DEFAULT_URLS[protocol]
+    with TLS), since gRPC's own default is 443 either way; one without a scheme
+    (``collector:4317``) uses TLS unless ``OTEL_EXPORTER_OTLP[_<SIGNAL>]_INSECURE`` is
+    true, as the specification says."""
+    names = (otlp_variable("ENDPOINT", signal), otlp_variable("ENDPOINT"))
+    name = next((n for n in names if n in urls), None)
+    url = urls[name] if name else _DEFAULT_URLS[protocol]
+    if "://" not in url:  # gRPC only (see _valid_urls)
+        url = f"{'http' if insecure else 'https'}://{url}"
     if protocol == "grpc":
         return _with_grpc_port(url)
+    per_signal = urls.get(names[0])
     if per_signal is not None:
         return per_signal
     parts = urlsplit(url)
     path = f"{parts.path.rstrip('/')}/v1/{signal}"
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def _port_problem(parts: Any) -> bool:
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return True
+    return False
 
 
 def _with_grpc_port(url: str) -> str:
@@ -378,6 +411,11 @@ def _with_grpc_port(url: str) -> str:
 
 def _check_url(name: str, value: str) -> str:
     text = value.strip()
+    if "://" not in text:  # host:port, for gRPC (see _otlp_url)
+        parts = urlsplit(f"//{text}")
+        if not parts.hostname or parts.path or _port_problem(parts):
+            raise _bad(name, value, "a URL such as http://host:4318")
+        return text
     parts = urlsplit(text)
     try:
         parts.port  # noqa: B018 - raises ValueError on a malformed port

@@ -319,8 +319,8 @@ class TelemetryConfig:
         resolved = TelemetryConfig(**values)
         resolved._sources = sources
         resolved._otlp_defaults = MappingProxyType(env.otlp_defaults)
-        if env.otlp_endpoint is not None and sources["export_endpoints"] == "default":
-            resolved._env_endpoints = (env.otlp_endpoint,)
+        if sources["export_endpoints"] == "default":
+            resolved._env_endpoints = tuple(env.endpoints)
         resolved._resolved = True
         return resolved
 

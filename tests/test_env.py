@@ -111,7 +111,12 @@ def _warnings(caplog) -> list[str]:
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "a whole number of at least 1"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json",
          "grpc or http/protobuf (http/json is not supported)"),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317", "a URL such as http://host:4318"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317",
+         "a URL such as http://host:4318 (only OTLP/gRPC takes host:port)"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://h:21", "a URL such as http://host:4318"),
+        ("OTEL_TRACES_SAMPLER", "jaeger_remote", "one of always_on, always_off, "
+         "parentbased_always_on, parentbased_always_off, traceidratio, parentbased_traceidratio"),
+        ("OTEL_TRACES_EXPORTER", "zipkin", "a comma-separated list of otlp, console, none"),
         ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://h:port", "a URL such as http://host:4318"),
         ("OTEL_ATTRIBUTE_COUNT_LIMIT", "many", "a whole number of at least 1"),
     ],
@@ -278,3 +283,99 @@ def test_otel_sdk_disabled_false_or_empty_leaves_code_in_charge(fresh_warnings):
         assert TelemetryConfig.from_env({"OTEL_SDK_DISABLED": value}).enabled is True
     assert TelemetryConfig(enabled=False).with_env({"TELEMETRY_ENABLED": "true"}).enabled is False
     assert _warnings(fresh_warnings) == []
+
+
+# -- the SDK-wide variables operators set --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sampler", "argument", "rate"),
+    [
+        ("always_on", None, 1.0),
+        ("ALWAYS_OFF", None, 0.0),
+        ("parentbased_always_off", None, 0.0),
+        ("traceidratio", "0.25", 0.25),
+        ("parentbased_traceidratio", "0.1", 0.1),
+        ("traceidratio", None, 1.0),
+    ],
+)
+def test_otel_traces_sampler_sets_the_trace_rate(sampler, argument, rate):
+    environ = {"OTEL_TRACES_SAMPLER": sampler}
+    if argument is not None:
+        environ["OTEL_TRACES_SAMPLER_ARG"] = argument
+    assert TelemetryConfig.from_env(environ).trace_sample_rate == rate
+
+
+def test_telemetry_trace_sample_rate_beats_otel_traces_sampler_and_a_bad_argument_warns(
+    fresh_warnings,
+):
+    environ = {"OTEL_TRACES_SAMPLER": "always_off", "TELEMETRY_TRACE_SAMPLE_RATE": "0.5"}
+    assert TelemetryConfig.from_env(environ).trace_sample_rate == 0.5
+    bad = {"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "half"}
+    assert TelemetryConfig.from_env(bad).trace_sample_rate == 1.0
+    assert _warnings(fresh_warnings) == [
+        "environment variable OTEL_TRACES_SAMPLER_ARG='half': expected a number between 0 "
+        "and 1; ignored"
+    ]
+
+
+def test_an_always_off_sampler_stops_live_spans_from_recording(monkeypatch):
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    with TelemetryCollector() as collector:
+        with collector.span("request") as span:
+            assert not span.is_recording()
+        assert "(OTEL_TRACES_SAMPLER)" in collector.config.describe()
+
+
+def test_otel_exporter_variables_choose_each_signal_s_destinations(
+    monkeypatch, otlp_receiver, capsys
+):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{otlp_receiver.http_port}")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    monkeypatch.setenv("OTEL_METRICS_EXPORTER", "console")
+    with TelemetryCollector() as collector:
+        collector.collect_metric(Metric("orders", 1, MetricType.COUNTER))
+        collector.collect_event(Event("e", "m"))
+        collector.collect_trace(Trace("t", "s", "op", 1.0))
+        assert collector.flush(10_000) is True
+    assert sorted({r.signal for r in otlp_receiver.received}) == ["logs"]
+    printed = [line.split()[1:3] for line in capsys.readouterr().out.splitlines()]
+    assert printed == [["METRIC", "COUNTER"]]
+
+
+def test_an_exporter_variable_alone_sends_to_the_specification_s_default_endpoint():
+    config = TelemetryConfig.from_env({"OTEL_LOGS_EXPORTER": "otlp"})
+    [endpoint] = config.endpoints()
+    assert (endpoint.kind, endpoint.signals) == ("otlp", {"logs"})
+    assert config.otlp_targets(endpoint)["logs"].url == "http://localhost:4318/v1/logs"
+    # Endpoints the config names win over the variables.
+    assert (
+        TelemetryConfig(export_endpoints=["console"])
+        .with_env({"OTEL_LOGS_EXPORTER": "otlp"})
+        .endpoints()[0]
+        .kind
+        == "console"
+    )
+
+
+@pytest.mark.parametrize(("insecure", "scheme"), [("true", "http"), (None, "https")])
+def test_a_grpc_endpoint_without_a_scheme_uses_tls_unless_insecure(insecure, scheme):
+    environ = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4317",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+    }
+    if insecure is not None:
+        environ["OTEL_EXPORTER_OTLP_INSECURE"] = insecure
+    config = TelemetryConfig.from_env(environ)
+    [endpoint] = config.endpoints()
+    assert {t.url for t in config.otlp_targets(endpoint).values()} == {f"{scheme}://collector:4317"}
+
+
+def test_an_insecure_grpc_endpoint_without_a_scheme_delivers(monkeypatch, otlp_receiver):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"127.0.0.1:{otlp_receiver.grpc_port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "TRUE")
+    with TelemetryCollector() as collector:
+        collector.collect_trace(Trace("t", "s", "op", 1.0))
+        assert collector.flush(10_000) is True
+    assert [r.transport for r in otlp_receiver.requests("traces")] == ["grpc"]

@@ -26,11 +26,16 @@ def test_config_table_lists_every_field_with_its_default():
 
 
 def test_environment_table_lists_every_variable_the_library_reads():
-    from telemetry_otel import _env
+    from telemetry_otel import _env, _env_sdk
 
     section = README.split("### Configuration from the environment", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `([A-Z_\[\]<>]+)` \|", section, re.M))
-    read = {value for name, value in vars(_env).items() if name.startswith(("TELEMETRY_", "OTEL_"))}
+    read = {
+        value
+        for module in (_env, _env_sdk)
+        for name, value in vars(module).items()
+        if name.startswith(("TELEMETRY_", "OTEL_"))
+    }
     read -= {_env.OTLP_PREFIX}
     read |= {f"OTEL_EXPORTER_OTLP[_<SIGNAL>]_{s}" for s in _env.OTLP_SETTINGS if s != "ENDPOINT"}
     read |= {
