@@ -119,3 +119,78 @@ def test_without_global_providers_it_says_so_and_uses_its_own(make_collector, re
     assert "no global SDK TracerProvider is set" in warnings
     assert "no global SDK MeterProvider is set" in warnings
     assert "no global SDK LoggerProvider is set" in warnings
+
+
+TRACER_ONLY = """
+import json, sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from telemetry_otel import *
+
+spans = InMemorySpanExporter()
+tracer_provider = TracerProvider()
+tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+trace.set_tracer_provider(tracer_provider)
+config = TelemetryConfig(use_global_providers=True, export_endpoints=[sys.argv[1]])
+with TelemetryCollector(config) as collector:
+    collector.collect_trace(Trace("t", "s", "legacy-op", 1.0))
+    collector.collect_event(Event("legacy-event", "m"))
+    collector.collect_metric(Metric("legacy_metric", 1, MetricType.COUNTER))
+    flushed = collector.flush(10_000)
+print(json.dumps({"flushed": flushed, "spans": [s.name for s in spans.get_finished_spans()]}))
+"""
+
+
+def test_joining_half_an_otel_setup_sends_the_rest_to_the_endpoints(otlp_receiver):
+    endpoint = f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"
+    result = subprocess.run(
+        [sys.executable, "-c", TRACER_ONLY, endpoint], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == {"flushed": True, "spans": ["legacy-op"]}
+    assert otlp_receiver.spans() == []  # the application's exporter sent them
+    assert [r.event_name for _, r in otlp_receiver.log_records()] == ["legacy-event"]
+    assert {m.name for _, m in otlp_receiver.metrics()} == {"legacy_metric"}
+    lines = [line for line in result.stderr.splitlines() if "use_global_providers" in line]
+    assert any(
+        "metrics, events go through the collector's own providers to export_endpoints" in line
+        for line in lines
+    ), result.stderr
+    assert "Cannot call collect" not in result.stderr
+
+
+METER_ONLY = """
+import json, sys
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from telemetry_otel import *
+
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+config = TelemetryConfig(use_global_providers=True, export_endpoints=[sys.argv[1]],
+                         flush_interval_ms=100)
+with TelemetryCollector(config) as collector:
+    collector.collect_metric(Metric("legacy_metric", 1, MetricType.COUNTER))
+    collector.collect_event(Event("legacy-event", "m"))
+    import time; time.sleep(0.5)  # intervals pass: no reader of the collector's runs
+    flushed = collector.flush(10_000)
+names = [m.name for rm in reader.get_metrics_data().resource_metrics
+         for sm in rm.scope_metrics for m in sm.metrics]
+print(json.dumps({"flushed": flushed, "names": names}))
+"""
+
+
+def test_joining_a_meter_provider_alone_leaves_metrics_to_it(otlp_receiver):
+    endpoint = f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"
+    result = subprocess.run(
+        [sys.executable, "-c", METER_ONLY, endpoint], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout.splitlines()[-1])
+    assert output["flushed"] is True and "legacy_metric" in output["names"]
+    assert otlp_receiver.metrics() == []
+    assert [r.event_name for _, r in otlp_receiver.log_records()] == ["legacy-event"]
+    assert "Cannot call collect" not in result.stderr and "Traceback" not in result.stderr

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from opentelemetry._logs import LogRecord
@@ -84,6 +85,7 @@ SCOPE_NAME = "telemetry_otel"
 _MAX_BATCH = 512
 _MAX_SPOOL_RESERVE_S = 1.0
 _NOWHERE_CHECK_S = 1.0
+_OTLP_SIGNALS = {"trace": "traces", "metric": "metrics", "event": "logs"}
 
 
 P = TypeVar("P")
@@ -153,10 +155,17 @@ class Pipeline:
             signal: global_sdk_provider(signal) if config.use_global_providers else None
             for signal in SIGNALS
         }
-        if config.use_global_providers and config.endpoints():
+        own = [signal for signal in SIGNALS if self._global[signal] is None]
+        if config.use_global_providers and config.endpoints() and own:
+            # Half an OTel setup (often a TracerProvider alone): what it does not cover
+            # goes through the collector's own providers, to the endpoints.
+            warn_limited("global:endpoints", "use_global_providers: %ss go through the "
+                         "collector's own providers to export_endpoints; everything else "
+                         "through the application's", "s, ".join(own))  # fmt: skip
+        elif config.use_global_providers and config.endpoints():
             warn_limited("global:endpoints", "use_global_providers: export_endpoints are "
                          "ignored; the application's exporters send everything")  # fmt: skip
-        else:
+        if own:
             self._build_destinations(config)
         self._spool: Spool | None = None
         self._otlp_deliveries: list[OtlpDelivery] = []
@@ -219,9 +228,15 @@ class Pipeline:
                     closer()
 
     def _build_destinations(self, config: TelemetryConfig) -> None:
+        """One destination per endpoint, for the signals it takes that go through the
+        collector's own providers (with use_global_providers, the application's
+        exporters send the others)."""
+        joined = {_OTLP_SIGNALS[s] for s in SIGNALS if self._global[s] is not None}
         try:
             for endpoint in config.endpoints():
-                self._destinations.append(build_destination(endpoint, config))
+                if endpoint.signals - joined:
+                    endpoint = replace(endpoint, signals=endpoint.signals - joined)
+                    self._destinations.append(build_destination(endpoint, config))
         except Exception:
             self._close_destinations()
             raise
@@ -399,7 +414,10 @@ class Pipeline:
         return emit
 
     def _add_queues(self, signal: str) -> None:
-        """One delivery queue per destination that takes this signal."""
+        """One delivery queue per destination that takes this signal; none when the
+        signal goes through the application's provider, whose exporters send it."""
+        if self._global[signal] is not None:
+            return
         for destination in self._destinations:
             self._add_destination_queue(destination, signal)
 
