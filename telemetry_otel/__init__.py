@@ -7,10 +7,42 @@ Migrating from the legacy bootstrap is one import line::
 
 from __future__ import annotations
 
+import importlib as _importlib
+import typing as _typing
+
 from telemetry_otel._version import __version__
-from telemetry_otel.collector import TelemetryCollector
-from telemetry_otel.config import TelemetryConfig
-from telemetry_otel.models import Event, EventSeverity, Metric, MetricType, Trace
+
+if _typing.TYPE_CHECKING:
+    from telemetry_otel.collector import TelemetryCollector
+    from telemetry_otel.config import TelemetryConfig
+    from telemetry_otel.models import Event, EventSeverity, Metric, MetricType, Trace
+
+# Imported on first use: the pytest plugin lives in this package, and every pytest
+# session of a project that installs it loads the plugin, which must not cost them the
+# OpenTelemetry SDK's import.
+_HOMES = {
+    "TelemetryCollector": "telemetry_otel.collector",
+    "TelemetryConfig": "telemetry_otel.config",
+    "Event": "telemetry_otel.models",
+    "EventSeverity": "telemetry_otel.models",
+    "Metric": "telemetry_otel.models",
+    "MetricType": "telemetry_otel.models",
+    "Trace": "telemetry_otel.models",
+}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'telemetry_otel' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
+
 
 __all__ = [
     "Event",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 import sys
 import threading
@@ -11,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from telemetry_otel._otel.console import STDOUT_CLOSED
+from telemetry_otel._version import __version__
 from telemetry_otel.collector import TelemetryCollector
 from telemetry_otel.config import TelemetryConfig
 from telemetry_otel.models import Event, EventSeverity, Metric, MetricType, Trace
@@ -28,12 +32,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError) as error:  # bad endpoint strings, variables
         print(f"telemetry-otel: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # a command's own output, closed by its reader
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="telemetry-otel", description="The legacy telemetry API on OpenTelemetry."
     )
+    parser.add_argument("--version", action="version", version=f"telemetry-otel {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser("demo", help="collect a realistic sample and export it")
     demo.add_argument("--endpoint", action="append", dest="endpoints", metavar="E",
@@ -60,9 +68,13 @@ def run_demo(args: argparse.Namespace) -> int:
     endpoints = args.endpoints or ["console"]
     config = TelemetryConfig(export_endpoints=endpoints, service_name="telemetry-otel-demo",
                              tags={"environment": "demo"})  # fmt: skip
+    # Once a reader closes stdout (`demo | head`), the rest is not for it: no warnings.
+    logging.getLogger("telemetry_otel").addFilter(lambda record: not STDOUT_CLOSED.is_set())
     with TelemetryCollector(config) as collector:
         collect_sample(collector)
         delivered = collector.flush()
+    if STDOUT_CLOSED.is_set():  # `demo | head`: the reader has what it wanted
+        return 0
     print(f"demo: sent a request trace, {len(EventSeverity)} events and 3 metrics to "
           f"{', '.join(endpoints)}; all delivered: {delivered}", file=sys.stderr)  # fmt: skip
     return 0 if delivered else 1
@@ -81,7 +93,8 @@ def collect_sample(collector: TelemetryCollector) -> None:
               timestamp=now)
     )  # fmt: skip
     for severity in EventSeverity:
-        collector.collect_event(Event("checkout", f"a {severity.value} event", severity,
+        article = "an" if severity.value[0] in "aeiou" else "a"
+        collector.collect_event(Event("checkout", f"{article} {severity.value} event", severity,
                                       {"order_id": "A-1001"}))  # fmt: skip
     collector.collect_metric(Metric("http.requests", 1, MetricType.COUNTER, {"route": "/checkout"}))
     collector.collect_metric(Metric("queue.depth", 7, MetricType.GAUGE, unit="{item}"))

@@ -121,3 +121,59 @@ def test_a_malformed_variable_is_a_clear_error_and_exit_code_2():
     result = _cli("config", env={"TELEMETRY_BUFFER_SIZE": "lots"})
     assert result.returncode == 2
     assert "TELEMETRY_BUFFER_SIZE='lots'" in result.stderr
+
+
+def test_version_prints_the_package_version(capsys):
+    from telemetry_otel import __version__, cli
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"telemetry-otel {__version__}\n"
+
+
+def test_demo_into_a_closed_pipe_ends_quietly():
+    # `telemetry-otel demo | head -2`: the shell's pipe, the reader gone after two lines
+    # (or still there, if the demo wrote everything first: both end the same way).
+    result = subprocess.run(
+        f"{sys.executable} -m telemetry_otel demo | head -2; exit ${{PIPESTATUS[0]}}",
+        shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "Broken pipe" not in result.stderr
+    assert len(result.stdout.splitlines()) == 2
+
+
+def test_demo_events_read_with_the_right_article():
+    result = _cli("demo")
+    messages = [line.split(": ", 1)[1].split(" order_id")[0] for line in
+                result.stdout.splitlines() if " EVENT " in line]  # fmt: skip
+    assert messages == ["a debug event", "an info event", "a warning event", "an error event",
+                        "a critical event"]  # fmt: skip
+
+
+def test_a_console_whose_reader_left_counts_the_loss_and_warns_once(caplog):
+    from telemetry_otel._otel.log import _last_warned
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+        def isatty(self):
+            return False
+
+    _last_warned.pop("console:closed", None)
+    with TelemetryCollector(TelemetryConfig(export_endpoints=["console"])) as collector:
+        [console] = collector._pipeline._destinations
+        console.logs._lines._out = ClosedPipe()  # as if stdout's reader had gone
+        with caplog.at_level("WARNING", logger="telemetry_otel"):
+            for n in range(3):
+                collector.collect_event(Event("e", f"m{n}"))
+                collector.flush(5_000)
+        stats = collector.stats()["event"]
+    assert (stats["exported"], stats["export_failures_exporter"]) == (0, 3)
+    closed = [r for r in caplog.records if "closed by its reader" in r.getMessage()]
+    assert len(closed) == 1 and not closed[0].exc_info

@@ -2,18 +2,38 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
+
 import telemetry_otel
 
 
 def test_all_lists_exactly_the_public_names_sorted():
     public = {
         name
-        for name, value in vars(telemetry_otel).items()
-        if name.isidentifier() and not name.startswith("_") and not inspect.ismodule(value)
+        for name in dir(telemetry_otel)  # the names it imports on first use included
+        if name.isidentifier()
+        and not name.startswith("_")
+        and not inspect.ismodule(getattr(telemetry_otel, name))
     }
     public -= {"annotations"}  # the __future__ import
     assert sorted(telemetry_otel.__all__) == list(telemetry_otel.__all__)
     assert set(telemetry_otel.__all__) - {"__version__"} == public
+
+
+def test_importing_the_package_does_not_import_the_sdk_until_a_name_is_used():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, telemetry_otel; "
+        "print(any(m.startswith('opentelemetry') for m in sys.modules)); "
+        "telemetry_otel.TelemetryCollector; "
+        "print('opentelemetry.sdk.trace' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.stdout.split() == ["False", "True"], result.stderr
+    with pytest.raises(AttributeError, match="has no attribute 'Collector'"):
+        telemetry_otel.Collector  # noqa: B018
 
 
 def test_the_legacy_import_paths_work():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, TextIO
@@ -22,6 +23,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from telemetry_otel._otel.accounting import SELF_SCOPE
 from telemetry_otel._otel.forks import ForkSafeLock
+from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.logs import log_record_to_event
 from telemetry_otel._otel.metrics import DELTA_TEMPORALITY, metrics_data_to_models
 from telemetry_otel._otel.sampling import PROBABILITY
@@ -73,12 +75,37 @@ class ConsoleLines:
         return _coloured if is_terminal and "NO_COLOR" not in os.environ else _plain
 
     def write(self, lines: list[str]) -> None:
+        """Write the lines; StreamClosed when the reader has gone (``| head``)."""
         if not lines:
             return
         out = self.stream()
         with self._lock:
-            out.write("".join(line + "\n" for line in lines))
-            out.flush()
+            try:
+                out.write("".join(line + "\n" for line in lines))
+                out.flush()
+            except BrokenPipeError:
+                if out is sys.stdout:  # no traceback either when the interpreter exits
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+                    STDOUT_CLOSED.set()
+                raise StreamClosed("the console's output was closed by its reader") from None
+
+
+# Set once stdout's reader has gone: the CLI then ends quietly.
+STDOUT_CLOSED = threading.Event()
+
+
+class StreamClosed(OSError):
+    """The console's stream was closed by its reader: what it would print is not shown."""
+
+
+def _printed(lines: ConsoleLines, text: list[str]) -> bool:
+    """Print the lines; False (counted as failed, one warning) when nobody reads them."""
+    try:
+        lines.write(text)
+    except StreamClosed as error:
+        warn_limited("console:closed", "%s: telemetry is no longer printed", error)
+        return False
+    return True
 
 
 def iso_time(ns: int) -> str:
@@ -174,8 +201,8 @@ class ConsoleSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         paint = self._lines.paint()
-        self._lines.write([format_span(span, paint) for span in spans])
-        return SpanExportResult.SUCCESS
+        printed = _printed(self._lines, [format_span(span, paint) for span in spans])
+        return SpanExportResult.SUCCESS if printed else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
         pass
@@ -189,8 +216,8 @@ class ConsoleLogRecordExporter(LogRecordExporter):
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
         paint = self._lines.paint()
-        self._lines.write([format_log(record, paint) for record in batch])
-        return LogRecordExportResult.SUCCESS
+        printed = _printed(self._lines, [format_log(record, paint) for record in batch])
+        return LogRecordExportResult.SUCCESS if printed else LogRecordExportResult.FAILURE
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
@@ -211,8 +238,8 @@ class ConsoleMetricExporter(MetricExporter):
     ) -> MetricExportResult:
         paint = self._lines.paint()
         models, unfit = metrics_data_to_models(metrics_data, {}, skip_scope=SELF_SCOPE)
-        self._lines.write([format_metric(model, paint) for model in models])
-        return MetricExportResult.FAILURE if unfit else MetricExportResult.SUCCESS
+        printed = _printed(self._lines, [format_metric(model, paint) for model in models])
+        return MetricExportResult.FAILURE if unfit or not printed else MetricExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return True
