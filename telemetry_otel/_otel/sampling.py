@@ -48,6 +48,23 @@ try:
 except ImportError:  # pragma: no cover - depends on the installed API
     _SPAN_KEY = None
 
+
+def _context_getter() -> Callable[[], Context]:
+    """The fastest way to the current Context: the ContextVar behind the API's default
+    runtime context (private, checked on API 1.45) when that is the one in use, a
+    third of ``get_current()``'s cost on the event path; else ``get_current``."""
+    from opentelemetry import context as api
+
+    runtime = getattr(api, "_RUNTIME_CONTEXT", None)
+    variable = getattr(runtime, "_current_context", None)
+    if type(runtime).__name__ == "ContextVarsRuntimeContext" and variable is not None:
+        get: Callable[[], Context] = variable.get
+        return get
+    return get_current  # pragma: no cover - another runtime context configured
+
+
+_current_context = _context_getter()
+
 composable: ModuleType | None
 try:
     from opentelemetry.sdk.trace import _sampling_experimental as composable
@@ -119,8 +136,8 @@ def current_span_context() -> SpanContext | None:
     if _SPAN_KEY is None:  # pragma: no cover - depends on the installed API
         span_context = get_current_span().get_span_context()
         return span_context if span_context.is_valid else None
-    span = get_current().get(_SPAN_KEY)
-    if not isinstance(span, Span):
+    span = _current_context().get(_SPAN_KEY)
+    if span is None or not isinstance(span, Span):  # None first: Span is an ABC, slow
         return None
     span_context = span.get_span_context()
     return span_context if span_context.is_valid else None
