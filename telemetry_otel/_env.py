@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from telemetry_otel import _env_sdk as env_sdk
 from telemetry_otel._endpoints import COMPRESSIONS, SIGNALS, Endpoint, OtlpTarget, parse_endpoint
@@ -393,7 +393,8 @@ def _otlp_url(urls: Mapping[str, str], signal: str, protocol: str, insecure: boo
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
-def _port_problem(parts: Any) -> bool:
+def _port_problem(parts: SplitResult) -> bool:
+    """Whether a URL's port is malformed (``parts.port`` raises on it)."""
     try:
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError:
@@ -417,11 +418,7 @@ def _check_url(name: str, value: str) -> str:
             raise _bad(name, value, "a URL such as http://host:4318")
         return text
     parts = urlsplit(text)
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        raise _bad(name, value, "a URL such as http://host:4318") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname or _port_problem(parts):
         raise _bad(name, value, "a URL such as http://host:4318")
     if name == otlp_variable("ENDPOINT"):
         return _without_signal_path(name, text)
