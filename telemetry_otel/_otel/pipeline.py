@@ -145,6 +145,7 @@ class Pipeline:
         )
         self.accounting = Accounting()
         self._trace_tally = self.accounting.tallies["trace"]
+        self._event_tally = self.accounting.tallies["event"]
         # What callbacks get back as global tags: redacted like everything else.
         self._global_tags = dict(self._shaper.attributes(config.tags)[0])
         self._queues: dict[str, list[DeliveryQueue[Any]]] = {"trace": [], "event": []}
@@ -492,7 +493,7 @@ class Pipeline:
 
     def emit_event(self, event: Event) -> bool:
         """Sample the event, then emit it as a log record; False when sampled out."""
-        tally = self.accounting.tallies["event"]
+        tally = self._event_tally
         tally.collected.increment()
         always_kept = id(event.severity) in self._always_kept_severities
         if self._events_follow_traces and not always_kept:
@@ -512,11 +513,10 @@ class Pipeline:
         return self._emit_event(event, probability)
 
     def _emit_event(self, event: Event, probability: float | None) -> bool:
-        tally = self.accounting.tallies["event"]
         try:
             record, limited = event_to_log_record(event, self._shaper, probability)
             if limited:
-                tally.limited.increment()
+                self._event_tally.limited.increment()
             self._emit_record(record)
             return True
         except Exception:

@@ -270,9 +270,9 @@ class _Held:
 
 
 Keep = Callable[[Sequence[Trace], Label], None]
-# The spans of a trace (none while it is held), its label (None: sampled out), and why
-# it was sampled out.
-_Outcome = tuple[list[Trace], Label | None, str]
+# The spans of a trace (none while it is held) and its label (None: sampled out, and
+# counted as such under the lock).
+_Outcome = tuple[list[Trace], Label | None]
 SampleOut = Callable[[str, int], None]
 
 
@@ -418,7 +418,7 @@ class TraceDecider:
         # After close() (stop() has begun) no timer or flush would decide it later.
         if held.rule is not None or self._stopped.is_set():
             return self._decide_held(trace_id, now)
-        return [], None, ""
+        return [], None
 
     def _follow(
         self, trace: Trace, trace_id: int, decided: tuple[Label | None, str, float], now: float
@@ -464,9 +464,10 @@ class TraceDecider:
         return self._counted(traces, kept, reason)
 
     def _counted(self, traces: list[Trace], kept: Label | None, reason: str) -> _Outcome:
+        """The outcome, its sampled-out spans counted by reason."""
         if kept is None:
             self._sample_out(reason, len(traces))
-        return traces, kept, reason
+        return traces, kept
 
     def _label(
         self, trace_id: int, rule: str | None, incomplete: bool = False
@@ -493,7 +494,7 @@ class TraceDecider:
     # -- outside the lock --------------------------------------------------------------------
 
     def _deliver(self, outcome: _Outcome) -> bool:
-        traces, kept, _ = outcome
+        traces, kept = outcome
         if not traces:  # held
             return True
         if kept is None:  # counted under the lock
