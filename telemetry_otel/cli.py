@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+# gRPC's C core logs its own view of every failure (bind errors, handshakes) straight to
+# stderr; the commands say what went wrong in one line of their own. Set before gRPC is
+# first imported; a GRPC_VERBOSITY the user set still wins.
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
@@ -50,11 +56,34 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="send one item of each signal to an endpoint")
     check.add_argument("endpoint", help="an OTLP endpoint: grpc[s]://host:port or http[s]://…")
     check.set_defaults(run=run_check)
-    receive = commands.add_parser("receive", help="a local OTLP receiver that prints what arrives")
-    receive.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    receive.add_argument("--grpc-port", type=int, default=4317)
-    receive.add_argument("--http-port", type=int, default=4318)
-    receive.add_argument("--jsonl", type=Path, help="also append each request as OTLP JSON")
+    receive = commands.add_parser(
+        "receive",
+        help="a local OTLP receiver that prints what arrives",
+        description="Listen for OTLP (gRPC and HTTP/protobuf) and print what arrives, per "
+        "service: traces as trees, events under their span, one line per metric series.",
+    )
+    receive.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    for option, transport, port in (("--grpc-port", "gRPC", 4317), ("--http-port", "HTTP", 4318)):
+        receive.add_argument(
+            option,
+            type=int,
+            default=port,
+            metavar="PORT",
+            help=f"OTLP/{transport} port, 0 for any free one (default: %(default)s)",
+        )
+    receive.add_argument(
+        "--jsonl",
+        type=Path,
+        metavar="FILE",
+        help="also append each request to FILE as an OTLP JSON line (default: no file)",
+    )
+    receive.add_argument(
+        "--self-metrics",
+        action="store_true",
+        help="also show the collector's own telemetry_otel.* metrics (default: hidden)",
+    )
     receive.set_defaults(run=run_receive)
     config = commands.add_parser("config", help="print the effective configuration")
     config.set_defaults(run=run_config)
@@ -111,8 +140,11 @@ def run_check(args: argparse.Namespace) -> int:
     config = TelemetryConfig(export_endpoints=[args.endpoint]).with_env()
     results = check_endpoint(config)
     for result in results:
-        verdict = "accepted" if result.accepted else f"FAILED ({result.reason})"
-        print(f"{result.signal:<8} {verdict:<12} {result.seconds * 1000:8.1f} ms")
+        line = f"{result.signal:<8} {'accepted' if result.accepted else 'FAILED':<8} "
+        line += f"{result.seconds * 1000:7.1f} ms  {result.url}"
+        if not result.accepted:
+            line += f": {result.advice or result.reason}"
+        print(line)
     return 0 if all(result.accepted for result in results) else 1
 
 
@@ -120,15 +152,30 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_receive(args: argparse.Namespace) -> int:
-    from telemetry_otel._otel.receiver import LocalReceiver
+    from telemetry_otel._otel.receiver import LocalReceiver, PortUnavailable, ReceivedLines
 
+    for option, port in (("--grpc-port", args.grpc_port), ("--http-port", args.http_port)):
+        if not 0 <= port <= 65535:
+            raise ValueError(f"receive: {option} {port} is out of range (0 to 65535)")
     stop = threading.Event()
     for handled in (signal.SIGINT, signal.SIGTERM):
         signal.signal(handled, lambda *_: stop.set())
-    receiver = LocalReceiver(args.host, args.grpc_port, args.http_port, _print_line, args.jsonl)
-    print(f"receiving OTLP on grpc {args.host}:{receiver.grpc_port} and "
-          f"http {args.host}:{receiver.http_port}", file=sys.stderr, flush=True)  # fmt: skip
-    stop.wait()
+    terminal = sys.stdout.isatty()
+    lines = ReceivedLines(bars=terminal, colour=terminal and "NO_COLOR" not in os.environ,
+                          self_metrics=args.self_metrics)  # fmt: skip
+    try:
+        receiver = LocalReceiver(args.host, args.grpc_port, args.http_port, _print_line,
+                                 args.jsonl, lines)  # fmt: skip
+    except PortUnavailable as error:
+        print(f"telemetry-otel: receive: {error}", file=sys.stderr)
+        return 2
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"receiving OTLP on grpc {host}:{receiver.grpc_port} and http {host}:{receiver.http_port}"
+          f" (Ctrl-C to stop); to send here, set:\n"
+          f"OTEL_EXPORTER_OTLP_ENDPOINT=http://{host}:{receiver.http_port}",
+          file=sys.stderr, flush=True)  # fmt: skip
+    while not stop.wait(0.25):  # traces show once settled (or their root is overdue)
+        receiver.print_expired()
     receiver.stop()
     return 0
 

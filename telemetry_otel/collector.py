@@ -14,9 +14,11 @@ from typing import Any
 
 from telemetry_otel._logging import EventLoggingHandler
 from telemetry_otel._otel import at_exit
-from telemetry_otel._otel.accounting import empty_stats
+from telemetry_otel._otel.accounting import Stats, empty_stats
 from telemetry_otel._otel.live import Context, LiveSpan, extract_context, inject_context
+from telemetry_otel._otel.log import logger
 from telemetry_otel._otel.pipeline import Pipeline
+from telemetry_otel._redact import mask_url
 from telemetry_otel.config import TelemetryConfig
 from telemetry_otel.models import Event, Metric, TagValue, Trace, _check_tags, _check_text
 
@@ -57,6 +59,14 @@ class TelemetryCollector:
         self._pipeline: Pipeline | None = None
         self._last_pipeline: Pipeline | None = None
 
+    def __repr__(self) -> str:
+        endpoints = [mask_url(endpoint.text) for endpoint in self.config.endpoints()]
+        destinations = ", ".join(endpoints) or "no endpoints"
+        callbacks = f", {len(self._callbacks)} callbacks" if self._callbacks else ""
+        state = self._state.value if self.config.enabled else f"{self._state.value}, disabled"
+        return (f"<TelemetryCollector {self.config.service_name!r} {state}: "
+                f"{destinations}{callbacks}>")  # fmt: skip
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -93,6 +103,7 @@ class TelemetryCollector:
             if pipeline is not None:
                 at_exit.forget(pipeline)
                 pipeline.shutdown(deadline)
+                _report_losses(pipeline)
 
     def flush(self, timeout_ms: float | None = None) -> bool:
         """Export everything collected so far to every endpoint and callback.
@@ -251,11 +262,12 @@ class TelemetryCollector:
 
     # -- accounting --------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, dict[str, int]]:
+    def stats(self) -> Stats:
         """Counts per signal (``"metric"``, ``"event"``, ``"trace"``).
 
         Each has ``collected``, ``sampled_out``, ``dropped``, ``exported``,
-        ``export_failures`` and ``pending``; see the README for what each counts.
+        ``export_failures`` and ``pending``; see the README for what each counts. The
+        result is a dict that prints as a short table.
         """
         pipeline = self._last_pipeline
         return empty_stats() if pipeline is None else pipeline.stats()
@@ -268,3 +280,10 @@ class TelemetryCollector:
         if not timeout_ms >= 0:
             raise ValueError(f"timeout_ms must be non-negative, got {timeout_ms!r}")
         return time.monotonic() + timeout_ms / 1000
+
+
+def _report_losses(pipeline: Pipeline) -> None:
+    """One line at stop() when anything collected was dropped or failed, and why."""
+    losses = pipeline.stats().losses()
+    if losses:
+        logger.warning("telemetry stopped with losses: %s", losses)

@@ -20,7 +20,54 @@ SIGNALS = ("metric", "event", "trace")
 # The scope of the collector's own metrics; the callback bridge, the console and the
 # counts in stats() leave it out, so they speak only of what the application collected.
 SELF_SCOPE = "telemetry_otel.self"
-Stats = dict[str, dict[str, int]]
+
+
+class Stats(dict[str, dict[str, int]]):
+    """``stats()``: the documented dict of counts per signal, printed as a short table.
+
+    Only ``str()`` changes; ``repr()``, equality and every key stay those of the dict.
+    """
+
+    def __str__(self) -> str:
+        rows = [_TABLE_HEADER] + [_table_row(signal, self[signal]) for signal in self]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(_TABLE_HEADER) - 1)]
+        return "\n".join(_aligned(row, widths) for row in rows)
+
+    def losses(self) -> str:
+        """One line on what was dropped or failed, per signal; empty when nothing was."""
+        parts = []
+        for signal, counts in self.items():
+            lost = counts["dropped"] + counts["export_failures"]
+            if lost:
+                parts.append(
+                    f"{signal}: {counts['collected']} collected, deliveries "
+                    f"{counts['exported']} exported, {lost} lost ({_reasons(counts)})"
+                )
+        return "; ".join(parts)
+
+
+_TABLE_HEADER = ("signal", "collected", "sampled_out", "exported", "dropped", "failed",
+                 "pending", "why")  # fmt: skip
+
+
+def _table_row(signal: str, counts: Mapping[str, int]) -> tuple[str, ...]:
+    numbers = (counts["collected"], counts["sampled_out"], counts["exported"], counts["dropped"],
+               counts["export_failures"], counts["pending"])  # fmt: skip
+    return (signal, *map(str, numbers), _reasons(counts))
+
+
+def _aligned(row: tuple[str, ...], widths: list[int]) -> str:
+    name, *numbers, why = row
+    cells = [name.ljust(widths[0])]
+    cells += [number.rjust(width) for number, width in zip(numbers, widths[1:], strict=True)]
+    return "  ".join([*cells, why]).rstrip()
+
+
+def _reasons(counts: Mapping[str, int]) -> str:
+    """The non-zero reasons behind ``dropped`` and ``export_failures``: ``queue_full=2``."""
+    reasons = [(f"dropped_{r}", r) for r in DROP_REASONS]
+    reasons += [(f"export_failures_{r}", r) for r in FAILURE_REASONS]
+    return " ".join(f"{name}={counts[key]}" for key, name in reasons if counts.get(key))
 
 
 class SignalTally:
@@ -61,10 +108,10 @@ class Accounting:
         by a tail rule, and traces a rule kept the rest of. ``spool_unavailable``: a
         spool was asked for and could not be had (shown on the signals that spool)."""
         held = held or {}
-        stats = {
-            signal: self._signal(signal, destinations[signal], *held.get(signal, (0, 0, 0)))
+        stats = Stats(
+            (signal, self._signal(signal, destinations[signal], *held.get(signal, (0, 0, 0))))
             for signal in SIGNALS
-        }
+        )
         for signal in SIGNALS:
             stats[signal]["spool_unavailable"] = int(spool_unavailable and signal != "metric")
         return stats

@@ -46,6 +46,7 @@ class QueueSettings:
         deliver: Callable[[list[Any]], Outcome],
         spooler: Spooler[Any] | None = None,
         failure_reason: str = EXPORTER,
+        immediate: bool = False,
     ) -> DeliveryQueue[Any]:
         return DeliveryQueue(
             name,
@@ -55,6 +56,7 @@ class QueueSettings:
             self.delay_s,
             spooler=spooler,
             failure_reason=failure_reason,
+            immediate=immediate,
         )
 
 

@@ -1,18 +1,16 @@
-"""Readable console exporters: one line per span, log record or metric data point.
+"""Readable console exporters: spans as trees, events under their span, one line per metric.
 
-Each line reads ``time SIGNAL LEVEL name key-fields``; LEVEL is the event
-severity, the span status (OK or ERROR) or the metric type, coloured when the
-stream is a terminal (and NO_COLOR is not set), plain otherwise.
+The layout is ``lines.py``'s, shared with ``telemetry-otel receive``. Spans of one trace
+are held until the root ends (``tree.py``), then printed as an indented tree with the
+events collected inside them; coloured on a terminal (unless NO_COLOR is set).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 from opentelemetry.sdk._logs import ReadableLogRecord
@@ -23,39 +21,25 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from telemetry_otel._otel.accounting import SELF_SCOPE
 from telemetry_otel._otel.forks import ForkSafeLock
+from telemetry_otel._otel.lines import (
+    EventView,
+    MetricView,
+    Paint,
+    SpanView,
+    coloured,
+    event_line,
+    histogram_value,
+    metric_line,
+    plain,
+    shown_attributes,
+    span_line,
+)
 from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.logs import log_record_to_event
 from telemetry_otel._otel.metrics import DELTA_TEMPORALITY, metrics_data_to_models
-from telemetry_otel._otel.sampling import PROBABILITY
-from telemetry_otel._otel.spans import (
-    LEGACY_PARENT_SPAN_ID,
-    LEGACY_SPAN_ID,
-    LEGACY_TRACE_ID,
-    ns_to_seconds,
-    seconds_to_ns,
-)
+from telemetry_otel._otel.spans import seconds_to_ns
+from telemetry_otel._otel.tree import Node, Placed, TraceTrees
 from telemetry_otel.models import Metric, MetricType
-
-_HIDDEN_SPAN_KEYS = (LEGACY_TRACE_ID, LEGACY_SPAN_ID, LEGACY_PARENT_SPAN_ID)
-_COLOURS = {
-    "DEBUG": "2",  # dim
-    "INFO": "32",  # green
-    "OK": "32",
-    "WARNING": "33",  # yellow
-    "ERROR": "31",  # red
-    "CRITICAL": "1;31",  # bold red
-}
-_METRIC_COLOUR = "36"  # cyan
-Paint = Callable[[str], str]
-
-
-def _plain(level: str) -> str:
-    return f"{level:<9}"
-
-
-def _coloured(level: str) -> str:
-    code = _COLOURS.get(level.strip(), _METRIC_COLOUR)
-    return f"\x1b[{code}m{level:<9}\x1b[0m"
 
 
 class ConsoleLines:
@@ -72,7 +56,7 @@ class ConsoleLines:
         """How to show the LEVEL column on the stream as it is now."""
         stream = self.stream()
         is_terminal = getattr(stream, "isatty", lambda: False)()
-        return _coloured if is_terminal and "NO_COLOR" not in os.environ else _plain
+        return coloured if is_terminal and "NO_COLOR" not in os.environ else plain
 
     def write(self, lines: list[str]) -> None:
         """Write the lines; StreamClosed when the reader has gone (``| head``)."""
@@ -108,137 +92,137 @@ def _printed(lines: ConsoleLines, text: list[str]) -> bool:
     return True
 
 
-def iso_time(ns: int) -> str:
-    """Nanoseconds since the epoch as an ISO 8601 UTC time with milliseconds."""
-    moment = datetime.fromtimestamp(ns_to_seconds(ns), tz=timezone.utc)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def span_view(span: ReadableSpan) -> SpanView:
+    context, parent = span.context, span.parent
+    attributes = shown_attributes(span.attributes or {})
+    local_parent = parent is not None and not parent.is_remote
+    return SpanView(
+        span.name, span.start_time or 0, span.end_time or 0, context.trace_id, context.span_id,
+        parent.span_id if parent is not None and local_parent else None,
+        (span.status.description or "") if span.status.is_ok is False else None,
+        attributes,
+        parent.span_id if parent is not None and not local_parent else None,
+    )  # fmt: skip
 
 
-def format_fields(fields: Mapping[str, Any]) -> str:
-    """``key=value`` pairs; strings with spaces, quotes or ``=`` are JSON-quoted."""
-    parts = []
-    for key, value in fields.items():
-        if isinstance(value, str):
-            needs_quotes = not value or any(c in value for c in ' "=\n')
-            text = json.dumps(value, ensure_ascii=False) if needs_quotes else value
-        else:
-            text = json.dumps(value, default=str, ensure_ascii=False)
-        parts.append(f"{key}={text}")
-    return " ".join(parts)
-
-
-def short_id(value: int, width: int) -> str:
-    """The first 8 hex digits of an id, enough to tell spans apart on a terminal."""
-    return f"{value:0{width}x}"[:8]
-
-
-def format_span(span: ReadableSpan, paint: Paint = _plain) -> str:
-    context = span.context
-    failed = span.status.is_ok is False
-    duration_ms = ((span.end_time or 0) - (span.start_time or 0)) / 1_000_000
-    words = [
-        iso_time(span.end_time or 0),
-        "TRACE ",
-        paint("ERROR" if failed else "OK"),
-        span.name,
-        f"{duration_ms:.3f}ms",
-        f"trace={short_id(context.trace_id, 32)}",
-        f"span={short_id(context.span_id, 16)}",
-    ]
-    if span.parent is not None:
-        words.append(f"parent={short_id(span.parent.span_id, 16)}")
-    if failed:
-        words.append(f"error={json.dumps(span.status.description or 'ERROR')}")
-    attributes = {k: v for k, v in (span.attributes or {}).items() if k not in _HIDDEN_SPAN_KEYS}
-    if attributes.get(PROBABILITY) == 1.0:  # kept at full rate: nothing worth a column
-        del attributes[PROBABILITY]
-    if attributes:
-        words.append(format_fields(attributes))
-    return " ".join(words)
-
-
-def format_log(record: ReadableLogRecord, paint: Paint = _plain) -> str:
+def event_view(record: ReadableLogRecord) -> EventView:
     event = log_record_to_event(record, {})  # type: ignore[arg-type]
     log = record.log_record
-    words = [
-        iso_time(log.timestamp or log.observed_timestamp or 0),
-        "EVENT ",
-        paint(event.severity.name),
-        f"{event.name}:",
-        event.message,
-    ]
-    if log.trace_id:
-        words.append(f"trace={short_id(log.trace_id, 32)} span={short_id(log.span_id or 0, 16)}")
+    time_ns = log.timestamp or log.observed_timestamp or 0
     fields = {**event.tags, **event.metadata}
-    if fields:
-        words.append(format_fields(fields))
-    return " ".join(words)
+    return EventView(time_ns, event.severity.name, event.name, event.message,
+                     log.trace_id or 0, log.span_id or 0, fields)  # fmt: skip
 
 
-def format_metric(metric: Metric, paint: Paint = _plain) -> str:
-    words = [
-        iso_time(seconds_to_ns(metric.timestamp)),
-        "METRIC",
-        paint(metric.metric_type.name),
-        metric.name,
-    ]
+def metric_view(metric: Metric) -> MetricView:
     if metric.metric_type is MetricType.HISTOGRAM:
-        words.append(f"sum={metric.value:g} count={metric.count} min={metric.min} max={metric.max}")
+        value = histogram_value(metric.count or 0, metric.value, metric.min, metric.max)
     else:
-        words.append(f"{metric.value:g}")
-    if metric.unit:
-        words.append(metric.unit)
-    if metric.tags:
-        words.append(format_fields(metric.tags))
-    return " ".join(words)
+        value = f"{metric.value:g}"
+    return MetricView(seconds_to_ns(metric.timestamp), metric.metric_type.name, metric.name,
+                      value, metric.unit or "", metric.tags)  # fmt: skip
+
+
+View = SpanView | EventView
+
+
+def view_line(placed: Placed[View], paint: Paint) -> str:
+    view = placed.payload
+    if isinstance(view, SpanView):
+        return span_line(view, placed.depth, paint, in_tree=True)
+    return event_line(view, placed.depth, paint, in_tree=bool(view.trace_id))
+
+
+class ConsoleTrees:
+    """What the span and log exporters of one console share: the stream and the trees."""
+
+    def __init__(self, out: TextIO | None = None, max_wait_s: float = 10.0) -> None:
+        self.lines = ConsoleLines(out)
+        self._trees: TraceTrees[View] = TraceTrees(max_wait_s=max_wait_s)
+        self._lock = threading.Lock()
+
+    def print_views(self, views: Sequence[tuple[int, Node[View]]]) -> bool:
+        """Print what can be shown once these arrived; False when nobody reads the stream."""
+        with self._lock:
+            placed = [p for trace_id, node in views for p in self._add(trace_id, node)]
+            placed += self._trees.expired()
+            return self._print(placed)
+
+    def print_expired(self) -> bool:
+        with self._lock:
+            return self._print(self._trees.expired())
+
+    def drain(self) -> bool:
+        with self._lock:
+            return self._print(self._trees.drain())
+
+    def _add(self, trace_id: int, node: Node[View]) -> list[Placed[View]]:
+        if not trace_id:  # an event outside any trace: at once
+            return [Placed(node.payload, 0, node.start_ns, node.end_ns)]
+        return self._trees.add(trace_id, node)
+
+    def _print(self, placed: list[Placed[View]]) -> bool:
+        paint = self.lines.paint()
+        return _printed(self.lines, [view_line(p, paint) for p in placed])
+
+
+def _span_node(span: ReadableSpan) -> tuple[int, Node[View]]:
+    view = span_view(span)
+    return view.trace_id, Node(view, view.span_id, view.parent_id, view.start_ns, view.end_ns, True)
+
+
+def _event_node(record: ReadableLogRecord) -> tuple[int, Node[View]]:
+    view = event_view(record)
+    return view.trace_id, Node(view, view.span_id, None, view.time_ns, view.time_ns, False)
 
 
 class ConsoleSpanExporter(SpanExporter):
-    """Prints one line per span: time, status, name, duration, short ids, attributes."""
+    """Prints spans as trees under their root, once the root has ended."""
 
-    def __init__(self, out: TextIO | None = None) -> None:
-        self._lines = ConsoleLines(out)
+    def __init__(self, trees: ConsoleTrees | None = None) -> None:
+        self._trees = trees or ConsoleTrees()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        paint = self._lines.paint()
-        printed = _printed(self._lines, [format_span(span, paint) for span in spans])
+        printed = self._trees.print_views([_span_node(span) for span in spans])
         return SpanExportResult.SUCCESS if printed else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
-        pass
+        self._trees.drain()
 
 
 class ConsoleLogRecordExporter(LogRecordExporter):
-    """Prints one line per log record: time, severity, event name, message, attributes."""
+    """Prints events: at once outside a trace, under their span inside one."""
 
-    def __init__(self, out: TextIO | None = None) -> None:
-        self._lines = ConsoleLines(out)
+    def __init__(self, trees: ConsoleTrees | None = None) -> None:
+        self._trees = trees or ConsoleTrees()
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        paint = self._lines.paint()
-        printed = _printed(self._lines, [format_log(record, paint) for record in batch])
+        printed = self._trees.print_views([_event_node(record) for record in batch])
         return LogRecordExportResult.SUCCESS if printed else LogRecordExportResult.FAILURE
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return True
 
     def shutdown(self) -> None:
-        pass
+        self._trees.drain()
 
 
 class ConsoleMetricExporter(MetricExporter):
     """Prints one line per data point that changed in the interval."""
 
-    def __init__(self, out: TextIO | None = None) -> None:
+    def __init__(self, trees: ConsoleTrees | None = None) -> None:
         super().__init__(preferred_temporality=DELTA_TEMPORALITY)
-        self._lines = ConsoleLines(out)
+        self._trees = trees or ConsoleTrees()
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
-        paint = self._lines.paint()
+        # Also the console's clock: traces whose root never came are shown by now.
+        self._trees.print_expired()
+        lines = self._trees.lines
+        paint = lines.paint()
         models, unfit = metrics_data_to_models(metrics_data, {}, skip_scope=SELF_SCOPE)
-        printed = _printed(self._lines, [format_metric(model, paint) for model in models])
+        printed = _printed(lines, [metric_line(metric_view(model), paint) for model in models])
         return MetricExportResult.FAILURE if unfit or not printed else MetricExportResult.SUCCESS
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

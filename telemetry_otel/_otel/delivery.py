@@ -214,6 +214,7 @@ class DeliveryQueue(Generic[T]):
         delay_s: float,
         spooler: Spooler[T] | None = None,
         failure_reason: str = EXPORTER,
+        immediate: bool = False,
     ) -> None:
         self.name = name
         self._failure_reason = failure_reason
@@ -223,6 +224,8 @@ class DeliveryQueue(Generic[T]):
         self._idle_passes = 0
         self._max_size = max_size
         self._batch_size = batch_size
+        # How many waiting items wake the worker: a batch, or one for an immediate queue.
+        self._wake_at = 1 if immediate else batch_size
         self._delay_s = delay_s
         self._items: deque[T] = deque()
         self._counts = DeliveryCounts()
@@ -266,7 +269,7 @@ class DeliveryQueue(Generic[T]):
             items.append(item)
             if self._thread is None:
                 self._start_worker()
-            elif len(items) == self._batch_size:
+            elif len(items) == self._wake_at:
                 self._cond.notify()
 
     @property
@@ -435,7 +438,7 @@ class DeliveryQueue(Generic[T]):
             items = self._items
             self._cond.wait_for(
                 lambda: (
-                    len(items) >= self._batch_size
+                    len(items) >= self._wake_at
                     or (self._flushers and (items or self._counts.spooled))
                     or self._closed
                 ),

@@ -25,6 +25,7 @@ from telemetry_otel._otel.console import (
     ConsoleLogRecordExporter,
     ConsoleMetricExporter,
     ConsoleSpanExporter,
+    ConsoleTrees,
 )
 from telemetry_otel._otel.delivery import EXPORTER, Delivered, DeliveryCounts
 from telemetry_otel._otel.forks import ForkSafeLock
@@ -53,6 +54,8 @@ class Destination:
     closers: list[Callable[[], None]] = field(default_factory=list)
     # OTLP only: where each signal goes, for replaying spooled requests.
     otlp_targets: dict[str, OtlpTarget] | None = None
+    # Sent as soon as an item is collected, not in batches (the console, for people).
+    immediate: bool = False
 
     def close(self) -> None:
         """Release what the exporters hold (connections, files, servers)."""
@@ -93,25 +96,29 @@ def build_destination(endpoint: Endpoint, config: TelemetryConfig) -> Destinatio
 def _console_destination(name: str, endpoint: Endpoint, config: TelemetryConfig) -> Destination:
     takes = endpoint.takes
     if endpoint.options.get("format") != "json":
-        return _pushing(
+        trees = ConsoleTrees()
+        destination = _pushing(
             name,
-            ConsoleSpanExporter() if takes("traces") else None,
-            ConsoleLogRecordExporter() if takes("logs") else None,
-            ConsoleMetricExporter() if takes("metrics") else None,
+            ConsoleSpanExporter(trees) if takes("traces") else None,
+            ConsoleLogRecordExporter(trees) if takes("logs") else None,
+            ConsoleMetricExporter(trees) if takes("metrics") else None,
             config,
         )
-    lines = ConsoleLines()
+    else:
+        lines = ConsoleLines()
 
-    def write(line: str) -> None:
-        lines.write([line])
+        def write(line: str) -> None:
+            lines.write([line])
 
-    return _pushing(
-        name,
-        JsonSpanExporter(write) if takes("traces") else None,
-        JsonLogRecordExporter(write) if takes("logs") else None,
-        JsonMetricExporter(write) if takes("metrics") else None,
-        config,
-    )
+        destination = _pushing(
+            name,
+            JsonSpanExporter(write) if takes("traces") else None,
+            JsonLogRecordExporter(write) if takes("logs") else None,
+            JsonMetricExporter(write) if takes("metrics") else None,
+            config,
+        )
+    destination.immediate = True
+    return destination
 
 
 def cardinality_limits(config: TelemetryConfig) -> dict[type, int]:

@@ -434,7 +434,8 @@ class Pipeline:
             exporter = destination.spans if signal == "trace" else destination.logs
             if exporter is None:
                 return
-            queue = self._settings.make_queue(name, _exporter_delivery(exporter))
+            delivery = _exporter_delivery(exporter)
+            queue = self._settings.make_queue(name, delivery, immediate=destination.immediate)
         self._queues[signal].append(queue)
         processor = self._span_processor if signal == "trace" else self._log_processor
         processor.add_queue(queue)
