@@ -113,14 +113,20 @@ def collect_sample(collector: TelemetryCollector) -> None:
     """One request's worth of telemetry: a trace with children, events, counters, gauges."""
     now = time.time()
     trace_id = f"demo-{int(now * 1000)}"
-    children = [("db.query", "db", 12.5, None), ("payment.charge", "pay", 48.0, "card declined")]
-    for operation, span_id, duration, error in children:
-        collector.collect_trace(Trace(trace_id, span_id, operation, duration, "root",
-                                      {"component": span_id}, now - 0.05, error))  # fmt: skip
+    # (operation, span id, duration ms, error, ended how long before the root): within it.
+    children = [
+        ("db.query", "db", 12.5, None, 0.060),
+        ("payment.charge", "pay", 48.0, "card declined", 0.005),
+    ]
+    for operation, span_id, duration, error, before_root in children:
+        tags = {"component": span_id}
+        collector.collect_trace(
+            Trace(trace_id, span_id, operation, duration, "root", tags, now - before_root, error)
+        )
+    root_tags = {"http.route": "/checkout"}
     collector.collect_trace(
-        Trace(trace_id, "root", "POST /checkout", 87.0, tags={"http.route": "/checkout"},
-              timestamp=now)
-    )  # fmt: skip
+        Trace(trace_id, "root", "POST /checkout", 87.0, tags=root_tags, timestamp=now)
+    )
     for severity in EventSeverity:
         article = "an" if severity.value[0] in "aeiou" else "a"
         collector.collect_event(Event("checkout", f"{article} {severity.value} event", severity,

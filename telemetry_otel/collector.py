@@ -64,8 +64,8 @@ class TelemetryCollector:
         destinations = ", ".join(endpoints) or "no endpoints"
         callbacks = f", {len(self._callbacks)} callbacks" if self._callbacks else ""
         state = self._state.value if self.config.enabled else f"{self._state.value}, disabled"
-        return (f"<TelemetryCollector {self.config.service_name!r} {state}: "
-                f"{destinations}{callbacks}>")  # fmt: skip
+        name = f" {self.config.service_name!r}" if self.config.service_name else ""
+        return f"<TelemetryCollector{name} {state}: {destinations}{callbacks}>"
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from telemetry_otel import Event, Metric, MetricType, TelemetryCollector, TelemetryConfig, Trace
+from telemetry_otel import Event, TelemetryCollector, TelemetryConfig, cli
 from tests.prometheus_server import free_port
 
 
@@ -29,34 +29,133 @@ def test_every_command_has_help(command):
     assert result.stdout.startswith("usage: telemetry-otel")
 
 
+def _check(capsys, endpoint: str) -> tuple[int, list[str], str]:
+    code = cli.main(["check", endpoint])
+    captured = capsys.readouterr()
+    return code, captured.out.splitlines(), captured.err
+
+
+def _verdicts(lines: list[str]) -> list[str]:
+    """What each signal's line says after its URL: the diagnosis, one line."""
+    return [line.split(": ", 1)[1] if ": " in line else "" for line in lines]
+
+
 @pytest.mark.parametrize("transport", ["grpc", "http"])
-def test_check_reports_each_signal_accepted_and_exits_zero(otlp_receiver, transport):
+def test_check_reports_each_signal_accepted_with_the_url_it_tried(otlp_receiver, transport, capsys):
     port = otlp_receiver.grpc_port if transport == "grpc" else otlp_receiver.http_port
-    result = _cli("check", f"{transport}://127.0.0.1:{port}")
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert [line.split()[:2] for line in lines] == [
-        ["traces", "accepted"], ["metrics", "accepted"], ["logs", "accepted"],
-    ]  # fmt: skip
-    assert all(re.search(r"\d+\.\d ms$", line) for line in lines)
+    code, lines, _ = _check(capsys, f"{transport}://127.0.0.1:{port}")
+    assert code == 0
+    tried = {
+        "grpc": [f"grpc://127.0.0.1:{port} {service}/Export"
+                 for service in ("TraceService", "MetricsService", "LogsService")],
+        "http": [f"http://127.0.0.1:{port}/v1/{signal}" for signal in ("traces", "metrics", "logs")],
+    }[transport]  # fmt: skip
+    assert [re.sub(r" +\d+\.\d ms  ", " | ", line) for line in lines] == [
+        f"{signal:<8} accepted | {url}" for signal, url in zip(("traces", "metrics", "logs"), tried)
+    ]
     assert sorted(r.signal for r in otlp_receiver.received) == ["logs", "metrics", "traces"]
 
 
+def test_check_smoke_as_a_command(otlp_receiver):
+    result = _cli("check", f"grpc://127.0.0.1:{otlp_receiver.grpc_port}")
+    assert result.returncode == 0, result.stderr
+    assert [line.split()[:2] for line in result.stdout.splitlines()] == [
+        ["traces", "accepted"], ["metrics", "accepted"], ["logs", "accepted"],
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize("transport", ["grpc", "http"])
-def test_check_against_a_closed_port_says_refused(transport):
-    result = _cli("check", f"{transport}://127.0.0.1:{free_port()}?timeout_ms=2000")
-    assert result.returncode == 1
-    assert all("FAILED (refused" in line for line in result.stdout.splitlines()), result.stdout
-
-
-def test_check_reports_an_http_401(otlp_receiver):
-    for signal_name in ("traces", "metrics", "logs"):
-        otlp_receiver.fail_next("http", signal_name, (401, {}, b"no key"))
-    result = _cli("check", f"http://127.0.0.1:{otlp_receiver.http_port}")
-    assert result.returncode == 1
-    assert [line.split("(")[1].split(")")[0] for line in result.stdout.splitlines()] == [
-        "HTTP 401 Unauthorized: no key"
+def test_check_against_a_closed_port_says_nothing_listens(transport, capsys):
+    port = free_port()
+    code, lines, _ = _check(capsys, f"{transport}://127.0.0.1:{port}?timeout_ms=2000")
+    assert code == 1
+    assert _verdicts(lines) == [
+        f"nothing listens on 127.0.0.1:{port}: is the receiver running, and on this port?"
     ] * 3
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_check_says_to_check_the_headers_on_401_and_403(otlp_receiver, status, capsys):
+    for signal_name in ("traces", "metrics", "logs"):
+        otlp_receiver.fail_next("http", signal_name, (status, {}, b"no key"))
+    code, lines, _ = _check(capsys, f"http://127.0.0.1:{otlp_receiver.http_port}")
+    assert code == 1
+    reason = {401: "Unauthorized", 403: "Forbidden"}[status]
+    assert _verdicts(lines) == [
+        f"HTTP {status} {reason}: no key; check your headers (OTEL_EXPORTER_OTLP_HEADERS)"
+    ] * 3
+
+
+def test_check_names_the_path_that_answered_404(otlp_receiver, capsys):
+    for signal_name in ("traces", "metrics", "logs"):
+        otlp_receiver.fail_next("http", signal_name, (404, {}, b"not found"))
+    code, lines, _ = _check(capsys, f"http://127.0.0.1:{otlp_receiver.http_port}/otlp")
+    assert code == 1
+    assert _verdicts(lines) == [
+        f"HTTP 404 at /otlp/v1/{signal}: give the receiver's base URL (this library adds "
+        "/v1/<signal>) or the signal's full path"
+        for signal in ("traces", "metrics", "logs")
+    ]
+
+
+@pytest.fixture(scope="module")
+def secure_receiver(tmp_path_factory):
+    from tests.otlp_receiver import OtlpReceiver
+    from tests.tls import make_tls_files
+
+    tls = make_tls_files(tmp_path_factory.mktemp("tls"))
+    receiver = OtlpReceiver(tls=tls).start()
+    yield receiver, tls
+    receiver.stop()
+
+
+def _mistakes(otlp_receiver, secure_receiver):
+    """(what was written, what it should have been) for each common mistake."""
+    plain_grpc, plain_http = otlp_receiver.grpc_port, otlp_receiver.http_port
+    tls_receiver, tls = secure_receiver
+    ca = f"&ca_file={tls.ca_file}"
+    return [
+        (f"http://127.0.0.1:{plain_grpc}", "speaks plaintext gRPC, not plain HTTP",
+         f"grpc://127.0.0.1:{plain_grpc}"),
+        (f"grpc://127.0.0.1:{plain_http}", "speaks plain HTTP, not plaintext gRPC",
+         f"http://127.0.0.1:{plain_http}"),
+        (f"https://127.0.0.1:{plain_http}?timeout_ms=3000{ca}", "speaks plain HTTP, not HTTPS",
+         f"http://127.0.0.1:{plain_http}"),
+        (f"grpcs://127.0.0.1:{plain_grpc}?timeout_ms=3000{ca}",
+         "speaks plaintext gRPC, not gRPC over TLS", f"grpc://127.0.0.1:{plain_grpc}"),
+        (f"http://127.0.0.1:{tls_receiver.http_port}", "speaks HTTPS, not plain HTTP",
+         f"https://127.0.0.1:{tls_receiver.http_port}"),
+        (f"grpc://127.0.0.1:{tls_receiver.grpc_port}", "speaks gRPC over TLS, not plaintext gRPC",
+         f"grpcs://127.0.0.1:{tls_receiver.grpc_port}"),
+    ]  # fmt: skip
+
+
+def test_check_recognises_a_wrong_scheme_and_says_what_to_write(
+    otlp_receiver, secure_receiver, capsys
+):
+    for written, spoken, instead in _mistakes(otlp_receiver, secure_receiver):
+        code, lines, err = _check(capsys, written)
+        where = instead.split("://")[1]
+        assert code == 1, written
+        assert _verdicts(lines) == [f"{where} {spoken}: write {instead}"] * 3, (written, lines)
+        assert err == ""
+
+
+def test_check_keeps_grpc_logging_off_the_screen_on_a_tls_mismatch(secure_receiver):
+    tls_receiver, _ = secure_receiver
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
+    result = subprocess.run(
+        [sys.executable, "-m", "telemetry_otel", "check",
+         f"grpc://127.0.0.1:{tls_receiver.grpc_port}?timeout_ms=3000"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr == ""
+    assert len(result.stdout.splitlines()) == 3
+    port = tls_receiver.grpc_port
+    assert all(line.endswith(f": 127.0.0.1:{port} speaks gRPC over TLS, not plaintext gRPC: "
+                             f"write grpcs://127.0.0.1:{port}")
+               for line in result.stdout.splitlines()), result.stdout  # fmt: skip
 
 
 def test_check_refuses_a_non_otlp_endpoint():
@@ -65,43 +164,14 @@ def test_check_refuses_a_non_otlp_endpoint():
     assert "check needs exactly one OTLP endpoint" in result.stderr
 
 
-def test_receive_prints_what_a_collector_sends(tmp_path):
-    grpc_port, http_port = free_port(), free_port()
-    jsonl = tmp_path / "received.jsonl"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "telemetry_otel", "receive", "--grpc-port", str(grpc_port),
-         "--http-port", str(http_port), "--jsonl", str(jsonl)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert process.stderr is not None
-        assert "receiving OTLP on grpc" in process.stderr.readline()
-        config = TelemetryConfig(export_endpoints=[f"grpc://127.0.0.1:{grpc_port}"],
-                                 flush_interval_ms=60_000)  # fmt: skip
-        with TelemetryCollector(config) as collector:
-            collector.collect_trace(Trace("t", "s", "GET /users", 12.5, tags={"route": "/u"}))
-            collector.collect_event(Event("user_action", "checkout"))
-            collector.collect_metric(Metric("orders", 3, MetricType.COUNTER))
-            assert collector.flush(10_000) is True
-        time.sleep(0.5)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        out, _ = process.communicate(timeout=30)
-    assert process.returncode == 0
-    lines = out.splitlines()
-    assert any(re.search(r" TRACE  OK +GET /users 12\.500ms trace=\w{8} span=\w{8} .*route=/u", line)
-               for line in lines), out  # fmt: skip
-    assert any(" EVENT  INFO      user_action: checkout" in line for line in lines), out
-    assert any(re.search(r" METRIC SUM +orders 3$", line) for line in lines), out
-    assert len(jsonl.read_text().splitlines()) >= 3
-
-
 def test_demo_sends_a_realistic_sample_to_the_console():
     result = _cli("demo")
     assert result.returncode == 0, result.stderr
     kinds = [line.split()[1] for line in result.stdout.splitlines()]
     assert kinds.count("TRACE") == 3 and kinds.count("EVENT") == 5 and kinds.count("METRIC") == 3
-    assert "ERROR     payment.charge" in result.stdout
+    names = [line.split()[3] for line in result.stdout.splitlines() if " TRACE " in line]
+    assert names == ["POST", "db.query", "payment.charge"]  # the root, then its children
+    assert "ERROR       payment.charge" in result.stdout
     assert "all delivered: True" in result.stderr
 
 
@@ -168,7 +238,7 @@ def test_a_console_whose_reader_left_counts_the_loss_and_warns_once(caplog):
     _last_warned.pop("console:closed", None)
     with TelemetryCollector(TelemetryConfig(export_endpoints=["console"])) as collector:
         [console] = collector._pipeline._destinations
-        console.logs._lines._out = ClosedPipe()  # as if stdout's reader had gone
+        console.logs._trees.lines._out = ClosedPipe()  # as if stdout's reader had gone
         with caplog.at_level("WARNING", logger="telemetry_otel"):
             for n in range(3):
                 collector.collect_event(Event("e", f"m{n}"))

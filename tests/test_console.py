@@ -1,4 +1,4 @@
-"""The console endpoint: one readable line per item, coloured only on a terminal."""
+"""The console endpoint: traces as trees, events under their span, printed at once."""
 
 from __future__ import annotations
 
@@ -10,10 +10,25 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
+from datetime import datetime
 
-from telemetry_otel import Event, EventSeverity, Metric, MetricType, Trace
+from telemetry_otel import (
+    Event,
+    EventSeverity,
+    Metric,
+    MetricType,
+    TelemetryCollector,
+    TelemetryConfig,
+    Trace,
+)
 
-TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+TIME = r"\d\d:\d\d:\d\d\.\d{3}"
+
+
+def _at(epoch_seconds: float) -> str:
+    """The console's short local time for a moment."""
+    return datetime.fromtimestamp(epoch_seconds).strftime("%H:%M:%S.%f")[:-3]
 
 
 def _short(trace_id: str, span_id: str | None = None) -> str:
@@ -26,34 +41,97 @@ def _lines(capsys):
     return capsys.readouterr().out.splitlines()
 
 
-def test_console_prints_one_readable_line_per_span(make_collector, capsys):
+def _wait_for_lines(capsys, count: int, seconds: float = 5.0) -> list[str]:
+    """What the console printed by itself (no flush), once ``count`` lines are there."""
+    lines: list[str] = []
+    deadline = time.monotonic() + seconds
+    while len(lines) < count and time.monotonic() < deadline:
+        lines += _lines(capsys)
+        time.sleep(0.01)
+    return lines
+
+
+def test_a_legacy_trace_prints_as_a_tree_under_its_root_once_the_root_ends(make_collector, capsys):
     collector = make_collector(export_endpoints=["console"])
-    collector.collect_trace(
-        Trace("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "GET /users", 12.5,
-              parent_span_id="53995c3f42cd8ad8", tags={"http.route": "/users"},
-              timestamp=1_700_000_000.25, error="timed out")
-    )  # fmt: skip
-    collector.collect_trace(Trace("t", "s", "GET /health", 0.25, timestamp=1_700_000_000.0))
+    end = 1_700_000_000.25
+    collector.collect_trace(Trace("t", "db", "db.query", 12.5, "root", {"table": "users"},
+                                  end - 0.05))  # fmt: skip
+    collector.collect_trace(Trace("t", "pay", "charge", 48.0, "root", timestamp=end - 0.005,
+                                  error="card declined"))  # fmt: skip
+    collector.collect_trace(Trace("t", "row", "fetch row", 2.0, "db", timestamp=end - 0.052))
+    collector.flush()
+    assert _lines(capsys) == []  # the root has not ended: the tree waits for it
+    collector.collect_trace(Trace("t", "root", "POST /checkout", 87.0, tags={"route": "/c"},
+                                  timestamp=end))  # fmt: skip
     collector.flush()
     assert _lines(capsys) == [
-        "2023-11-14T22:13:20.250Z TRACE  ERROR     GET /users 12.500ms trace=4bf92f35 "
-        'span=00f067aa parent=53995c3f error="timed out" http.route=/users',
-        "2023-11-14T22:13:20.000Z TRACE  OK        GET /health 0.250ms "
-        f"trace={_short('t')} span={_short('t', 's')}",
+        f"{_at(end - 0.087)} TRACE  OK        POST /checkout 87.000ms trace={_short('t')} "
+        f"span={_short('t', 'root')} route=/c",
+        f"{_at(end - 0.0625)} TRACE  OK          db.query 12.500ms span={_short('t', 'db')} "
+        "table=users",
+        f"{_at(end - 0.054)} TRACE  OK            fetch row 2.000ms span={_short('t', 'row')}",
+        f"{_at(end - 0.053)} TRACE  ERROR       charge 48.000ms span={_short('t', 'pay')} "
+        'error="card declined"',
     ]
 
 
-def test_console_prints_one_line_per_event_with_severity_message_and_fields(make_collector, capsys):
+def test_a_span_that_ends_after_its_root_prints_at_once_indented_under_it(make_collector, capsys):
     collector = make_collector(export_endpoints=["console"])
+    collector.collect_trace(Trace("t", "root", "job", 10.0, timestamp=1_700_000_000.0))
+    collector.flush()
+    assert len(_lines(capsys)) == 1
+    collector.collect_trace(Trace("t", "late", "cleanup", 1.0, "root", timestamp=1_700_000_000.5))
+    collector.flush()
+    assert _lines(capsys) == [
+        f"{_at(1_700_000_000.499)} TRACE  OK          cleanup 1.000ms span={_short('t', 'late')}"
+    ]
+
+
+def test_events_in_live_spans_print_under_the_span_they_happened_in(make_collector, capsys):
+    collector = make_collector(export_endpoints=["console"], flush_interval_ms=60_000)
+    with collector.span("GET /orders") as root:
+        collector.collect_event(Event("orders", "listing", EventSeverity.INFO))
+        with collector.span("db.query") as child:
+            collector.collect_event(Event("db", "slow query", EventSeverity.WARNING))
+    lines = _wait_for_lines(capsys, 4)
+    trace_id = f"{root.get_span_context().trace_id:032x}"[:8]
+    child_id = f"{child.get_span_context().span_id:016x}"[:8]
+    pattern = [
+        rf"{TIME} TRACE  OK        GET /orders \d+\.\d{{3}}ms trace={trace_id} span=\w{{8}}",
+        rf"{TIME} EVENT  INFO        orders: listing",
+        rf"{TIME} TRACE  OK          db.query \d+\.\d{{3}}ms span={child_id}",
+        rf"{TIME} EVENT  WARNING       db: slow query",
+    ]
+    assert len(lines) == 4, lines
+    for line, expected in zip(lines, pattern, strict=True):
+        assert re.fullmatch(expected, line), (line, expected)
+
+
+def test_an_event_prints_at_once_without_waiting_for_the_flush_interval(make_collector, capsys):
+    collector = make_collector(export_endpoints=["console"], flush_interval_ms=60_000)
     collector.collect_event(
         Event("user_action", "User completed checkout", EventSeverity.WARNING,
               {"user_id": "12345", "note": "two words"}, 1_700_000_000.0, {"team": "web"})
     )  # fmt: skip
-    collector.flush()
-    assert _lines(capsys) == [
-        "2023-11-14T22:13:20.000Z EVENT  WARNING   user_action: User completed checkout "
+    assert _wait_for_lines(capsys, 1) == [
+        f"{_at(1_700_000_000.0)} EVENT  WARNING   user_action: User completed checkout "
         'team=web user_id=12345 note="two words"'
     ]
+
+
+def test_spans_whose_root_never_comes_print_at_stop(capsys):
+    collector = TelemetryCollector(TelemetryConfig(export_endpoints=["console"]))
+    collector.start()
+    collector.collect_trace(Trace("t", "orphan", "lost parent", 3.0, "gone", timestamp=1.0))
+    collector.flush()
+    assert _lines(capsys) == []
+    collector.stop()
+    # Shown at the top, with the ids its missing place in a tree would have said.
+    assert _lines(capsys) == [
+        f"{_at(0.997)} TRACE  OK        lost parent 3.000ms trace={_short('t')} "
+        f"span={_short('t', 'orphan')} parent={_short('t', 'gone')}"
+    ]
+    assert collector.stats()["trace"]["exported"] == 1
 
 
 def test_console_prints_one_line_per_metric_data_point(make_collector, capsys):
@@ -66,7 +144,7 @@ def test_console_prints_one_line_per_metric_data_point(make_collector, capsys):
     assert len(lines) == 2
     assert re.fullmatch(rf"{TIME} METRIC COUNTER   orders 3 region=eu", lines[0])
     assert re.fullmatch(
-        rf"{TIME} METRIC HISTOGRAM latency sum=20 count=2 min=7.5 max=12.5 ms", lines[1]
+        rf"{TIME} METRIC HISTOGRAM latency count=2 sum=20 min=7.5 max=12.5 ms", lines[1]
     )
 
 
@@ -119,15 +197,15 @@ def _run_on_a_terminal(extra_env: dict[str, str]) -> list[str]:
 
 
 def test_on_a_terminal_the_level_is_coloured():
-    lines = _run_on_a_terminal({})
-    assert sorted(lines) == [
-        "1970-01-01T00:00:01.000Z EVENT  \x1b[31mERROR    \x1b[0m disk: almost full",
-        "1970-01-01T00:00:02.000Z TRACE  \x1b[32mOK       \x1b[0m op 1.000ms "
+    lines = _run_on_a_terminal({"TZ": "UTC"})
+    assert lines == [
+        "00:00:01.000 EVENT  \x1b[31mERROR    \x1b[0m disk: almost full",
+        "00:00:01.999 TRACE  \x1b[32mOK       \x1b[0m op 1.000ms "
         f"trace={_short('t')} span={_short('t', 's')}",
     ]
 
 
 def test_no_color_turns_colour_off_even_on_a_terminal():
-    lines = sorted(_run_on_a_terminal({"NO_COLOR": "1"}))
-    assert lines[0] == "1970-01-01T00:00:01.000Z EVENT  ERROR     disk: almost full"
+    lines = _run_on_a_terminal({"NO_COLOR": "1", "TZ": "UTC"})
+    assert lines[0] == "00:00:01.000 EVENT  ERROR     disk: almost full"
     assert "\x1b[" not in lines[1]

@@ -1,0 +1,236 @@
+"""`telemetry-otel receive`: what two services send, shown per service as trees and series."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from telemetry_otel import (
+    Event,
+    EventSeverity,
+    Metric,
+    MetricType,
+    TelemetryCollector,
+    TelemetryConfig,
+    Trace,
+    cli,
+)
+from telemetry_otel._otel.receiver import LocalReceiver, ReceivedLines
+from tests.prometheus_server import free_port
+
+TIME = r"\d\d:\d\d:\d\d\.\d{3}"
+MS = r"\d+\.\d{3}ms"
+ID = r"[0-9a-f]{8}"
+
+
+class Screen:
+    """The lines a receiver printed, collected from its threads."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, line: str) -> None:
+        with self._lock:
+            self.lines.append(line)
+
+    def wait_for(self, receiver: LocalReceiver, count: int, seconds: float = 15.0) -> list[str]:
+        deadline = time.monotonic() + seconds
+        while len(self.lines) < count and time.monotonic() < deadline:
+            receiver.print_expired()
+            time.sleep(0.05)
+        with self._lock:
+            return list(self.lines)
+
+
+def send_workload(endpoint: str, service: str) -> None:
+    """Nested live and legacy spans, events inside spans, and the three metric types."""
+    config = TelemetryConfig(export_endpoints=[endpoint], service_name=service,
+                             flush_interval_ms=60_000)  # fmt: skip
+    with TelemetryCollector(config) as collector:
+        with collector.span("POST /pay", tags={"route": "/pay"}):
+            collector.collect_event(Event("order", "started"))
+            with collector.span("charge"):
+                collector.collect_event(Event("card", "declined", EventSeverity.ERROR))
+        end = time.time()
+        collector.collect_trace(Trace(f"legacy-{service}", "kid", "legacy child", 20.0, "root",
+                                      timestamp=end - 0.01))  # fmt: skip
+        collector.collect_trace(Trace(f"legacy-{service}", "root", "legacy op", 50.0,
+                                      timestamp=end, error="failed"))  # fmt: skip
+        collector.collect_metric(Metric("requests", 1, MetricType.COUNTER, {"route": "/pay"}))
+        collector.collect_metric(Metric("queue", 3, MetricType.GAUGE, unit="{item}"))
+        for value in (12.0, 30.0):
+            collector.collect_metric(Metric("latency", value, MetricType.HISTOGRAM, unit="ms"))
+    # stop() sent everything once (a flush as well would send the cumulative series twice).
+    assert collector.stats()["trace"]["exported"] == 4
+
+
+@pytest.fixture
+def receiving() -> Iterator[tuple[LocalReceiver, Screen]]:
+    screen = Screen()
+    receiver = LocalReceiver("127.0.0.1", 0, 0, screen, lines=ReceivedLines(settle_s=0.3))
+    yield receiver, screen
+    receiver.stop()
+
+
+def _of(lines: list[str], service: str, kind: str) -> list[str]:
+    return [line for line in lines if line.startswith(f"{service} ") and f" {kind} " in line]
+
+
+def test_two_services_show_as_trees_with_events_under_their_spans_and_a_line_per_series(
+    receiving,
+):
+    receiver, screen = receiving
+    send_workload(f"grpc://127.0.0.1:{receiver.grpc_port}", "checkout")
+    send_workload(f"http://127.0.0.1:{receiver.http_port}", "payments-api")
+    lines = screen.wait_for(receiver, 2 * 9)
+    assert len(lines) == 18, "\n".join(lines)
+    for service in ("checkout", "payments-api"):
+        pad = f"{service:<12} "
+        trees = [line for line in lines if line.startswith(pad) and " METRIC " not in line]
+        expected = [
+            rf"{TIME} TRACE  OK        POST /pay {MS} trace=({ID}) span=({ID}) route=/pay",
+            rf"{TIME} EVENT  INFO        order: started trace=\1 span=\2",
+            rf"{TIME} TRACE  OK          charge {MS} trace=\1 span=({ID}) parent=\2",
+            rf"{TIME} EVENT  ERROR         card: declined trace=\1 span=\3",
+            rf"{TIME} TRACE  ERROR     legacy op 50\.000ms trace=({ID}) span=({ID}) "
+            r'error="failed"',
+            rf"{TIME} TRACE  OK          legacy child 20\.000ms trace=\4 span={ID} parent=\5",
+        ]
+        assert re.fullmatch(re.escape(pad) + (r"\n" + re.escape(pad)).join(expected),
+                            "\n".join(trees)), "\n".join(trees)  # fmt: skip
+        assert sorted(line[len(pad) + 13 :] for line in _of(lines, service, "METRIC")) == [
+            "METRIC COUNTER   requests 1 route=/pay",
+            "METRIC GAUGE     queue 3 {item}",
+            "METRIC HISTOGRAM latency count=2 sum=42 min=12 max=30 ms",
+        ]
+    assert not [line for line in lines if "telemetry_otel." in line]
+
+
+def test_the_collectors_own_metrics_show_only_when_asked():
+    screen = Screen()
+    lines = ReceivedLines(self_metrics=True, settle_s=0.1)
+    receiver = LocalReceiver("127.0.0.1", 0, 0, screen, lines=lines)
+    try:
+        send_workload(f"grpc://127.0.0.1:{receiver.grpc_port}", "checkout")
+        shown = screen.wait_for(receiver, 10)
+    finally:
+        receiver.stop()
+    own = [line for line in shown if " telemetry_otel." in line]
+    assert "checkout     " + "METRIC COUNTER   telemetry_otel.collected 4 {item} signal=trace" in [
+        line[:13] + line[26:] for line in own
+    ]
+
+
+@pytest.mark.parametrize("option", ["--grpc-port", "--http-port"])
+def test_a_port_out_of_range_is_refused_in_one_line(option, capsys):
+    assert cli.main(["receive", option, "70000"]) == 2
+    assert capsys.readouterr().err == (
+        f"telemetry-otel: receive: {option} 70000 is out of range (0 to 65535)\n"
+    )
+
+
+@pytest.mark.parametrize("transport", ["gRPC", "HTTP"])
+def test_a_busy_port_is_refused_in_one_line_naming_it(transport, capsys):
+    busy = LocalReceiver("127.0.0.1", 0, 0, Screen())
+    try:
+        taken = busy.grpc_port if transport == "gRPC" else busy.http_port
+        other = free_port()
+        ports = [taken, other] if transport == "gRPC" else [other, taken]
+        code = cli.main(["receive", "--grpc-port", str(ports[0]), "--http-port", str(ports[1])])
+    finally:
+        busy.stop()
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"telemetry-otel: receive: cannot listen for OTLP/{transport} on 127.0.0.1:{taken}: "
+        "port in use\n"
+    )
+
+
+def test_every_receive_option_says_what_it_does_and_its_default(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["receive", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    for option, default in (("--host", "127.0.0.1"), ("--grpc-port", "4317"),
+                            ("--http-port", "4318"), ("--jsonl", "no file"),
+                            ("--self-metrics", "hidden")):  # fmt: skip
+        assert re.search(rf"{option}( \w+)? [^-]+\(default: {re.escape(default)}\)", help_text), (
+            option
+        )
+
+
+def _start_receive(*args: str, **popen: object) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "telemetry_otel", "receive", *args], **popen)
+
+
+def test_receive_piped_prints_plain_lines_and_the_line_to_paste(tmp_path):
+    grpc_port, http_port = free_port(), free_port()
+    jsonl = tmp_path / "received.jsonl"
+    process = _start_receive("--grpc-port", str(grpc_port), "--http-port", str(http_port),
+                             "--jsonl", str(jsonl), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        assert process.stderr is not None
+        assert process.stderr.readline().decode().startswith(
+            f"receiving OTLP on grpc 127.0.0.1:{grpc_port} and http 127.0.0.1:{http_port}"
+        )
+        assert process.stderr.readline().decode() == (
+            f"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:{http_port}\n"
+        )
+        send_workload(f"http://127.0.0.1:{http_port}", "checkout")
+        time.sleep(1.5)  # the settle time, for the last trace
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    lines = out.decode().splitlines()
+    assert len(lines) == 9 and all(line.startswith("checkout     ") for line in lines), lines
+    assert "\x1b[" not in out.decode() and "█" not in out.decode()
+    assert len(jsonl.read_text().splitlines()) >= 3
+
+
+def test_receive_on_a_terminal_draws_bars_and_colours_levels():
+    grpc_port, http_port = free_port(), free_port()
+    controller, terminal = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    process = _start_receive("--grpc-port", str(grpc_port), "--http-port", str(http_port),
+                             stdout=terminal, stderr=subprocess.PIPE, env=env)  # fmt: skip
+    os.close(terminal)
+    try:
+        assert process.stderr is not None
+        process.stderr.readline()  # listening
+        send_workload(f"grpc://127.0.0.1:{grpc_port}", "checkout")
+        output = _read_terminal(controller, lines=9, seconds=15)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+        os.close(controller)
+    spans = [line for line in output if " TRACE " in line]
+    bar = r"\[[·█]{20}\]"
+    assert [re.sub(r".* (\[.*\]) +(\S+( \S+)?) \d.*", r"\1 \2", line) for line in spans][:1] == [
+        "[" + "█" * 20 + "] POST /pay"
+    ]
+    assert all(re.search(rf"\x1b\[3\dm(OK|ERROR) *\x1b\[0m {bar} ", line) for line in spans)
+    events = [line for line in output if " EVENT " in line]
+    assert any("\x1b[31mERROR    \x1b[0m" in line and "card: declined" in line for line in events)
+
+
+def _read_terminal(controller: int, lines: int, seconds: float) -> list[str]:
+    data = b""
+    deadline = time.monotonic() + seconds
+    while data.count(b"\n") < lines and time.monotonic() < deadline:
+        import select
+
+        ready, _, _ = select.select([controller], [], [], 0.1)
+        if ready:
+            data += os.read(controller, 65536)
+    return data.decode().replace("\r\n", "\n").splitlines()
