@@ -119,14 +119,11 @@ def collect_sample(collector: TelemetryCollector) -> None:
         ("payment.charge", "pay", 48.0, "card declined", 0.005),
     ]
     for operation, span_id, duration, error, before_root in children:
-        tags = {"component": span_id}
-        collector.collect_trace(
-            Trace(trace_id, span_id, operation, duration, "root", tags, now - before_root, error)
-        )
-    root_tags = {"http.route": "/checkout"}
-    collector.collect_trace(
-        Trace(trace_id, "root", "POST /checkout", 87.0, tags=root_tags, timestamp=now)
-    )
+        child = Trace(trace_id, span_id, operation, duration, "root", {"component": span_id},
+                      now - before_root, error)  # fmt: skip
+        collector.collect_trace(child)
+    collector.collect_trace(Trace(trace_id, "root", "POST /checkout", 87.0,
+                                  tags={"http.route": "/checkout"}, timestamp=now))  # fmt: skip
     for severity in EventSeverity:
         article = "an" if severity.value[0] in "aeiou" else "a"
         collector.collect_event(Event("checkout", f"{article} {severity.value} event", severity,

@@ -180,8 +180,12 @@ def test_receive_piped_prints_plain_lines_and_the_line_to_paste(tmp_path):
                              stderr=subprocess.PIPE)  # fmt: skip
     try:
         assert process.stderr is not None
-        assert process.stderr.readline().decode().startswith(
-            f"receiving OTLP on grpc 127.0.0.1:{grpc_port} and http 127.0.0.1:{http_port}"
+        assert (
+            process.stderr.readline()
+            .decode()
+            .startswith(
+                f"receiving OTLP on grpc 127.0.0.1:{grpc_port} and http 127.0.0.1:{http_port}"
+            )
         )
         assert process.stderr.readline().decode() == (
             f"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:{http_port}\n"
