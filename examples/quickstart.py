@@ -59,7 +59,8 @@ def main() -> None:
                 timestamp=now,
             )
         )
-    print("stats:", collector.stats())
+    print()
+    print(collector.stats())  # a dict of counts per signal, printed as a table
 
 
 if __name__ == "__main__":

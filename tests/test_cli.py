@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -249,3 +250,11 @@ def test_a_console_whose_reader_left_counts_the_loss_and_warns_once(caplog):
     assert (stats["exported"], stats["export_failures_exporter"]) == (0, 3)
     closed = [r for r in caplog.records if "closed by its reader" in r.getMessage()]
     assert len(closed) == 1 and not closed[0].exc_info
+
+
+def test_the_installed_command_and_python_m_are_the_same_program():
+    script = Path(sys.executable).with_name("telemetry-otel")
+    for args in (["--version"], ["receive", "--help"]):
+        installed = subprocess.run([str(script), *args], capture_output=True, text=True)
+        module = _cli(*args)
+        assert (installed.returncode, installed.stdout) == (module.returncode, module.stdout)

@@ -209,3 +209,28 @@ def test_no_color_turns_colour_off_even_on_a_terminal():
     lines = _run_on_a_terminal({"NO_COLOR": "1", "TZ": "UTC"})
     assert lines[0] == "00:00:01.000 EVENT  ERROR     disk: almost full"
     assert "\x1b[" not in lines[1]
+
+
+def test_a_forked_child_does_not_print_the_spans_its_parent_holds():
+    import io
+
+    from telemetry_otel._otel.console import ConsoleTrees
+    from telemetry_otel._otel.lines import SpanView
+    from telemetry_otel._otel.tree import Node
+
+    out = io.StringIO()
+    trees = ConsoleTrees(out)
+    view = SpanView("waiting for its root", 0, 1, 7, 2, 1, None, {})
+    trees.print_views([(7, Node(view, 2, 1, 0, 1, True))])
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: what would it print at its stop?
+        trees.drain()
+        os.write(writer, str(len(out.getvalue().splitlines())).encode())
+        os._exit(0)
+    os.close(writer)
+    printed_by_child = os.read(reader, 16).decode()
+    os.waitpid(pid, 0)
+    os.close(reader)
+    trees.drain()
+    assert (printed_by_child, len(out.getvalue().splitlines())) == ("0", 1)

@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from telemetry_otel._otel.accounting import SELF_SCOPE
-from telemetry_otel._otel.forks import ForkSafeLock
+from telemetry_otel._otel.forks import ForkSafeLock, follow_forks
 from telemetry_otel._otel.lines import (
     EventView,
     MetricView,
@@ -138,8 +138,14 @@ class ConsoleTrees:
 
     def __init__(self, out: TextIO | None = None, max_wait_s: float = 10.0) -> None:
         self.lines = ConsoleLines(out)
+        self._max_wait_s = max_wait_s
         self._trees: TraceTrees[View] = TraceTrees(max_wait_s=max_wait_s)
-        self._lock = threading.Lock()
+        self._lock = ForkSafeLock()
+        follow_forks(self)
+
+    def after_fork_in_child(self) -> None:
+        # What the parent holds, the parent prints; the child would print it twice.
+        self._trees = TraceTrees(max_wait_s=self._max_wait_s)
 
     def print_views(self, views: Sequence[tuple[int, Node[View]]]) -> bool:
         """Print what can be shown once these arrived; False when nobody reads the stream."""
