@@ -130,11 +130,16 @@ def main(argv: list[str] | None = None) -> None:
     for side in SIDES:
         output = subprocess.run(
             [sys.executable, __file__, "--side", side, "--spans", str(args.spans)],
-            capture_output=True, text=True, check=True, timeout=900,
-        ).stdout  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=900,
+        ).stdout
         r = results[side] = json.loads(output.splitlines()[-1])
-        print(f"{side:<14}{r['received']:>10.0f}{r['seconds']:>9.2f}{r['per_second']:>10.0f}"
-              f"{r['bytes_per_span']:>13.0f}")  # fmt: skip
+        print(
+            f"{side:<14}{r['received']:>10.0f}{r['seconds']:>9.2f}{r['per_second']:>10.0f}"
+            f"{r['bytes_per_span']:>13.0f}"
+        )
     for side in SIDES[1:]:
         ratio = results[side]["per_second"] / results["raw"]["per_second"]
         print(f"{side} / raw items per second: {ratio:.2f}")

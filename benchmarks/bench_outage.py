@@ -149,8 +149,11 @@ def _child(scenario: str, timeout_s: float, seconds: float = 0.0) -> dict[str, f
     """Run one scenario in a process of its own (its own peak RSS); what it printed."""
     output = subprocess.run(
         [sys.executable, __file__, "--scenario", scenario, "--seconds", str(seconds)],
-        capture_output=True, text=True, check=True, timeout=timeout_s,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=timeout_s,
+    ).stdout
     result: dict[str, float] = json.loads(output.splitlines()[-1])
     return result
 
@@ -170,22 +173,30 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(run_scenario(args.scenario, args.seconds)))
         return
     print(f"flat-out collect_* (trace/event/metric in turn) for {args.seconds:g} s per scenario")
-    print(f"{'scenario':<14}{'calls':>10}{'p50 ns':>9}{'p99 ns':>9}{'max ms':>9}"
-          f"{'RSS MB':>8}{'stop s':>8}{'exported':>10}{'dropped':>9}{'pending':>9}")  # fmt: skip
+    print(
+        f"{'scenario':<14}{'calls':>10}{'p50 ns':>9}{'p99 ns':>9}{'max ms':>9}"
+        f"{'RSS MB':>8}{'stop s':>8}{'exported':>10}{'dropped':>9}{'pending':>9}"
+    )
     for name in SCENARIOS:
         r = _child(name, timeout_s=args.seconds + 120, seconds=args.seconds)
-        print(f"{name:<14}{r['calls']:>10.0f}{r['p50_ns']:>9.0f}{r['p99_ns']:>9.0f}"
-              f"{r['max_ns'] / 1e6:>9.1f}{r['peak_rss_mb']:>8.0f}{r['stop_s']:>8.2f}"
-              f"{r['exported']:>10.0f}{r['dropped']:>9.0f}{r['pending']:>9.0f}")  # fmt: skip
+        print(
+            f"{name:<14}{r['calls']:>10.0f}{r['p50_ns']:>9.0f}{r['p99_ns']:>9.0f}"
+            f"{r['max_ns'] / 1e6:>9.1f}{r['peak_rss_mb']:>8.0f}{r['stop_s']:>8.2f}"
+            f"{r['exported']:>10.0f}{r['dropped']:>9.0f}{r['pending']:>9.0f}"
+        )
     r = _child("stop", timeout_s=120)
     print("stop(timeout_ms=1000), spool, 3 black-holed endpoints, 50,000 events queued for each:")
-    print(f"  {r['stop_s']:.2f} s; spooled {r['spooled']:.0f}, dropped {r['dropped']:.0f}, "
-          f"pending {r['pending']:.0f} (target: within 1 s plus one encoded chunk)")  # fmt: skip
+    print(
+        f"  {r['stop_s']:.2f} s; spooled {r['spooled']:.0f}, dropped {r['dropped']:.0f}, "
+        f"pending {r['pending']:.0f} (target: within 1 s plus one encoded chunk)"
+    )
     r = _child("churn", timeout_s=300)
     each_kb = (r["after_mb"] - r["before_mb"]) * 1000 / r["cycles"]
-    print(f"churn: {r['cycles']:.0f} collectors started and stopped: RSS "
-          f"{r['before_mb']:.1f} -> {r['after_mb']:.1f} MB, {each_kb:.1f} KB each "
-          "(target: a few MB in all)")  # fmt: skip
+    print(
+        f"churn: {r['cycles']:.0f} collectors started and stopped: RSS "
+        f"{r['before_mb']:.1f} -> {r['after_mb']:.1f} MB, {each_kb:.1f} KB each "
+        "(target: a few MB in all)"
+    )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,12 @@ from telemetry_otel._redact import mask_url
 SIGNALS = ("traces", "metrics", "logs")
 COMPRESSIONS = ("gzip", "none")
 _EMPTY: Mapping[str, str] = MappingProxyType({})
-_OTLP_SCHEMES = {"grpc": ("grpc", False), "grpcs": ("grpc", True),
-                 "http": ("http", False), "https": ("http", True)}  # fmt: skip
+_OTLP_SCHEMES = {
+    "grpc": ("grpc", False),
+    "grpcs": ("grpc", True),
+    "http": ("http", False),
+    "https": ("http", True),
+}
 # A port left out: HTTP's own, and OTLP/gRPC's registered 4317 (443 with TLS, as the
 # vendors that serve gRPC behind TLS do).
 _DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 4317, "grpcs": 443}
@@ -198,8 +202,11 @@ def _option_value(text: str, name: str, value: str) -> str | int:
     if name == "signals":
         given = value.split(",")
         if not value or any(signal not in SIGNALS for signal in given):
-            raise _error(text, f"has signals={value!r}; expected a comma-separated subset "
-                         "of traces, metrics, logs")  # fmt: skip
+            raise _error(
+                text,
+                f"has signals={value!r}; expected a comma-separated subset "
+                "of traces, metrics, logs",
+            )
     if name in ("timeout_ms", "max_bytes", "backups"):
         least = 0 if name == "backups" else 1
         if not value.isdigit() or int(value) < least:

@@ -56,8 +56,14 @@ OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
 OTEL_RESOURCE_ATTRIBUTES = "OTEL_RESOURCE_ATTRIBUTES"
 OTLP_PREFIX = "OTEL_EXPORTER_OTLP_"
 OTLP_SETTINGS = (
-    "ENDPOINT", "PROTOCOL", "HEADERS", "COMPRESSION", "TIMEOUT", "CERTIFICATE", "INSECURE",
-)  # fmt: skip
+    "ENDPOINT",
+    "PROTOCOL",
+    "HEADERS",
+    "COMPRESSION",
+    "TIMEOUT",
+    "CERTIFICATE",
+    "INSECURE",
+)
 _PROTOCOLS = {"grpc": "grpc", "http/protobuf": "http"}
 _DEFAULT_URLS = {"grpc": "http://localhost:4317", "http": "http://localhost:4318"}
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
@@ -289,8 +295,11 @@ def read_env(environ: Mapping[str, str]) -> EnvSettings:
         try:
             parse_pairs(OTEL_RESOURCE_ATTRIBUTES, environ[OTEL_RESOURCE_ATTRIBUTES])
         except ValueError as error:
-            warn_limited(f"env:{OTEL_RESOURCE_ATTRIBUTES}", "%s; pairs that cannot be read "
-                         "are skipped", error)  # fmt: skip
+            warn_limited(
+                f"env:{OTEL_RESOURCE_ATTRIBUTES}",
+                "%s; pairs that cannot be read are skipped",
+                error,
+            )
     if "trace_sample_rate" not in settings.fields:
         sampled = env_sdk.sampler_rate(environ)
         if sampled is not None:
@@ -437,6 +446,10 @@ def _without_signal_path(name: str, url: str) -> str:
         f"env:{name}:path",
         "environment variable %s=%s ends in /v1/%s, which is added for each signal: "
         "using %s; set that signal's own URL as %s",
-        name, shown_value(name, url), last, mask_url(base), otlp_variable("ENDPOINT", last),
-    )  # fmt: skip
+        name,
+        shown_value(name, url),
+        last,
+        mask_url(base),
+        otlp_variable("ENDPOINT", last),
+    )
     return base

@@ -36,8 +36,11 @@ _RATE_SAMPLERS = {
     "parentbased_always_off": 0.0,
 }
 _RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
-_EXPORTERS = {"traces": ("otlp", "console", "none"), "logs": ("otlp", "console", "none"),
-              "metrics": ("otlp", "console", "prometheus", "none")}  # fmt: skip
+_EXPORTERS = {
+    "traces": ("otlp", "console", "none"),
+    "logs": ("otlp", "console", "none"),
+    "metrics": ("otlp", "console", "prometheus", "none"),
+}
 
 
 def _ignored(name: str, value: str, expected: str) -> None:
@@ -137,8 +140,11 @@ def _prometheus(environ: Mapping[str, str]) -> Endpoint | None:
         _ignored(OTEL_EXPORTER_PROMETHEUS_PORT, port_text, "a port number")
         port_text = "9464"
     if find_spec("opentelemetry.exporter.prometheus") is None:
-        _ignored(OTEL_METRICS_EXPORTER, "prometheus", "an installed exporter: pip install "
-                 "'telemetry-otel[prometheus]'")  # fmt: skip
+        _ignored(
+            OTEL_METRICS_EXPORTER,
+            "prometheus",
+            "an installed exporter: pip install 'telemetry-otel[prometheus]'",
+        )
         return None
     return Endpoint(
         "prometheus",

@@ -43,11 +43,31 @@ REDACTED = "[REDACTED]"
 # Whole words only, so that short ones stay safe: "pin" would not hit "spinner".
 SENSITIVE_WORDS = frozenset(
     {
-        "password", "passwd", "pwd", "secret", "token", "apikey", "authorization", "auth",
-        "cookie", "session", "creditcard", "ssn", "privatekey", "passphrase", "credential",
-        "jwt", "bearer", "signature", "dsn", "connectionstring", "databaseurl", "cvv", "iban",
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "apikey",
+        "authorization",
+        "auth",
+        "cookie",
+        "session",
+        "creditcard",
+        "ssn",
+        "privatekey",
+        "passphrase",
+        "credential",
+        "jwt",
+        "bearer",
+        "signature",
+        "dsn",
+        "connectionstring",
+        "databaseurl",
+        "cvv",
+        "iban",
     }
-)  # fmt: skip
+)
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 
 

@@ -50,8 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"telemetry-otel {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = commands.add_parser("demo", help="collect a realistic sample and export it")
-    demo.add_argument("--endpoint", action="append", dest="endpoints", metavar="E",
-                      help="an export endpoint (repeatable); default: console")  # fmt: skip
+    demo.add_argument(
+        "--endpoint",
+        action="append",
+        dest="endpoints",
+        metavar="E",
+        help="an export endpoint (repeatable); default: console",
+    )
     demo.set_defaults(run=run_demo)
     check = commands.add_parser("check", help="send one item of each signal to an endpoint")
     check.add_argument("endpoint", help="an OTLP endpoint: grpc[s]://host:port or http[s]://…")
@@ -95,8 +100,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def run_demo(args: argparse.Namespace) -> int:
     endpoints = args.endpoints or ["console"]
-    config = TelemetryConfig(export_endpoints=endpoints, service_name="telemetry-otel-demo",
-                             tags={"environment": "demo"})  # fmt: skip
+    config = TelemetryConfig(
+        export_endpoints=endpoints, service_name="telemetry-otel-demo", tags={"environment": "demo"}
+    )
     # Once a reader closes stdout (`demo | head`), the rest is not for it: no warnings.
     logging.getLogger("telemetry_otel").addFilter(lambda record: not STDOUT_CLOSED.is_set())
     with TelemetryCollector(config) as collector:
@@ -104,8 +110,11 @@ def run_demo(args: argparse.Namespace) -> int:
         delivered = collector.flush()
     if STDOUT_CLOSED.is_set():  # `demo | head`: the reader has what it wanted
         return 0
-    print(f"demo: sent a request trace, {len(EventSeverity)} events and 3 metrics to "
-          f"{', '.join(endpoints)}; all delivered: {delivered}", file=sys.stderr)  # fmt: skip
+    print(
+        f"demo: sent a request trace, {len(EventSeverity)} events and 3 metrics to "
+        f"{', '.join(endpoints)}; all delivered: {delivered}",
+        file=sys.stderr,
+    )
     return 0 if delivered else 1
 
 
@@ -119,15 +128,32 @@ def collect_sample(collector: TelemetryCollector) -> None:
         ("payment.charge", "pay", 48.0, "card declined", 0.005),
     ]
     for operation, span_id, duration, error, before_root in children:
-        child = Trace(trace_id, span_id, operation, duration, "root", {"component": span_id},
-                      now - before_root, error)  # fmt: skip
+        child = Trace(
+            trace_id,
+            span_id,
+            operation,
+            duration,
+            "root",
+            {"component": span_id},
+            now - before_root,
+            error,
+        )
         collector.collect_trace(child)
-    collector.collect_trace(Trace(trace_id, "root", "POST /checkout", 87.0,
-                                  tags={"http.route": "/checkout"}, timestamp=now))  # fmt: skip
+    collector.collect_trace(
+        Trace(
+            trace_id,
+            "root",
+            "POST /checkout",
+            87.0,
+            tags={"http.route": "/checkout"},
+            timestamp=now,
+        )
+    )
     for severity in EventSeverity:
         article = "an" if severity.value[0] in "aeiou" else "a"
-        collector.collect_event(Event("checkout", f"{article} {severity.value} event", severity,
-                                      {"order_id": "A-1001"}))  # fmt: skip
+        collector.collect_event(
+            Event("checkout", f"{article} {severity.value} event", severity, {"order_id": "A-1001"})
+        )
     collector.collect_metric(Metric("http.requests", 1, MetricType.COUNTER, {"route": "/checkout"}))
     collector.collect_metric(Metric("queue.depth", 7, MetricType.GAUGE, unit="{item}"))
     for latency in (87.0, 41.5, 120.25):
@@ -164,19 +190,26 @@ def run_receive(args: argparse.Namespace) -> int:
     for handled in (signal.SIGINT, signal.SIGTERM):
         signal.signal(handled, lambda *_: stop.set())
     terminal = sys.stdout.isatty()
-    lines = ReceivedLines(bars=terminal, colour=terminal and "NO_COLOR" not in os.environ,
-                          self_metrics=args.self_metrics)  # fmt: skip
+    lines = ReceivedLines(
+        bars=terminal,
+        colour=terminal and "NO_COLOR" not in os.environ,
+        self_metrics=args.self_metrics,
+    )
     try:
-        receiver = LocalReceiver(args.host, args.grpc_port, args.http_port, _print_line,
-                                 args.jsonl, lines)  # fmt: skip
+        receiver = LocalReceiver(
+            args.host, args.grpc_port, args.http_port, _print_line, args.jsonl, lines
+        )
     except PortUnavailable as error:
         print(f"telemetry-otel: receive: {error}", file=sys.stderr)
         return 2
     host = f"[{args.host}]" if ":" in args.host else args.host
-    print(f"receiving OTLP on grpc {host}:{receiver.grpc_port} and http {host}:{receiver.http_port}"
-          f" (Ctrl-C to stop); to send here, set:\n"
-          f"OTEL_EXPORTER_OTLP_ENDPOINT=http://{host}:{receiver.http_port}",
-          file=sys.stderr, flush=True)  # fmt: skip
+    print(
+        f"receiving OTLP on grpc {host}:{receiver.grpc_port} and http {host}:{receiver.http_port}"
+        f" (Ctrl-C to stop); to send here, set:\n"
+        f"OTEL_EXPORTER_OTLP_ENDPOINT=http://{host}:{receiver.http_port}",
+        file=sys.stderr,
+        flush=True,
+    )
     while not stop.wait(0.25):  # traces show once settled (or their root is overdue)
         receiver.print_expired()
     receiver.stop()

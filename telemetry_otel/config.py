@@ -255,9 +255,13 @@ class TelemetryConfig:
 
     def _validate(self) -> None:
         for name in (
-            "enabled", "redact", "use_global_providers", "keep_error_traces",
-            "events_follow_traces", "self_metrics",
-        ):  # fmt: skip
+            "enabled",
+            "redact",
+            "use_global_providers",
+            "keep_error_traces",
+            "events_follow_traces",
+            "self_metrics",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(
                     f"TelemetryConfig.{name} must be a bool, got {getattr(self, name)!r}"

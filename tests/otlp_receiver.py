@@ -37,8 +37,11 @@ _RESPONSES: dict[str, type[Message]] = {
 }
 
 
-_REJECTED_FIELD = {"traces": "rejected_spans", "metrics": "rejected_data_points",
-                   "logs": "rejected_log_records"}  # fmt: skip
+_REJECTED_FIELD = {
+    "traces": "rejected_spans",
+    "metrics": "rejected_data_points",
+    "logs": "rejected_log_records",
+}
 
 
 @dataclass(frozen=True)
@@ -263,8 +266,9 @@ class _Servicer:
             failure = GrpcFailure(failure, f"scripted {failure.name}")
         if isinstance(failure, GrpcFailure):
             if failure.retry_delay_s is not None:
-                context.set_trailing_metadata([("google.rpc.retryinfo-bin",
-                                                _retry_info(failure.retry_delay_s))])  # fmt: skip
+                context.set_trailing_metadata(
+                    [("google.rpc.retryinfo-bin", _retry_info(failure.retry_delay_s))]
+                )
             context.abort(failure.code, failure.details)
         self.owner.record(self.signal, "grpc", request, dict(context.invocation_metadata()))
         return _response(self.signal, failure)

@@ -37,9 +37,14 @@ def test_benchmark_prints_facade_raw_and_ratio_for_every_path():
         facade, raw, ratio = rows[path]
         assert facade > 0 and raw > 0
         assert abs(ratio - facade / raw) < 0.01 + 0.01 * ratio
-    single = ("disabled collect_metric", "sampled-out collect_trace", "sampled-out collect_event",
-              "trace at 1%, no tail rule", "trace at 1%, tail rules on",
-              "trace, max_traces_per_second")  # fmt: skip
+    single = (
+        "disabled collect_metric",
+        "sampled-out collect_trace",
+        "sampled-out collect_event",
+        "trace at 1%, no tail rule",
+        "trace at 1%, tail rules on",
+        "trace, max_traces_per_second",
+    )
     for name in (*single, "Metric(...)", "Trace(...)", "Event(...)"):
         [ns] = rows[name]
         assert ns > 0

@@ -17,8 +17,11 @@ from tests.prometheus_server import free_port
 def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
     return subprocess.run(
         [sys.executable, "-m", "telemetry_otel", *args],
-        capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})},
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["check"], ["receive"], ["config"]])
@@ -45,10 +48,12 @@ def test_check_reports_each_signal_accepted_with_the_url_it_tried(otlp_receiver,
     code, lines, _ = _check(capsys, f"{transport}://127.0.0.1:{port}")
     assert code == 0
     tried = {
-        "grpc": [f"grpc://127.0.0.1:{port} {service}/Export"
-                 for service in ("TraceService", "MetricsService", "LogsService")],
+        "grpc": [
+            f"grpc://127.0.0.1:{port} {service}/Export"
+            for service in ("TraceService", "MetricsService", "LogsService")
+        ],
         "http": [f"http://127.0.0.1:{port}/v1/{name}" for name in ("traces", "metrics", "logs")],
-    }[transport]  # fmt: skip
+    }[transport]
     assert [re.sub(r" +\d+\.\d ms  ", " | ", line) for line in lines] == [
         f"{name:<8} accepted | {url}"
         for name, url in zip(("traces", "metrics", "logs"), tried, strict=True)
@@ -60,8 +65,10 @@ def test_check_smoke_as_a_command(otlp_receiver):
     result = _cli("check", f"grpc://127.0.0.1:{otlp_receiver.grpc_port}")
     assert result.returncode == 0, result.stderr
     assert [line.split()[:2] for line in result.stdout.splitlines()] == [
-        ["traces", "accepted"], ["metrics", "accepted"], ["logs", "accepted"],
-    ]  # fmt: skip
+        ["traces", "accepted"],
+        ["metrics", "accepted"],
+        ["logs", "accepted"],
+    ]
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
@@ -117,19 +124,37 @@ def _mistakes(otlp_receiver, secure_receiver):
     tls_receiver, tls = secure_receiver
     ca = f"&ca_file={tls.ca_file}"
     return [
-        (f"http://127.0.0.1:{plain_grpc}", "speaks plaintext gRPC, not plain HTTP",
-         f"grpc://127.0.0.1:{plain_grpc}"),
-        (f"grpc://127.0.0.1:{plain_http}", "speaks plain HTTP, not plaintext gRPC",
-         f"http://127.0.0.1:{plain_http}"),
-        (f"https://127.0.0.1:{plain_http}?timeout_ms=3000{ca}", "speaks plain HTTP, not HTTPS",
-         f"http://127.0.0.1:{plain_http}"),
-        (f"grpcs://127.0.0.1:{plain_grpc}?timeout_ms=3000{ca}",
-         "speaks plaintext gRPC, not gRPC over TLS", f"grpc://127.0.0.1:{plain_grpc}"),
-        (f"http://127.0.0.1:{tls_receiver.http_port}", "speaks HTTPS, not plain HTTP",
-         f"https://127.0.0.1:{tls_receiver.http_port}"),
-        (f"grpc://127.0.0.1:{tls_receiver.grpc_port}", "speaks gRPC over TLS, not plaintext gRPC",
-         f"grpcs://127.0.0.1:{tls_receiver.grpc_port}"),
-    ]  # fmt: skip
+        (
+            f"http://127.0.0.1:{plain_grpc}",
+            "speaks plaintext gRPC, not plain HTTP",
+            f"grpc://127.0.0.1:{plain_grpc}",
+        ),
+        (
+            f"grpc://127.0.0.1:{plain_http}",
+            "speaks plain HTTP, not plaintext gRPC",
+            f"http://127.0.0.1:{plain_http}",
+        ),
+        (
+            f"https://127.0.0.1:{plain_http}?timeout_ms=3000{ca}",
+            "speaks plain HTTP, not HTTPS",
+            f"http://127.0.0.1:{plain_http}",
+        ),
+        (
+            f"grpcs://127.0.0.1:{plain_grpc}?timeout_ms=3000{ca}",
+            "speaks plaintext gRPC, not gRPC over TLS",
+            f"grpc://127.0.0.1:{plain_grpc}",
+        ),
+        (
+            f"http://127.0.0.1:{tls_receiver.http_port}",
+            "speaks HTTPS, not plain HTTP",
+            f"https://127.0.0.1:{tls_receiver.http_port}",
+        ),
+        (
+            f"grpc://127.0.0.1:{tls_receiver.grpc_port}",
+            "speaks gRPC over TLS, not plaintext gRPC",
+            f"grpcs://127.0.0.1:{tls_receiver.grpc_port}",
+        ),
+    ]
 
 
 def test_check_recognises_a_wrong_scheme_and_says_what_to_write(
@@ -149,16 +174,28 @@ def test_check_keeps_grpc_logging_off_the_screen_on_a_tls_mismatch(otlp_receiver
     port = otlp_receiver.grpc_port
     env = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
     result = subprocess.run(
-        [sys.executable, "-m", "telemetry_otel", "check",
-         f"grpcs://127.0.0.1:{port}?timeout_ms=3000&ca_file={tls.ca_file}"],
-        capture_output=True, text=True, timeout=60, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "telemetry_otel",
+            "check",
+            f"grpcs://127.0.0.1:{port}?timeout_ms=3000&ca_file={tls.ca_file}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert result.returncode == 1
     assert result.stderr == ""
     assert len(result.stdout.splitlines()) == 3
-    assert all(line.endswith(f": 127.0.0.1:{port} speaks plaintext gRPC, not gRPC over TLS: "
-                             f"write grpc://127.0.0.1:{port}")
-               for line in result.stdout.splitlines()), result.stdout  # fmt: skip
+    assert all(
+        line.endswith(
+            f": 127.0.0.1:{port} speaks plaintext gRPC, not gRPC over TLS: "
+            f"write grpc://127.0.0.1:{port}"
+        )
+        for line in result.stdout.splitlines()
+    ), result.stdout
 
 
 def test_check_refuses_a_non_otlp_endpoint():
@@ -179,11 +216,14 @@ def test_demo_sends_a_realistic_sample_to_the_console():
 
 
 def test_config_prints_the_effective_configuration_with_secrets_masked():
-    result = _cli("config", env={
-        "TELEMETRY_SAMPLE_RATE": "0.25",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4318",
-        "OTEL_EXPORTER_OTLP_HEADERS": "api-key=s3cr3t-value",
-    })  # fmt: skip
+    result = _cli(
+        "config",
+        env={
+            "TELEMETRY_SAMPLE_RATE": "0.25",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4318",
+            "OTEL_EXPORTER_OTLP_HEADERS": "api-key=s3cr3t-value",
+        },
+    )
     assert result.returncode == 0, result.stderr
     assert "sample_rate                0.25  (TELEMETRY_SAMPLE_RATE)" in result.stdout
     assert "headers={'api-key': '***'}" in result.stdout
@@ -210,8 +250,12 @@ def test_demo_into_a_closed_pipe_ends_quietly():
     # (or still there, if the demo wrote everything first: both end the same way).
     result = subprocess.run(
         f"{sys.executable} -m telemetry_otel demo | head -2; exit ${{PIPESTATUS[0]}}",
-        shell=True, executable="/bin/bash", capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        shell=True,
+        executable="/bin/bash",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr and "Broken pipe" not in result.stderr
     assert len(result.stdout.splitlines()) == 2
@@ -219,10 +263,18 @@ def test_demo_into_a_closed_pipe_ends_quietly():
 
 def test_demo_events_read_with_the_right_article():
     result = _cli("demo")
-    messages = [line.split(": ", 1)[1].split(" order_id")[0] for line in
-                result.stdout.splitlines() if " EVENT " in line]  # fmt: skip
-    assert messages == ["a debug event", "an info event", "a warning event", "an error event",
-                        "a critical event"]  # fmt: skip
+    messages = [
+        line.split(": ", 1)[1].split(" order_id")[0]
+        for line in result.stdout.splitlines()
+        if " EVENT " in line
+    ]
+    assert messages == [
+        "a debug event",
+        "an info event",
+        "a warning event",
+        "an error event",
+        "a critical event",
+    ]
 
 
 def test_a_console_whose_reader_left_counts_the_loss_and_warns_once(caplog):

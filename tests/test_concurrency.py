@@ -12,9 +12,10 @@ from tests.conftest import Recorder
 
 def test_start_stop_collect_register_and_flush_from_many_threads(tmp_path):
     collector = TelemetryCollector(
-        TelemetryConfig(export_endpoints=[f"file://{tmp_path}"], flush_interval_ms=20,
-                        buffer_size=200)
-    )  # fmt: skip
+        TelemetryConfig(
+            export_endpoints=[f"file://{tmp_path}"], flush_interval_ms=20, buffer_size=200
+        )
+    )
     errors: list[BaseException] = []
     running = threading.Event()
     stopped = threading.Event()

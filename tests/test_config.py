@@ -163,13 +163,19 @@ def test_sample_rate_limits_are_inclusive():
     ("endpoint", "kind", "options"),
     [
         ("console?format=json", "console", {"format": "json"}),
-        ("grpcs://h:4317?compression=none&timeout_ms=2500&ca_file=/ca.pem", "otlp",
-         {"compression": "none", "timeout_ms": 2500, "ca_file": "/ca.pem"}),
-        ("file:///var/spool/telemetry?max_bytes=1048576&backups=3", "file",
-         {"max_bytes": 1048576, "backups": 3}),
+        (
+            "grpcs://h:4317?compression=none&timeout_ms=2500&ca_file=/ca.pem",
+            "otlp",
+            {"compression": "none", "timeout_ms": 2500, "ca_file": "/ca.pem"},
+        ),
+        (
+            "file:///var/spool/telemetry?max_bytes=1048576&backups=3",
+            "file",
+            {"max_bytes": 1048576, "backups": 3},
+        ),
         ("prometheus://127.0.0.1:9464", "prometheus", {}),
     ],
-)  # fmt: skip
+)
 def test_endpoint_options_are_parsed_and_typed(endpoint, kind, options):
     [parsed] = TelemetryConfig(export_endpoints=[endpoint]).endpoints()
     assert (parsed.kind, dict(parsed.options)) == (kind, options)
@@ -233,8 +239,10 @@ def test_fields_assigned_after_building_are_honoured_over_the_environment(monkey
     collector = TelemetryCollector(config)
     resolved = collector.config
     assert (resolved.enabled, resolved.export_endpoints, resolved.sample_rate) == (
-        False, ["console"], 0.0,
-    )  # fmt: skip
+        False,
+        ["console"],
+        0.0,
+    )
     assert resolved.tags == {"team": "payments"}
     shown = resolved.describe().splitlines()
     assert "enabled                    False  (assignment)" in shown

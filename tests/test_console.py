@@ -54,15 +54,18 @@ def _wait_for_lines(capsys, count: int, seconds: float = 5.0) -> list[str]:
 def test_a_legacy_trace_prints_as_a_tree_under_its_root_once_the_root_ends(make_collector, capsys):
     collector = make_collector(export_endpoints=["console"])
     end = 1_700_000_000.25
-    collector.collect_trace(Trace("t", "db", "db.query", 12.5, "root", {"table": "users"},
-                                  end - 0.05))  # fmt: skip
-    collector.collect_trace(Trace("t", "pay", "charge", 48.0, "root", timestamp=end - 0.005,
-                                  error="card declined"))  # fmt: skip
+    collector.collect_trace(
+        Trace("t", "db", "db.query", 12.5, "root", {"table": "users"}, end - 0.05)
+    )
+    collector.collect_trace(
+        Trace("t", "pay", "charge", 48.0, "root", timestamp=end - 0.005, error="card declined")
+    )
     collector.collect_trace(Trace("t", "row", "fetch row", 2.0, "db", timestamp=end - 0.052))
     collector.flush()
     assert _lines(capsys) == []  # the root has not ended: the tree waits for it
-    collector.collect_trace(Trace("t", "root", "POST /checkout", 87.0, tags={"route": "/c"},
-                                  timestamp=end))  # fmt: skip
+    collector.collect_trace(
+        Trace("t", "root", "POST /checkout", 87.0, tags={"route": "/c"}, timestamp=end)
+    )
     collector.flush()
     assert _lines(capsys) == [
         f"{_at(end - 0.087)} TRACE  OK        POST /checkout 87.000ms trace={_short('t')} "
@@ -110,9 +113,15 @@ def test_events_in_live_spans_print_under_the_span_they_happened_in(make_collect
 def test_an_event_prints_at_once_without_waiting_for_the_flush_interval(make_collector, capsys):
     collector = make_collector(export_endpoints=["console"], flush_interval_ms=60_000)
     collector.collect_event(
-        Event("user_action", "User completed checkout", EventSeverity.WARNING,
-              {"user_id": "12345", "note": "two words"}, 1_700_000_000.0, {"team": "web"})
-    )  # fmt: skip
+        Event(
+            "user_action",
+            "User completed checkout",
+            EventSeverity.WARNING,
+            {"user_id": "12345", "note": "two words"},
+            1_700_000_000.0,
+            {"team": "web"},
+        )
+    )
     assert _wait_for_lines(capsys, 1) == [
         f"{_at(1_700_000_000.0)} EVENT  WARNING   user_action: User completed checkout "
         'team=web user_id=12345 note="two words"'
@@ -151,9 +160,14 @@ def test_console_prints_one_line_per_metric_data_point(make_collector, capsys):
 def test_console_json_prints_otlp_json_export_requests(make_collector, capsys):
     collector = make_collector(export_endpoints=["console?format=json"])
     collector.collect_trace(
-        Trace("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "op", 1.0,
-              timestamp=1_700_000_000.0)
-    )  # fmt: skip
+        Trace(
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "00f067aa0ba902b7",
+            "op",
+            1.0,
+            timestamp=1_700_000_000.0,
+        )
+    )
     collector.flush()
     [request] = [json.loads(line) for line in _lines(capsys) if '"resourceSpans"' in line]
     [span] = request["resourceSpans"][0]["scopeSpans"][0]["spans"]

@@ -20,15 +20,17 @@ def _clean_environment(monkeypatch):
 
 
 def test_from_env_reads_every_telemetry_variable():
-    config = TelemetryConfig.from_env({
-        "TELEMETRY_ENABLED": "false",
-        "TELEMETRY_BUFFER_SIZE": "250",
-        "TELEMETRY_FLUSH_INTERVAL_MS": "1500",
-        "TELEMETRY_EXPORT_ENDPOINTS": "console, grpc://127.0.0.1:4317 ,",
-        "TELEMETRY_SAMPLE_RATE": "0.25",
-        "TELEMETRY_TAGS": "environment=prod, team=pay%20ments",
-        "TELEMETRY_SERVICE_NAME": "checkout",
-    })  # fmt: skip
+    config = TelemetryConfig.from_env(
+        {
+            "TELEMETRY_ENABLED": "false",
+            "TELEMETRY_BUFFER_SIZE": "250",
+            "TELEMETRY_FLUSH_INTERVAL_MS": "1500",
+            "TELEMETRY_EXPORT_ENDPOINTS": "console, grpc://127.0.0.1:4317 ,",
+            "TELEMETRY_SAMPLE_RATE": "0.25",
+            "TELEMETRY_TAGS": "environment=prod, team=pay%20ments",
+            "TELEMETRY_SERVICE_NAME": "checkout",
+        }
+    )
     assert config == TelemetryConfig(
         enabled=False,
         buffer_size=250,
@@ -45,8 +47,11 @@ def test_without_variables_from_env_gives_the_defaults():
 
 
 def test_explicit_arguments_beat_telemetry_variables_which_beat_otel_ones():
-    environ = {"TELEMETRY_ENABLED": "true", "OTEL_SDK_DISABLED": "true",
-               "TELEMETRY_BUFFER_SIZE": "7"}  # fmt: skip
+    environ = {
+        "TELEMETRY_ENABLED": "true",
+        "OTEL_SDK_DISABLED": "true",
+        "TELEMETRY_BUFFER_SIZE": "7",
+    }
     assert TelemetryConfig.from_env(environ).enabled is True
     assert TelemetryConfig.from_env({"OTEL_SDK_DISABLED": "true"}).enabled is False
     assert TelemetryConfig.from_env({"OTEL_SDK_DISABLED": "false"}).enabled is True
@@ -109,18 +114,28 @@ def _warnings(caplog) -> list[str]:
         ("OTEL_SDK_DISABLED", "yes", "true or false"),
         ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "zstd", "gzip or none"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "a whole number of at least 1"),
-        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json",
-         "grpc or http/protobuf (http/json is not supported)"),
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", "localhost:4317",
-         "a URL such as http://host:4318 (only OTLP/gRPC takes host:port)"),
+        (
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            "http/json",
+            "grpc or http/protobuf (http/json is not supported)",
+        ),
+        (
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "localhost:4317",
+            "a URL such as http://host:4318 (only OTLP/gRPC takes host:port)",
+        ),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://h:21", "a URL such as http://host:4318"),
-        ("OTEL_TRACES_SAMPLER", "jaeger_remote", "one of always_on, always_off, "
-         "parentbased_always_on, parentbased_always_off, traceidratio, parentbased_traceidratio"),
+        (
+            "OTEL_TRACES_SAMPLER",
+            "jaeger_remote",
+            "one of always_on, always_off, "
+            "parentbased_always_on, parentbased_always_off, traceidratio, parentbased_traceidratio",
+        ),
         ("OTEL_TRACES_EXPORTER", "zipkin", "a comma-separated list of otlp, console, none"),
         ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://h:port", "a URL such as http://host:4318"),
         ("OTEL_ATTRIBUTE_COUNT_LIMIT", "many", "a whole number of at least 1"),
     ],
-)  # fmt: skip
+)
 def test_a_malformed_otel_variable_warns_once_naming_it_and_is_ignored(
     name, value, expected, fresh_warnings
 ):
@@ -135,12 +150,14 @@ def test_a_malformed_otel_variable_warns_once_naming_it_and_is_ignored(
 
 
 def test_a_malformed_per_signal_otel_variable_leaves_the_generic_one_in_force(fresh_warnings):
-    config = TelemetryConfig.from_env({
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "collector:4318",
-        "OTEL_EXPORTER_OTLP_COMPRESSION": "none",
-        "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION": "brotli",
-    })  # fmt: skip
+    config = TelemetryConfig.from_env(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "collector:4318",
+            "OTEL_EXPORTER_OTLP_COMPRESSION": "none",
+            "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION": "brotli",
+        }
+    )
     targets = _targets(config)
     assert targets["traces"].url == "http://collector:4318/v1/traces"
     assert {t.compression for t in targets.values()} == {"none"}
@@ -177,10 +194,12 @@ def _targets(config):
 
 
 def test_a_generic_otlp_endpoint_gets_the_signal_paths_a_per_signal_one_is_used_as_given():
-    config = TelemetryConfig.from_env({
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
-        "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "https://logs.example.com/custom/ingest",
-    })  # fmt: skip
+    config = TelemetryConfig.from_env(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+            "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT": "https://logs.example.com/custom/ingest",
+        }
+    )
     assert {s: t.url for s, t in _targets(config).items()} == {
         "traces": "http://collector:4318/v1/traces",
         "metrics": "http://collector:4318/v1/metrics",
@@ -199,17 +218,19 @@ def test_a_per_signal_endpoint_alone_leaves_the_others_on_the_spec_default():
 
 
 def test_otlp_protocol_headers_compression_timeout_and_certificate_per_signal():
-    config = TelemetryConfig.from_env({
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4317",
-        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
-        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
-        "OTEL_EXPORTER_OTLP_HEADERS": "Api-Key=a%3Db%2Cc,tenant=t1",
-        "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "api-key=traces-only",
-        "OTEL_EXPORTER_OTLP_COMPRESSION": "none",
-        "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION": "gzip",
-        "OTEL_EXPORTER_OTLP_TIMEOUT": "2500",
-        "OTEL_EXPORTER_OTLP_CERTIFICATE": "/etc/ca.pem",
-    })  # fmt: skip
+    config = TelemetryConfig.from_env(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4317",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
+            "OTEL_EXPORTER_OTLP_HEADERS": "Api-Key=a%3Db%2Cc,tenant=t1",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "api-key=traces-only",
+            "OTEL_EXPORTER_OTLP_COMPRESSION": "none",
+            "OTEL_EXPORTER_OTLP_LOGS_COMPRESSION": "gzip",
+            "OTEL_EXPORTER_OTLP_TIMEOUT": "2500",
+            "OTEL_EXPORTER_OTLP_CERTIFICATE": "/etc/ca.pem",
+        }
+    )
     traces, metrics, logs = (_targets(config)[s] for s in ("traces", "metrics", "logs"))
     assert (traces.protocol, traces.url) == ("grpc", "https://collector:4317")
     assert (metrics.protocol, metrics.url) == ("http", "https://collector:4317/v1/metrics")
@@ -227,8 +248,10 @@ def test_otel_endpoints_are_ignored_when_endpoints_are_given_otherwise():
 
 
 def test_otel_settings_apply_to_string_endpoints_unless_the_string_or_config_says_otherwise():
-    environ = {"OTEL_EXPORTER_OTLP_HEADERS": "api-key=from-env",
-               "OTEL_EXPORTER_OTLP_COMPRESSION": "none"}  # fmt: skip
+    environ = {
+        "OTEL_EXPORTER_OTLP_HEADERS": "api-key=from-env",
+        "OTEL_EXPORTER_OTLP_COMPRESSION": "none",
+    }
     plain = TelemetryConfig(export_endpoints=["http://h:4318"]).with_env(environ)
     assert (dict(_targets(plain)["traces"].headers), _targets(plain)["traces"].compression) == (
         {"api-key": "from-env"},
@@ -244,12 +267,14 @@ def test_otel_settings_apply_to_string_endpoints_unless_the_string_or_config_say
 
 
 def test_describe_says_where_each_value_came_from_and_masks_secrets():
-    config = TelemetryConfig(buffer_size=10).with_env({
-        "TELEMETRY_SAMPLE_RATE": "0.5",
-        "OTEL_SDK_DISABLED": "true",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
-        "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20topsecret",
-    })  # fmt: skip
+    config = TelemetryConfig(buffer_size=10).with_env(
+        {
+            "TELEMETRY_SAMPLE_RATE": "0.5",
+            "OTEL_SDK_DISABLED": "true",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+            "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20topsecret",
+        }
+    )
     text = config.describe()
     assert "buffer_size                10  (argument)" in text
     assert "sample_rate                0.5  (TELEMETRY_SAMPLE_RATE)" in text

@@ -38,12 +38,32 @@ anything = st.one_of(
     st.sampled_from(list(MetricType) + list(EventSeverity)),
 )
 FIELDS = {
-    Metric: ["name", "value", "metric_type", "tags", "timestamp", "unit", "description",
-             "count", "min", "max", "bucket_counts", "explicit_bounds"],
+    Metric: [
+        "name",
+        "value",
+        "metric_type",
+        "tags",
+        "timestamp",
+        "unit",
+        "description",
+        "count",
+        "min",
+        "max",
+        "bucket_counts",
+        "explicit_bounds",
+    ],
     Event: ["name", "message", "severity", "metadata", "timestamp", "tags"],
-    Trace: ["trace_id", "span_id", "operation", "duration_ms", "parent_span_id", "tags",
-            "timestamp", "error"],
-}  # fmt: skip
+    Trace: [
+        "trace_id",
+        "span_id",
+        "operation",
+        "duration_ms",
+        "parent_span_id",
+        "tags",
+        "timestamp",
+        "error",
+    ],
+}
 quick = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -63,8 +83,15 @@ def test_model_constructors_raise_only_value_or_type_errors(model, data):
 
 
 @quick
-@given(model=st.sampled_from([Metric, Event, Trace]), payload=st.one_of(anything, st.dictionaries(
-    st.one_of(st.sampled_from(FIELDS[Trace] + FIELDS[Metric]), st.text()), anything)))  # fmt: skip
+@given(
+    model=st.sampled_from([Metric, Event, Trace]),
+    payload=st.one_of(
+        anything,
+        st.dictionaries(
+            st.one_of(st.sampled_from(FIELDS[Trace] + FIELDS[Metric]), st.text()), anything
+        ),
+    ),
+)
 def test_from_dict_raises_only_value_or_type_errors(model, payload):
     _only_clear_errors(lambda: model.from_dict(payload))
 
@@ -72,22 +99,41 @@ def test_from_dict_raises_only_value_or_type_errors(model, payload):
 @quick
 @given(
     kwargs=st.dictionaries(
-        st.sampled_from(["enabled", "buffer_size", "flush_interval_ms", "export_endpoints",
-                         "sample_rate", "tags", "service_name", "headers"]),
+        st.sampled_from(
+            [
+                "enabled",
+                "buffer_size",
+                "flush_interval_ms",
+                "export_endpoints",
+                "sample_rate",
+                "tags",
+                "service_name",
+                "headers",
+            ]
+        ),
         st.one_of(anything, st.lists(st.text(), max_size=2)),
     )
-)  # fmt: skip
+)
 def test_config_raises_only_value_or_type_errors(kwargs):
     _only_clear_errors(lambda: TelemetryConfig(**kwargs))
 
 
 ENV_NAMES = [
-    "TELEMETRY_ENABLED", "TELEMETRY_BUFFER_SIZE", "TELEMETRY_EXPORT_ENDPOINTS",
-    "TELEMETRY_SAMPLE_RATE", "TELEMETRY_TAGS", "TELEMETRY_SERVICE_NAME", "OTEL_SDK_DISABLED",
-    "OTEL_RESOURCE_ATTRIBUTES", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_HEADERS",
-    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_TIMEOUT",
-    "TELEMETRY_MAX_ATTRIBUTE_LENGTH", "TELEMETRY_REDACT_KEYS",
-]  # fmt: skip
+    "TELEMETRY_ENABLED",
+    "TELEMETRY_BUFFER_SIZE",
+    "TELEMETRY_EXPORT_ENDPOINTS",
+    "TELEMETRY_SAMPLE_RATE",
+    "TELEMETRY_TAGS",
+    "TELEMETRY_SERVICE_NAME",
+    "OTEL_SDK_DISABLED",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "TELEMETRY_MAX_ATTRIBUTE_LENGTH",
+    "TELEMETRY_REDACT_KEYS",
+]
 
 
 @quick
@@ -106,21 +152,42 @@ tag_values = st.one_of(st.text(), st.booleans(), st.floats(), st.integers(-(2**6
 tags = st.dictionaries(st.text(min_size=1, max_size=20), tag_values, max_size=5)
 metadata = st.recursive(
     st.one_of(st.none(), tag_values, st.binary(max_size=8), st.integers(), st.complex_numbers()),
-    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner,
-                                                                      max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
     max_leaves=10,
-)  # fmt: skip
+)
 stamps = st.floats(min_value=1.0, max_value=4e9)
 valid_models = st.one_of(
     # One name per type: a name already used by another type is refused by design.
-    st.builds(lambda name, value, kind, tags: Metric(f"{kind.value}.{name}", value, kind, tags),
-              names, st.integers(0, 2**63 - 1), st.sampled_from(list(MetricType)), tags),
-    st.builds(Event, st.text(min_size=1), st.text(), st.sampled_from(list(EventSeverity)),
-              st.dictionaries(st.text(min_size=1, max_size=10), metadata, max_size=4), stamps, tags),
-    st.builds(Trace, st.text(min_size=1), st.text(min_size=1), st.text(min_size=1),
-              st.floats(0, 1000), st.one_of(st.none(), st.text(min_size=1)), tags, stamps,
-              st.one_of(st.none(), st.text())),
-)  # fmt: skip
+    st.builds(
+        lambda name, value, kind, tags: Metric(f"{kind.value}.{name}", value, kind, tags),
+        names,
+        st.integers(0, 2**63 - 1),
+        st.sampled_from(list(MetricType)),
+        tags,
+    ),
+    st.builds(
+        Event,
+        st.text(min_size=1),
+        st.text(),
+        st.sampled_from(list(EventSeverity)),
+        st.dictionaries(st.text(min_size=1, max_size=10), metadata, max_size=4),
+        stamps,
+        tags,
+    ),
+    st.builds(
+        Trace,
+        st.text(min_size=1),
+        st.text(min_size=1),
+        st.text(min_size=1),
+        st.floats(0, 1000),
+        st.one_of(st.none(), st.text(min_size=1)),
+        tags,
+        stamps,
+        st.one_of(st.none(), st.text()),
+    ),
+)
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +208,11 @@ def shared_collector(tmp_path_factory):
 @given(model=valid_models)
 def test_collecting_any_valid_model_never_raises_and_it_is_encoded(shared_collector, model):
     collector, _, _ = shared_collector
-    method = {Metric: collector.collect_metric, Event: collector.collect_event,
-              Trace: collector.collect_trace}[type(model)]  # fmt: skip
+    method = {
+        Metric: collector.collect_metric,
+        Event: collector.collect_event,
+        Trace: collector.collect_trace,
+    }[type(model)]
     assert method(model) is True
 
 
@@ -180,10 +250,13 @@ def test_huge_and_odd_data_is_cut_counted_and_still_exported(otlp_receiver, make
         Trace("t", "s", "x" * 10_000_000, 1.0, tags=many_tags, error="lone \ud800" + "e" * 5000)
     )
     assert collector.collect_event(
-        Event("odd", "nul\x00byte and lone \ud800 surrogate " + "m" * 2_000_000,
-              metadata={"deep": deep, "text": "\udfff" * 3, "big": 2**80, "nan": math.nan},
-              tags={"k\ud83d": "v"})
-    )  # fmt: skip
+        Event(
+            "odd",
+            "nul\x00byte and lone \ud800 surrogate " + "m" * 2_000_000,
+            metadata={"deep": deep, "text": "\udfff" * 3, "big": 2**80, "nan": math.nan},
+            tags={"k\ud83d": "v"},
+        )
+    )
     assert collector.collect_metric(Metric("m", 1, MetricType.COUNTER, {"v": "\ud800" * 5000}))
     assert collector.flush(30_000) is True
     [(_, span)] = otlp_receiver.spans()
@@ -204,8 +277,10 @@ def test_huge_and_odd_data_is_cut_counted_and_still_exported(otlp_receiver, make
     assert node == "[TOO DEEP]" and depth == 16
     stats = collector.stats()
     assert (stats["trace"]["limited"], stats["event"]["limited"], stats["metric"]["limited"]) == (
-        1, 1, 1,
-    )  # fmt: skip
+        1,
+        1,
+        1,
+    )
     assert stats["trace"]["export_failures"] == stats["event"]["export_failures"] == 0
 
 
@@ -396,10 +471,18 @@ class RaisingMapping(Mapping):
 
 def _hostile_objects():
     return [
-        RaisingHashStr("k"), LyingStr("k"), RaisingStr("k"), EndlessDict(a=1), RaisingDict(a=1),
-        EndlessMapping(), RaisingMapping(), [EndlessMapping()], {"nested": RaisingMapping()},
-        {"nested": EndlessMapping()}, (x for x in itertools.count()),
-    ]  # fmt: skip
+        RaisingHashStr("k"),
+        LyingStr("k"),
+        RaisingStr("k"),
+        EndlessDict(a=1),
+        RaisingDict(a=1),
+        EndlessMapping(),
+        RaisingMapping(),
+        [EndlessMapping()],
+        {"nested": RaisingMapping()},
+        {"nested": EndlessMapping()},
+        (x for x in itertools.count()),
+    ]
 
 
 HOSTILE_PLACES = [
@@ -423,8 +506,11 @@ HOSTILE_PLACES = [
 
 def _collect_within(collector, model, timeout_s=5.0):
     """collect_*(model) in a thread: what it returned, or a timeout."""
-    method = {Event: collector.collect_event, Metric: collector.collect_metric,
-              Trace: collector.collect_trace}[type(model)]  # fmt: skip
+    method = {
+        Event: collector.collect_event,
+        Metric: collector.collect_metric,
+        Trace: collector.collect_trace,
+    }[type(model)]
     outcome = []
     worker = threading.Thread(target=lambda: outcome.append(method(model)), daemon=True)
     worker.start()

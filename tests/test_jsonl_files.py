@@ -38,36 +38,54 @@ def _read(path, message_type):
 
 
 def test_each_signal_goes_to_its_own_jsonl_file_as_official_requests(tmp_path, make_collector):
-    collector = make_collector(export_endpoints=[f"file://{tmp_path}"], flush_interval_ms=60_000,
-                               service_name="files")  # fmt: skip
+    collector = make_collector(
+        export_endpoints=[f"file://{tmp_path}"], flush_interval_ms=60_000, service_name="files"
+    )
     collector.collect_trace(
-        Trace("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "op", 2.5,
-              parent_span_id="53995c3f42cd8ad8", tags={"k": "v"}, timestamp=1_700_000_000.0)
-    )  # fmt: skip
-    collector.collect_event(Event("paid", "order paid", EventSeverity.ERROR, {"n": 1},
-                                  timestamp=1_700_000_000.0))  # fmt: skip
+        Trace(
+            "4bf92f3577b34da6a3ce929d0e0e4736",
+            "00f067aa0ba902b7",
+            "op",
+            2.5,
+            parent_span_id="53995c3f42cd8ad8",
+            tags={"k": "v"},
+            timestamp=1_700_000_000.0,
+        )
+    )
+    collector.collect_event(
+        Event("paid", "order paid", EventSeverity.ERROR, {"n": 1}, timestamp=1_700_000_000.0)
+    )
     collector.collect_metric(Metric("orders", 3, MetricType.COUNTER, {"region": "eu"}))
     assert collector.flush(10_000) is True
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["logs.jsonl", "metrics.jsonl",
-                                                          "traces.jsonl"]  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "logs.jsonl",
+        "metrics.jsonl",
+        "traces.jsonl",
+    ]
 
     [traces] = _read(tmp_path / "traces.jsonl", ExportTraceServiceRequest)
     resource = attributes_of(traces.resource_spans[0].resource.attributes)
     [span] = traces.resource_spans[0].scope_spans[0].spans
     assert resource["service.name"] == "files"
     assert (span.trace_id.hex(), span.span_id.hex(), span.parent_span_id.hex()) == (
-        "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "53995c3f42cd8ad8",
-    )  # fmt: skip
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        "00f067aa0ba902b7",
+        "53995c3f42cd8ad8",
+    )
     assert (span.name, span.start_time_unix_nano, span.end_time_unix_nano) == (
-        "op", 1_699_999_999_997_500_000, 1_700_000_000_000_000_000,
-    )  # fmt: skip
+        "op",
+        1_699_999_999_997_500_000,
+        1_700_000_000_000_000_000,
+    )
     assert attributes_of(span.attributes)["k"] == "v"
 
     [logs] = _read(tmp_path / "logs.jsonl", ExportLogsServiceRequest)
     [record] = logs.resource_logs[0].scope_logs[0].log_records
     assert (record.event_name, any_value(record.body), record.severity_number) == (
-        "paid", "order paid", 17,
-    )  # fmt: skip
+        "paid",
+        "order paid",
+        17,
+    )
     assert attributes_of(record.attributes) == {"n": 1, "sampling.probability": 1.0}
 
     [metrics] = _read(tmp_path / "metrics.jsonl", ExportMetricsServiceRequest)

@@ -260,14 +260,20 @@ def test_a_service_joins_the_trace_from_headers_sent_by_urllib_whatever_their_ca
 @pytest.mark.parametrize(
     "carrier",
     [
-        {"TRACEPARENT": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-         "TraceState": "ot=th:8"},
-        {"traceparent": ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],
-         "tracestate": ["ot=th:8"]},
-        {b"Traceparent": b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-         "Tracestate": b"ot=th:8"},
+        {
+            "TRACEPARENT": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "TraceState": "ot=th:8",
+        },
+        {
+            "traceparent": ["00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"],
+            "tracestate": ["ot=th:8"],
+        },
+        {
+            b"Traceparent": b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "Tracestate": b"ot=th:8",
+        },
     ],
-)  # fmt: skip
+)
 def test_extract_context_reads_any_case_and_value_form(make_collector, carrier):
     collector = make_collector()
     with collector.span("server", parent=collector.extract_context(carrier)) as span:

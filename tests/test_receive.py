@@ -54,18 +54,21 @@ class Screen:
 
 def send_workload(endpoint: str, service: str) -> None:
     """Nested live and legacy spans, events inside spans, and the three metric types."""
-    config = TelemetryConfig(export_endpoints=[endpoint], service_name=service,
-                             flush_interval_ms=60_000)  # fmt: skip
+    config = TelemetryConfig(
+        export_endpoints=[endpoint], service_name=service, flush_interval_ms=60_000
+    )
     with TelemetryCollector(config) as collector:
         with collector.span("POST /pay", tags={"route": "/pay"}):
             collector.collect_event(Event("order", "started"))
             with collector.span("charge"):
                 collector.collect_event(Event("card", "declined", EventSeverity.ERROR))
         end = time.time()
-        collector.collect_trace(Trace(f"legacy-{service}", "kid", "legacy child", 20.0, "root",
-                                      timestamp=end - 0.01))  # fmt: skip
-        collector.collect_trace(Trace(f"legacy-{service}", "root", "legacy op", 50.0,
-                                      timestamp=end, error="failed"))  # fmt: skip
+        collector.collect_trace(
+            Trace(f"legacy-{service}", "kid", "legacy child", 20.0, "root", timestamp=end - 0.01)
+        )
+        collector.collect_trace(
+            Trace(f"legacy-{service}", "root", "legacy op", 50.0, timestamp=end, error="failed")
+        )
         collector.collect_metric(Metric("requests", 1, MetricType.COUNTER, {"route": "/pay"}))
         collector.collect_metric(Metric("queue", 3, MetricType.GAUGE, unit="{item}"))
         for value in (12.0, 30.0):
@@ -106,8 +109,9 @@ def test_two_services_show_as_trees_with_events_under_their_spans_and_a_line_per
             r'error="failed"',
             rf"{TIME} TRACE  OK          legacy child 20\.000ms trace=\4 span={ID} parent=\5",
         ]
-        assert re.fullmatch(re.escape(pad) + (r"\n" + re.escape(pad)).join(expected),
-                            "\n".join(trees)), "\n".join(trees)  # fmt: skip
+        assert re.fullmatch(
+            re.escape(pad) + (r"\n" + re.escape(pad)).join(expected), "\n".join(trees)
+        ), "\n".join(trees)
         assert sorted(line[len(pad) + 13 :] for line in _of(lines, service, "METRIC")) == [
             "METRIC COUNTER   requests 1 route=/pay",
             "METRIC GAUGE     queue 3 {item}",
@@ -160,9 +164,13 @@ def test_every_receive_option_says_what_it_does_and_its_default(capsys):
     with pytest.raises(SystemExit):
         cli.main(["receive", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    for option, default in (("--host", "127.0.0.1"), ("--grpc-port", "4317"),
-                            ("--http-port", "4318"), ("--jsonl", "no file"),
-                            ("--self-metrics", "hidden")):  # fmt: skip
+    for option, default in (
+        ("--host", "127.0.0.1"),
+        ("--grpc-port", "4317"),
+        ("--http-port", "4318"),
+        ("--jsonl", "no file"),
+        ("--self-metrics", "hidden"),
+    ):
         assert re.search(rf"{option}( \w+)? [^-]+\(default: {re.escape(default)}\)", help_text), (
             option
         )
@@ -175,9 +183,16 @@ def _start_receive(*args: str, **popen: object) -> subprocess.Popen[bytes]:
 def test_receive_piped_prints_plain_lines_and_the_line_to_paste(tmp_path):
     grpc_port, http_port = free_port(), free_port()
     jsonl = tmp_path / "received.jsonl"
-    process = _start_receive("--grpc-port", str(grpc_port), "--http-port", str(http_port),
-                             "--jsonl", str(jsonl), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)  # fmt: skip
+    process = _start_receive(
+        "--grpc-port",
+        str(grpc_port),
+        "--http-port",
+        str(http_port),
+        "--jsonl",
+        str(jsonl),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert process.stderr is not None
         assert (
@@ -206,8 +221,15 @@ def test_receive_on_a_terminal_draws_bars_and_colours_levels():
     grpc_port, http_port = free_port(), free_port()
     controller, terminal = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    process = _start_receive("--grpc-port", str(grpc_port), "--http-port", str(http_port),
-                             stdout=terminal, stderr=subprocess.PIPE, env=env)  # fmt: skip
+    process = _start_receive(
+        "--grpc-port",
+        str(grpc_port),
+        "--http-port",
+        str(http_port),
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     os.close(terminal)
     try:
         assert process.stderr is not None

@@ -263,8 +263,10 @@ def test_the_counts_are_exported_as_the_collectors_own_metrics(otlp_receiver, ma
 def test_a_count_that_was_seen_stays_when_it_goes_back_to_zero(otlp_receiver, make_collector):
     collector = make_collector(
         export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"],
-        trace_sample_rate=0.0, trace_decision_wait_ms=60_000, flush_interval_ms=100,
-    )  # fmt: skip
+        trace_sample_rate=0.0,
+        trace_decision_wait_ms=60_000,
+        flush_interval_ms=100,
+    )
 
     def awaiting():
         return [
@@ -373,8 +375,10 @@ def test_a_forked_child_keeps_exporting_every_signal_and_the_parent_is_unaffecte
     assert result.returncode == 0, result.stderr
     assert sorted(result.stdout.splitlines()) == ["child 1 1", "parent 1 2"]
     spans = {attributes_of(span.attributes)["who"] for _, span in otlp_receiver.spans()}
-    events = sorted((r.event_name, attributes_of(r.attributes).get("who"))
-                    for _, r in otlp_receiver.log_records())  # fmt: skip
+    events = sorted(
+        (r.event_name, attributes_of(r.attributes).get("who"))
+        for _, r in otlp_receiver.log_records()
+    )
     metrics = {metric.name for _, metric in otlp_receiver.metrics()}
     assert spans == {"child", "parent"}
     assert events == [("after_fork", "child"), ("after_fork", "parent"), ("before_fork", None)]

@@ -55,10 +55,14 @@ def seeded_plans(seed: int, count: int) -> list[Plan]:
         trace_id = f"order-{seed}-{number}"
         size = rng.randint(2, 6)
         fields = [
-            {"span_id": f"s{i}", "parent": None if i == 0 else f"s{rng.randrange(i)}",
-             "duration": rng.uniform(1.0, 50.0), "error": None}
+            {
+                "span_id": f"s{i}",
+                "parent": None if i == 0 else f"s{rng.randrange(i)}",
+                "duration": rng.uniform(1.0, 50.0),
+                "error": None,
+            }
             for i in range(size)
-        ]  # fmt: skip
+        ]
         kind = rng.random()
         rule = "error" if kind < 0.03 else "slow" if kind < 0.06 else None
         if rule == "error":
@@ -68,10 +72,17 @@ def seeded_plans(seed: int, count: int) -> list[Plan]:
         children = rng.sample(fields[1:], size - 1)
         order = fields[:1] + children if rng.random() < 0.5 else children + fields[:1]
         spans = [
-            Trace(trace_id, f["span_id"], "op", f["duration"], parent_span_id=f["parent"],
-                  error=f["error"], timestamp=1_700_000_000.0)
+            Trace(
+                trace_id,
+                f["span_id"],
+                "op",
+                f["duration"],
+                parent_span_id=f["parent"],
+                error=f["error"],
+                timestamp=1_700_000_000.0,
+            )
             for f in order
-        ]  # fmt: skip
+        ]
         root_at = next(i for i, span in enumerate(spans) if span.parent_span_id is None)
         matched_at = next(
             (i for i, s in enumerate(spans) if s.error or s.duration_ms > SLOW_MS), None
@@ -119,9 +130,12 @@ def test_error_and_slow_traces_are_kept_whole_whatever_order_their_spans_arrive_
 ):
     plans = seeded_plans(seed=7, count=10_000)
     collector = make_collector(
-        export_endpoints=grpc(otlp_receiver), buffer_size=100_000, trace_sample_rate=0.01,
-        keep_traces_slower_than_ms=SLOW_MS, trace_decision_wait_ms=120_000,
-    )  # fmt: skip
+        export_endpoints=grpc(otlp_receiver),
+        buffer_size=100_000,
+        trace_sample_rate=0.01,
+        keep_traces_slower_than_ms=SLOW_MS,
+        trace_decision_wait_ms=120_000,
+    )
     stream = interleaved(plans, seed=8, concurrent=40)
     highest = 0
     for number, span in enumerate(stream):
@@ -202,9 +216,12 @@ def test_the_buffer_stays_within_max_pending_spans_and_overflow_is_decided_by_th
 ):
     plans = seeded_plans(seed=11, count=2000)
     collector = make_collector(
-        export_endpoints=grpc(otlp_receiver), buffer_size=100_000, trace_sample_rate=0.1,
-        keep_traces_slower_than_ms=SLOW_MS, max_pending_spans=50,
-    )  # fmt: skip
+        export_endpoints=grpc(otlp_receiver),
+        buffer_size=100_000,
+        trace_sample_rate=0.1,
+        keep_traces_slower_than_ms=SLOW_MS,
+        max_pending_spans=50,
+    )
     highest = 0
     for span in interleaved(plans, seed=12, concurrent=40):
         collector.collect_trace(span)
@@ -267,9 +284,10 @@ def test_an_error_after_the_root_keeps_the_trace_whole_within_its_window(make_co
     assert collector.collect_trace(Trace("t", "root", "op", 9.0)) is True
     assert collector.collect_trace(Trace("t", "a", "op", 1.0, parent_span_id="root")) is True
     assert collector.stats()["trace"]["awaiting_decision"] == 2
-    assert collector.collect_trace(
-        Trace("t", "b", "op", 1.0, parent_span_id="a", error="timeout")
-    ) is True  # fmt: skip
+    assert (
+        collector.collect_trace(Trace("t", "b", "op", 1.0, parent_span_id="a", error="timeout"))
+        is True
+    )
     assert collector.collect_trace(Trace("t", "c", "op", 1.0, parent_span_id="a")) is True
     assert collector.flush() is True
     assert sorted(t.span_id for t in recorder.of("trace")) == ["a", "b", "c", "root"]
@@ -300,9 +318,15 @@ def decider_on(clock: FakeClock, rate: float, **options):
 
     options = {"hold": True, "wait_s": 5.0, "max_pending": 10_000, **options}
     decider = sampling.TraceDecider(
-        rate, sampling.TailRules(True, SLOW_MS), options.pop("limiter", None),
-        keep=keep, sample_out=sample_out, clock=clock, background=False, **options,
-    )  # fmt: skip
+        rate,
+        sampling.TailRules(True, SLOW_MS),
+        options.pop("limiter", None),
+        keep=keep,
+        sample_out=sample_out,
+        clock=clock,
+        background=False,
+        **options,
+    )
     return decider, kept, sampled_out
 
 
@@ -418,8 +442,9 @@ def test_the_rate_limit_holds_within_two_percent_and_never_splits_a_trace():
     for step in range(5 * 20_000):  # 5 s of 20,000 two-span traces a second
         clock.now = step / 20_000
         trace_id = f"burst-{step}"
-        decider.offer(Trace(trace_id, "child", "op", 1.0, parent_span_id="root"),
-                      otel_trace_id(trace_id))  # fmt: skip
+        decider.offer(
+            Trace(trace_id, "child", "op", 1.0, parent_span_id="root"), otel_trace_id(trace_id)
+        )
         decider.offer(Trace(trace_id, "root", "op", 2.0), otel_trace_id(trace_id))
         offered += 1
     assert abs(len(kept) - 200 * 5) <= 0.02 * 200 * 5
@@ -437,9 +462,10 @@ def test_a_rate_limited_collector_sends_whole_traces_labelled_and_counted(
 ):
     per_second = 100
     collector = make_collector(
-        export_endpoints=grpc(otlp_receiver), buffer_size=100_000,
+        export_endpoints=grpc(otlp_receiver),
+        buffer_size=100_000,
         max_traces_per_second=per_second,
-    )  # fmt: skip
+    )
     offered = 0
     start = time.monotonic()
     while offered < 5_000:
@@ -502,8 +528,9 @@ def test_events_at_and_above_the_keep_severity_all_pass_at_rate_zero(make_collec
             assert kept is (severity in (EventSeverity.ERROR, EventSeverity.CRITICAL))
     assert collector.flush() is True
     assert Counter(e.severity for e in recorder.of("event")) == {
-        EventSeverity.ERROR: 100, EventSeverity.CRITICAL: 100,
-    }  # fmt: skip
+        EventSeverity.ERROR: 100,
+        EventSeverity.CRITICAL: 100,
+    }
     stats = collector.stats()["event"]
     assert (stats["sampled_out"], stats["sampled_out_ratio"]) == (300, 300)
 
@@ -515,9 +542,10 @@ def test_without_a_keep_severity_every_event_is_sampled(make_collector):
 
 def test_kept_events_carry_the_probability_they_were_kept_with(otlp_receiver, make_collector):
     collector = make_collector(
-        export_endpoints=grpc(otlp_receiver), event_sample_rate=0.5,
+        export_endpoints=grpc(otlp_receiver),
+        event_sample_rate=0.5,
         event_keep_severity=EventSeverity.WARNING,
-    )  # fmt: skip
+    )
     for n in range(200):
         collector.collect_event(Event("info", str(n), EventSeverity.INFO))
     collector.collect_event(Event("warn", "w", EventSeverity.WARNING))
@@ -665,37 +693,61 @@ def test_live_roots_use_the_trace_rate_and_children_inherit_its_threshold(
     [
         ({"trace_sample_rate": 2}, ValueError, "trace_sample_rate must be between 0 and 1, got 2"),
         ({"event_sample_rate": "1"}, TypeError, "event_sample_rate must be a number, got '1'"),
-        ({"event_keep_severity": "fatal"}, ValueError,
-         "event_keep_severity must be EventSeverity.<NAME> or its name in any case "
-         r"\(DEBUG, INFO, WARNING, ERROR, CRITICAL\), or None, got 'fatal'"),
-        ({"event_keep_severity": 3}, TypeError,
-         "event_keep_severity must be EventSeverity.<NAME> or its name in any case "
-         r"\(DEBUG, INFO, WARNING, ERROR, CRITICAL\), or None, got 3"),
+        (
+            {"event_keep_severity": "fatal"},
+            ValueError,
+            "event_keep_severity must be EventSeverity.<NAME> or its name in any case "
+            r"\(DEBUG, INFO, WARNING, ERROR, CRITICAL\), or None, got 'fatal'",
+        ),
+        (
+            {"event_keep_severity": 3},
+            TypeError,
+            "event_keep_severity must be EventSeverity.<NAME> or its name in any case "
+            r"\(DEBUG, INFO, WARNING, ERROR, CRITICAL\), or None, got 3",
+        ),
         ({"keep_error_traces": 1}, TypeError, "keep_error_traces must be a bool, got 1"),
-        ({"events_follow_traces": "no"}, TypeError,
-         "events_follow_traces must be a bool, got 'no'"),
-        ({"keep_traces_slower_than_ms": 0}, ValueError,
-         "keep_traces_slower_than_ms must be above 0, got 0"),
-        ({"max_traces_per_second": float("inf")}, ValueError,
-         "max_traces_per_second must be above 0, got inf"),
-        ({"trace_decision_wait_ms": 0}, ValueError,
-         "trace_decision_wait_ms must be at least 1, got 0"),
+        (
+            {"events_follow_traces": "no"},
+            TypeError,
+            "events_follow_traces must be a bool, got 'no'",
+        ),
+        (
+            {"keep_traces_slower_than_ms": 0},
+            ValueError,
+            "keep_traces_slower_than_ms must be above 0, got 0",
+        ),
+        (
+            {"max_traces_per_second": float("inf")},
+            ValueError,
+            "max_traces_per_second must be above 0, got inf",
+        ),
+        (
+            {"trace_decision_wait_ms": 0},
+            ValueError,
+            "trace_decision_wait_ms must be at least 1, got 0",
+        ),
         ({"max_pending_spans": 1.5}, TypeError, "max_pending_spans must be an int, got 1.5"),
     ],
-)  # fmt: skip
+)
 def test_sampling_fields_fail_fast_naming_the_field_and_value(fields, error, message):
     with pytest.raises(error, match=f"^TelemetryConfig.{message}$"):
         TelemetryConfig(**fields)
 
 
 def test_sampling_fields_come_from_telemetry_variables():
-    config = TelemetryConfig.from_env({
-        "TELEMETRY_TRACE_SAMPLE_RATE": "0.1", "TELEMETRY_EVENT_SAMPLE_RATE": "0",
-        "TELEMETRY_EVENT_KEEP_SEVERITY": "warning", "TELEMETRY_KEEP_ERROR_TRACES": "false",
-        "TELEMETRY_KEEP_TRACES_SLOWER_THAN_MS": "2500", "TELEMETRY_TRACE_DECISION_WAIT_MS": "100",
-        "TELEMETRY_MAX_PENDING_SPANS": "500", "TELEMETRY_MAX_TRACES_PER_SECOND": "none",
-        "TELEMETRY_EVENTS_FOLLOW_TRACES": "false",
-    })  # fmt: skip
+    config = TelemetryConfig.from_env(
+        {
+            "TELEMETRY_TRACE_SAMPLE_RATE": "0.1",
+            "TELEMETRY_EVENT_SAMPLE_RATE": "0",
+            "TELEMETRY_EVENT_KEEP_SEVERITY": "warning",
+            "TELEMETRY_KEEP_ERROR_TRACES": "false",
+            "TELEMETRY_KEEP_TRACES_SLOWER_THAN_MS": "2500",
+            "TELEMETRY_TRACE_DECISION_WAIT_MS": "100",
+            "TELEMETRY_MAX_PENDING_SPANS": "500",
+            "TELEMETRY_MAX_TRACES_PER_SECOND": "none",
+            "TELEMETRY_EVENTS_FOLLOW_TRACES": "false",
+        }
+    )
     assert (config.trace_sample_rate, config.event_sample_rate) == (0.1, 0.0)
     assert config.event_keep_severity is EventSeverity.WARNING
     assert (config.keep_error_traces, config.keep_traces_slower_than_ms) == (False, 2500.0)
@@ -707,12 +759,15 @@ def test_sampling_fields_come_from_telemetry_variables():
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
-        ("TELEMETRY_EVENT_KEEP_SEVERITY", "fatal",
-         "one of debug, info, warning, error, critical, or none"),
+        (
+            "TELEMETRY_EVENT_KEEP_SEVERITY",
+            "fatal",
+            "one of debug, info, warning, error, critical, or none",
+        ),
         ("TELEMETRY_MAX_TRACES_PER_SECOND", "-5", "a number above 0, or none"),
         ("TELEMETRY_TRACE_SAMPLE_RATE", "half", "a number between 0 and 1"),
     ],
-)  # fmt: skip
+)
 def test_malformed_sampling_variables_name_the_variable_and_value(variable, value, expected):
     with pytest.raises(ValueError) as raised:
         TelemetryConfig.from_env({variable: value})

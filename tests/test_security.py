@@ -27,19 +27,31 @@ def test_sensitive_keys_are_redacted_on_the_wire_and_in_callbacks(
             "t", "s", "login", 1.0, tags={"Authorization": SECRET, "user": "ann", "author": "bob"}
         )
     )
-    collector.collect_event(Event("login", "ok", metadata={
-        "session_id": SECRET, "request": {"headers": {"X-Api-Key": SECRET, "accept": "json"}},
-        "items": [{"credit_card_number": SECRET}],
-    }, tags={"authToken": SECRET}))  # fmt: skip
+    collector.collect_event(
+        Event(
+            "login",
+            "ok",
+            metadata={
+                "session_id": SECRET,
+                "request": {"headers": {"X-Api-Key": SECRET, "accept": "json"}},
+                "items": [{"credit_card_number": SECRET}],
+            },
+            tags={"authToken": SECRET},
+        )
+    )
     collector.collect_metric(Metric("logins", 1, MetricType.COUNTER, {"api_key": SECRET}))
     assert collector.flush(10_000) is True
 
     [(resource, span)] = otlp_receiver.spans()
     assert resource["db_password"] == "[REDACTED]" and resource["env"] == "prod"
     assert attributes_of(span.attributes) == {
-        "Authorization": "[REDACTED]", "user": "ann", "author": "bob",
-        "legacy.trace_id": "t", "legacy.span_id": "s", "sampling.probability": 1.0,
-    }  # fmt: skip
+        "Authorization": "[REDACTED]",
+        "user": "ann",
+        "author": "bob",
+        "legacy.trace_id": "t",
+        "legacy.span_id": "s",
+        "sampling.probability": 1.0,
+    }
     [(_, record)] = otlp_receiver.log_records()
     assert attributes_of(record.attributes) == {
         "authToken": "[REDACTED]",
@@ -56,8 +68,9 @@ def test_sensitive_keys_are_redacted_on_the_wire_and_in_callbacks(
 def test_redaction_can_be_extended_and_turned_off(make_collector, recorder):
     extended = make_collector(redact_keys=["pin", "Member ID"])
     extended.register_exporter(recorder)
-    extended.collect_event(Event("e", "m", metadata={"card_pin": "1234", "memberId": "77",
-                                                     "note": "x"}))  # fmt: skip
+    extended.collect_event(
+        Event("e", "m", metadata={"card_pin": "1234", "memberId": "77", "note": "x"})
+    )
     off = make_collector(redact=False)
     off.register_exporter(recorder)
     off.collect_event(Event("e", "m", metadata={"password": "visible"}))
@@ -82,8 +95,12 @@ def test_header_values_and_url_credentials_never_reach_logs_reprs_or_errors(sche
             collector.collect_event(Event("e", "m"))
             assert collector.flush(3000) is False
             collector.stop(timeout_ms=1000)
-            shown = [repr(config), config.describe(), repr(collector.config),
-                     collector.config.describe()]  # fmt: skip
+            shown = [
+                repr(config),
+                config.describe(),
+                repr(collector.config),
+                collector.config.describe(),
+            ]
             with pytest.raises(ValueError) as raised:
                 TelemetryConfig(export_endpoints=[f"{scheme}://user:{SECRET}@127.0.0.1:1?bad=1"])
     finally:
@@ -194,9 +211,20 @@ def test_repr_and_describe_mask_the_tags_that_export_redacts():
 
 @pytest.mark.parametrize(
     "key",
-    ["private_key", "passphrase", "aws_credentials", "jwt", "bearer", "signature", "sentry_dsn",
-     "connection_string", "DATABASE_URL", "cvv", "iban"],
-)  # fmt: skip
+    [
+        "private_key",
+        "passphrase",
+        "aws_credentials",
+        "jwt",
+        "bearer",
+        "signature",
+        "sentry_dsn",
+        "connection_string",
+        "DATABASE_URL",
+        "cvv",
+        "iban",
+    ],
+)
 def test_the_default_redaction_words_cover_common_secrets(key):
     assert is_sensitive(key)
 

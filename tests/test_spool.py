@@ -87,8 +87,12 @@ def test_stop_spools_what_it_could_not_send_and_the_next_process_sends_it(tmp_pa
               stats["trace"]["pending"], stats["event"]["pending"])
     """
     try:
-        result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)],
-                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(script)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     finally:
         hole.stop()
     assert result.returncode == 0, result.stderr
@@ -101,9 +105,8 @@ def test_stop_spools_what_it_could_not_send_and_the_next_process_sends_it(tmp_pa
 
     receiver = OtlpReceiver(grpc_port=hole.port).start()
     collector = TelemetryCollector(
-        TelemetryConfig(export_endpoints=[endpoint], spool_dir=str(tmp_path),
-                        flush_interval_ms=100)
-    )  # fmt: skip
+        TelemetryConfig(export_endpoints=[endpoint], spool_dir=str(tmp_path), flush_interval_ms=100)
+    )
     try:
         collector.start()
         assert receiver.wait_for(lambda: len(receiver.spans()) == 5, timeout_s=20)

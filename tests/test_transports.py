@@ -140,10 +140,11 @@ def test_on_python_3_13_a_ca_without_key_identifiers_is_refused_with_a_hint(
     receiver = OtlpReceiver(tls=files).start()
     try:
         collector = make_collector(
-            export_endpoints=[f"https://127.0.0.1:{receiver.http_port}?ca_file={files.ca_file}"
-                              "&timeout_ms=1000"],
+            export_endpoints=[
+                f"https://127.0.0.1:{receiver.http_port}?ca_file={files.ca_file}&timeout_ms=1000"
+            ],
             flush_interval_ms=60_000,
-        )  # fmt: skip
+        )
         collector.collect_event(Event("e", "m"))
         with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
             assert collector.flush(10_000) is False

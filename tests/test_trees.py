@@ -34,8 +34,12 @@ def test_a_trace_is_given_out_whole_when_its_root_arrives_siblings_by_start_time
     assert trees.held == 4
     placed = trees.add(1, span("root", 1, None, 0, 100))
     assert shown(placed) == [
-        ("root", 0), ("first", 1), ("grandchild", 2), ("in first", 2), ("second", 1),
-    ]  # fmt: skip
+        ("root", 0),
+        ("first", 1),
+        ("grandchild", 2),
+        ("in first", 2),
+        ("second", 1),
+    ]
     assert {(p.trace_start_ns, p.trace_end_ns) for p in placed} == {(0, 100)}
     assert trees.held == 0
 

@@ -46,13 +46,27 @@ class Stats(dict[str, dict[str, int]]):
         return "; ".join(parts)
 
 
-_TABLE_HEADER = ("signal", "collected", "sampled_out", "exported", "dropped", "failed",
-                 "pending", "why")  # fmt: skip
+_TABLE_HEADER = (
+    "signal",
+    "collected",
+    "sampled_out",
+    "exported",
+    "dropped",
+    "failed",
+    "pending",
+    "why",
+)
 
 
 def _table_row(signal: str, counts: Mapping[str, int]) -> tuple[str, ...]:
-    numbers = (counts["collected"], counts["sampled_out"], counts["exported"], counts["dropped"],
-               counts["export_failures"], counts["pending"])  # fmt: skip
+    numbers = (
+        counts["collected"],
+        counts["sampled_out"],
+        counts["exported"],
+        counts["dropped"],
+        counts["export_failures"],
+        counts["pending"],
+    )
     return (signal, *map(str, numbers), _reasons(counts))
 
 
@@ -192,14 +206,20 @@ def register_self_metrics(meter: Meter, stats: Callable[[], Stats]) -> None:
     counters = ("collected", "sampled_out", "dropped", "exported", "export_failures", "limited")
     for count in (*counters, "kept_by_rule", "kept_incomplete"):
         meter.create_observable_counter(
-            f"telemetry_otel.{count}", [observe(count)], unit="{item}",
+            f"telemetry_otel.{count}",
+            [observe(count)],
+            unit="{item}",
             description=f"Items {count.replace('_', ' ')}, as in TelemetryCollector.stats()",
-        )  # fmt: skip
+        )
     meter.create_observable_up_down_counter(
-        "telemetry_otel.pending", [observe("pending")], unit="{item}",
+        "telemetry_otel.pending",
+        [observe("pending")],
+        unit="{item}",
         description="Deliveries queued, being exported or spooled",
-    )  # fmt: skip
+    )
     meter.create_observable_up_down_counter(
-        "telemetry_otel.awaiting_decision", [observe("awaiting_decision")], unit="{item}",
+        "telemetry_otel.awaiting_decision",
+        [observe("awaiting_decision")],
+        unit="{item}",
         description="Legacy spans waiting for their trace's sampling decision",
-    )  # fmt: skip
+    )

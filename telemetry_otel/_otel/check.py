@@ -207,7 +207,9 @@ def _one_log() -> bytes:
     provider = LoggerProvider(resource=_RESOURCE, shutdown_on_exit=False)
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     provider.get_logger(_NAME).emit(
-        event_name="check", body="telemetry-otel check", severity_number=SeverityNumber.INFO,
+        event_name="check",
+        body="telemetry-otel check",
+        severity_number=SeverityNumber.INFO,
         severity_text="INFO",
-    )  # fmt: skip
+    )
     return encode_logs(exporter.get_finished_logs()).SerializeToString()

@@ -97,12 +97,16 @@ def span_view(span: ReadableSpan) -> SpanView:
     attributes = shown_attributes(span.attributes or {})
     local_parent = parent is not None and not parent.is_remote
     return SpanView(
-        span.name, span.start_time or 0, span.end_time or 0, context.trace_id, context.span_id,
+        span.name,
+        span.start_time or 0,
+        span.end_time or 0,
+        context.trace_id,
+        context.span_id,
         parent.span_id if parent is not None and local_parent else None,
         (span.status.description or "") if span.status.is_ok is False else None,
         attributes,
         parent.span_id if parent is not None and not local_parent else None,
-    )  # fmt: skip
+    )
 
 
 def event_view(record: ReadableLogRecord) -> EventView:
@@ -110,8 +114,15 @@ def event_view(record: ReadableLogRecord) -> EventView:
     log = record.log_record
     time_ns = log.timestamp or log.observed_timestamp or 0
     fields = {**event.tags, **event.metadata}
-    return EventView(time_ns, event.severity.name, event.name, event.message,
-                     log.trace_id or 0, log.span_id or 0, fields)  # fmt: skip
+    return EventView(
+        time_ns,
+        event.severity.name,
+        event.name,
+        event.message,
+        log.trace_id or 0,
+        log.span_id or 0,
+        fields,
+    )
 
 
 def metric_view(metric: Metric) -> MetricView:
@@ -119,8 +130,14 @@ def metric_view(metric: Metric) -> MetricView:
         value = histogram_value(metric.count or 0, metric.value, metric.min, metric.max)
     else:
         value = f"{metric.value:g}"
-    return MetricView(seconds_to_ns(metric.timestamp), metric.metric_type.name, metric.name,
-                      value, metric.unit or "", metric.tags)  # fmt: skip
+    return MetricView(
+        seconds_to_ns(metric.timestamp),
+        metric.metric_type.name,
+        metric.name,
+        value,
+        metric.unit or "",
+        metric.tags,
+    )
 
 
 View = SpanView | EventView

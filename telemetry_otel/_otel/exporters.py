@@ -148,10 +148,12 @@ def _file_destination(name: str, endpoint: Endpoint, config: TelemetryConfig) ->
     max_bytes = endpoint.options.get("max_bytes")
     backups = int(endpoint.options.get("backups", DEFAULT_BACKUPS))
     files = {
-        name: RotatingLineFile(directory / f"{name}.jsonl",
-                               int(max_bytes) if max_bytes else None, backups)
-        for name in ("traces", "metrics", "logs") if endpoint.takes(name)
-    }  # fmt: skip
+        name: RotatingLineFile(
+            directory / f"{name}.jsonl", int(max_bytes) if max_bytes else None, backups
+        )
+        for name in ("traces", "metrics", "logs")
+        if endpoint.takes(name)
+    }
     traces, logs, metrics = (files.get(signal) for signal in ("traces", "logs", "metrics"))
     return _pushing(
         name,

@@ -77,9 +77,15 @@ class InstrumentCache:
         recorder: SeriesRecorder | RenamedRecorder = series
         self._types[name.lower()] = metric.metric_type
         if name != metric.name:
-            warn_once(f"rename:{metric.name}", "metric name %r is not a valid OpenTelemetry "
-                      "instrument name: exported as %r with attribute %s=%r",
-                      metric.name, name, LEGACY_NAME, metric.name)  # fmt: skip
+            warn_once(
+                f"rename:{metric.name}",
+                "metric name %r is not a valid OpenTelemetry "
+                "instrument name: exported as %r with attribute %s=%r",
+                metric.name,
+                name,
+                LEGACY_NAME,
+                metric.name,
+            )
             recorder = RenamedRecorder(series, metric.name)
         self._recorders[metric.name] = (metric.metric_type, recorder)
         return recorder
@@ -175,13 +181,16 @@ def within_int64(data: MetricsData) -> MetricsData:
     return replace(
         data,
         resource_metrics=[
-            replace(rm, scope_metrics=[
-                replace(sm, metrics=[_metric_within_int64(m) for m in sm.metrics])
-                for sm in rm.scope_metrics
-            ])
+            replace(
+                rm,
+                scope_metrics=[
+                    replace(sm, metrics=[_metric_within_int64(m) for m in sm.metrics])
+                    for sm in rm.scope_metrics
+                ],
+            )
             for rm in data.resource_metrics
         ],
-    )  # fmt: skip
+    )
 
 
 def _overflows(metric: Any) -> bool:

@@ -115,10 +115,16 @@ class OtlpDelivery:
             return [(items, payload)]
         if len(items) == 1:
             outcome.drop(TOO_LARGE, 1)
-            report_loss(f"too_large:{self._name}:{self._signal}", 1,
-                        "dropped %s too large to export to %s (%d bytes encoded, "
-                        "max_export_batch_bytes %d): %d since the last report",
-                        self._items, self._name, len(payload), self._budget)  # fmt: skip
+            report_loss(
+                f"too_large:{self._name}:{self._signal}",
+                1,
+                "dropped %s too large to export to %s (%d bytes encoded, "
+                "max_export_batch_bytes %d): %d since the last report",
+                self._items,
+                self._name,
+                len(payload),
+                self._budget,
+            )
             return []
         half = len(items) // 2
         return self.requests(items[:half], outcome) + self.requests(items[half:], outcome)
@@ -158,12 +164,22 @@ class OtlpDelivery:
         self._report(REFUSED, answer, items)
 
     def _report(self, reason: str, answer: Answer, items: int) -> None:
-        what = {PARTIAL: "rejected", REFUSED: "refused for good (not retried, not spooled)",
-                UNAVAILABLE: "could not take"}[reason]  # fmt: skip
+        what = {
+            PARTIAL: "rejected",
+            REFUSED: "refused for good (not retried, not spooled)",
+            UNAVAILABLE: "could not take",
+        }[reason]
         message = f": {answer.message}" if answer.message else ""
-        report_loss(f"export:{self._name}:{self._signal}:{reason}", items,
-                    "OTLP endpoint %s %s %s (%s%s): %d since the last report",
-                    self._name, what, self._items, answer.reason, message)  # fmt: skip
+        report_loss(
+            f"export:{self._name}:{self._signal}:{reason}",
+            items,
+            "OTLP endpoint %s %s %s (%s%s): %d since the last report",
+            self._name,
+            what,
+            self._items,
+            answer.reason,
+            message,
+        )
 
     def _spool_or_fail(
         self, requests: list[Request], outcome: Delivered, outage: Answer | None
@@ -181,10 +197,16 @@ class OtlpDelivery:
             verdict = "spooled" if outcome.spooled else "lost"
             count = outcome.spooled or lost
             message = f": {outage.message}" if outage.message else ""
-            report_loss(f"export:{self._name}:{self._signal}:{UNAVAILABLE}:{verdict}", count,
-                        "OTLP endpoint %s could not take %s past its retries (%s%s): "
-                        f"%d {verdict} since the last report",
-                        self._name, self._items, outage.reason, message)  # fmt: skip
+            report_loss(
+                f"export:{self._name}:{self._signal}:{UNAVAILABLE}:{verdict}",
+                count,
+                "OTLP endpoint %s could not take %s past its retries (%s%s): "
+                f"%d {verdict} since the last report",
+                self._name,
+                self._items,
+                outage.reason,
+                message,
+            )
         return outcome
 
     def _put(self, requests: list[Request]) -> int:
@@ -212,9 +234,14 @@ class OtlpDelivery:
                     break
                 requests += self.requests(items[start : start + _SPOOL_CHUNK], Delivered())
         except Exception as error:
-            report_loss(f"spool:encode:{self._name}", len(items),
-                        "cannot spool %s for %s (%s): %d lost since the last report",
-                        self._items, self._name, type(error).__name__)  # fmt: skip
+            report_loss(
+                f"spool:encode:{self._name}",
+                len(items),
+                "cannot spool %s for %s (%s): %d lost since the last report",
+                self._items,
+                self._name,
+                type(error).__name__,
+            )
         return self._put(requests)
 
     def replay(self, queue: DeliveryQueue[Any], force: bool = False) -> bool:
@@ -306,9 +333,15 @@ class OtlpMetricExporter(CountingMetricExporter):
         if lost:
             what = _VERDICTS.get(answer.kind, _VERDICTS[PERMANENT])
             message = f": {answer.message}" if answer.message else ""
-            report_loss(f"export:{self.name}:metrics:{answer.kind}", lost,
-                        "OTLP endpoint %s %s (%s%s): %d lost since the last report",
-                        self.name, what.format(self._items), answer.reason, message)  # fmt: skip
+            report_loss(
+                f"export:{self.name}:metrics:{answer.kind}",
+                lost,
+                "OTLP endpoint %s %s (%s%s): %d lost since the last report",
+                self.name,
+                what.format(self._items),
+                answer.reason,
+                message,
+            )
         return delivered
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:

@@ -48,8 +48,14 @@ _RESPONSES: dict[str, Any] = {
 }
 # What the specification lets a client retry (OTLP, "Failures"); RESOURCE_EXHAUSTED
 # only when the server sends RetryInfo.
-_RETRYABLE_GRPC = {"CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE", "UNAVAILABLE",
-                   "DATA_LOSS"}  # fmt: skip
+_RETRYABLE_GRPC = {
+    "CANCELLED",
+    "DEADLINE_EXCEEDED",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+}
 _RETRYABLE_HTTP = {429, 502, 503, 504}
 _MAX_BODY = 64 * 1024  # of a response: enough for any status message, bounded for a hostile one
 _MAX_BACKOFF_S = 32.0

@@ -160,12 +160,19 @@ class Pipeline:
         if config.use_global_providers and config.endpoints() and own:
             # Half an OTel setup (often a TracerProvider alone): what it does not cover
             # goes through the collector's own providers, to the endpoints.
-            warn_limited("global:endpoints", "use_global_providers: %ss go through the "
-                         "collector's own providers to export_endpoints; everything else "
-                         "through the application's", "s, ".join(own))  # fmt: skip
+            warn_limited(
+                "global:endpoints",
+                "use_global_providers: %ss go through the "
+                "collector's own providers to export_endpoints; everything else "
+                "through the application's",
+                "s, ".join(own),
+            )
         elif config.use_global_providers and config.endpoints():
-            warn_limited("global:endpoints", "use_global_providers: export_endpoints are "
-                         "ignored; the application's exporters send everything")  # fmt: skip
+            warn_limited(
+                "global:endpoints",
+                "use_global_providers: export_endpoints are "
+                "ignored; the application's exporters send everything",
+            )
         if own:
             self._build_destinations(config)
         self._spool: Spool | None = None

@@ -130,8 +130,14 @@ class ReceivedLines:
             for scope in resource.scope_spans:
                 for span in scope.spans:
                     view = _span_view(span)
-                    node: Node[Entry] = Node((service, view), view.span_id, view.parent_id,
-                                             view.start_ns, view.end_ns, True)  # fmt: skip
+                    node: Node[Entry] = Node(
+                        (service, view),
+                        view.span_id,
+                        view.parent_id,
+                        view.start_ns,
+                        view.end_ns,
+                        True,
+                    )
                     yield (service, view.trace_id), node
 
     def _event_nodes(self, request: Any) -> Iterator[tuple[Key, Node[Entry]]]:
@@ -140,8 +146,9 @@ class ReceivedLines:
             for scope in resource.scope_logs:
                 for record in scope.log_records:
                     view = _event_view(record)
-                    node: Node[Entry] = Node((service, view), view.span_id, None,
-                                             view.time_ns, view.time_ns, False)  # fmt: skip
+                    node: Node[Entry] = Node(
+                        (service, view), view.span_id, None, view.time_ns, view.time_ns, False
+                    )
                     yield (service, view.trace_id), node
 
     def _metric_lines(self, request: Any) -> Iterator[str]:
@@ -177,23 +184,30 @@ def _span_view(span: Any) -> SpanView:
     remote = span.flags & _HAS_IS_REMOTE and span.flags & _IS_REMOTE
     failed = span.status.code == _STATUS_ERROR
     return SpanView(
-        span.name, span.start_time_unix_nano, span.end_time_unix_nano,
-        int.from_bytes(span.trace_id, "big"), int.from_bytes(span.span_id, "big"),
-        None if remote else parent, span.status.message if failed else None,
-        shown_attributes(_attributes(span.attributes)), parent if remote else None,
-    )  # fmt: skip
+        span.name,
+        span.start_time_unix_nano,
+        span.end_time_unix_nano,
+        int.from_bytes(span.trace_id, "big"),
+        int.from_bytes(span.span_id, "big"),
+        None if remote else parent,
+        span.status.message if failed else None,
+        shown_attributes(_attributes(span.attributes)),
+        parent if remote else None,
+    )
 
 
 def _event_view(record: Any) -> EventView:
     number = record.severity_number
     severity = record.severity_text or next((n for low, n in _SEVERITIES if number >= low), "-")
     return EventView(
-        record.time_unix_nano or record.observed_time_unix_nano, severity,
-        record.event_name or "log", any_value(record.body),
+        record.time_unix_nano or record.observed_time_unix_nano,
+        severity,
+        record.event_name or "log",
+        any_value(record.body),
         int.from_bytes(record.trace_id, "big") if record.trace_id else 0,
         int.from_bytes(record.span_id, "big") if record.span_id else 0,
         shown_attributes(_attributes(record.attributes)),
-    )  # fmt: skip
+    )
 
 
 def _metric_views(metric: Any) -> Iterator[MetricView]:
@@ -202,9 +216,14 @@ def _metric_views(metric: Any) -> Iterator[MetricView]:
         return
     data = getattr(metric, kind)
     for point in data.data_points:
-        yield MetricView(point.time_unix_nano, _metric_kind(kind, data), metric.name,
-                         _point_value(kind, point), metric.unit,
-                         _attributes(point.attributes))  # fmt: skip
+        yield MetricView(
+            point.time_unix_nano,
+            _metric_kind(kind, data),
+            metric.name,
+            _point_value(kind, point),
+            metric.unit,
+            _attributes(point.attributes),
+        )
 
 
 def _metric_kind(kind: str, data: Any) -> str:
@@ -264,8 +283,9 @@ class LocalReceiver:
 
     def _start_grpc(self, host: str, port: int) -> grpc.Server:
         # Without SO_REUSEPORT a second receiver on the port fails instead of sharing it.
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=4),
-                             options=[("grpc.so_reuseport", 0)])  # fmt: skip
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.so_reuseport", 0)]
+        )
         handlers = {
             method.rsplit("/", 1)[0].lstrip("/"): grpc.method_handlers_generic_handler(
                 method.rsplit("/", 1)[0].lstrip("/"),

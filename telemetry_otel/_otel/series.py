@@ -78,9 +78,12 @@ def _measurement(value: float, time: int, instrument: Any, context: Any, attribu
     # sdk_internals_fit checks the result against the public path).
     measurement = _new_measurement(_ShapedMeasurement)
     measurement.__dict__.update(
-        value=value, time_unix_nano=time, instrument=instrument, context=context,
+        value=value,
+        time_unix_nano=time,
+        instrument=instrument,
+        context=context,
         attributes=attributes,
-    )  # fmt: skip
+    )
     return measurement
 
 

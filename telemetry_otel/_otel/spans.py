@@ -94,9 +94,20 @@ class LegacySpan(ReadableSpan):
     ) -> None:
         # Positional: this runs for every legacy span, and keywords cost more.
         super().__init__(
-            name, context, parent, resource, attributes, (), (), SpanKind.INTERNAL, None, status,
-            start_time, end_time, scope,
-        )  # fmt: skip
+            name,
+            context,
+            parent,
+            resource,
+            attributes,
+            (),
+            (),
+            SpanKind.INTERNAL,
+            None,
+            status,
+            start_time,
+            end_time,
+            scope,
+        )
         self._dropped_attributes = dropped_attributes
 
     @property

@@ -105,8 +105,9 @@ def _survives(default: Any) -> Callable[[F], F]:
             try:
                 return method(self, *args, **kwargs)
             except sqlite3.Error as error:
-                warn_limited(f"spool:error:{self.path}", "telemetry spool %s failed: %s",
-                             self.path, error)  # fmt: skip
+                warn_limited(
+                    f"spool:error:{self.path}", "telemetry spool %s failed: %s", self.path, error
+                )
                 return default
 
         return guarded  # type: ignore[return-value]
@@ -127,8 +128,12 @@ def open_spool(directory: str, max_bytes: int) -> Spool | None:
         if not _is_corrupt(error):
             return _unavailable(directory, error)
         moved = _move_aside(Path(directory) / "spool.sqlite3")
-        logger.warning("telemetry spool %s is unreadable (%s): moved aside to %s, starting a "
-                       "fresh one", directory, error, moved)  # fmt: skip
+        logger.warning(
+            "telemetry spool %s is unreadable (%s): moved aside to %s, starting a fresh one",
+            directory,
+            error,
+            moved,
+        )
     except OSError as error:
         return _unavailable(directory, error)
     try:
@@ -152,8 +157,12 @@ def _move_aside(path: Path) -> Path:
 
 
 def _unavailable(directory: str, error: Exception) -> Spool | None:
-    logger.warning("telemetry spool %s cannot be used (%s): running without a spool; what "
-                   "an outage holds back is counted as failed", directory, error)  # fmt: skip
+    logger.warning(
+        "telemetry spool %s cannot be used (%s): running without a spool; what "
+        "an outage holds back is counted as failed",
+        directory,
+        error,
+    )
     return None
 
 
@@ -340,9 +349,17 @@ class Spool:
             first = index == 0  # exported and dropped go with the first row only
             self._db.execute(
                 "INSERT INTO settlements VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (owner, destination, signal, settlement.exported if first else 0, count,
-                 reason, settlement.dropped if first else 0, time.time()),
-            )  # fmt: skip
+                (
+                    owner,
+                    destination,
+                    signal,
+                    settlement.exported if first else 0,
+                    count,
+                    reason,
+                    settlement.dropped if first else 0,
+                    time.time(),
+                ),
+            )
 
     @_survives(Settlement())
     def take_settlements(self, destination: str, signal: str) -> Settlement:
