@@ -230,7 +230,7 @@ class TelemetryCollector:
         return extract_context(carrier)
 
     def logging_handler(self, level: int = logging.INFO) -> logging.Handler:
-        """A ``logging.Handler`` that collects each record as an Event (see the README)."""
+        """A ``logging.Handler`` that collects each record as an Event (docs/live-spans.md)."""
         return EventLoggingHandler(self, level)
 
     # -- legacy exporters --------------------------------------------------------------------
@@ -266,7 +266,7 @@ class TelemetryCollector:
         """Counts per signal (``"metric"``, ``"event"``, ``"trace"``).
 
         Each has ``collected``, ``sampled_out``, ``dropped``, ``exported``,
-        ``export_failures`` and ``pending``; see the README for what each counts. The
+        ``export_failures`` and ``pending``; docs/collector.md says what each counts. The
         result is a dict that prints as a short table.
         """
         pipeline = self._last_pipeline

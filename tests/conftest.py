@@ -92,7 +92,7 @@ def add_counter_from_threads(collector: TelemetryCollector, threads: int, each: 
 
 def assert_identity(stats: dict[str, dict[str, int]], signal: str, destinations: int = 1) -> None:
     """Every item collected and not sampled out or awaiting its trace's decision is, for
-    each destination, dropped, exported, failed or pending (README, "Stats")."""
+    each destination, dropped, exported, failed or pending (docs/collector.md, "Stats")."""
     counts = stats[signal]
     waiting = counts["sampled_out"] + counts["awaiting_decision"]
     assert destinations * (counts["collected"] - waiting) == (

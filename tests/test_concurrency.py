@@ -84,7 +84,7 @@ def test_start_stop_collect_register_and_flush_from_many_threads(tmp_path):
 def test_a_stats_snapshot_taken_while_threads_collect_lags_only_by_what_they_collect_meanwhile(
     busy_cores,
 ):
-    """README, "Stats": a snapshot reads the destinations' counts, then the collect path's
+    """docs/collector.md, "Stats": a snapshot reads the destinations' counts, then the collect path's
     tallies. The left side of the identity never trails the right (nothing is counted
     delivered that was not counted collected), and leads by no more than the deliveries
     of what the other threads collected while stats() ran, plus the items they hold."""

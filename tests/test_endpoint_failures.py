@@ -1,6 +1,6 @@
 """Every OTLP transport against endpoints that misbehave: what reaches whom, and what is counted.
 
-For each failure the README's Reliability section says where the data goes: delivered,
+For each failure docs/reliability.md says where the data goes: delivered,
 spooled, or counted under a reason key; these tests hold it to that, at every destination.
 """
 

@@ -8,7 +8,9 @@ from pathlib import Path
 from telemetry_otel import TelemetryConfig
 from telemetry_otel.config import FIELDS
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+PAGES = {path: path.read_text() for path in [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))]}
 
 
 def test_readme_opens_with_the_two_commands():
@@ -46,11 +48,40 @@ def test_environment_table_lists_every_variable_the_library_reads():
     assert documented == read
 
 
-def test_every_python_snippet_in_the_readme_runs(tmp_path):
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(text: str) -> set[str]:
+    outside_code = re.sub(r"```.*?```", "", text, flags=re.S)
+    return {_anchor(title) for title in re.findall(r"^#+ (.*)$", outside_code, re.M)}
+
+
+def test_every_link_between_the_readme_and_docs_reaches_a_heading():
+    links = 0
+    for page, text in PAGES.items():
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if target.startswith(("http://", "https://")):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.exists(), (page.name, target)
+            if anchor:
+                assert anchor in _anchors(linked.read_text()), (page.name, target)
+            links += 1
+    assert links >= 20
+
+
+def test_every_python_snippet_in_the_readme_and_docs_runs(tmp_path):
     import subprocess
     import sys
 
-    snippets = re.findall(r"```python\n(.*?)```", README, re.S)
+    snippets = [
+        snippet
+        for text in PAGES.values()
+        for snippet in re.findall(r"```python\n(.*?)```", text, re.S)
+    ]
     assert len(snippets) >= 5
     for number, snippet in enumerate(snippets):
         path = tmp_path / f"snippet_{number}.py"

@@ -1,7 +1,7 @@
 """Trace and log batches to one OTLP endpoint: cut to fit its size limit, each outcome
 counted by what the endpoint did, and the spool (if any) behind it for outages only.
 
-What happens to a batch (the README's Reliability section says the same):
+What happens to a batch (docs/reliability.md says the same):
 - it is cut into requests of at most ``max_export_batch_bytes`` (encoded); an item
   that cannot fit even alone is dropped (``dropped_too_large``);
 - a request the endpoint refuses for its size (HTTP 413, gRPC RESOURCE_EXHAUSTED
