@@ -66,8 +66,7 @@ def test_a_legacy_trace_prints_as_a_tree_under_its_root_once_the_root_ends(make_
     collector.collect_trace(
         Trace("t", "root", "POST /checkout", 87.0, tags={"route": "/c"}, timestamp=end)
     )
-    collector.flush()
-    assert _lines(capsys) == [
+    assert _wait_for_lines(capsys, 4) == [
         f"{_at(end - 0.087)} TRACE  OK        POST /checkout 87.000ms trace={_short('t')} "
         f"span={_short('t', 'root')} route=/c",
         f"{_at(end - 0.0625)} TRACE  OK          db.query 12.500ms span={_short('t', 'db')} "
@@ -81,11 +80,9 @@ def test_a_legacy_trace_prints_as_a_tree_under_its_root_once_the_root_ends(make_
 def test_a_span_that_ends_after_its_root_prints_at_once_indented_under_it(make_collector, capsys):
     collector = make_collector(export_endpoints=["console"])
     collector.collect_trace(Trace("t", "root", "job", 10.0, timestamp=1_700_000_000.0))
-    collector.flush()
-    assert len(_lines(capsys)) == 1
+    assert len(_wait_for_lines(capsys, 1)) == 1
     collector.collect_trace(Trace("t", "late", "cleanup", 1.0, "root", timestamp=1_700_000_000.5))
-    collector.flush()
-    assert _lines(capsys) == [
+    assert _wait_for_lines(capsys, 1) == [
         f"{_at(1_700_000_000.499)} TRACE  OK          cleanup 1.000ms span={_short('t', 'late')}"
     ]
 
@@ -211,7 +208,7 @@ def _run_on_a_terminal(extra_env: dict[str, str]) -> list[str]:
 
 
 def test_on_a_terminal_the_level_is_coloured():
-    lines = _run_on_a_terminal({"TZ": "UTC"})
+    lines = sorted(_run_on_a_terminal({"TZ": "UTC"}))  # two queues, two threads: any order
     assert lines == [
         "00:00:01.000 EVENT  \x1b[31mERROR    \x1b[0m disk: almost full",
         "00:00:01.999 TRACE  \x1b[32mOK       \x1b[0m op 1.000ms "
@@ -220,7 +217,7 @@ def test_on_a_terminal_the_level_is_coloured():
 
 
 def test_no_color_turns_colour_off_even_on_a_terminal():
-    lines = _run_on_a_terminal({"NO_COLOR": "1", "TZ": "UTC"})
+    lines = sorted(_run_on_a_terminal({"NO_COLOR": "1", "TZ": "UTC"}))
     assert lines[0] == "00:00:01.000 EVENT  ERROR     disk: almost full"
     assert "\x1b[" not in lines[1]
 
@@ -248,3 +245,33 @@ def test_a_forked_child_does_not_print_the_spans_its_parent_holds():
     os.close(reader)
     trees.drain()
     assert (printed_by_child, len(out.getvalue().splitlines())) == ("0", 1)
+
+
+def test_an_orphan_span_prints_by_itself_once_its_wait_is_over():
+    import io
+
+    from telemetry_otel._otel.console import ConsoleTrees
+    from telemetry_otel._otel.lines import SpanView
+    from telemetry_otel._otel.tree import Node
+
+    out = io.StringIO()
+    trees = ConsoleTrees(out, max_wait_s=0.2)
+    view = SpanView("root never came", 0, 1_000_000, 7, 2, 1, None, {})
+    trees.print_views([(7, Node(view, 2, 1, 0, 1_000_000, True))])
+    assert out.getvalue() == ""
+    deadline = time.monotonic() + 5
+    while not out.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert " root never came 1.000ms " in out.getvalue()
+
+
+def test_events_stay_under_their_span_with_both_cores_busy(make_collector, capsys, busy_cores):
+    collector = make_collector(export_endpoints=["console"], flush_interval_ms=60_000)
+    for round_number in range(20):
+        with collector.span(f"request {round_number}"):
+            collector.collect_event(Event("step", f"inside {round_number}"))
+        lines = _wait_for_lines(capsys, 2)
+        assert [line.split()[3:5] for line in lines] == [
+            ["request", str(round_number)],
+            ["step:", "inside"],
+        ], lines

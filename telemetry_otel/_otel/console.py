@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -38,6 +39,7 @@ from telemetry_otel._otel.log import warn_limited
 from telemetry_otel._otel.logs import log_record_to_event
 from telemetry_otel._otel.metrics import DELTA_TEMPORALITY, metrics_data_to_models
 from telemetry_otel._otel.spans import seconds_to_ns
+from telemetry_otel._otel.threads import start_daemon
 from telemetry_otel._otel.tree import Node, Placed, TraceTrees
 from telemetry_otel.models import Metric, MetricType
 
@@ -150,34 +152,66 @@ def view_line(placed: Placed[View], paint: Paint) -> str:
     return event_line(view, placed.depth, paint, in_tree=bool(view.trace_id))
 
 
-class ConsoleTrees:
-    """What the span and log exporters of one console share: the stream and the trees."""
+# A trace prints this long after its root ended: its events travel through their own
+# queue and may reach the console just after the root does.
+SETTLE_S = 0.1
 
-    def __init__(self, out: TextIO | None = None, max_wait_s: float = 10.0) -> None:
+
+class ConsoleTrees:
+    """What the span and log exporters of one console share: the stream and the trees.
+
+    A timer thread, alive only while something is held, prints each trace once settled
+    (or overdue, when its root never comes).
+    """
+
+    def __init__(
+        self, out: TextIO | None = None, max_wait_s: float = 10.0, settle_s: float = SETTLE_S
+    ) -> None:
         self.lines = ConsoleLines(out)
         self._max_wait_s = max_wait_s
-        self._trees: TraceTrees[View] = TraceTrees(max_wait_s=max_wait_s)
+        self._settle_s = settle_s
         self._lock = ForkSafeLock()
+        self._init_state()
         follow_forks(self)
+
+    def _init_state(self) -> None:
+        self._trees: TraceTrees[View] = TraceTrees(
+            max_wait_s=self._max_wait_s, settle_s=self._settle_s
+        )
+        self._wake = threading.Event()
+        self._timer: threading.Thread | None = None
 
     def after_fork_in_child(self) -> None:
         # What the parent holds, the parent prints; the child would print it twice.
-        self._trees = TraceTrees(max_wait_s=self._max_wait_s)
+        self._init_state()
 
     def print_views(self, views: Sequence[tuple[int, Node[View]]]) -> bool:
         """Print what can be shown once these arrived; False when nobody reads the stream."""
         with self._lock:
             placed = [p for trace_id, node in views for p in self._add(trace_id, node)]
             placed += self._trees.expired()
+            if self._trees.held and self._timer is None:
+                self._timer = start_daemon(self._print_when_due, "console-trees")
+            self._wake.set()
             return self._print(placed)
-
-    def print_expired(self) -> bool:
-        with self._lock:
-            return self._print(self._trees.expired())
 
     def drain(self) -> bool:
         with self._lock:
             return self._print(self._trees.drain())
+
+    def _print_when_due(self) -> None:
+        while True:
+            with self._lock:
+                due = self._trees.next_due()
+                if due is None:
+                    self._timer = None
+                    return
+                wait = due - time.monotonic()
+                if wait <= 0:
+                    self._print(self._trees.expired())
+                    continue
+                self._wake.clear()
+            self._wake.wait(wait)
 
     def _add(self, trace_id: int, node: Node[View]) -> list[Placed[View]]:
         if not trace_id:  # an event outside any trace: at once
@@ -240,8 +274,6 @@ class ConsoleMetricExporter(MetricExporter):
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
-        # Also the console's clock: traces whose root never came are shown by now.
-        self._trees.print_expired()
         lines = self._trees.lines
         paint = lines.paint()
         models, unfit = metrics_data_to_models(metrics_data, {}, skip_scope=SELF_SCOPE)

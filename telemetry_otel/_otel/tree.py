@@ -114,6 +114,12 @@ class TraceTrees(Generic[P]):
             placed += self._give_out(next(iter(self._held)))
         return placed
 
+    def next_due(self) -> float | None:
+        """When (on the clock) ``expired()`` will next give something out; None: nothing held."""
+        due = [held.since + self._max_wait_s for held in list(self._held.values())[:1]]
+        due += [rooted + self._settle_s for rooted, _ in list(self._rooted)[:1]]
+        return min(due) if due else None
+
     @property
     def held(self) -> int:
         return self._held_count
