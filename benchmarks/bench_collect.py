@@ -40,7 +40,7 @@ from telemetry_otel import (
     TelemetryConfig,
     Trace,
 )
-from telemetry_otel._otel.exporters import Destination
+from telemetry_otel._otel.destinations.destination import Destination
 
 TAGS = {"endpoint": "/api/users", "method": "GET"}
 # Long enough that periodic exports do not land inside the timed rounds.
@@ -147,10 +147,10 @@ def started_collector(with_callback: bool = False, **config: Any) -> TelemetryCo
         # processors: the public endpoints all do real I/O, which is not what is
         # measured here.
         null = Destination("null", spans=NullSpanExporter(), logs=NullLogExporter())
-        pipeline._add_destination_queue(null, "trace")
-        pipeline._add_destination_queue(null, "event")
+        pipeline.traces.add_destination(null)
+        pipeline.events.add_destination(null)
         reader = PeriodicExportingMetricReader(NullMetricExporter(), INTERVAL_MS)
-        pipeline.meter_provider.add_metric_reader(reader)
+        pipeline.metrics.provider.add_metric_reader(reader)
     if with_callback:
         collector.register_exporter(lambda data_type, item: None)
     return collector

@@ -19,7 +19,7 @@ from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from telemetry_otel import _env_sdk as env_sdk
 from telemetry_otel._endpoints import COMPRESSIONS, SIGNALS, Endpoint, OtlpTarget, parse_endpoint
-from telemetry_otel._otel.log import warn_limited
+from telemetry_otel._otel.runtime.log import warn_limited
 from telemetry_otel._redact import header_problem, mask_pairs, mask_url
 from telemetry_otel.models import EventSeverity
 

@@ -13,7 +13,7 @@ from importlib.util import find_spec
 from types import MappingProxyType
 
 from telemetry_otel._endpoints import SIGNALS, Endpoint, OtlpTarget
-from telemetry_otel._otel.log import warn_limited
+from telemetry_otel._otel.runtime.log import warn_limited
 
 OTEL_TRACES_SAMPLER = "OTEL_TRACES_SAMPLER"
 OTEL_TRACES_SAMPLER_ARG = "OTEL_TRACES_SAMPLER_ARG"

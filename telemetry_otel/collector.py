@@ -13,11 +13,11 @@ from types import TracebackType
 from typing import Any
 
 from telemetry_otel._logging import EventLoggingHandler
-from telemetry_otel._otel import at_exit
-from telemetry_otel._otel.accounting import Stats, empty_stats
+from telemetry_otel._otel.delivery.accounting import Stats, empty_stats
 from telemetry_otel._otel.live import Context, LiveSpan, extract_context, inject_context
-from telemetry_otel._otel.log import logger
 from telemetry_otel._otel.pipeline import Pipeline
+from telemetry_otel._otel.runtime import at_exit
+from telemetry_otel._otel.runtime.log import logger
 from telemetry_otel._redact import mask_url
 from telemetry_otel.config import TelemetryConfig
 from telemetry_otel.models import Event, Metric, TagValue, Trace, _check_tags, _check_text
@@ -143,14 +143,14 @@ class TelemetryCollector:
         if type(metric) is not Metric and not isinstance(metric, Metric):
             raise TypeError(f"collect_metric() takes a Metric, got {type(metric).__name__}")
         pipeline = self._pipeline
-        return False if pipeline is None else pipeline.record_metric(metric)
+        return False if pipeline is None else pipeline.collect_metric(metric)
 
     def collect_event(self, event: Event) -> bool:
         """Emit an event as a log record. Returns False when not collecting or sampled out."""
         if type(event) is not Event and not isinstance(event, Event):
             raise TypeError(f"collect_event() takes an Event, got {type(event).__name__}")
         pipeline = self._pipeline
-        return False if pipeline is None else pipeline.emit_event(event)
+        return False if pipeline is None else pipeline.collect_event(event)
 
     def collect_trace(self, trace: Trace) -> bool:
         """Emit a trace as a finished span. Returns False when not collecting or sampled
@@ -158,7 +158,7 @@ class TelemetryCollector:
         if type(trace) is not Trace and not isinstance(trace, Trace):
             raise TypeError(f"collect_trace() takes a Trace, got {type(trace).__name__}")
         pipeline = self._pipeline
-        return False if pipeline is None else pipeline.emit_trace(trace)
+        return False if pipeline is None else pipeline.collect_trace(trace)
 
     # -- live spans, context and logging -----------------------------------------------------
 

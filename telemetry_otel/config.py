@@ -389,7 +389,7 @@ class TelemetryConfig:
             f"{name:<{_NAME_WIDTH}} {value!r}  ({self._sources.get(name, 'default')})"
             for name, value in self._masked().items()
         ]
-        from telemetry_otel._otel.resource import describe_resource  # the SDK, when asked
+        from telemetry_otel._otel.mapping.resource import describe_resource  # the SDK, when asked
 
         lines.extend(describe_resource(self))
         for endpoint in self.endpoints():

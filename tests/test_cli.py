@@ -278,7 +278,7 @@ def test_demo_events_read_with_the_right_article():
 
 
 def test_a_console_whose_reader_left_counts_the_loss_and_warns_once(caplog):
-    from telemetry_otel._otel.log import _last_warned
+    from telemetry_otel._otel.runtime.log import _last_warned
 
     class ClosedPipe:
         def write(self, text):

@@ -16,8 +16,8 @@ from telemetry_otel import (
     TelemetryConfig,
     Trace,
 )
-from telemetry_otel._otel import log
-from telemetry_otel._otel.ids import otel_trace_id
+from telemetry_otel._otel.mapping.ids import otel_trace_id
+from telemetry_otel._otel.runtime import log
 from tests.conftest import add_counter_from_threads, assert_identity
 
 COUNT_KEYS = (

@@ -225,9 +225,9 @@ def test_no_color_turns_colour_off_even_on_a_terminal():
 def test_a_forked_child_does_not_print_the_spans_its_parent_holds():
     import io
 
-    from telemetry_otel._otel.console import ConsoleTrees
-    from telemetry_otel._otel.lines import SpanView
-    from telemetry_otel._otel.tree import Node
+    from telemetry_otel._otel.destinations.console import ConsoleTrees
+    from telemetry_otel._otel.destinations.layout import SpanView
+    from telemetry_otel._otel.destinations.tree import Node
 
     out = io.StringIO()
     trees = ConsoleTrees(out)
@@ -250,9 +250,9 @@ def test_a_forked_child_does_not_print_the_spans_its_parent_holds():
 def test_an_orphan_span_prints_by_itself_once_its_wait_is_over():
     import io
 
-    from telemetry_otel._otel.console import ConsoleTrees
-    from telemetry_otel._otel.lines import SpanView
-    from telemetry_otel._otel.tree import Node
+    from telemetry_otel._otel.destinations.console import ConsoleTrees
+    from telemetry_otel._otel.destinations.layout import SpanView
+    from telemetry_otel._otel.destinations.tree import Node
 
     out = io.StringIO()
     trees = ConsoleTrees(out, max_wait_s=0.2)

@@ -21,7 +21,7 @@ from opentelemetry.trace import (
 from opentelemetry.trace.status import Status, StatusCode
 
 from telemetry_otel import TelemetryConfig, Trace
-from telemetry_otel._otel.encoding import encode_spans
+from telemetry_otel._otel.mapping.encoding import encode_spans
 from telemetry_otel._otel.pipeline import Pipeline
 
 TAGS: dict[str, Any] = {"s": "text", "i": 7, "f": 2.5, "b": True, "one": 1, "one_f": 1.0}
@@ -38,7 +38,7 @@ def legacy_spans(**config: Any) -> list[ReadableSpan]:
     ]
     spans = []
     for trace in traces:
-        span, _ = pipeline._spans.build(trace)
+        span, _ = pipeline.traces.spans.build(trace)
         assert span is not None
         spans.append(span)
     pipeline.shutdown(0)

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from telemetry_otel import Event, Metric, MetricType, TelemetryCollector, TelemetryConfig, Trace
-from telemetry_otel._otel import log
+from telemetry_otel._otel.runtime import log
 
 
 @pytest.fixture(autouse=True)

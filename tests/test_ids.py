@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import hashlib
 
-from telemetry_otel._otel.ids import otel_span_id, otel_trace_id
+from telemetry_otel._otel.mapping.ids import otel_span_id, otel_trace_id
 
 
 def test_w3c_hex_ids_are_used_as_they_are():

@@ -11,8 +11,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.metrics.view import View
 
 from telemetry_otel import Metric, MetricType
-from telemetry_otel._otel import series
-from telemetry_otel._otel.forks import ForkSafeLock
+from telemetry_otel._otel.mapping import series
+from telemetry_otel._otel.runtime.forks import ForkSafeLock
 from telemetry_otel._shaping import Shaper
 from tests.otlp_receiver import OtlpReceiver, attributes_of
 
@@ -61,7 +61,7 @@ def test_both_paths_put_the_same_exact_points_on_the_wire(
     if not fast:
         monkeypatch.setattr(series, "sdk_internals_fit", lambda: False)
     collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
-    assert (collector._pipeline._instruments._consumer is not None) is fast
+    assert (collector._pipeline.metrics.instruments._consumer is not None) is fast
     collect_a_mix(collector)
     assert collector.flush(10_000) is True
     get, post = {"method": "GET", "ok": True}, {"method": "POST", "ok": True}
@@ -209,3 +209,17 @@ def test_two_legacy_names_that_map_to_one_instrument_stay_apart(otlp_receiver, m
     }
     assert points == {"cpu%": 3, "cpu#": 4}
     assert collector.stats()["metric"]["dropped_rejected"] == 1
+
+
+def test_a_probe_that_turns_the_fast_path_off_says_so_once(monkeypatch, caplog):
+    monkeypatch.setattr(series, "_same_as_public_path", lambda: False)
+    series.sdk_internals_fit.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="telemetry_otel"):
+            assert series.sdk_internals_fit() is False
+            assert series.sdk_internals_fit() is False
+    finally:
+        series.sdk_internals_fit.cache_clear()
+    warnings = [r.getMessage() for r in caplog.records if "public, slower path" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "checked (opentelemetry-api/sdk 1.45)" in warnings[0]

@@ -24,7 +24,7 @@ from telemetry_otel import (
     Trace,
     cli,
 )
-from telemetry_otel._otel.receiver import LocalReceiver, ReceivedLines
+from telemetry_otel.cli._receive import LocalReceiver, ReceivedLines
 from tests.prometheus_server import free_port
 
 TIME = r"\d\d:\d\d:\d\d\.\d{3}"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from telemetry_otel import TelemetryConfig
-from telemetry_otel._otel.resource import build_resource
+from telemetry_otel._otel.mapping.resource import build_resource
 
 
 @pytest.fixture(autouse=True)

@@ -12,12 +12,12 @@ import pytest
 from opentelemetry import context
 
 from telemetry_otel import Event, EventSeverity, TelemetryConfig, Trace
-from telemetry_otel._otel import sampling
-from telemetry_otel._otel.ids import otel_trace_id
-from telemetry_otel._otel.sampling import RateLimiter
+from telemetry_otel._otel.mapping.ids import otel_trace_id
+from telemetry_otel._otel.sampling import live as live_sampling
+from telemetry_otel._otel.sampling import probability as consistent
+from telemetry_otel._otel.sampling.rate_limit import RateLimiter
 from tests.otlp_receiver import attributes_of
-
-SLOW_MS = 1000.0
+from tests.sampling_helpers import SLOW_MS, FakeClock, decider_on
 
 
 def threshold(probability: float) -> int:
@@ -296,40 +296,6 @@ def test_an_error_after_the_root_keeps_the_trace_whole_within_its_window(make_co
     assert stats["awaiting_decision"] == 0
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def decider_on(clock: FakeClock, rate: float, **options):
-    """A TraceDecider on a simulated clock, and what it kept and sampled out."""
-    kept: dict[str, list[tuple[Trace, sampling.Label]]] = defaultdict(list)
-    sampled_out: Counter[str] = Counter()
-
-    def keep(traces, label):
-        for trace in traces:
-            kept[trace.trace_id].append((trace, label))
-
-    def sample_out(reason, count):
-        sampled_out[reason] += count
-
-    options = {"hold": True, "wait_s": 5.0, "max_pending": 10_000, **options}
-    decider = sampling.TraceDecider(
-        rate,
-        sampling.TailRules(True, SLOW_MS),
-        options.pop("limiter", None),
-        keep=keep,
-        sample_out=sample_out,
-        clock=clock,
-        background=False,
-        **options,
-    )
-    return decider, kept, sampled_out
-
-
 def test_spans_spread_over_most_of_their_window_are_decided_as_if_they_came_together():
     plans = seeded_plans(seed=21, count=10_000)
     clock = FakeClock()
@@ -402,7 +368,7 @@ def test_flush_decides_held_traces_with_what_it_knows(make_collector, recorder):
 
 def test_a_span_arriving_while_stop_runs_is_decided_not_left_waiting(make_collector):
     collector = make_collector(trace_sample_rate=0.0)
-    decider = collector._pipeline._decider
+    decider = collector._pipeline.traces.decider
     decider.close()  # as stop() does first, before the collector stops accepting spans
     assert not collector.collect_trace(Trace("t", "child", "op", 5.0, parent_span_id="root"))
     stats = collector.stats()["trace"]
@@ -784,15 +750,15 @@ def test_thresholds_and_th_values_agree_with_the_sdks_composable_samplers():
     probabilities = [0.0, 1.0, 0.5, 0.25, 0.01, 0.001, 2**-56, 1 - 2**-53]
     probabilities += [rng.random() for _ in range(1000)]
     for probability in probabilities:
-        ours = sampling.calculate_threshold(probability)
+        ours = consistent.calculate_threshold(probability)
         assert ours == sdk_util.calculate_threshold(probability) == threshold(probability)
-        assert sampling.serialize_th(ours) == sdk_state.serialize_th(ours)
+        assert consistent.serialize_th(ours) == sdk_state.serialize_th(ours)
 
 
 def test_without_the_sdks_composite_samplers_live_spans_fall_back_to_parent_based(
     monkeypatch, make_collector, recorder, caplog
 ):
-    monkeypatch.setattr(sampling, "composable", None)
+    monkeypatch.setattr(live_sampling, "composable", None)
     collector = make_collector(trace_sample_rate=1.0)
     collector.register_exporter(recorder)
     with collector.span("request"):

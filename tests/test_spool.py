@@ -246,7 +246,7 @@ def _share_a_spool(spool_dir):
 
 
 def test_a_spool_written_before_leases_existed_is_opened_and_replayed(tmp_path):
-    from telemetry_otel._otel.spool import Spool
+    from telemetry_otel._otel.delivery.spool import Spool
 
     with sqlite3.connect(tmp_path / "spool.sqlite3") as db:
         db.execute(
@@ -280,7 +280,7 @@ def _outage_collector(make_collector, spool_dir):
 
 def _truncated_spool(directory) -> None:
     """A real spool with rows, cut in half as a crash might leave it."""
-    from telemetry_otel._otel.spool import Spool
+    from telemetry_otel._otel.delivery.spool import Spool
 
     spool = Spool(str(directory), 1 << 24)
     spool.put_many("d", "logs", [(1, bytes(range(256)) * 64) for _ in range(50)])
@@ -328,12 +328,12 @@ def test_a_spool_directory_that_cannot_be_made_means_running_without_a_spool(
 
 def test_a_failed_start_leaves_no_thread_or_file_descriptor_behind(tmp_path, monkeypatch):
     from telemetry_otel import TelemetryCollector, TelemetryConfig
-    from telemetry_otel._otel import pipeline
+    from telemetry_otel._otel.signals import events
 
-    def fail(self, resource, config):
+    def fail(self, shared, joined, meter_provider):
         raise RuntimeError("the logs provider could not be built")
 
-    monkeypatch.setattr(pipeline.Pipeline, "_build_logs", fail)
+    monkeypatch.setattr(events.EventPipeline, "__init__", fail)
     config = TelemetryConfig(
         export_endpoints=[f"grpc://127.0.0.1:{free_port()}", f"file://{tmp_path / 'files'}"],
         spool_dir=str(tmp_path / "spool"),

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from telemetry_otel import Event, Metric, MetricType, Trace
-from telemetry_otel._otel import log
+from telemetry_otel._otel.runtime import log
 from tests.otlp_receiver import OtlpReceiver, any_value
 from tests.tls import make_tls_files
 

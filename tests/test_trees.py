@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from telemetry_otel._otel.tree import Node, TraceTrees
+from telemetry_otel._otel.destinations.tree import Node, TraceTrees
 
 
 class Clock:

@@ -9,7 +9,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
-from telemetry_otel._otel.log import warn_limited
+from telemetry_otel._otel.runtime.log import warn_limited
 
 _SDK_TYPES: dict[str, tuple[type, Any]] = {
     "trace": (TracerProvider, trace.get_tracer_provider),

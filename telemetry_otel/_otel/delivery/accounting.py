@@ -1,0 +1,225 @@
+"""What happened to every item: per-signal tallies, stats(), and the collector's own metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+from telemetry_otel._otel.delivery.queue import (
+    DROP_REASONS,
+    FAILURE_REASONS,
+    REJECTED,
+    DeliveryCounts,
+)
+from telemetry_otel._otel.delivery.tally import Tally
+from telemetry_otel._otel.runtime.forks import follow_forks
+from telemetry_otel._otel.sampling.probability import OUT_REASONS, RATIO
+
+SIGNALS = ("metric", "event", "trace")
+# The scope of the collector's own metrics; the callback bridge, the console and the
+# counts in stats() leave it out, so they speak only of what the application collected.
+SELF_SCOPE = "telemetry_otel.self"
+
+
+class Stats(dict[str, dict[str, int]]):
+    """``stats()``: the documented dict of counts per signal, printed as a short table.
+
+    Only ``str()`` changes; ``repr()``, equality and every key stay those of the dict.
+    """
+
+    def __str__(self) -> str:
+        rows = [_TABLE_HEADER] + [_table_row(signal, self[signal]) for signal in self]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(_TABLE_HEADER) - 1)]
+        return "\n".join(_aligned(row, widths) for row in rows)
+
+    def losses(self) -> str:
+        """One line on what was dropped or failed, per signal; empty when nothing was."""
+        parts = []
+        for signal, counts in self.items():
+            lost = counts["dropped"] + counts["export_failures"]
+            if lost:
+                parts.append(
+                    f"{signal}: {counts['collected']} collected, deliveries "
+                    f"{counts['exported']} exported, {lost} lost ({_reasons(counts)})"
+                )
+        return "; ".join(parts)
+
+
+_TABLE_HEADER = (
+    "signal",
+    "collected",
+    "sampled_out",
+    "exported",
+    "dropped",
+    "failed",
+    "pending",
+    "why",
+)
+
+
+def _table_row(signal: str, counts: Mapping[str, int]) -> tuple[str, ...]:
+    numbers = (
+        counts["collected"],
+        counts["sampled_out"],
+        counts["exported"],
+        counts["dropped"],
+        counts["export_failures"],
+        counts["pending"],
+    )
+    return (signal, *map(str, numbers), _reasons(counts))
+
+
+def _aligned(row: tuple[str, ...], widths: list[int]) -> str:
+    name, *numbers, why = row
+    cells = [name.ljust(widths[0])]
+    cells += [number.rjust(width) for number, width in zip(numbers, widths[1:], strict=True)]
+    return "  ".join([*cells, why]).rstrip()
+
+
+def _reasons(counts: Mapping[str, int]) -> str:
+    """The non-zero reasons behind ``dropped`` and ``export_failures``: ``queue_full=2``."""
+    reasons = [(f"dropped_{r}", r) for r in DROP_REASONS]
+    reasons += [(f"export_failures_{r}", r) for r in FAILURE_REASONS]
+    return " ".join(f"{name}={counts[key]}" for key, name in reasons if counts.get(key))
+
+
+class SignalTally:
+    """Counts kept on the collect path, without locks."""
+
+    def __init__(self) -> None:
+        self.collected = Tally()
+        # Sampled out by the ratio, the rate limit, or a full tail-sampling buffer.
+        self.sampled_out = {reason: Tally() for reason in OUT_REASONS}
+        self.sampled_out_by_ratio = self.sampled_out[RATIO]  # the collect path's, at hand
+        self.rejected = Tally()
+        self.limited = Tally()
+
+    def reset(self) -> None:
+        for tally in (self.collected, *self.sampled_out.values(), self.rejected, self.limited):
+            tally.reset()
+
+
+class Accounting:
+    """The tallies of one pipeline; zeroed in a forked child, which starts its own story."""
+
+    def __init__(self) -> None:
+        self.tallies = {signal: SignalTally() for signal in SIGNALS}
+        follow_forks(self)
+
+    def after_fork_in_child(self) -> None:
+        # Reset in place: the collect path holds on to these tallies and their methods.
+        for tally in self.tallies.values():
+            tally.reset()
+
+    def stats(
+        self,
+        destinations: Mapping[str, Iterable[DeliveryCounts]],
+        held: Mapping[str, tuple[int, int, int]] | None = None,
+        spool_unavailable: bool = False,
+    ) -> Stats:
+        """``held``: per signal, spans awaiting their trace's decision, traces kept whole
+        by a tail rule, and traces a rule kept the rest of. ``spool_unavailable``: a
+        spool was asked for and could not be had (shown on the signals that spool)."""
+        held = held or {}
+        stats = Stats(
+            (signal, self._signal(signal, destinations[signal], *held.get(signal, (0, 0, 0))))
+            for signal in SIGNALS
+        )
+        for signal in SIGNALS:
+            stats[signal]["spool_unavailable"] = int(spool_unavailable and signal != "metric")
+        return stats
+
+    def _signal(
+        self,
+        signal: str,
+        destinations: Iterable[DeliveryCounts],
+        awaiting_decision: int,
+        kept_by_rule: int,
+        kept_incomplete: int,
+    ) -> dict[str, int]:
+        tally = self.tallies[signal]
+        sampled_out = {reason: tally.sampled_out[reason].value for reason in OUT_REASONS}
+        total = DeliveryCounts.total(destinations)
+        pending = total.pending
+        # Rejected items never reached a destination's queue: dropped, never pending.
+        total.drop(REJECTED, tally.rejected.value)
+        result = {
+            "collected": tally.collected.value,
+            "sampled_out": sum(sampled_out.values()),
+            "dropped": total.dropped,
+            "exported": total.exported,
+            "export_failures": total.export_failures,
+            "pending": pending,
+            "limited": tally.limited.value,
+            "spooled": total.spooled,
+            "recovered": total.recovered,
+            "awaiting_decision": awaiting_decision,
+            "kept_by_rule": kept_by_rule,
+            "kept_incomplete": kept_incomplete,
+        }
+        result.update({f"sampled_out_{r}": n for r, n in sampled_out.items()})
+        result.update({f"dropped_{r}": total.dropped_by.get(r, 0) for r in DROP_REASONS})
+        result.update({f"export_failures_{r}": total.failed_by.get(r, 0) for r in FAILURE_REASONS})
+        return result
+
+
+def empty_stats() -> Stats:
+    """The stats of a collector that never collected."""
+    return Accounting().stats({signal: [] for signal in SIGNALS})
+
+
+def register_self_metrics(meter: Meter, stats: Callable[[], Stats]) -> None:
+    """The counts of stats() as observable instruments: ``telemetry_otel.<count>{signal}``.
+
+    A series appears once its count is not zero (21 series of zeros every interval tell
+    a backend nothing), and stays from then on, so an up-down count can go back to 0.
+    """
+
+    by_reason = {
+        "dropped": DROP_REASONS,
+        "sampled_out": OUT_REASONS,
+        "export_failures": FAILURE_REASONS,
+    }
+
+    def observe(count: str) -> Callable[[CallbackOptions], list[Observation]]:
+        reasons: tuple[str | None, ...] = tuple(by_reason.get(count, (None,)))
+        seen: set[tuple[str, str | None]] = set()
+
+        def callback(options: CallbackOptions) -> list[Observation]:
+            snapshot = stats()
+            observations = []
+            for signal in SIGNALS:
+                for reason in reasons:
+                    value = snapshot[signal][f"{count}_{reason}" if reason else count]
+                    if not value and (signal, reason) not in seen:
+                        continue
+                    seen.add((signal, reason))
+                    attributes = (
+                        {"signal": signal, "reason": reason} if reason else {"signal": signal}
+                    )
+                    observations.append(Observation(value, attributes))
+            return observations
+
+        return callback
+
+    counters = ("collected", "sampled_out", "dropped", "exported", "export_failures", "limited")
+    for count in (*counters, "kept_by_rule", "kept_incomplete"):
+        meter.create_observable_counter(
+            f"telemetry_otel.{count}",
+            [observe(count)],
+            unit="{item}",
+            description=f"Items {count.replace('_', ' ')}, as in TelemetryCollector.stats()",
+        )
+    meter.create_observable_up_down_counter(
+        "telemetry_otel.pending",
+        [observe("pending")],
+        unit="{item}",
+        description="Deliveries queued, being exported or spooled",
+    )
+    meter.create_observable_up_down_counter(
+        "telemetry_otel.awaiting_decision",
+        [observe("awaiting_decision")],
+        unit="{item}",
+        description="Legacy spans waiting for their trace's sampling decision",
+    )

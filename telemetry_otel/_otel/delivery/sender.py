@@ -1,0 +1,459 @@
+"""OTLP requests for traces and logs, with what the endpoint did told exactly.
+
+Why not the SDK's OTLP exporters for these two signals: they answer only success
+or failure, so a request the endpoint will never take (HTTP 400, gRPC
+INVALID_ARGUMENT, a request over its size limit) cannot be told from an outage,
+and a spool would replay it for ever; they ignore partial-success responses;
+they count an HTTP 3xx as success; they retry RESOURCE_EXHAUSTED without the
+RetryInfo the specification asks for; and their HTTP timeout bounds each socket
+read, not the request, so a response trickled a byte at a time holds an export
+far past it. The requests themselves are the SDK's own messages (encoding.py,
+the SDK's log encoder); only sending and reading the answer are done here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import http.client
+import io
+import random
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from telemetry_otel._endpoints import OtlpTarget
+from telemetry_otel._redact import mask_url, split_credentials
+
+GRPC_METHODS = {
+    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+}
+_RESPONSES: dict[str, Any] = {
+    "traces": (ExportTraceServiceResponse, "rejected_spans"),
+    "logs": (ExportLogsServiceResponse, "rejected_log_records"),
+    "metrics": (ExportMetricsServiceResponse, "rejected_data_points"),
+}
+# What the specification lets a client retry (OTLP, "Failures"); RESOURCE_EXHAUSTED
+# only when the server sends RetryInfo.
+_RETRYABLE_GRPC = {
+    "CANCELLED",
+    "DEADLINE_EXCEEDED",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+}
+_RETRYABLE_HTTP = {429, 502, 503, 504}
+_MAX_BODY = 64 * 1024  # of a response: enough for any status message, bounded for a hostile one
+_MAX_BACKOFF_S = 32.0
+_STRICT_TLS_HINT = " (Python 3.13+ verifies strictly: reissue the certificates with key ids)"
+
+ACCEPTED, PARTIAL, RETRYABLE, PERMANENT, TOO_LARGE = (
+    "accepted",
+    "partial",
+    "retryable",
+    "permanent",
+    "too_large",
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What an endpoint did with one request.
+
+    ``kind`` is one of accepted, partial (some items rejected: ``rejected``),
+    retryable (an outage: worth sending again later), permanent (the endpoint will
+    never take this request) or too_large (refused for its size: split it).
+    ``reason`` is short and fixed (``timeout``, ``HTTP 400``, ``gRPC UNAVAILABLE``…);
+    ``message`` is the server's own word, cut to one line.
+    """
+
+    kind: str
+    reason: str = ""
+    message: str = ""
+    rejected: int = 0
+    retry_after: float | None = None
+
+    @property
+    def taken(self) -> bool:
+        return self.kind in (ACCEPTED, PARTIAL)
+
+
+def one_line(text: str, limit: int = 200) -> str:
+    """A server's message as one short line: logs and errors never carry a page of it."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+class OtlpSender:
+    """Sends encoded export requests for one signal to one OTLP target.
+
+    ``send`` makes one attempt; ``send_with_retries`` retries an outage with
+    exponential backoff (or the server's Retry-After / RetryInfo) until the
+    target's ``timeout_ms`` is spent, as the specification asks. ``close`` ends
+    any wait at once.
+    """
+
+    def __init__(self, target: OtlpTarget, signal: str) -> None:
+        self._target = target
+        self._signal = signal
+        self._url, headers = url_and_headers(target)
+        self._headers = dict(headers or {})
+        self.name = mask_url(self._url)  # for logs: never credentials
+        self._closed = threading.Event()
+        self._grpc: Any = None
+        self._http: _HttpClient | None = None
+
+    def send_with_retries(self, payload: bytes) -> Answer:
+        deadline = time.monotonic() + self._target.timeout_ms / 1000
+        attempt = 0
+        while True:
+            answer = self.send(payload, deadline)
+            if answer.kind != RETRYABLE:
+                return answer
+            wait = answer.retry_after
+            if wait is None:
+                wait = min(_MAX_BACKOFF_S, 2**attempt) * random.uniform(0.8, 1.2)
+            if time.monotonic() + wait >= deadline or self._closed.wait(wait):
+                return answer
+            attempt += 1
+
+    def send(self, payload: bytes, deadline: float | None = None) -> Answer:
+        """One attempt, over by ``deadline`` (default: the target's timeout from now)."""
+        if deadline is None:
+            deadline = time.monotonic() + self._target.timeout_ms / 1000
+        try:
+            if self._target.protocol == "grpc":
+                return self._send_grpc(payload, deadline)
+            return self._send_http(payload, deadline)
+        except Exception as error:  # a failure of ours or the network's: never the caller's
+            self._reset_channel()
+            return _network_failure(error)
+
+    # -- gRPC --------------------------------------------------------------------------------
+
+    def _send_grpc(self, payload: bytes, deadline: float) -> Answer:
+        import grpc
+
+        if self._grpc is None:
+            self._grpc = _grpc_channel(self._target, self._url)
+        export = self._grpc.unary_unary(GRPC_METHODS[self._signal])  # bytes in, bytes out
+        compression = grpc.Compression.Gzip if self._target.compression == "gzip" else None
+        try:
+            response = export(
+                payload,
+                metadata=tuple(self._headers.items()),
+                timeout=max(0.001, deadline - time.monotonic()),
+                compression=compression,
+            )
+        except grpc.RpcError as error:
+            answer = _grpc_failure(error)
+            if answer.kind == RETRYABLE:
+                # A fresh channel next time, as the SDK's exporter does: the old one
+                # may wait out gRPC's own reconnect backoff after the endpoint is back.
+                self._reset_channel()
+            return answer
+        return self._read_partial_success(response)
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def _send_http(self, payload: bytes, deadline: float) -> Answer:
+        headers = {"Content-Type": "application/x-protobuf", **self._headers}
+        if self._target.compression == "gzip":
+            payload = gzip.compress(payload)
+            headers["Content-Encoding"] = "gzip"
+        if self._http is None:
+            self._http = _HttpClient(self._url, self._target.ca_file)
+        status, reason, response_headers, body = self._http.post(payload, headers, deadline)
+        if 200 <= status < 300:
+            return self._read_partial_success(body)
+        message = _status_message(body)
+        if status in _RETRYABLE_HTTP:
+            after = _retry_after(response_headers.get("retry-after"))
+            return Answer(RETRYABLE, f"HTTP {status}", message, retry_after=after)
+        if status == 413:
+            return Answer(TOO_LARGE, f"HTTP {status}", message)
+        if 300 <= status < 400:
+            where = response_headers.get("location", "")
+            message = f"redirected to {mask_url(where)}" if where else message
+        return Answer(PERMANENT, f"HTTP {status} {reason}".strip(), message)
+
+    def _reset_channel(self) -> None:
+        channel, self._grpc = self._grpc, None
+        if channel is not None:
+            with contextlib.suppress(Exception):
+                channel.close()
+
+    def _read_partial_success(self, body: bytes) -> Answer:
+        response_type, field = _RESPONSES[self._signal]
+        response = response_type()
+        try:
+            response.ParseFromString(body)
+        except Exception:
+            return Answer(ACCEPTED)  # a 2xx without a readable body: taken, as the spec says
+        partial = response.partial_success
+        rejected = int(getattr(partial, field))
+        if rejected or partial.error_message:
+            return Answer(PARTIAL, "partial success", one_line(partial.error_message), rejected)
+        return Answer(ACCEPTED)
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._grpc is not None:
+            self._grpc.close()
+        if self._http is not None:
+            self._http.close()
+
+
+# -- answers ---------------------------------------------------------------------------------
+
+
+def _grpc_failure(error: Any) -> Answer:
+    code = error.code()
+    name = getattr(code, "name", str(code))
+    message = one_line(error.details() or "")
+    delay = _grpc_retry_delay(error)
+    if name in _RETRYABLE_GRPC or (name == "RESOURCE_EXHAUSTED" and delay is not None):
+        reason = {"DEADLINE_EXCEEDED": "timeout"}.get(name, f"gRPC {name}")
+        lowered = message.lower()
+        if name == "UNAVAILABLE" and "refused" in lowered:
+            reason = "refused"
+        elif "handshake" in lowered or "certificate" in lowered or "ssl" in lowered:
+            reason = "TLS"
+        return Answer(RETRYABLE, reason, message, retry_after=delay)
+    if name == "RESOURCE_EXHAUSTED" and "larger than max" in message.lower():
+        return Answer(TOO_LARGE, f"gRPC {name}", message)
+    return Answer(PERMANENT, f"gRPC {name}", message)
+
+
+def _grpc_retry_delay(error: Any) -> float | None:
+    from google.rpc.error_details_pb2 import RetryInfo  # type: ignore[import-untyped]
+
+    try:
+        trailing = dict(error.trailing_metadata() or ())
+        raw = trailing.get("google.rpc.retryinfo-bin")
+        if raw is None:
+            return None
+        info = RetryInfo()
+        info.ParseFromString(raw)
+        return float(info.retry_delay.seconds + info.retry_delay.nanos / 1e9)
+    except Exception:
+        return None
+
+
+def _network_failure(error: Exception) -> Answer:
+    """Refused, reset, TLS, timeout, or a failure on this side: all retryable."""
+    text = one_line(str(error))
+    if isinstance(error, ssl.SSLError) or "CERTIFICATE" in text.upper():
+        # Retryable like gRPC's UNAVAILABLE for the same failure: spooled, it can still
+        # be sent once the certificate or the CA file is put right.
+        if "Key Identifier" in text:
+            text += _STRICT_TLS_HINT
+        return Answer(RETRYABLE, "TLS", text)
+    if isinstance(error, (TimeoutError, socket.timeout)):
+        return Answer(RETRYABLE, "timeout", text)
+    if isinstance(error, ConnectionRefusedError):
+        return Answer(RETRYABLE, "refused", text)
+    if isinstance(error, (ConnectionError, http.client.HTTPException, OSError)):
+        return Answer(RETRYABLE, "connection", text or type(error).__name__)
+    # Anything else went wrong on this side (a closed gRPC channel, say), not at the
+    # endpoint: worth another try, never a reason to drop the data for good.
+    return Answer(RETRYABLE, type(error).__name__, text)
+
+
+def _status_message(body: bytes) -> str:
+    """The message of an OTLP error body: a google.rpc.Status, or text some servers send."""
+    status = Status()
+    try:
+        status.ParseFromString(body)
+        if status.message:
+            return one_line(status.message)
+    except Exception:
+        pass
+    return one_line(body.decode("utf-8", "replace"))
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), _MAX_BACKOFF_S) if seconds == seconds else None
+
+
+def _grpc_channel(target: OtlpTarget, url: str) -> Any:
+    import grpc
+
+    address = url.split("://", 1)[-1]
+    if not target.tls:
+        return grpc.insecure_channel(address)
+    roots = read_ca_file(target.ca_file)
+    return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=roots))
+
+
+# -- HTTP with a deadline for the whole request ------------------------------------------------
+
+
+class _DeadlineSocket:
+    """A socket whose every send and receive waits only until one deadline, so the
+    deadline bounds the whole request however slowly the server answers."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.deadline = float("inf")
+        self._readers = 0
+        self._closed = False
+
+    def _arm(self) -> None:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request's deadline passed")
+        self._sock.settimeout(remaining)
+
+    def sendall(self, data: Any, *args: Any) -> None:
+        view = memoryview(data)
+        while view:  # one send at a time, each within what is left of the deadline
+            self._arm()
+            sent = self._sock.send(view[: 64 * 1024])
+            view = view[sent:]
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        self._arm()
+        return self._sock.recv_into(buffer, nbytes, flags)
+
+    # A response may outlive its connection's close() (HTTP/1.0, Connection: close): as
+    # socket.socket does, the socket is closed once its last reader is.
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        self._readers += 1
+        return io.BufferedReader(socket.SocketIO(self, "rb"))  # type: ignore[arg-type]
+
+    def _decref_socketios(self) -> None:
+        self._readers -= 1
+        if self._closed and self._readers <= 0:
+            self._sock.close()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._readers <= 0:
+            self._sock.close()
+
+    def abort(self) -> None:
+        """Wake a receive blocked in another thread, now."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _HttpClient:
+    """One keep-alive connection to an OTLP/HTTP endpoint (http.client: requests and
+    urllib3 bound each read, not the request)."""
+
+    def __init__(self, url: str, ca_file: str | None) -> None:
+        parts = urlsplit(url)
+        self._tls = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port or (443 if self._tls else 80)
+        self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._host_header = parts.netloc.rsplit("@", 1)[-1]
+        self._context = ssl.create_default_context(cafile=ca_file) if self._tls else None
+        self._connection: http.client.HTTPConnection | None = None
+        self._lock = threading.Lock()
+
+    def post(
+        self, body: bytes, headers: dict[str, str], deadline: float
+    ) -> tuple[int, str, dict[str, str], bytes]:
+        with self._lock:
+            try:
+                return self._post(body, headers, deadline)
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # A kept-alive connection the server had closed: one fresh try.
+                self._drop()
+                return self._post(body, headers, deadline)
+            except BaseException:
+                self._drop()
+                raise
+
+    def _post(
+        self, body: bytes, headers: dict[str, str], deadline: float
+    ) -> tuple[int, str, dict[str, str], bytes]:
+        connection = self._connect(deadline)
+        sock = connection.sock
+        assert isinstance(sock, _DeadlineSocket)
+        sock.deadline = deadline
+        connection.request("POST", self._path, body, {"Host": self._host_header, **headers})
+        response = connection.getresponse()
+        data = response.read(_MAX_BODY)
+        if not response.isclosed():
+            response.read()  # the rest, so the connection can be used again
+        if response.getheader("connection", "").lower() == "close":
+            self._drop()
+        found = {name.lower(): value for name, value in response.getheaders()}
+        return response.status, response.reason, found, data
+
+    def _connect(self, deadline: float) -> http.client.HTTPConnection:
+        if self._connection is not None and self._connection.sock is not None:
+            return self._connection
+        self._drop()  # closed by the server's Connection: close, or never opened
+        timeout = max(0.001, deadline - time.monotonic())
+        connection: http.client.HTTPConnection
+        if self._tls:
+            connection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=timeout, context=self._context
+            )
+        else:
+            connection = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        connection.connect()
+        connection.sock = _DeadlineSocket(connection.sock)
+        self._connection = connection
+        return connection
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    def close(self) -> None:
+        """Close now, even while a request waits in another thread (it then fails)."""
+        connection = self._connection
+        sock = connection.sock if connection is not None else None
+        if isinstance(sock, _DeadlineSocket):
+            sock.abort()
+        with self._lock:
+            self._drop()
+
+
+def url_and_headers(target: OtlpTarget) -> tuple[str, dict[str, str] | None]:
+    """URL credentials become a Basic authorization header; an explicit one wins."""
+    url, authorization = split_credentials(target.url)
+    headers = dict(target.headers)
+    if authorization and not any(name.lower() == "authorization" for name in headers):
+        headers["authorization"] = authorization
+    return url, headers or None
+
+
+def read_ca_file(ca_file: str | None) -> bytes | None:
+    """The PEM bytes of an endpoint's CA file; None: the system's CAs."""
+    return Path(ca_file).read_bytes() if ca_file else None

@@ -1,0 +1,1 @@
+"""One destination per endpoint: OTLP, console, files, Prometheus."""

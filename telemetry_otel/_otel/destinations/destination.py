@@ -1,0 +1,115 @@
+"""What one endpoint stands for: its exporters and metric reader, and metric counts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry.sdk._logs.export import LogRecordExporter
+from opentelemetry.sdk.metrics import Counter, Histogram
+from opentelemetry.sdk.metrics.export import (
+    MetricExporter,
+    MetricExportResult,
+    MetricReader,
+    MetricsData,
+)
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from telemetry_otel._endpoints import OtlpTarget
+from telemetry_otel._otel.delivery.accounting import SELF_SCOPE
+from telemetry_otel._otel.delivery.queue import EXPORTER, Delivered, DeliveryCounts
+from telemetry_otel._otel.mapping.metrics import count_data_points, within_int64
+from telemetry_otel._otel.runtime.forks import ForkSafeLock
+from telemetry_otel._otel.runtime.log import warn_limited
+from telemetry_otel._otel.runtime.sdk import SynchronousGauge, exporter_preferences
+from telemetry_otel.config import TelemetryConfig
+
+
+@dataclass
+class Destination:
+    """What one endpoint needs: a span and a log exporter (pushed through delivery queues)
+    and a metric reader; any may be absent (Prometheus only pulls metrics)."""
+
+    name: str
+    spans: SpanExporter | None = None
+    logs: LogRecordExporter | None = None
+    metric_reader: MetricReader | None = None
+    metric_counts: CountingMetricExporter | None = None
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    # OTLP only: where each signal goes, for replaying spooled requests.
+    otlp_targets: dict[str, OtlpTarget] | None = None
+    # Sent as soon as an item is collected, not in batches (the console, for people).
+    immediate: bool = False
+
+    def close(self) -> None:
+        """Release what the exporters hold (connections, files, servers)."""
+        for exporter in (self.spans, self.logs):
+            if exporter is not None:
+                exporter.shutdown()
+        for close in self.closers:
+            close()
+
+
+def cardinality_limits(config: TelemetryConfig) -> dict[type, int]:
+    """The SDK's per-instrument series limit, for the instruments this library creates."""
+    series = config.max_metric_series
+    return {Counter: series, Histogram: series, SynchronousGauge: series}
+
+
+class CountingMetricExporter(MetricExporter):
+    """Wraps a metric exporter and counts the data points it exported or failed to."""
+
+    def __init__(
+        self,
+        name: str,
+        inner: MetricExporter,
+        preferences: tuple[dict[type, Any], dict[type, Any]] | None = None,
+    ) -> None:
+        temporality, aggregation = preferences or exporter_preferences(inner)
+        super().__init__(preferred_temporality=temporality, preferred_aggregation=aggregation)
+        self.name = name
+        self._inner = inner
+        self._counts = DeliveryCounts()
+        self._lock = ForkSafeLock()
+        self._stopped = False
+
+    def export(
+        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
+    ) -> MetricExportResult:
+        if self._stopped:
+            # A forked child of a stopped collector: the SDK restarts the reader's
+            # thread there, whose last collection must not be sent again.
+            return MetricExportResult.FAILURE
+        metrics_data = within_int64(metrics_data)
+        points = count_data_points(metrics_data, skip_scope=SELF_SCOPE)
+        with self._lock:  # pending while the export has not returned
+            self._counts.submitted += points
+        try:
+            delivered = self._deliver(metrics_data, points, timeout_millis)
+        except Exception:
+            warn_limited(f"metric-export:{self.name}", "metric export to %s raised", self.name)
+            delivered = Delivered()
+        with self._lock:
+            self._counts.record(delivered, points, EXPORTER)
+        return (
+            MetricExportResult.SUCCESS
+            if delivered.exported == points
+            else (MetricExportResult.FAILURE)
+        )
+
+    def _deliver(self, metrics_data: MetricsData, points: int, timeout_millis: float) -> Delivered:
+        result = self._inner.export(metrics_data, timeout_millis=timeout_millis)
+        return Delivered(exported=points if result is MetricExportResult.SUCCESS else 0)
+
+    def counts(self) -> DeliveryCounts:
+        """A snapshot of the data points exported and failed."""
+        with self._lock:
+            return self._counts.copy()
+
+    def force_flush(self, timeout_millis: float = 10_000) -> bool:
+        return self._inner.force_flush(timeout_millis=timeout_millis)
+
+    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+        self._stopped = True
+        self._inner.shutdown(timeout_millis=timeout_millis, **kwargs)

@@ -1,0 +1,169 @@
+"""The text layout shared by the console and ``telemetry-otel receive``.
+
+A line reads ``time SIGNAL LEVEL [bar] name details``: a short local time, the signal,
+its level (event severity, span status or metric type, coloured on a terminal), and
+the name indented by its depth in its trace. Both tools turn what they see (SDK
+objects or OTLP messages) into the views below, so they print alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from telemetry_otel._otel.mapping.spans import (
+    LEGACY_PARENT_SPAN_ID,
+    LEGACY_SPAN_ID,
+    LEGACY_TRACE_ID,
+)
+from telemetry_otel._otel.sampling.probability import PROBABILITY
+
+Paint = Callable[[str], str]
+_COLOURS = {
+    "DEBUG": "2",  # dim
+    "INFO": "32",  # green
+    "OK": "32",
+    "WARNING": "33",  # yellow
+    "ERROR": "31",  # red
+    "CRITICAL": "1;31",  # bold red
+}
+_METRIC_COLOUR = "36"  # cyan
+BAR_WIDTH = 20
+# The legacy ids are shown as the short ids they map to; a probability of 1 says nothing.
+_HIDDEN_KEYS = frozenset((LEGACY_TRACE_ID, LEGACY_SPAN_ID, LEGACY_PARENT_SPAN_ID))
+
+
+def plain(level: str) -> str:
+    return f"{level:<9}"
+
+
+def coloured(level: str) -> str:
+    code = _COLOURS.get(level.strip(), _METRIC_COLOUR)
+    return f"\x1b[{code}m{level:<9}\x1b[0m"
+
+
+def short_time(ns: int) -> str:
+    """Local wall-clock time with milliseconds: ``14:02:11.482``."""
+    return datetime.fromtimestamp(ns / 1e9).strftime("%H:%M:%S.%f")[:-3]
+
+
+def short_id(value: int, width: int) -> str:
+    """The first 8 hex digits of an id, enough to tell spans apart on a terminal."""
+    return f"{value:0{width}x}"[:8]
+
+
+def format_fields(fields: Mapping[str, Any]) -> str:
+    """``key=value`` pairs; strings with spaces, quotes or ``=`` are JSON-quoted."""
+    parts = []
+    for key, value in fields.items():
+        if isinstance(value, str):
+            needs_quotes = not value or any(c in value for c in ' "=\n')
+            text = json.dumps(value, ensure_ascii=False) if needs_quotes else value
+        else:
+            text = json.dumps(value, default=str, ensure_ascii=False)
+        parts.append(f"{key}={text}")
+    return " ".join(parts)
+
+
+def shown_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes worth a column: this library's own bookkeeping left out."""
+    shown = {k: v for k, v in attributes.items() if k not in _HIDDEN_KEYS}
+    if shown.get(PROBABILITY) == 1.0:  # kept at full rate
+        del shown[PROBABILITY]
+    return shown
+
+
+def bar(start_ns: int, end_ns: int, trace_start_ns: int, trace_end_ns: int) -> str:
+    """Where a span sits in its trace: ``[···████······]``, at least one block wide."""
+    extent = max(trace_end_ns - trace_start_ns, 1)
+    first = min(BAR_WIDTH - 1, (start_ns - trace_start_ns) * BAR_WIDTH // extent)
+    width = max(1, min(BAR_WIDTH - first, -(-(end_ns - start_ns) * BAR_WIDTH // extent)))
+    return "[" + "·" * first + "█" * width + "·" * (BAR_WIDTH - first - width) + "]"
+
+
+@dataclass
+class SpanView:
+    name: str
+    start_ns: int
+    end_ns: int
+    trace_id: int
+    span_id: int
+    parent_id: int | None  # a local parent; None for a root
+    error: str | None  # the status description of a failed span
+    attributes: Mapping[str, Any]
+    remote_parent: int | None = None  # a root's parent in another process
+
+
+@dataclass
+class EventView:
+    time_ns: int
+    severity: str
+    name: str
+    message: Any
+    trace_id: int  # 0 outside a trace
+    span_id: int
+    fields: Mapping[str, Any]
+
+
+@dataclass
+class MetricView:
+    time_ns: int
+    kind: str  # COUNTER, UPDOWNCOUNTER, GAUGE, HISTOGRAM, SUMMARY
+    name: str
+    value: str  # the number, or count/sum/min/max for a histogram
+    unit: str
+    fields: Mapping[str, Any]
+
+
+def span_line(span: SpanView, depth: int, paint: Paint, in_tree: bool, bar_text: str = "") -> str:
+    """A span's line; ``in_tree`` leaves out the ids its place in the tree already says."""
+    status = "ERROR" if span.error is not None else "OK"
+    words = [short_time(span.start_ns), "TRACE ", paint(status)]
+    if bar_text:
+        words.append(bar_text)
+    duration_ms = (span.end_ns - span.start_ns) / 1_000_000
+    words += ["  " * depth + span.name, f"{duration_ms:.3f}ms"]
+    if not in_tree or depth == 0:
+        words.append(f"trace={short_id(span.trace_id, 32)}")
+    words.append(f"span={short_id(span.span_id, 16)}")
+    parent = span.parent_id if span.parent_id is not None else span.remote_parent
+    if parent is not None and (not in_tree or depth == 0):
+        words.append(f"parent={short_id(parent, 16)}")
+    if span.error is not None:
+        words.append(f"error={json.dumps(span.error or 'ERROR')}")
+    if span.attributes:
+        words.append(format_fields(span.attributes))
+    return " ".join(words)
+
+
+def event_line(event: EventView, depth: int, paint: Paint, in_tree: bool, pad: str = "") -> str:
+    """An event's line; outside a tree it names its trace and span."""
+    words = [short_time(event.time_ns), "EVENT ", paint(event.severity)]
+    if pad:
+        words.append(pad)
+    words += ["  " * depth + f"{event.name}:", str(event.message)]
+    if event.trace_id and not in_tree:
+        words.append(f"trace={short_id(event.trace_id, 32)} span={short_id(event.span_id, 16)}")
+    if event.fields:
+        words.append(format_fields(event.fields))
+    return " ".join(words)
+
+
+def metric_line(metric: MetricView, paint: Paint) -> str:
+    words = [short_time(metric.time_ns), "METRIC", paint(metric.kind), metric.name, metric.value]
+    if metric.unit:
+        words.append(metric.unit)
+    if metric.fields:
+        words.append(format_fields(metric.fields))
+    return " ".join(words)
+
+
+def histogram_value(count: int, total: float, low: float | None, high: float | None) -> str:
+    return f"count={count} sum={total:g} min={_number(low)} max={_number(high)}"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"

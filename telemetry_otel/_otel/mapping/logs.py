@@ -1,0 +1,107 @@
+"""Event models to OpenTelemetry log records, and log records back to Event models."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.sdk._logs import ReadWriteLogRecord
+
+from telemetry_otel._otel.mapping.spans import ns_to_seconds, seconds_to_ns
+from telemetry_otel._otel.sampling.probability import PROBABILITY
+from telemetry_otel._shaping import Shaper
+from telemetry_otel.models import Event, EventSeverity
+
+# By identity: an enum's own hash is a Python-level call on every event.
+_SEVERITIES = {id(s): (SeverityNumber(s.severity_number), s.name) for s in EventSeverity}
+
+
+class LegacyLogRecord(LogRecord):
+    """A log record that remembers which attributes came from ``Event.tags``.
+
+    On the wire, tags and metadata are plain log attributes of the same name; the
+    callback bridge needs to give them back apart, and this Python-side field
+    (``tag_keys``, set after construction) lets it do so without adding anything
+    to the exported record.
+    """
+
+    tag_keys: frozenset[str] = frozenset()
+
+
+def event_to_log_record(
+    event: Event, shaper: Shaper, probability: float | None
+) -> tuple[LegacyLogRecord, bool]:
+    """The log record for an event, and whether redaction or limits cut something.
+
+    Tags and metadata become attributes of the same names (metadata wins a clash);
+    metadata values the OTLP AnyValue cannot hold become text (see Shaper). The
+    probability the event was kept with becomes ``sampling.probability`` (none when it
+    is not known).
+    """
+    metadata = event.metadata
+    if metadata:
+        merged = {key: value for key, value in event.tags.items() if key not in metadata}
+        tag_keys = frozenset(merged)
+        merged.update(metadata)
+    else:
+        merged = event.tags
+        tag_keys = frozenset(merged)
+    shaped, limited = shaper.attributes(merged, reserved=1)
+    attributes = {**shaped, PROBABILITY: probability} if probability is not None else dict(shaped)
+    body, name, body_cut, name_cut = event.message, event.name, False, False
+    if not shaper.is_short_ascii(body + name):  # neither needs shaping (the common case)
+        body, body_cut = shaper.text(body)
+        name, name_cut = shaper.text(name)
+    number, text = _SEVERITIES[id(event.severity)]
+    record = LegacyLogRecord(
+        timestamp=seconds_to_ns(event.timestamp),
+        severity_number=number,
+        severity_text=text,
+        body=body,
+        attributes=attributes,
+        event_name=name,
+    )
+    record.tag_keys = tag_keys
+    return record, limited or body_cut or name_cut
+
+
+def log_record_to_event(record: ReadWriteLogRecord, global_tags: Mapping[str, Any]) -> Event:
+    """Rebuild the Event a log record came from, metadata and tags apart."""
+    log = record.log_record
+    attributes = dict(log.attributes or {})
+    tag_keys: frozenset[str] = getattr(log, "tag_keys", frozenset())
+    tags = dict(global_tags)
+    tags.update((key, attributes.pop(key)) for key in tag_keys if key in attributes)
+    attributes.pop(PROBABILITY, None)
+    return Event(
+        name=log.event_name or "log",
+        message=log.body if isinstance(log.body, str) else str(log.body),
+        severity=severity_from_number(log.severity_number),
+        metadata=_plain(attributes),
+        timestamp=ns_to_seconds(log.timestamp or log.observed_timestamp or 0),
+        tags=tags,
+    )
+
+
+def severity_from_number(number: SeverityNumber | None) -> EventSeverity:
+    """The EventSeverity whose OTel severity range holds ``number`` (TRACE counts as DEBUG)."""
+    value = number.value if number is not None else 9
+    if value >= 21:
+        return EventSeverity.CRITICAL
+    if value >= 17:
+        return EventSeverity.ERROR
+    if value >= 13:
+        return EventSeverity.WARNING
+    if value >= 9:
+        return EventSeverity.INFO
+    return EventSeverity.DEBUG
+
+
+def _plain(value: Any) -> Any:
+    """Attribute containers (tuples, mapping proxies) as plain lists and dicts."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value

@@ -1,0 +1,262 @@
+"""Metric models to OpenTelemetry instruments, and exported metric data back to models."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+from opentelemetry.metrics import Meter
+from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Gauge,
+    MetricsData,
+    Sum,
+)
+from opentelemetry.sdk.metrics.export import (
+    Histogram as HistogramData,
+)
+
+from telemetry_otel._otel.mapping.series import SeriesRecorder, fast_path_consumer
+from telemetry_otel._otel.mapping.spans import ns_to_seconds
+from telemetry_otel._otel.runtime.forks import ForkSafeLock
+from telemetry_otel._otel.runtime.log import warn_once
+from telemetry_otel._otel.runtime.sdk import SynchronousGauge
+from telemetry_otel._shaping import Shaper
+from telemetry_otel.models import Metric, MetricType
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# The callback bridge hands out what changed in each interval.
+DELTA_TEMPORALITY: dict[type, AggregationTemporality] = {
+    Counter: AggregationTemporality.DELTA,
+    Histogram: AggregationTemporality.DELTA,
+    SynchronousGauge: AggregationTemporality.DELTA,
+}
+
+
+class InstrumentCache:
+    """Creates one instrument per metric name and type, and its SeriesRecorder.
+
+    Instrument names are case-insensitive in OpenTelemetry, so a name already used
+    by another metric type (in any case) is refused rather than registered twice.
+    """
+
+    def __init__(
+        self, provider: MeterProvider, meter: Meter, shaper: Shaper, max_series: int
+    ) -> None:
+        self._meter = meter
+        self._consumer = fast_path_consumer(provider)
+        self._shaper = shaper
+        self._max_series = max_series
+        # By name alone (one type per name): an enum in the key would cost a
+        # Python-level hash on every measurement.
+        self._recorders: dict[str, tuple[MetricType, SeriesRecorder | RenamedRecorder]] = {}
+        self._types: dict[str, MetricType] = {}
+        self._lock = ForkSafeLock()
+
+    def recorder(self, metric: Metric) -> SeriesRecorder | RenamedRecorder | None:
+        """The recorder of the metric's instrument, or None on a type clash."""
+        known = self._recorders.get(metric.name)
+        if known is not None and known[0] is metric.metric_type:
+            return known[1]
+        with self._lock:
+            return self._create(metric)
+
+    def _create(self, metric: Metric) -> SeriesRecorder | RenamedRecorder | None:
+        known = self._recorders.get(metric.name)
+        if known is not None:
+            return known[1] if known[0] is metric.metric_type else None
+        name = instrument_name(metric.name)
+        known_type = self._types.get(name.lower())
+        if known_type is not None and known_type is not metric.metric_type:
+            return None
+        series = self._instrument(metric, name)
+        recorder: SeriesRecorder | RenamedRecorder = series
+        self._types[name.lower()] = metric.metric_type
+        if name != metric.name:
+            warn_once(
+                f"rename:{metric.name}",
+                "metric name %r is not a valid OpenTelemetry "
+                "instrument name: exported as %r with attribute %s=%r",
+                metric.name,
+                name,
+                LEGACY_NAME,
+                metric.name,
+            )
+            recorder = RenamedRecorder(series, metric.name)
+        self._recorders[metric.name] = (metric.metric_type, recorder)
+        return recorder
+
+    def _instrument(self, metric: Metric, name: str) -> SeriesRecorder:
+        meter = self._meter
+        unit, description = metric.unit, metric.description
+        instrument: Any
+        if metric.metric_type is MetricType.COUNTER:
+            instrument = meter.create_counter(name, unit=unit, description=description)
+            record = instrument.add
+        elif metric.metric_type is MetricType.GAUGE:
+            instrument = meter.create_gauge(name, unit=unit, description=description)
+            record = instrument.set
+        else:
+            instrument = meter.create_histogram(name, unit=unit, description=description)
+            record = instrument.record
+        return SeriesRecorder(
+            instrument, record, self._consumer, self._shaper, self._max_series, self._lock
+        )
+
+
+# The attribute that carries a legacy metric name OpenTelemetry's rule refused: it keeps
+# two legacy names that map to one instrument name apart, and callbacks get it back.
+LEGACY_NAME = "legacy.metric_name"
+_INSTRUMENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.\-/]{0,254}")
+_NOT_ALLOWED = re.compile(r"[^A-Za-z0-9_.\-/]")
+
+
+def instrument_name(name: str) -> str:
+    """A legacy metric name as a valid OpenTelemetry instrument name, deterministically:
+    accents dropped (``ümlaut`` → ``umlaut``), any other character outside letters,
+    digits and ``_ . - /`` made ``_``, ``m_`` put before a name that does not start
+    with a letter, and the whole cut to 255 characters."""
+    if _INSTRUMENT_NAME.fullmatch(name):
+        return name
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    valid = _NOT_ALLOWED.sub("_", ascii_name or name)
+    if not valid[:1].isalpha():
+        valid = f"m_{valid}"
+    return valid[:255]
+
+
+class RenamedRecorder:
+    """Records a metric whose legacy name was renamed, with that name as an attribute;
+    ``record`` reports every measurement as limited (the name was changed)."""
+
+    def __init__(self, inner: SeriesRecorder, legacy_name: str) -> None:
+        self._inner = inner
+        self._legacy_name = legacy_name
+
+    def record(self, value: float, tags: Mapping[str, Any]) -> bool:
+        self._inner.record(value, {**tags, LEGACY_NAME: self._legacy_name})
+        return True
+
+
+def metrics_of(data: MetricsData, skip_scope: str | None = None) -> Iterator[Any]:
+    """Every metric in an export, leaving out one instrumentation scope."""
+    for resource_metrics in data.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            if scope_metrics.scope.name != skip_scope:
+                yield from scope_metrics.metrics
+
+
+def metrics_data_to_models(
+    data: MetricsData, global_tags: Mapping[str, Any], skip_scope: str | None = None
+) -> tuple[list[Metric], int]:
+    """One Metric per exported data point (counters, gauges and explicit-bucket
+    histograms), and how many points no model can hold (a histogram sum that reached
+    infinity): those are left out, never the interval's other metrics with them."""
+    models: list[Metric] = []
+    unfit = 0
+    for metric in metrics_of(data, skip_scope):
+        for model in _points_to_models(metric, global_tags):
+            if model is None:
+                unfit += 1
+            else:
+                models.append(model)
+    return models, unfit
+
+
+def within_int64(data: MetricsData) -> MetricsData:
+    """``data`` with every integer point outside int64 turned into a double.
+
+    A counter's running total can leave int64 although each measurement was
+    within it; OTLP carries an integer point as int64, so the encoder would refuse
+    the whole export, every metric with it, at every interval from then on. Such a
+    point goes out as a double instead (as_double: exact to 2**53, then rounded),
+    and so does its callback model. Nothing is copied unless a point needs it.
+    """
+    if not any(_overflows(metric) for metric in metrics_of(data)):
+        return data
+    return replace(
+        data,
+        resource_metrics=[
+            replace(
+                rm,
+                scope_metrics=[
+                    replace(sm, metrics=[_metric_within_int64(m) for m in sm.metrics])
+                    for sm in rm.scope_metrics
+                ],
+            )
+            for rm in data.resource_metrics
+        ],
+    )
+
+
+def _overflows(metric: Any) -> bool:
+    return isinstance(metric.data, (Sum, Gauge)) and any(
+        type(point.value) is int and not _INT64_MIN <= point.value <= _INT64_MAX
+        for point in metric.data.data_points
+    )
+
+
+def _metric_within_int64(metric: Any) -> Any:
+    if not _overflows(metric):
+        return metric
+    points = [
+        replace(point, value=float(point.value))
+        if type(point.value) is int and not _INT64_MIN <= point.value <= _INT64_MAX
+        else point
+        for point in metric.data.data_points
+    ]
+    return replace(metric, data=replace(metric.data, data_points=points))
+
+
+def count_data_points(data: MetricsData, skip_scope: str | None = None) -> int:
+    """How many data points an export carries."""
+    return sum(len(metric.data.data_points) for metric in metrics_of(data, skip_scope))
+
+
+def _points_to_models(metric: Any, global_tags: Mapping[str, Any]) -> Iterator[Metric | None]:
+    for point_model in _point_models(metric, global_tags):
+        try:
+            yield point_model()
+        except (TypeError, ValueError):
+            yield None
+
+
+def _point_models(metric: Any, global_tags: Mapping[str, Any]) -> Iterator[Callable[[], Metric]]:
+    data = metric.data
+    if isinstance(data, Sum):
+        metric_type = MetricType.COUNTER if data.is_monotonic else MetricType.GAUGE
+    elif isinstance(data, Gauge):
+        metric_type = MetricType.GAUGE
+    elif isinstance(data, HistogramData):
+        metric_type = MetricType.HISTOGRAM
+    else:  # exponential histograms are not produced by this library's instruments
+        return
+    for point in data.data_points:
+        tags = dict(global_tags)
+        tags.update(point.attributes or {})
+        common = {
+            "name": tags.pop(LEGACY_NAME, metric.name),
+            "metric_type": metric_type,
+            "tags": tags,
+            "timestamp": ns_to_seconds(point.time_unix_nano),
+            "unit": metric.unit or "",
+            "description": metric.description or "",
+        }
+        if metric_type is MetricType.HISTOGRAM:
+            yield partial(
+                Metric,
+                value=point.sum,
+                count=point.count,
+                min=point.min if point.count else None,
+                max=point.max if point.count else None,
+                bucket_counts=list(point.bucket_counts),
+                explicit_bounds=list(point.explicit_bounds),
+                **common,
+            )
+        else:
+            yield partial(Metric, value=point.value, **common)

@@ -1,0 +1,79 @@
+"""The resource every signal of a collector carries, and where each attribute came from."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from opentelemetry.sdk.resources import Resource
+
+from telemetry_otel._redact import REDACTED, SENSITIVE_WORDS, is_sensitive
+from telemetry_otel._shaping import Shaper
+
+if TYPE_CHECKING:  # the config imports this module when asked to describe itself
+    from telemetry_otel.config import TelemetryConfig
+
+SERVICE_NAME = "service.name"
+
+
+def build_resource(config: TelemetryConfig, shaper: Shaper | None = None) -> Resource:
+    """Global tags as resource attributes; service_name overrides a service.name tag.
+
+    Resource.create adds OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME beneath
+    these and falls back to the OTel default service name.
+    """
+    attributes: dict[str, Any] = dict(config.tags)
+    if shaper is not None:
+        attributes = dict(shaper.attributes(attributes)[0])
+    if config.service_name is not None:
+        attributes[SERVICE_NAME] = config.service_name
+    return Resource.create(attributes)
+
+
+def describe_resource(
+    config: TelemetryConfig, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """The resource a collector built from ``config`` sends, one attribute a line, with
+    where each value came from; the values of sensitive keys masked."""
+    environ = os.environ if environ is None else environ
+    attributes = build_resource(config).attributes
+    from_env = _env_pairs(environ.get("OTEL_RESOURCE_ATTRIBUTES", ""))
+    width = max((len(key) for key in attributes), default=0)
+    lines = []
+    for key, value in sorted(attributes.items()):
+        source = _source(key, config, environ, from_env)
+        shown = REDACTED if is_sensitive(key, _words(config)) else value
+        lines.append(f"resource {key:<{width}} {shown!r}  ({source})")
+    return lines
+
+
+def _source(
+    key: str, config: TelemetryConfig, environ: Mapping[str, str], from_env: Mapping[str, str]
+) -> str:
+    if key == SERVICE_NAME and config.service_name is not None:
+        return "service_name"
+    if key in config.tags:
+        return "tags"
+    if key == SERVICE_NAME and environ.get("OTEL_SERVICE_NAME"):
+        return "OTEL_SERVICE_NAME"
+    if key in from_env:
+        return "OTEL_RESOURCE_ATTRIBUTES"
+    if key == SERVICE_NAME:
+        return "OpenTelemetry default"
+    return "OpenTelemetry SDK"
+
+
+def _env_pairs(text: str) -> dict[str, str]:
+    """The pairs the SDK reads from OTEL_RESOURCE_ATTRIBUTES (it skips malformed ones)."""
+    pairs = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if sep and key.strip():
+            pairs[unquote(key.strip())] = unquote(value.strip())
+    return pairs
+
+
+def _words(config: TelemetryConfig) -> frozenset[str]:
+    return SENSITIVE_WORDS | {"".join(k.lower().split()) for k in config.redact_keys}

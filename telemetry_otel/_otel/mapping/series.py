@@ -1,0 +1,194 @@
+"""Measurements onto SDK instruments, with each tag set shaped and hashed once.
+
+Why not only ``Counter.add`` / ``Histogram.record`` / ``Gauge.set``: for every
+measurement, the SDK checks and copies the attributes, then hashes them again for
+each metric reader: about 2 µs of its 4.4 µs. Services repeat a small set of tag
+sets, so a :class:`SeriesRecorder` shapes (redaction, limits) and hashes each one
+once, keeps it in a bounded cache, and hands the measurement to every reader's
+aggregation the way the SDK's own ``_ViewInstrumentMatch.consume_measurement``
+does. Aggregation, temporality, cardinality limits and exemplars stay the SDK's.
+
+That path uses SDK internals. :func:`sdk_internals_fit` checks them once per
+process, on a private MeterProvider, against the public path; where they do not
+fit (another SDK release), every measurement takes the public instrument method.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+
+from telemetry_otel._otel.runtime.forks import ForkSafeLock
+from telemetry_otel._otel.runtime.log import logger
+from telemetry_otel._otel.runtime.sdk import (
+    CHECKED_AGAINST,
+    METRIC_INTERNALS_IMPORTED,
+    SynchronousGauge,
+    hash_attributes,
+    is_synchronous_consumer,
+    measurement_consumer,
+    record_shaped,
+)
+from telemetry_otel._shaping import Shaper
+
+__all__ = ["OVERFLOW_ATTRIBUTES", "SeriesRecorder", "fast_path_consumer", "sdk_internals_fit"]
+
+# Where the SDK folds measurements past the cardinality limit; the recorder folds
+# them there itself, so that every reader agrees on which tag sets were kept.
+OVERFLOW_ATTRIBUTES: Mapping[str, Any] = {"otel.metric.overflow": True}
+# Every NaN tag value becomes this one object: NaN equals nothing, not even itself, so
+# each NaN would otherwise make a series of its own, and a flood of them fold every
+# later tag set into the overflow series.
+_NAN = float("nan")
+# Distinct tag dicts remembered per instrument, as a multiple of its series limit:
+# several tag sets can shape into one series (a redacted value, say).
+_TAG_SETS_PER_SERIES = 4
+
+TagsKey = tuple[tuple[str, ...], tuple[Any, ...], tuple[type, ...]]
+
+
+def tags_key(tags: Mapping[str, Any]) -> TagsKey:
+    """A hashable key for a tag dict; the types tell 1, 1.0 and True apart."""
+    values = tuple(tags.values())
+    return tuple(tags), values, tuple(map(type, values))
+
+
+@dataclass(frozen=True)
+class Series:
+    """One tag set of one instrument: its attributes, and their SDK hash."""
+
+    attributes: Mapping[str, Any]
+    hashed: Any
+
+
+class SeriesRecorder:
+    """Records one SDK synchronous instrument's measurements.
+
+    ``record(value, tags)`` returns whether the size limits cut the tags; a tag
+    set past ``max_series`` distinct (shaped) sets folds into the overflow
+    series, as the SDK's cardinality limit would fold it, and counts as changed.
+    """
+
+    def __init__(
+        self,
+        instrument: Any,
+        public_record: Callable[[Any, Any], None],
+        consumer: Any,
+        shaper: Shaper,
+        max_series: int,
+        lock: ForkSafeLock,
+    ) -> None:
+        self._instrument = instrument
+        self._public_record = public_record
+        # From fast_path_consumer(): None takes the public path.
+        self._consumer = consumer
+        self._shaper = shaper
+        self._max_series = max_series
+        self._lock = lock
+        self._overflow = _series(dict(OVERFLOW_ATTRIBUTES))
+        # Tag dict -> (its series, whether the size limits cut it).
+        self._by_tags: dict[TagsKey, tuple[Series, bool]] = {}
+        self._by_shape: dict[TagsKey, Series] = {}
+
+    def record(self, value: float, tags: Mapping[str, Any]) -> bool:
+        key = tags_key(tags)
+        known = self._by_tags.get(key)
+        series, limited = known if known is not None else self._new_series(tags, key)
+        consumer = self._consumer
+        if consumer is None or not record_shaped(
+            consumer, self._instrument, series.hashed, series.attributes, value
+        ):
+            self._public_record(value, series.attributes)
+        return limited
+
+    def _new_series(self, tags: Mapping[str, Any], key: TagsKey) -> tuple[Series, bool]:
+        shaped, limited = self._shaper.attributes(tags)
+        attributes = {k: _NAN if v != v else v for k, v in shaped.items()}
+        shape = tags_key(attributes)
+        with self._lock:
+            series = self._by_shape.get(shape)
+            if series is None and len(self._by_shape) < self._max_series:
+                series = self._by_shape[shape] = _series(attributes)
+            known = (series, limited) if series is not None else (self._overflow, True)
+            if len(self._by_tags) < self._max_series * _TAG_SETS_PER_SERIES:
+                self._by_tags[key] = known
+        return known
+
+
+def fast_path_consumer(provider: MeterProvider) -> Any:
+    """The provider's measurement consumer, when the fast path fits it; else None."""
+    consumer = measurement_consumer(provider)
+    if is_synchronous_consumer(consumer) and sdk_internals_fit():
+        return consumer
+    return None
+
+
+def _series(attributes: dict[str, Any]) -> Series:
+    return Series(attributes, hash_attributes(attributes))
+
+
+@functools.cache
+def sdk_internals_fit() -> bool:
+    """Whether the SDK's internals are as this module uses them: the same numbers
+    reach a reader through both paths, for each instrument kind, cumulative and delta."""
+    fits = False
+    if METRIC_INTERNALS_IMPORTED:
+        try:
+            fits = _same_as_public_path()
+        except Exception:
+            fits = False
+    if not fits:
+        logger.warning(
+            "telemetry_otel: the installed OpenTelemetry SDK's metric internals differ "
+            "from those checked (%s); measurements take the public, slower path",
+            CHECKED_AGAINST,
+        )
+    return fits
+
+
+def _same_as_public_path() -> bool:
+    from opentelemetry.sdk.metrics import Counter, Histogram
+    from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
+
+    delta: dict[type, AggregationTemporality] = {
+        kind: AggregationTemporality.DELTA for kind in (Counter, Histogram, SynchronousGauge)
+    }
+    readers = [InMemoryMetricReader(), InMemoryMetricReader(preferred_temporality=delta)]
+    provider = MeterProvider(metric_readers=readers, shutdown_on_exit=False)
+    meter = provider.get_meter("probe")
+    shaper = Shaper(False, [], 128, None)
+    tags = {"k": "v", "n": 1}
+    for name, make, method in (
+        ("c", meter.create_counter, "add"),
+        ("h", meter.create_histogram, "record"),
+        ("g", meter.create_gauge, "set"),
+    ):
+        public, fast = make(f"{name}.public"), make(f"{name}.fast")
+        consumer = measurement_consumer(provider)
+        recorder = SeriesRecorder(fast, getattr(fast, method), consumer, shaper, 10, ForkSafeLock())
+        for value in (3, 4.5):
+            getattr(public, method)(value, tags)
+            recorder.record(value, tags)
+    for reader in readers:
+        data = reader.get_metrics_data()
+        if data is None:
+            return False
+        points = {
+            metric.name: [
+                (
+                    dict(p.attributes or {}),
+                    *(getattr(p, f, None) for f in ("value", "sum", "count")),
+                )
+                for p in metric.data.data_points
+            ]
+            for metric in data.resource_metrics[0].scope_metrics[0].metrics
+        }
+        for name in ("c", "h", "g"):
+            if not points.get(f"{name}.fast") or points[f"{name}.fast"] != points[f"{name}.public"]:
+                return False
+    provider.shutdown()
+    return True

@@ -1,0 +1,65 @@
+"""The library's logger, and warnings limited to one per reason per minute."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from telemetry_otel._otel.runtime.forks import ForkSafeLock
+
+logger = logging.getLogger("telemetry_otel")
+WARNING_INTERVAL_S = 60.0
+_last_warned: dict[str, float] = {}
+_lock = ForkSafeLock()
+
+
+def warn_limited(key: str, message: str, *args: object, exc_info: bool = False) -> None:
+    """Log a warning at most once a minute per ``key``: a failing path never floods the log."""
+    now = time.monotonic()
+    last = _last_warned.get(key)
+    if last is not None and now - last < WARNING_INTERVAL_S:
+        return  # the usual answer on a failing hot path: no lock taken
+    with _lock:
+        last = _last_warned.get(key)
+        if last is not None and now - last < WARNING_INTERVAL_S:
+            return
+        _last_warned[key] = now
+    logger.warning(message, *args, exc_info=exc_info)
+
+
+_unreported: dict[str, int] = {}
+
+
+def report_loss(key: str, count: int, message: str, *args: object) -> None:
+    """Log ``message % (*args, n)`` at most once a minute per ``key``, where n is every
+    item counted under that key since its last line (this call's included).
+
+    One line per endpoint and reason, however long an outage lasts, and it says how
+    much the outage cost since the line before.
+    """
+    with _lock:
+        total = _unreported.get(key, 0) + count
+        now = time.monotonic()
+        last = _last_warned.get(key)
+        if last is not None and now - last < WARNING_INTERVAL_S:
+            _unreported[key] = total
+            return
+        _last_warned[key] = now
+        _unreported[key] = 0
+    logger.warning(message, *args, total)
+
+
+_warned_once: set[str] = set()
+_MAX_WARNED_ONCE = 4096
+
+
+def warn_once(key: str, message: str, *args: object) -> None:
+    """Log a warning once per ``key`` for the life of the process (a bounded number of
+    keys; past it, once a minute per key like warn_limited)."""
+    if key in _warned_once:
+        return
+    if len(_warned_once) < _MAX_WARNED_ONCE:
+        _warned_once.add(key)
+        logger.warning(message, *args)
+    else:
+        warn_limited(key, message, *args)

@@ -1,0 +1,216 @@
+"""The metric pipeline: Metric items on SDK instruments, read by each destination's reader."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+
+from telemetry_otel._otel.delivery.accounting import SELF_SCOPE, Stats, register_self_metrics
+from telemetry_otel._otel.delivery.callbacks import CallbackMetricExporter
+from telemetry_otel._otel.delivery.queue import DeliveryCounts, DeliveryQueue, close_all, flush_all
+from telemetry_otel._otel.destinations.destination import cardinality_limits
+from telemetry_otel._otel.mapping.metrics import InstrumentCache, instrument_name
+from telemetry_otel._otel.runtime.log import warn_limited
+from telemetry_otel._otel.runtime.sdk import remove_metric_reader
+from telemetry_otel._otel.signals.common import SCOPE_NAME, Shared, enabled_by_the_collector
+from telemetry_otel._version import __version__
+from telemetry_otel.models import Metric, MetricType
+
+Works = dict[str, Callable[[], object]]
+
+
+class MetricPipeline:
+    """The meter provider (the collector's own, or the application's when joined), one
+    reader per destination that takes metrics, and the callbacks' reader while a
+    callback is registered."""
+
+    def __init__(
+        self, shared: Shared, joined: MeterProvider | None, stats: Callable[[], Stats]
+    ) -> None:
+        config = shared.config
+        self._shared = shared
+        self._joined = joined
+        self._tally = shared.accounting.tallies["metric"]
+        destinations = shared.destinations
+        self._exporters = [d.metric_counts for d in destinations if d.metric_counts]
+        self._failures_seen = 0
+        self.callback_exporter = CallbackMetricExporter(shared.global_tags)
+        # The callback bridge's reader, attached only while a callback is registered:
+        # each reader costs every measurement an aggregation of its own.
+        self._bridge_reader: MetricReader | None = None
+        self.readers: list[MetricReader] = []
+        if joined is not None:
+            # An existing MeterProvider takes no more readers: no metrics for callbacks.
+            self.provider = joined
+        else:
+            self.readers = [d.metric_reader for d in destinations if d.metric_reader]
+            self.provider = enabled_by_the_collector(
+                MeterProvider(
+                    metric_readers=self.readers, resource=shared.resource, shutdown_on_exit=False
+                )
+            )
+        meter = self.provider.get_meter(SCOPE_NAME, __version__)
+        self.instruments = InstrumentCache(
+            self.provider, meter, shared.shaper, config.max_metric_series
+        )
+        if config.self_metrics:
+            register_self_metrics(self.provider.get_meter(SELF_SCOPE, __version__), stats)
+
+    # -- the collecting path: never raises for a valid model --------------------------------
+
+    def collect(self, metric: Metric) -> bool:
+        """Record a measurement on its instrument; False on a name/type clash or a
+        negative histogram value (which OpenTelemetry histograms do not take)."""
+        tally = self._tally
+        try:
+            recorder = self.instruments.recorder(metric)
+            if recorder is None:
+                return self._reject(
+                    f"clash:{metric.name.lower()}",
+                    "metric %r (instrument %r) is already registered as another type; "
+                    "dropping %s values",
+                    metric.name,
+                    instrument_name(metric.name),
+                    metric.metric_type.value,
+                )
+            if metric.value < 0 and metric.metric_type is MetricType.HISTOGRAM:
+                return self._reject(
+                    f"negative:{metric.name.lower()}",
+                    "histogram %r takes no negative values; dropping %r",
+                    metric.name,
+                    metric.value,
+                )
+            tally.collected.increment()
+            if recorder.record(metric.value, metric.tags):
+                tally.limited.increment()
+            return True
+        except Exception:
+            self._tally.rejected.increment()
+            warn_limited("internal:metric", "telemetry_otel could not process a %s", "metric")
+            return False
+
+    def _reject(self, reason: str, message: str, *args: object) -> bool:
+        self._tally.rejected.increment()
+        warn_limited(reason, message, *args)
+        return False
+
+    # -- the callbacks' reader ---------------------------------------------------------------
+
+    def attach_bridge_reader(self) -> None:
+        if self._bridge_reader is None and self._joined is None:
+            self.callback_exporter.resume()
+            config = self._shared.config
+            self._bridge_reader = PeriodicExportingMetricReader(
+                self.callback_exporter,
+                config.flush_interval_ms,
+                cardinality_limits=cardinality_limits(config),
+            )
+            self.provider.add_metric_reader(self._bridge_reader)
+
+    def detach_bridge_reader(self, timeout_millis: float = 30_000) -> None:
+        """Shut the reader down, which exports what it holds to the callbacks' queues,
+        then stop feeding it.
+
+        Not MeterProvider.remove_metric_reader alone: it drops the reader's storage
+        before shutting the reader down, and the reader's last collection then fails
+        (SDK 1.45); called after shutdown, it would warn of a second shutdown.
+        """
+        reader, self._bridge_reader = self._bridge_reader, None
+        if reader is None:
+            return
+        reader.shutdown(timeout_millis=timeout_millis)
+        remove_metric_reader(self.provider, reader)
+
+    # -- flush, stop and counts --------------------------------------------------------------
+
+    def works(
+        self,
+        deadline: float,
+        failed: list[str],
+        callback_queues: list[DeliveryQueue[Any]],
+        *,
+        shutdown: bool,
+    ) -> Works:
+        """Each metric reader's flush (or last collection and shutdown), side by side.
+
+        Not MeterProvider.force_flush/shutdown: they take their readers one after
+        another, so a reader stuck on a dead endpoint would cost the others their
+        collection; and they reach only the readers the provider was built with,
+        not the callbacks' reader.
+        """
+        works: Works = {
+            "callbacks": self._callback_work(deadline, failed, callback_queues, shutdown=shutdown)
+        }
+        if self._joined is not None:
+            works["joined"] = _timed(deadline, self.provider.force_flush, failed)
+            return works
+        readers = self.readers if shutdown else self._push_readers()
+        for i, reader in enumerate(readers):
+            step = reader.shutdown if shutdown else reader.force_flush
+            works[f"metrics-{i}"] = _timed(deadline, step, failed)
+        return works
+
+    def _callback_work(
+        self,
+        deadline: float,
+        failed: list[str],
+        queues: list[DeliveryQueue[Any]],
+        *,
+        shutdown: bool,
+    ) -> Callable[[], None]:
+        """The callbacks' reader pushes its collection into their metric queues: flush (or
+        close) those only once it is done, or its last values would miss them."""
+
+        def run() -> None:
+            bridge = self._bridge_reader
+            if shutdown:
+                _timed(deadline, self.detach_bridge_reader, failed)()
+            elif bridge is not None:
+                _timed(deadline, bridge.force_flush, failed)()
+            done = close_all(queues, deadline) if shutdown else flush_all(queues, deadline)
+            if not done:
+                failed.append("callbacks")
+
+        return run
+
+    def _push_readers(self) -> list[MetricReader]:
+        """The readers that export on their own: a pull reader (Prometheus) is only
+        ever collected by its scrapes, or each flush would queue another copy of
+        every series for the next scrape."""
+        return [r for r in self.readers if isinstance(r, PeriodicExportingMetricReader)]
+
+    def nothing_failed_since_last_flush(self) -> bool:
+        failures = sum(e.counts().export_failures for e in self._exporters)
+        unchanged = failures == self._failures_seen
+        self._failures_seen = failures
+        return unchanged
+
+    def counts(self) -> list[DeliveryCounts]:
+        """The counts of each destination's metric exporter."""
+        return [e.counts() for e in self._exporters]
+
+    def abandon(self) -> None:
+        for reader in self.readers:  # a half-built pipeline: undo what can be undone
+            with contextlib.suppress(Exception):
+                reader.shutdown(timeout_millis=100)
+
+
+def _timed(deadline: float, call: Callable[..., object], failed: list[str]) -> Callable[[], None]:
+    """``call(timeout_millis=<what is left>)``, raising nothing: the SDK raises when a
+    reader timed out (noted in ``failed``), and run_all_until tells a late one by
+    its thread."""
+
+    def run() -> None:
+        try:
+            if call(timeout_millis=max(0.0, deadline - time.monotonic()) * 1000) is False:
+                raise TimeoutError
+        except Exception:
+            failed.append(getattr(call, "__qualname__", "metrics"))
+            warn_limited("metrics:timeout", "a metric reader did not finish in time")
+
+    return run

@@ -1,0 +1,223 @@
+"""``telemetry-otel check``: one request per signal to an OTLP endpoint, and what it answered.
+
+A failure is cut to one line and, for the usual mistakes, says what to write instead:
+the port is probed once to learn what it speaks (TLS, gRPC's HTTP/2, HTTP/1.1).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from telemetry_otel._endpoints import OtlpTarget
+from telemetry_otel._otel.delivery.sender import (
+    ACCEPTED,
+    GRPC_METHODS,
+    Answer,
+    OtlpSender,
+    one_line,
+)
+from telemetry_otel._otel.runtime.sdk import log_encoder
+from telemetry_otel._redact import mask_url
+from telemetry_otel.config import TelemetryConfig
+
+_RESOURCE = Resource.create({"service.name": "telemetry-otel-check"})
+_NAME = "telemetry-otel check"
+
+
+_PROBE_TIMEOUT_S = 1.0
+_REASON_LIMIT = 120
+# What a port speaks, as the probe tells it.
+TLS_H2, TLS, H2, HTTP1 = "gRPC over TLS", "HTTPS", "plaintext gRPC", "plain HTTP"
+_AUTH_FAILURES = ("HTTP 401", "HTTP 403", "gRPC UNAUTHENTICATED", "gRPC PERMISSION_DENIED")
+
+
+@dataclass
+class CheckResult:
+    """What one signal's request got, where it went, and what to change when it failed."""
+
+    signal: str
+    accepted: bool
+    reason: str  # one line: "accepted", or why not
+    seconds: float
+    url: str = ""  # what was tried, credentials masked
+    advice: str = ""  # what to write or check instead, for a mistake recognised
+
+
+@dataclass
+class _Probes:
+    """What each host:port speaks, probed at most once per check."""
+
+    spoken: dict[tuple[str, int], str | None] = field(default_factory=dict)
+
+    def of(self, host: str, port: int) -> str | None:
+        if (host, port) not in self.spoken:
+            self.spoken[(host, port)] = probe(host, port)
+        return self.spoken[(host, port)]
+
+
+def check_endpoint(config: TelemetryConfig) -> list[CheckResult]:
+    """Send one trace, one metric and one log request to the config's only OTLP endpoint."""
+    endpoints = config.endpoints()
+    if len(endpoints) != 1 or endpoints[0].kind != "otlp":
+        raise ValueError("check needs exactly one OTLP endpoint: grpc[s]://… or http[s]://…")
+    targets = config.otlp_targets(endpoints[0])
+    payloads = {"traces": _one_span(), "metrics": _one_metric(), "logs": _one_log()}
+    probes = _Probes()
+    return [
+        _send(signal, targets[signal], payload, probes)
+        for signal, payload in payloads.items()
+        if signal in targets
+    ]
+
+
+def _send(signal: str, target: OtlpTarget, payload: bytes, probes: _Probes) -> CheckResult:
+    sender = OtlpSender(target, signal)
+    started = time.monotonic()
+    try:
+        answer = sender.send(payload)
+    finally:
+        sender.close()
+    seconds = time.monotonic() - started
+    url = tried_url(target, signal)
+    if answer.kind == ACCEPTED:
+        return CheckResult(signal, True, "accepted", seconds, url)
+    reason = f"{answer.reason}: {answer.message}" if answer.message else answer.reason
+    reason = one_line(printable(reason), _REASON_LIMIT)
+    return CheckResult(signal, False, reason, seconds, url, advise(target, answer, probes))
+
+
+def tried_url(target: OtlpTarget, signal: str) -> str:
+    """The URL as the user would write it: ``grpc[s]://host:port`` for gRPC."""
+    if target.protocol == "http":
+        return mask_url(target.url)
+    scheme = "grpcs" if target.tls else "grpc"
+    service = GRPC_METHODS[signal].rsplit(".", 1)[-1]  # TraceService/Export
+    return f"{scheme}://{mask_url(target.url).split('://', 1)[-1]} {service}"
+
+
+def printable(text: str) -> str:
+    """Bytes a wrong server sent back, made safe for a terminal."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def advise(target: OtlpTarget, answer: Answer, probes: _Probes) -> str:
+    """What to write instead, for the mistakes users make most; empty when unknown."""
+    parts = urlsplit(target.url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    where = f"{host}:{port}"
+    if answer.reason == "refused":
+        return f"nothing listens on {where}: is the receiver running, and on this port?"
+    if answer.reason == "timeout":
+        return f"no answer within {target.timeout_ms} ms: a firewall, or the wrong host?"
+    said = f"{answer.reason}: {printable(answer.message)}" if answer.message else answer.reason
+    if answer.reason.startswith(_AUTH_FAILURES):
+        return f"{one_line(said, 80)}; check your headers (OTEL_EXPORTER_OTLP_HEADERS)"
+    if answer.reason.startswith("HTTP 404"):
+        return (
+            f"HTTP 404 at {parts.path}: give the receiver's base URL (this library adds "
+            "/v1/<signal>) or the signal's full path"
+        )
+    if answer.reason == "gRPC UNIMPLEMENTED":
+        return "the server does not offer this OTLP service over gRPC: is it an OTLP receiver?"
+    spoken = probes.of(host, port)
+    wanted = {("grpc", True): TLS_H2, ("grpc", False): H2, ("http", True): TLS}
+    expected = wanted.get((target.protocol, target.tls), HTTP1)
+    if spoken is None or spoken == expected or {spoken, expected} == {TLS, TLS_H2}:
+        untrusted = "certificate verify failed" in answer.message.lower().replace("_", " ")
+        if spoken is not None and answer.reason == "TLS" and untrusted:
+            return "the server's certificate was not trusted: set ca_file= to the CA that signed it"
+        return ""
+    return _write_instead(spoken, expected, where)
+
+
+def _write_instead(spoken: str, expected: str, where: str) -> str:
+    scheme = {TLS_H2: "grpcs", TLS: "https", H2: "grpc", HTTP1: "http"}[spoken]
+    return f"{where} speaks {spoken}, not {expected}: write {scheme}://{where}"
+
+
+def probe(host: str, port: int) -> str | None:
+    """What the port speaks: TLS (with HTTP/2 when it says so), HTTP/2 (gRPC without TLS),
+    HTTP/1.1, or None when it answers none of these in time."""
+    try:
+        return _tls_probe(host, port) or _plaintext_probe(host, port)
+    except OSError:
+        return None
+
+
+def _tls_probe(host: str, port: int) -> str | None:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # only asks whether TLS is spoken; nothing is sent
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    try:
+        with (
+            socket.create_connection((host, port), _PROBE_TIMEOUT_S) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            return TLS_H2 if tls.selected_alpn_protocol() == "h2" else TLS
+    except (ssl.SSLError, ConnectionError, TimeoutError):
+        return None
+
+
+def _plaintext_probe(host: str, port: int) -> str | None:
+    # The HTTP/2 preface and an empty SETTINGS frame: an HTTP/2 server answers with its
+    # SETTINGS frame (type 4); an HTTP/1.1 server with an error in text (a status line,
+    # or for some, only an HTML page).
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+    with socket.create_connection((host, port), _PROBE_TIMEOUT_S) as sock:
+        sock.sendall(preface)
+        head = sock.recv(64)
+    if len(head) >= 9 and head[3] == 4:
+        return H2
+    if head and all(32 <= byte < 127 or byte in b"\r\n\t" for byte in head):
+        return HTTP1
+    return None
+
+
+def _one_span() -> bytes:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=_RESOURCE, shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.get_tracer(_NAME).start_span("check").end()
+    return encode_spans(exporter.get_finished_spans()).SerializeToString()
+
+
+def _one_metric() -> bytes:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader], resource=_RESOURCE, shutdown_on_exit=False)
+    provider.get_meter(_NAME).create_counter("telemetry_otel.check").add(1)
+    data = reader.get_metrics_data()
+    assert data is not None
+    return encode_metrics(data).SerializeToString()
+
+
+def _one_log() -> bytes:
+    exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
+    provider = LoggerProvider(resource=_RESOURCE, shutdown_on_exit=False)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    provider.get_logger(_NAME).emit(
+        event_name="check",
+        body="telemetry-otel check",
+        severity_number=SeverityNumber.INFO,
+        severity_text="INFO",
+    )
+    request = log_encoder()(exporter.get_finished_logs())
+    payload: bytes = request.SerializeToString()
+    return payload

@@ -1,0 +1,385 @@
+"""A local OTLP receiver (gRPC and HTTP/protobuf, gzip) that prints what arrives.
+
+For developing without a backend: ``telemetry-otel receive``. Each line starts with
+the sending service (``service.name``); spans print as trees once their root arrives
+(``tree.py``), with a bar for where each sits in its trace on a terminal; events show
+their trace and span ids; metrics print one line per series. The collector's own
+``telemetry_otel.*`` metrics are left out unless asked for. ``jsonl`` also appends each
+request as an OTLP JSON line.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import grpc
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
+
+from telemetry_otel._otel.delivery.sender import GRPC_METHODS
+from telemetry_otel._otel.destinations.files import RotatingLineFile, to_otlp_json
+from telemetry_otel._otel.destinations.layout import (
+    BAR_WIDTH,
+    EventView,
+    MetricView,
+    Paint,
+    SpanView,
+    bar,
+    coloured,
+    event_line,
+    histogram_value,
+    metric_line,
+    plain,
+    shown_attributes,
+    span_line,
+)
+from telemetry_otel._otel.destinations.tree import Node, Placed, TraceTrees
+
+MESSAGES: dict[str, tuple[Any, Any]] = {
+    "traces": (trace_pb.ExportTraceServiceRequest, trace_pb.ExportTraceServiceResponse),
+    "metrics": (metrics_pb.ExportMetricsServiceRequest, metrics_pb.ExportMetricsServiceResponse),
+    "logs": (logs_pb.ExportLogsServiceRequest, logs_pb.ExportLogsServiceResponse),
+}
+Printer = Callable[[str], None]
+SELF_METRIC_PREFIX = "telemetry_otel."
+# A trace is shown this long after its root arrives: SDKs export spans and log records
+# in separate requests, and what they sent apart should still land in the tree.
+SETTLE_S = 1.0
+# OTLP span flags (proto/trace/v1): whether the parent's remoteness is known, and is so.
+_HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
+_STATUS_ERROR = 2
+_SEVERITIES = ((21, "CRITICAL"), (17, "ERROR"), (13, "WARNING"), (9, "INFO"), (1, "DEBUG"))
+View = SpanView | EventView
+Entry = tuple[str, View]  # the sending service and what it sent
+Key = tuple[str, int]  # a trace of one service: spans of other services make other trees
+
+
+class PortUnavailable(OSError):
+    """A port the receiver cannot listen on; the message names it."""
+
+
+def any_value(value: Any) -> Any:
+    """An OTLP AnyValue as a Python value."""
+    kind = value.WhichOneof("value")
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+    if kind == "array_value":
+        return [any_value(item) for item in value.array_value.values]
+    return getattr(value, kind) if kind else None
+
+
+def _attributes(key_values: Any) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in key_values}
+
+
+def _service(resource: Any) -> str:
+    for kv in resource.resource.attributes:
+        if kv.key == "service.name":
+            return str(any_value(kv.value))
+    return "unknown_service"
+
+
+class ReceivedLines:
+    """Turns export requests into lines; holds spans until their trace's root arrives."""
+
+    def __init__(
+        self,
+        bars: bool = False,
+        colour: bool = False,
+        self_metrics: bool = False,
+        max_wait_s: float = 10.0,
+        settle_s: float = SETTLE_S,
+    ) -> None:
+        self._bars = bars
+        self._paint: Paint = coloured if colour else plain
+        self._self_metrics = self_metrics
+        self._trees: TraceTrees[Entry] = TraceTrees(max_wait_s=max_wait_s, settle_s=settle_s)
+        self._service_width = 12
+
+    def request(self, signal: str, request: Any) -> list[str]:
+        """The lines one export request adds (with those of traces now complete)."""
+        if signal == "metrics":
+            return list(self._metric_lines(request))
+        nodes = self._span_nodes(request) if signal == "traces" else self._event_nodes(request)
+        placed = [p for key, node in nodes for p in self._add(key, node)]
+        return self._lines(placed + self._trees.expired())
+
+    def expired(self) -> list[str]:
+        return self._lines(self._trees.expired())
+
+    def drain(self) -> list[str]:
+        return self._lines(self._trees.drain())
+
+    def _add(self, key: Key, node: Node[Entry]) -> list[Placed[Entry]]:
+        if key[1] == 0:  # an event outside any trace
+            return [Placed(node.payload, 0, node.start_ns, node.end_ns)]
+        return self._trees.add(key, node)
+
+    def _span_nodes(self, request: Any) -> Iterator[tuple[Key, Node[Entry]]]:
+        for resource in request.resource_spans:
+            service = _service(resource)
+            for scope in resource.scope_spans:
+                for span in scope.spans:
+                    view = _span_view(span)
+                    node: Node[Entry] = Node(
+                        (service, view),
+                        view.span_id,
+                        view.parent_id,
+                        view.start_ns,
+                        view.end_ns,
+                        True,
+                    )
+                    yield (service, view.trace_id), node
+
+    def _event_nodes(self, request: Any) -> Iterator[tuple[Key, Node[Entry]]]:
+        for resource in request.resource_logs:
+            service = _service(resource)
+            for scope in resource.scope_logs:
+                for record in scope.log_records:
+                    view = _event_view(record)
+                    node: Node[Entry] = Node(
+                        (service, view), view.span_id, None, view.time_ns, view.time_ns, False
+                    )
+                    yield (service, view.trace_id), node
+
+    def _metric_lines(self, request: Any) -> Iterator[str]:
+        for resource in request.resource_metrics:
+            service = _service(resource)
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    if metric.name.startswith(SELF_METRIC_PREFIX) and not self._self_metrics:
+                        continue
+                    for view in _metric_views(metric):
+                        yield self._with_service(service, metric_line(view, self._paint))
+
+    def _lines(self, placed: list[Placed[Entry]]) -> list[str]:
+        return [self._with_service(*p.payload[:1], self._line(p)) for p in placed]
+
+    def _line(self, placed: Placed[Entry]) -> str:
+        view, depth = placed.payload[1], placed.depth
+        if isinstance(view, EventView):
+            pad = " " * (BAR_WIDTH + 2) if self._bars else ""  # under the span names
+            return event_line(view, depth, self._paint, in_tree=False, pad=pad)
+        if not self._bars:
+            return span_line(view, depth, self._paint, in_tree=False)
+        drawn = bar(view.start_ns, view.end_ns, placed.trace_start_ns, placed.trace_end_ns)
+        return span_line(view, depth, self._paint, in_tree=True, bar_text=drawn)
+
+    def _with_service(self, service: str, line: str) -> str:
+        self._service_width = max(self._service_width, len(service))
+        return f"{service:<{self._service_width}} {line}"
+
+
+def _span_view(span: Any) -> SpanView:
+    parent = int.from_bytes(span.parent_span_id, "big") if span.parent_span_id else None
+    remote = span.flags & _HAS_IS_REMOTE and span.flags & _IS_REMOTE
+    failed = span.status.code == _STATUS_ERROR
+    return SpanView(
+        span.name,
+        span.start_time_unix_nano,
+        span.end_time_unix_nano,
+        int.from_bytes(span.trace_id, "big"),
+        int.from_bytes(span.span_id, "big"),
+        None if remote else parent,
+        span.status.message if failed else None,
+        shown_attributes(_attributes(span.attributes)),
+        parent if remote else None,
+    )
+
+
+def _event_view(record: Any) -> EventView:
+    number = record.severity_number
+    severity = record.severity_text or next((n for low, n in _SEVERITIES if number >= low), "-")
+    return EventView(
+        record.time_unix_nano or record.observed_time_unix_nano,
+        severity,
+        record.event_name or "log",
+        any_value(record.body),
+        int.from_bytes(record.trace_id, "big") if record.trace_id else 0,
+        int.from_bytes(record.span_id, "big") if record.span_id else 0,
+        shown_attributes(_attributes(record.attributes)),
+    )
+
+
+def _metric_views(metric: Any) -> Iterator[MetricView]:
+    kind = metric.WhichOneof("data")
+    if kind is None:
+        return
+    data = getattr(metric, kind)
+    for point in data.data_points:
+        yield MetricView(
+            point.time_unix_nano,
+            _metric_kind(kind, data),
+            metric.name,
+            _point_value(kind, point),
+            metric.unit,
+            _attributes(point.attributes),
+        )
+
+
+def _metric_kind(kind: str, data: Any) -> str:
+    if kind == "sum":
+        return "COUNTER" if data.is_monotonic else "UPDOWNCOUNTER"
+    return {"gauge": "GAUGE", "summary": "SUMMARY"}.get(kind, "HISTOGRAM")
+
+
+def _point_value(kind: str, point: Any) -> str:
+    if kind in ("histogram", "exponential_histogram"):
+        low = point.min if point.HasField("min") else None
+        high = point.max if point.HasField("max") else None
+        return histogram_value(point.count, point.sum, low, high)
+    if kind == "summary":
+        return f"count={point.count} sum={point.sum:g}"
+    return f"{point.as_int if point.WhichOneof('value') == 'as_int' else point.as_double:g}"
+
+
+class LocalReceiver:
+    """gRPC and HTTP OTLP servers on the given ports, handing each request to ``on_request``."""
+
+    def __init__(
+        self,
+        host: str,
+        grpc_port: int,
+        http_port: int,
+        printer: Printer,
+        jsonl: Path | None = None,
+        lines: ReceivedLines | None = None,
+    ) -> None:
+        """Raises PortUnavailable, naming the port, when either cannot be listened on."""
+        self._printer = printer
+        self._lines = lines or ReceivedLines()
+        self._lock = threading.Lock()
+        self._jsonl = RotatingLineFile(jsonl) if jsonl else None
+        self._grpc = self._start_grpc(host, grpc_port)
+        try:
+            self._http = self._start_http(host, http_port)
+        except PortUnavailable:
+            self._grpc.stop(grace=None)
+            raise
+
+    def on_request(self, signal: str, request: Any) -> None:
+        with self._lock:
+            self._print(self._lines.request(signal, request))
+            if self._jsonl is not None:
+                self._jsonl.write_line(to_otlp_json(request))
+
+    def print_expired(self) -> None:
+        """Print the traces whose root has not come in time (called now and then)."""
+        with self._lock:
+            self._print(self._lines.expired())
+
+    def _print(self, lines: list[str]) -> None:
+        for line in lines:
+            self._printer(line)
+
+    def _start_grpc(self, host: str, port: int) -> grpc.Server:
+        # Without SO_REUSEPORT a second receiver on the port fails instead of sharing it.
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.so_reuseport", 0)]
+        )
+        handlers = {
+            method.rsplit("/", 1)[0].lstrip("/"): grpc.method_handlers_generic_handler(
+                method.rsplit("/", 1)[0].lstrip("/"),
+                {"Export": self._grpc_handler(signal)},
+            )
+            for signal, method in GRPC_METHODS.items()
+        }
+        server.add_generic_rpc_handlers(tuple(handlers.values()))
+        try:
+            self.grpc_port = server.add_insecure_port(_address(host, port))
+        except RuntimeError:  # grpcio raises where older releases returned 0
+            self.grpc_port = 0
+        if not self.grpc_port:
+            why = _bind_error(host, port)
+            raise PortUnavailable(f"cannot listen for OTLP/gRPC on {host}:{port}: {why}")
+        server.start()
+        return server
+
+    def _grpc_handler(self, signal: str) -> grpc.RpcMethodHandler[Any, Any]:
+        request_type, response_type = MESSAGES[signal]
+
+        def export(request: Any, context: grpc.ServicerContext) -> Any:
+            self.on_request(signal, request)
+            return response_type()
+
+        return grpc.unary_unary_rpc_method_handler(
+            export,
+            request_deserializer=request_type.FromString,
+            response_serializer=response_type.SerializeToString,
+        )
+
+    def _start_http(self, host: str, port: int) -> ThreadingHTTPServer:
+        receiver = self
+
+        class Handler(_HttpHandler):
+            owner = receiver
+
+        try:
+            server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as error:
+            why = _why(error)
+            raise PortUnavailable(f"cannot listen for OTLP/HTTP on {host}:{port}: {why}") from None
+        self.http_port = int(server.server_address[1])
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server
+
+    def stop(self) -> None:
+        self._grpc.stop(grace=1)
+        with self._lock:
+            self._print(self._lines.drain())
+        self._http.shutdown()
+        self._http.server_close()
+        if self._jsonl is not None:
+            self._jsonl.close()
+
+
+class _HttpHandler(BaseHTTPRequestHandler):
+    owner: LocalReceiver
+
+    def do_POST(self) -> None:
+        signal = self.path.rstrip("/").rsplit("/", 1)[-1]
+        if signal not in MESSAGES or not self.path.rstrip("/").endswith(f"/v1/{signal}"):
+            self.send_error(404, f"no OTLP signal at {self.path}")
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        request_type, response_type = MESSAGES[signal]
+        self.owner.on_request(signal, request_type.FromString(body))
+        payload = response_type().SerializeToString()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _why(error: OSError) -> str:
+    return "port in use" if error.errno == errno.EADDRINUSE else str(error.strerror or error)
+
+
+def _bind_error(host: str, port: int) -> str:
+    """Why gRPC could not bind (it tells only its log): the same bind, tried once more."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))
+    except OSError as error:
+        return _why(error)
+    return "port in use"  # free again by now, or taken by a process sharing it
