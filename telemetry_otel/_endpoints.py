@@ -13,8 +13,9 @@ from types import MappingProxyType
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from telemetry_otel._redact import mask_url
+from telemetry_otel._signals import OTLP_NAMES
 
-SIGNALS = ("traces", "metrics", "logs")
+SIGNALS = OTLP_NAMES  # "traces", "metrics", "logs"
 COMPRESSIONS = ("gzip", "none")
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _OTLP_SCHEMES = {

@@ -11,7 +11,7 @@ https://opentelemetry.io/docs/specs/otel/protocol/exporter/
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -23,6 +23,7 @@ from telemetry_otel._otel.runtime.log import warn_limited
 from telemetry_otel._redact import header_problem, mask_pairs, mask_url
 from telemetry_otel.models import EventSeverity
 
+Parser = Callable[[str, str], Any]
 TELEMETRY_ENABLED = "TELEMETRY_ENABLED"
 TELEMETRY_BUFFER_SIZE = "TELEMETRY_BUFFER_SIZE"
 TELEMETRY_FLUSH_INTERVAL_MS = "TELEMETRY_FLUSH_INTERVAL_MS"
@@ -212,7 +213,7 @@ def parse_otel_bool(name: str, value: str) -> bool:
     raise _bad(name, value, "true or false")
 
 
-def _parse_disabled(name: str, value: str) -> bool:
+def parse_disabled(name: str, value: str) -> bool:
     return not parse_otel_bool(name, value)
 
 
@@ -240,51 +241,15 @@ def parse_key_list(name: str, value: str) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-# config field -> the variables that set it, highest precedence first, with their parser.
-_FIELD_VARIABLES: dict[str, tuple[tuple[str, Callable[[str, str], Any]], ...]] = {
-    "enabled": ((TELEMETRY_ENABLED, parse_bool), (OTEL_SDK_DISABLED, _parse_disabled)),
-    "buffer_size": ((TELEMETRY_BUFFER_SIZE, parse_positive_int),),
-    "flush_interval_ms": ((TELEMETRY_FLUSH_INTERVAL_MS, parse_positive_int),),
-    "export_endpoints": ((TELEMETRY_EXPORT_ENDPOINTS, parse_endpoints),),
-    "sample_rate": ((TELEMETRY_SAMPLE_RATE, parse_rate),),
-    "tags": ((TELEMETRY_TAGS, parse_pairs),),
-    "service_name": ((TELEMETRY_SERVICE_NAME, parse_service_name),),
-    "shutdown_timeout_ms": ((TELEMETRY_SHUTDOWN_TIMEOUT_MS, parse_positive_int),),
-    "spool_dir": ((TELEMETRY_SPOOL_DIR, parse_path),),
-    "spool_max_bytes": ((TELEMETRY_SPOOL_MAX_BYTES, parse_positive_int),),
-    "max_export_batch_bytes": ((TELEMETRY_MAX_EXPORT_BATCH_BYTES, parse_positive_int),),
-    "max_attributes": (
-        (TELEMETRY_MAX_ATTRIBUTES, parse_positive_int),
-        (OTEL_ATTRIBUTE_COUNT_LIMIT, parse_positive_int),
-    ),
-    "max_attribute_length": (
-        (TELEMETRY_MAX_ATTRIBUTE_LENGTH, parse_positive_int),
-        (OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, parse_positive_int),
-    ),
-    "max_metric_series": ((TELEMETRY_MAX_METRIC_SERIES, parse_positive_int),),
-    "redact": ((TELEMETRY_REDACT, parse_bool),),
-    "redact_keys": ((TELEMETRY_REDACT_KEYS, parse_key_list),),
-    "use_global_providers": ((TELEMETRY_USE_GLOBAL_PROVIDERS, parse_bool),),
-    "self_metrics": ((TELEMETRY_SELF_METRICS, parse_bool),),
-    "trace_sample_rate": ((TELEMETRY_TRACE_SAMPLE_RATE, parse_rate),),
-    "event_sample_rate": ((TELEMETRY_EVENT_SAMPLE_RATE, parse_rate),),
-    "event_keep_severity": ((TELEMETRY_EVENT_KEEP_SEVERITY, parse_severity_or_none),),
-    "events_follow_traces": ((TELEMETRY_EVENTS_FOLLOW_TRACES, parse_bool),),
-    "keep_error_traces": ((TELEMETRY_KEEP_ERROR_TRACES, parse_bool),),
-    "keep_traces_slower_than_ms": (
-        (TELEMETRY_KEEP_TRACES_SLOWER_THAN_MS, parse_positive_number_or_none),
-    ),
-    "trace_decision_wait_ms": ((TELEMETRY_TRACE_DECISION_WAIT_MS, parse_positive_int),),
-    "max_pending_spans": ((TELEMETRY_MAX_PENDING_SPANS, parse_positive_int),),
-    "max_traces_per_second": ((TELEMETRY_MAX_TRACES_PER_SECOND, parse_positive_number_or_none),),
-}
-
-
-def read_env(environ: Mapping[str, str]) -> EnvSettings:
-    """Parse every variable this library reads: ValueError on the first malformed
-    ``TELEMETRY_*`` one; a malformed ``OTEL_*`` one is ignored, with a warning."""
+def read_env(
+    environ: Mapping[str, str], fields: Mapping[str, Sequence[tuple[str, Parser]]]
+) -> EnvSettings:
+    """Parse every variable this library reads: ``fields`` maps each config field to the
+    variables that set it, highest precedence first (the config declares them).
+    ValueError on the first malformed ``TELEMETRY_*`` one; a malformed ``OTEL_*`` one is
+    ignored, with a warning."""
     settings = EnvSettings()
-    for config_field, variables in _FIELD_VARIABLES.items():
+    for config_field, variables in fields.items():
         for name, parse in variables:
             if name in environ:
                 value = _parsed(name, environ[name], parse)

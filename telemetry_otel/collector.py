@@ -14,6 +14,7 @@ from typing import Any
 
 from telemetry_otel._logging import EventLoggingHandler
 from telemetry_otel._otel.delivery.accounting import Stats, empty_stats
+from telemetry_otel._otel.delivery.callbacks import ExporterCallback
 from telemetry_otel._otel.live import Context, LiveSpan, extract_context, inject_context
 from telemetry_otel._otel.pipeline import Pipeline
 from telemetry_otel._otel.runtime import at_exit
@@ -23,8 +24,6 @@ from telemetry_otel.config import TelemetryConfig
 from telemetry_otel.models import Event, Metric, TagValue, Trace, _check_tags, _check_text
 
 __all__ = ["TelemetryCollector"]
-
-ExporterCallback = Callable[[str, Any], object]
 
 
 class _State(enum.Enum):

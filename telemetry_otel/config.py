@@ -9,239 +9,256 @@ environment (:meth:`TelemetryConfig.with_env`).
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
+from dataclasses import KW_ONLY, dataclass
+from dataclasses import fields as dataclass_fields
 from types import MappingProxyType
 from typing import Any
 
+from telemetry_otel import _env as env
+from telemetry_otel import _options as check
 from telemetry_otel._endpoints import SIGNALS, Endpoint, OtlpTarget, otlp_targets, parse_endpoint
 from telemetry_otel._env import read_env
+from telemetry_otel._options import _UNSET, Option, option
 from telemetry_otel._redact import (
     SENSITIVE_WORDS,
-    header_problem,
     mask_headers,
     mask_tags,
     mask_url,
 )
-from telemetry_otel.models import EventSeverity, _check_tags, enum_error, enum_member
+from telemetry_otel.models import EventSeverity
 
 __all__ = ["TelemetryConfig"]
 
 
-class _Unset:
-    def __repr__(self) -> str:
-        return "<unset>"
-
-
-_UNSET: Any = _Unset()
-_DEFAULTS: dict[str, Any] = {
-    "enabled": True,
-    "buffer_size": 1000,
-    "flush_interval_ms": 5000,
-    "export_endpoints": [],
-    "sample_rate": 1.0,
-    "tags": {},
-    "service_name": None,
-    "headers": {},
-    "shutdown_timeout_ms": 5000,
-    "spool_dir": None,
-    "spool_max_bytes": 64 * 1024 * 1024,
-    "max_export_batch_bytes": 4_000_000,
-    "max_attributes": 128,
-    "max_attribute_length": 8192,
-    "max_metric_series": 2000,
-    "redact": True,
-    "redact_keys": [],
-    "use_global_providers": False,
-    "self_metrics": True,
-    "trace_sample_rate": None,
-    "event_sample_rate": None,
-    "event_keep_severity": EventSeverity.ERROR,
-    "events_follow_traces": True,
-    "keep_error_traces": True,
-    "keep_traces_slower_than_ms": None,
-    "trace_decision_wait_ms": 5000,
-    "max_pending_spans": 10_000,
-    "max_traces_per_second": None,
-}
-FIELDS = tuple(_DEFAULTS)
-_NAME_WIDTH = max(len(name) for name in FIELDS)  # describe()'s value column
 _BUILT_IN_TARGETS = MappingProxyType(
     {s: OtlpTarget("http", f"http://localhost:4318/v1/{s}") for s in SIGNALS}
 )
 
 
+@dataclass(eq=False, repr=False)
 class TelemetryConfig:
     """How a TelemetryCollector collects and where it exports.
 
-    Args:
-        enabled: When False, ``collect_*`` return False and nothing is exported.
-        buffer_size: Queue size of each trace and event destination; a full queue
-            drops its oldest item (counted in ``stats()``). Export batches hold at
-            most ``min(512, buffer_size)`` items.
-        flush_interval_ms: How often queued traces and events are exported, and the
-            metric export interval.
-        export_endpoints: Where telemetry goes; see the README's endpoint table.
-        sample_rate: Fraction of traces (decided per trace id) and events kept, 0.0 to
-            1.0. Metrics are never sampled.
-        tags: Global tags: resource attributes of everything the collector exports.
-        service_name: The ``service.name`` resource attribute; when None, a
-            ``service.name`` tag, then ``OTEL_SERVICE_NAME``, then the OTel default.
-        headers: Headers (gRPC metadata) sent to every OTLP endpoint given as a string;
-            when empty, the ``OTEL_EXPORTER_OTLP_HEADERS`` variables apply.
-        shutdown_timeout_ms: The one deadline ``stop()`` shares between all signals and
-            destinations, and the default timeout of ``flush()``.
-        spool_dir: A directory for the durable spool: batches an OTLP endpoint still
-            refuses after retries wait there (SQLite) and are sent again, in order, when
-            it answers, also by the next process using the same directory. None: off.
-        spool_max_bytes: Size bound of the spool; past it the oldest batches are dropped
-            (counted).
-        max_export_batch_bytes: Largest OTLP trace or log request, encoded; batches are
-            cut to fit (the default stays below the 4 MiB that gRPC and the Collector
-            receive by default), and an item that cannot fit alone is dropped (counted).
-        max_attributes: Most attributes per span and per log record (tags plus
-            metadata); the rest are dropped (counted).
-        max_attribute_length: Longest string attribute value, event message and span
-            name, in characters; longer ones are cut (counted). None: no limit.
-        max_metric_series: Most tag sets per metric per export; more fold into one
-            overflow series (``otel.metric.overflow=true``), counted.
-        redact: Replace the values of sensitive-looking keys (password, token,
-            authorization, …) in tags, metadata and attributes by ``[REDACTED]``.
-        redact_keys: More key fragments to redact, matched case-insensitively.
-        use_global_providers: Send everything through the application's global OTel
-            tracer, meter and logger providers (its resource, processors and exporters)
-            instead of the collector's own; ``stop()`` then flushes them and leaves them
-            running. A signal whose global provider is not an SDK one falls back to the
-            collector's own, with a warning.
-        self_metrics: Export the counts of ``stats()`` as the collector's own metrics
-            (``telemetry_otel.*``), each series once it is not zero.
-        trace_sample_rate: Fraction of traces kept, decided per trace id with OTel's
-            consistent probability sampling; None: ``sample_rate``.
-        event_sample_rate: Fraction of events kept, each decided on its own; None:
-            ``sample_rate``.
-        event_keep_severity: Events at or above this severity are never sampled out;
-            None: every event is sampled.
-        events_follow_traces: An event collected inside a live span (the current span
-            context) is kept or dropped with that span's trace instead of at the event
-            rate; events at or above ``event_keep_severity`` pass anyway.
-        keep_error_traces: Keep every legacy trace that has a span with ``error`` set,
-            whatever the rate.
-        keep_traces_slower_than_ms: Keep every legacy trace that has a span slower than
-            this; None: off.
-        trace_decision_wait_ms: With a tail rule and a rate below 1, the window from a
-            legacy trace's first span in which its spans wait for a rule to match,
-            whatever their order, before the rate decides the trace.
-        max_pending_spans: Most legacy spans waiting for their trace's decision; past it
-            the oldest traces are decided by the rate alone (counted).
-        max_traces_per_second: Most legacy traces kept per second, on average; None: no
-            limit.
+    Each field is declared once below: its default, what it does, how a value is
+    checked, and the variables that set it. The Args section is built from them.
     """
 
-    enabled: bool
-    buffer_size: int
-    flush_interval_ms: int
-    export_endpoints: list[str]
-    sample_rate: float
-    tags: dict[str, str | int | float | bool]
-    service_name: str | None
-    headers: dict[str, str]
-    shutdown_timeout_ms: int
-    spool_dir: str | None
-    spool_max_bytes: int
-    max_export_batch_bytes: int
-    max_attributes: int
-    max_attribute_length: int | None
-    max_metric_series: int
-    redact: bool
-    redact_keys: list[str]
-    use_global_providers: bool
-    self_metrics: bool
-    trace_sample_rate: float | None
-    event_sample_rate: float | None
-    event_keep_severity: EventSeverity | None
-    events_follow_traces: bool
-    keep_error_traces: bool
-    keep_traces_slower_than_ms: float | None
-    trace_decision_wait_ms: int
-    max_pending_spans: int
-    max_traces_per_second: float | None
+    enabled: bool = option(
+        True,
+        "When False, ``collect_*`` return False and nothing is exported.",
+        check.boolean,
+        (env.TELEMETRY_ENABLED, env.parse_bool),
+        (env.OTEL_SDK_DISABLED, env.parse_disabled),
+    )
+    buffer_size: int = option(
+        1000,
+        "Queue size of each trace and event destination; a full queue drops its oldest "
+        "item (counted in ``stats()``). Export batches hold at most ``min(512, "
+        "buffer_size)`` items.",
+        check.positive_int,
+        (env.TELEMETRY_BUFFER_SIZE, env.parse_positive_int),
+    )
+    flush_interval_ms: int = option(
+        5000,
+        "How often queued traces and events are exported, and the metric export interval.",
+        check.positive_int,
+        (env.TELEMETRY_FLUSH_INTERVAL_MS, env.parse_positive_int),
+    )
+    export_endpoints: list[str] = option(
+        [],
+        "Where telemetry goes; see the README's endpoint table.",
+        check.endpoint_list,
+        (env.TELEMETRY_EXPORT_ENDPOINTS, env.parse_endpoints),
+    )
+    sample_rate: float = option(
+        1.0,
+        "Fraction of traces (decided per trace id) and events kept, 0.0 to 1.0. Metrics "
+        "are never sampled.",
+        check.rate,
+        (env.TELEMETRY_SAMPLE_RATE, env.parse_rate),
+    )
+    tags: dict[str, str | int | float | bool] = option(
+        {},
+        "Global tags: resource attributes of everything the collector exports.",
+        check.tags,
+        (env.TELEMETRY_TAGS, env.parse_pairs),
+    )
+    service_name: str | None = option(
+        None,
+        "The ``service.name`` resource attribute; when None, a ``service.name`` tag, then "
+        "``OTEL_SERVICE_NAME``, then the OTel default.",
+        check.service_name,
+        (env.TELEMETRY_SERVICE_NAME, env.parse_service_name),
+    )
+    headers: dict[str, str] = option(
+        {},
+        "Headers (gRPC metadata) sent to every OTLP endpoint given as a string; when "
+        "empty, the ``OTEL_EXPORTER_OTLP_HEADERS`` variables apply.",
+        check.headers,
+    )
+    _: KW_ONLY
+    shutdown_timeout_ms: int = option(
+        5000,
+        "The one deadline ``stop()`` shares between all signals and destinations, and "
+        "the default timeout of ``flush()``.",
+        check.positive_int,
+        (env.TELEMETRY_SHUTDOWN_TIMEOUT_MS, env.parse_positive_int),
+    )
+    spool_dir: str | None = option(
+        None,
+        "A directory for the durable spool: batches an OTLP endpoint still refuses after "
+        "retries wait there (SQLite) and are sent again, in order, when it answers, also "
+        "by the next process using the same directory. None: off.",
+        check.spool_dir,
+        (env.TELEMETRY_SPOOL_DIR, env.parse_path),
+    )
+    spool_max_bytes: int = option(
+        64 * 1024 * 1024,
+        "Size bound of the spool; past it the oldest batches are dropped (counted).",
+        check.positive_int,
+        (env.TELEMETRY_SPOOL_MAX_BYTES, env.parse_positive_int),
+    )
+    max_export_batch_bytes: int = option(
+        4_000_000,
+        "Largest OTLP trace or log request, encoded; batches are cut to fit (the default "
+        "stays below the 4 MiB that gRPC and the Collector receive by default), and an "
+        "item that cannot fit alone is dropped (counted).",
+        check.positive_int,
+        (env.TELEMETRY_MAX_EXPORT_BATCH_BYTES, env.parse_positive_int),
+    )
+    max_attributes: int = option(
+        128,
+        "Most attributes per span and per log record (tags plus metadata); the rest are "
+        "dropped (counted).",
+        check.positive_int,
+        (env.TELEMETRY_MAX_ATTRIBUTES, env.parse_positive_int),
+        (env.OTEL_ATTRIBUTE_COUNT_LIMIT, env.parse_positive_int),
+    )
+    max_attribute_length: int | None = option(
+        8192,
+        "Longest string attribute value, event message and span name, in characters; "
+        "longer ones are cut (counted). None: no limit.",
+        check.positive_int_or_none,
+        (env.TELEMETRY_MAX_ATTRIBUTE_LENGTH, env.parse_positive_int),
+        (env.OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT, env.parse_positive_int),
+    )
+    max_metric_series: int = option(
+        2000,
+        "Most tag sets per metric per export; more fold into one overflow series "
+        "(``otel.metric.overflow=true``), counted.",
+        check.positive_int,
+        (env.TELEMETRY_MAX_METRIC_SERIES, env.parse_positive_int),
+    )
+    redact: bool = option(
+        True,
+        "Replace the values of sensitive-looking keys (password, token, authorization, …) "
+        "in tags, metadata and attributes by ``[REDACTED]``.",
+        check.boolean,
+        (env.TELEMETRY_REDACT, env.parse_bool),
+    )
+    redact_keys: list[str] = option(
+        [],
+        "More key fragments to redact, matched case-insensitively.",
+        check.key_list,
+        (env.TELEMETRY_REDACT_KEYS, env.parse_key_list),
+    )
+    use_global_providers: bool = option(
+        False,
+        "Send everything through the application's global OTel tracer, meter and logger "
+        "providers (its resource, processors and exporters) instead of the collector's "
+        "own; ``stop()`` then flushes them and leaves them running. A signal whose global "
+        "provider is not an SDK one falls back to the collector's own, with a warning.",
+        check.boolean,
+        (env.TELEMETRY_USE_GLOBAL_PROVIDERS, env.parse_bool),
+    )
+    self_metrics: bool = option(
+        True,
+        "Export the counts of ``stats()`` as the collector's own metrics "
+        "(``telemetry_otel.*``), each series once it is not zero.",
+        check.boolean,
+        (env.TELEMETRY_SELF_METRICS, env.parse_bool),
+    )
+    trace_sample_rate: float | None = option(
+        None,
+        "Fraction of traces kept, decided per trace id with OTel's consistent probability "
+        "sampling; None: ``sample_rate``.",
+        check.rate_or_none,
+        (env.TELEMETRY_TRACE_SAMPLE_RATE, env.parse_rate),
+    )
+    event_sample_rate: float | None = option(
+        None,
+        "Fraction of events kept, each decided on its own; None: ``sample_rate``.",
+        check.rate_or_none,
+        (env.TELEMETRY_EVENT_SAMPLE_RATE, env.parse_rate),
+    )
+    event_keep_severity: EventSeverity | None = option(
+        EventSeverity.ERROR,
+        "Events at or above this severity are never sampled out; None: every event is sampled.",
+        check.severity_or_none,
+        (env.TELEMETRY_EVENT_KEEP_SEVERITY, env.parse_severity_or_none),
+    )
+    events_follow_traces: bool = option(
+        True,
+        "An event collected inside a live span (the current span context) is kept or "
+        "dropped with that span's trace instead of at the event rate; events at or above "
+        "``event_keep_severity`` pass anyway.",
+        check.boolean,
+        (env.TELEMETRY_EVENTS_FOLLOW_TRACES, env.parse_bool),
+    )
+    keep_error_traces: bool = option(
+        True,
+        "Keep every legacy trace that has a span with ``error`` set, whatever the rate.",
+        check.boolean,
+        (env.TELEMETRY_KEEP_ERROR_TRACES, env.parse_bool),
+    )
+    keep_traces_slower_than_ms: float | None = option(
+        None,
+        "Keep every legacy trace that has a span slower than this; None: off.",
+        check.positive_number_or_none,
+        (env.TELEMETRY_KEEP_TRACES_SLOWER_THAN_MS, env.parse_positive_number_or_none),
+    )
+    trace_decision_wait_ms: int = option(
+        5000,
+        "With a tail rule and a rate below 1, the window from a legacy trace's first span "
+        "in which its spans wait for a rule to match, whatever their order, before the "
+        "rate decides the trace.",
+        check.positive_int,
+        (env.TELEMETRY_TRACE_DECISION_WAIT_MS, env.parse_positive_int),
+    )
+    max_pending_spans: int = option(
+        10_000,
+        "Most legacy spans waiting for their trace's decision; past it the oldest traces "
+        "are decided by the rate alone (counted).",
+        check.positive_int,
+        (env.TELEMETRY_MAX_PENDING_SPANS, env.parse_positive_int),
+    )
+    max_traces_per_second: float | None = option(
+        None,
+        "Most legacy traces kept per second, on average; None: no limit.",
+        check.positive_number_or_none,
+        (env.TELEMETRY_MAX_TRACES_PER_SECOND, env.parse_positive_number_or_none),
+    )
+
     _resolved = False  # read against an environment already (with_env)
 
-    def __init__(
-        self,
-        enabled: bool = _UNSET,
-        buffer_size: int = _UNSET,
-        flush_interval_ms: int = _UNSET,
-        export_endpoints: list[str] = _UNSET,
-        sample_rate: float = _UNSET,
-        tags: dict[str, str | int | float | bool] = _UNSET,
-        service_name: str | None = _UNSET,
-        headers: dict[str, str] = _UNSET,
-        *,
-        shutdown_timeout_ms: int = _UNSET,
-        spool_dir: str | None = _UNSET,
-        spool_max_bytes: int = _UNSET,
-        max_export_batch_bytes: int = _UNSET,
-        max_attributes: int = _UNSET,
-        max_attribute_length: int | None = _UNSET,
-        max_metric_series: int = _UNSET,
-        redact: bool = _UNSET,
-        redact_keys: list[str] = _UNSET,
-        use_global_providers: bool = _UNSET,
-        self_metrics: bool = _UNSET,
-        trace_sample_rate: float | None = _UNSET,
-        event_sample_rate: float | None = _UNSET,
-        event_keep_severity: EventSeverity | None = _UNSET,
-        events_follow_traces: bool = _UNSET,
-        keep_error_traces: bool = _UNSET,
-        keep_traces_slower_than_ms: float | None = _UNSET,
-        trace_decision_wait_ms: int = _UNSET,
-        max_pending_spans: int = _UNSET,
-        max_traces_per_second: float | None = _UNSET,
-    ) -> None:
-        given = {
-            "enabled": enabled,
-            "buffer_size": buffer_size,
-            "flush_interval_ms": flush_interval_ms,
-            "export_endpoints": export_endpoints,
-            "sample_rate": sample_rate,
-            "tags": tags,
-            "service_name": service_name,
-            "headers": headers,
-            "shutdown_timeout_ms": shutdown_timeout_ms,
-            "spool_dir": spool_dir,
-            "spool_max_bytes": spool_max_bytes,
-            "max_export_batch_bytes": max_export_batch_bytes,
-            "max_attributes": max_attributes,
-            "max_attribute_length": max_attribute_length,
-            "max_metric_series": max_metric_series,
-            "redact": redact,
-            "redact_keys": redact_keys,
-            "use_global_providers": use_global_providers,
-            "self_metrics": self_metrics,
-            "trace_sample_rate": trace_sample_rate,
-            "event_sample_rate": event_sample_rate,
-            "event_keep_severity": event_keep_severity,
-            "events_follow_traces": events_follow_traces,
-            "keep_error_traces": keep_error_traces,
-            "keep_traces_slower_than_ms": keep_traces_slower_than_ms,
-            "trace_decision_wait_ms": trace_decision_wait_ms,
-            "max_pending_spans": max_pending_spans,
-            "max_traces_per_second": max_traces_per_second,
-        }
-        self._sources = {name: "argument" for name, value in given.items() if value is not _UNSET}
+    def __post_init__(self) -> None:
+        given = {name: getattr(self, name) for name in FIELDS}
+        sources = {name: "argument" for name, value in given.items() if value is not _UNSET}
         for name, value in given.items():
-            object.__setattr__(self, name, _copy(_DEFAULTS[name]) if value is _UNSET else value)
+            default = OPTIONS[name].default
+            object.__setattr__(self, name, _copy(default) if value is _UNSET else value)
         self._env_endpoints: tuple[Endpoint, ...] = ()
         self._otlp_defaults: Mapping[str, OtlpTarget] = _BUILT_IN_TARGETS
         self._validate()
+        self._sources = sources  # last: from here on, an assignment is checked (__setattr__)
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Legacy code tweaks its config after building it: a field set later is checked
         at once (the config is left as it was when it fails) and counts as set by code,
         so a collector built from the config afterwards takes it over the environment."""
-        if name not in _DEFAULTS:
+        if name not in OPTIONS or "_sources" not in self.__dict__:  # not a field, or building
             object.__setattr__(self, name, value)
             return
         old = getattr(self, name)
@@ -254,41 +271,8 @@ class TelemetryConfig:
         self._sources[name] = "assignment"
 
     def _validate(self) -> None:
-        for name in (
-            "enabled",
-            "redact",
-            "use_global_providers",
-            "keep_error_traces",
-            "events_follow_traces",
-            "self_metrics",
-        ):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(
-                    f"TelemetryConfig.{name} must be a bool, got {getattr(self, name)!r}"
-                )
-        for name in _POSITIVE_INTS:
-            _check_positive_int(name, getattr(self, name))
-        if self.max_attribute_length is not None:
-            _check_positive_int("max_attribute_length", self.max_attribute_length)
-        _check_spool_dir(self.spool_dir)
-        _check_redact_keys(self.redact_keys)
-        _check_rate("sample_rate", self.sample_rate)
-        for name in ("trace_sample_rate", "event_sample_rate"):
-            if getattr(self, name) is not None:
-                _check_rate(name, getattr(self, name))
-        for name in ("keep_traces_slower_than_ms", "max_traces_per_second"):
-            if getattr(self, name) is not None:
-                _check_positive_number(name, getattr(self, name))
-        object.__setattr__(self, "event_keep_severity", _severity_or_none(self.event_keep_severity))
-        _check_tags("TelemetryConfig", "tags", self.tags)
-        if self.service_name is not None and (
-            not isinstance(self.service_name, str) or not self.service_name
-        ):
-            raise ValueError(
-                "TelemetryConfig.service_name must be a non-empty str or None, "
-                f"got {self.service_name!r}"
-            )
-        _check_headers(self.headers)
+        for name, declared in OPTIONS.items():
+            object.__setattr__(self, name, declared.check(name, getattr(self, name)))
         self.endpoints()
 
     # -- the environment ---------------------------------------------------------------------
@@ -306,17 +290,17 @@ class TelemetryConfig:
         Raises:
             ValueError: a variable is malformed; the message names it and its value.
         """
-        env = read_env(os.environ if environ is None else environ)
+        env = read_env(os.environ if environ is None else environ, ENV_VARIABLES)
         values, sources = {}, {}
         for name in FIELDS:
             if name in self._sources:
                 values[name], sources[name] = _copy(getattr(self, name)), self._sources[name]
-            elif getattr(self, name) != _DEFAULTS[name]:  # changed in place by code
+            elif getattr(self, name) != OPTIONS[name].default:  # changed in place by code
                 values[name], sources[name] = _copy(getattr(self, name)), "assignment"
             elif name in env.fields:
                 values[name], sources[name] = env.fields[name]
             else:
-                values[name], sources[name] = _copy(_DEFAULTS[name]), "default"
+                values[name], sources[name] = _copy(OPTIONS[name].default), "default"
         switch = env.switched_off_by
         if switch is not None and values["enabled"]:  # the operator's switch wins
             values["enabled"], sources["enabled"] = False, f"{switch}, over code"
@@ -350,11 +334,7 @@ class TelemetryConfig:
         Raises:
             ValueError: an endpoint string has an unknown form or option.
         """
-        if not isinstance(self.export_endpoints, (list, tuple)):
-            raise TypeError(
-                "TelemetryConfig.export_endpoints must be a list of str, "
-                f"got {self.export_endpoints!r}"
-            )
+        check.endpoint_list("export_endpoints", self.export_endpoints)
         return [*(parse_endpoint(text) for text in self.export_endpoints), *self._env_endpoints]
 
     def otlp_targets(self, endpoint: Endpoint) -> dict[str, OtlpTarget]:
@@ -408,81 +388,35 @@ def _describe_targets(targets: Mapping[str, OtlpTarget]) -> list[str]:
     ]
 
 
-_POSITIVE_INTS = (
-    "buffer_size",
-    "flush_interval_ms",
-    "shutdown_timeout_ms",
-    "spool_max_bytes",
-    "max_export_batch_bytes",
-    "max_attributes",
-    "max_metric_series",
-    "trace_decision_wait_ms",
-    "max_pending_spans",
-)
-
-
-def _check_spool_dir(value: object) -> None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise ValueError(
-            f"TelemetryConfig.spool_dir must be a non-empty path or None, got {value!r}"
-        )
-
-
-def _check_redact_keys(value: object) -> None:
-    if not isinstance(value, list) or not all(isinstance(k, str) and k for k in value):
-        raise TypeError(
-            f"TelemetryConfig.redact_keys must be a list of non-empty str, got {value!r}"
-        )
-
-
 def _copy(value: Any) -> Any:
     return value.copy() if isinstance(value, (list, dict)) else value
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    if type(value) is not int:
-        raise TypeError(f"TelemetryConfig.{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"TelemetryConfig.{name} must be at least 1, got {value!r}")
+OPTIONS: dict[str, Option] = {
+    f.name: f.metadata["option"]
+    for f in dataclass_fields(TelemetryConfig)
+    if "option" in f.metadata
+}
+FIELDS = tuple(OPTIONS)
+# config field -> the variables that set it, highest precedence first, with their parser.
+ENV_VARIABLES = {
+    name: declared.variables for name, declared in OPTIONS.items() if declared.variables
+}
+_NAME_WIDTH = max(len(name) for name in FIELDS)  # describe()'s value column
 
 
-def _check_rate(name: str, value: object) -> None:
-    if type(value) not in (int, float):
-        raise TypeError(f"TelemetryConfig.{name} must be a number, got {value!r}")
-    assert isinstance(value, (int, float))
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"TelemetryConfig.{name} must be between 0 and 1, got {value!r}")
+def _args_section() -> str:
+    """The docstring's Args, from each field's declaration."""
+    lines = ["", "    Args:"]
+    for name, declared in OPTIONS.items():
+        line = "        "
+        for word in f"{name}: {declared.doc}".split():
+            if len(line) + len(word) + 1 > 92:
+                lines.append(line.rstrip())
+                line = "            "
+            line += word + " "
+        lines.append(line.rstrip())
+    return "\n".join(lines) + "\n"
 
 
-def _check_positive_number(name: str, value: object) -> None:
-    if type(value) not in (int, float):
-        raise TypeError(f"TelemetryConfig.{name} must be a number or None, got {value!r}")
-    assert isinstance(value, (int, float))
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"TelemetryConfig.{name} must be above 0, got {value!r}")
-
-
-def _severity_or_none(value: object) -> EventSeverity | None:
-    """An EventSeverity by the models' rule (the member, or its name in any case)."""
-    if value is None:
-        return None
-    member = enum_member(EventSeverity, value)
-    if member is None:
-        raise enum_error("TelemetryConfig", "event_keep_severity", EventSeverity, value, True)
-    return member
-
-
-def _check_headers(headers: object) -> None:
-    if not isinstance(headers, dict):
-        raise TypeError(f"TelemetryConfig.headers must be a dict, got {type(headers).__name__}")
-    for key, value in headers.items():
-        if not isinstance(key, str) or not key or not isinstance(value, str):
-            # The value is never shown: headers carry credentials.
-            raise TypeError(
-                f"TelemetryConfig.headers must map non-empty str names to str values; "
-                f"bad entry for {key!r}"
-            )
-        problem = header_problem(key, value)
-        if problem is not None:
-            shown = repr(key) if header_problem(key, "") is None else "a header"
-            raise ValueError(f"TelemetryConfig.headers: {shown} cannot be sent: {problem}")
+TelemetryConfig.__doc__ = (TelemetryConfig.__doc__ or "").rstrip() + "\n" + _args_section()

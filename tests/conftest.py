@@ -38,6 +38,17 @@ def busy_cores() -> Iterator[None]:
             spinner.wait(10)
 
 
+@pytest.fixture(autouse=True)
+def fresh_warnings() -> Iterator[None]:
+    """Each test sees the library's once-a-minute warnings afresh: a warning another
+    test logged a moment ago must not silence the same one here."""
+    from telemetry_otel._otel.runtime import log
+
+    log._last_warned.clear()
+    log._unreported.clear()
+    yield
+
+
 @pytest.fixture
 def make_collector() -> Iterator[Callable[..., TelemetryCollector]]:
     """Started collectors built from TelemetryConfig keywords, stopped after the test."""

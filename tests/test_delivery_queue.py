@@ -7,13 +7,8 @@ import threading
 import time
 from typing import Any
 
-from telemetry_otel._otel.delivery.queue import (
-    QUEUE_FULL,
-    SHUTDOWN,
-    UNREGISTERED,
-    Delivered,
-    DeliveryQueue,
-)
+from telemetry_otel._otel.delivery.outcomes import QUEUE_FULL, SHUTDOWN, UNREGISTERED, Delivered
+from telemetry_otel._otel.delivery.queue import DeliveryQueue
 
 
 def soon() -> float:

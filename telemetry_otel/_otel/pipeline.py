@@ -11,8 +11,9 @@ from dataclasses import replace
 from typing import Any
 
 from telemetry_otel._otel.delivery.accounting import SIGNALS, Accounting, Stats
-from telemetry_otel._otel.delivery.callbacks import Callback, QueueSettings
-from telemetry_otel._otel.delivery.queue import SHUTDOWN, DeliveryQueue, begin_flush_all
+from telemetry_otel._otel.delivery.callbacks import ExporterCallback, QueueSettings
+from telemetry_otel._otel.delivery.outcomes import SHUTDOWN
+from telemetry_otel._otel.delivery.queue import DeliveryQueue, begin_flush_all
 from telemetry_otel._otel.delivery.spool import open_spool
 from telemetry_otel._otel.destinations.build import build_destination
 from telemetry_otel._otel.destinations.destination import Destination
@@ -27,6 +28,7 @@ from telemetry_otel._otel.signals.events import EventPipeline
 from telemetry_otel._otel.signals.metrics import MetricPipeline
 from telemetry_otel._otel.signals.traces import TracePipeline
 from telemetry_otel._shaping import Shaper
+from telemetry_otel._signals import Signal
 from telemetry_otel.config import TelemetryConfig
 
 __all__ = ["SIGNALS", "Pipeline"]
@@ -35,7 +37,6 @@ __all__ = ["SIGNALS", "Pipeline"]
 _MAX_BATCH = 512
 _MAX_SPOOL_RESERVE_S = 1.0
 _NOWHERE_CHECK_S = 1.0
-_OTLP_SIGNALS = {"trace": "traces", "metric": "metrics", "event": "logs"}
 
 
 class Pipeline:
@@ -113,7 +114,7 @@ class Pipeline:
                 )
         if not own:
             return []
-        joined = {_OTLP_SIGNALS[s] for s in SIGNALS if self._global[s] is not None}
+        joined = {Signal(s).otlp for s in SIGNALS if self._global[s] is not None}
         destinations: list[Destination] = []
         try:
             for endpoint in config.endpoints():
@@ -177,10 +178,10 @@ class Pipeline:
 
     # -- callbacks ---------------------------------------------------------------------------
 
-    def add_callback(self, callback: Callback) -> None:
+    def add_callback(self, callback: ExporterCallback) -> None:
         self.callbacks.add(callback)
 
-    def remove_callback(self, callback: Callback) -> None:
+    def remove_callback(self, callback: ExporterCallback) -> None:
         self.callbacks.remove(callback)
 
     # -- flush and shutdown ------------------------------------------------------------------

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
-from telemetry_otel._otel.delivery.queue import (
+from telemetry_otel._otel.delivery.outcomes import (
     DROP_REASONS,
     FAILURE_REASONS,
     REJECTED,
@@ -15,8 +15,9 @@ from telemetry_otel._otel.delivery.queue import (
 from telemetry_otel._otel.delivery.tally import Tally
 from telemetry_otel._otel.runtime.forks import follow_forks
 from telemetry_otel._otel.sampling.probability import OUT_REASONS, RATIO
+from telemetry_otel._signals import LEGACY_NAMES
 
-SIGNALS = ("metric", "event", "trace")
+SIGNALS = LEGACY_NAMES  # "metric", "event", "trace"
 # The scope of the collector's own metrics; the callback bridge, the console and the
 # counts in stats() leave it out, so they speak only of what the application collected.
 SELF_SCOPE = "telemetry_otel.self"

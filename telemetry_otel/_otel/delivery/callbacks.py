@@ -10,14 +10,8 @@ from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult,
 from opentelemetry.sdk.trace import ReadableSpan
 
 from telemetry_otel._otel.delivery.accounting import SELF_SCOPE
-from telemetry_otel._otel.delivery.queue import (
-    CALLBACK,
-    EXPORTER,
-    REJECTED,
-    DeliveryQueue,
-    Outcome,
-    Spooler,
-)
+from telemetry_otel._otel.delivery.outcomes import CALLBACK, EXPORTER, REJECTED, Outcome
+from telemetry_otel._otel.delivery.queue import DeliveryQueue, Spooler
 from telemetry_otel._otel.mapping.logs import log_record_to_event
 from telemetry_otel._otel.mapping.metrics import (
     DELTA_TEMPORALITY,
@@ -29,7 +23,8 @@ from telemetry_otel._otel.runtime.forks import ForkSafeLock
 from telemetry_otel._otel.runtime.log import warn_limited
 from telemetry_otel.models import Metric
 
-Callback = Callable[[str, Any], object]
+# A legacy exporter: callback(data_type, model), data_type "metric", "event" or "trace".
+ExporterCallback = Callable[[str, Any], object]
 
 
 class QueueSettings:
@@ -64,7 +59,7 @@ class CallbackDestination:
     """One registered callback, with a queue per signal so a slow callback blocks nothing else."""
 
     def __init__(
-        self, callback: Callback, global_tags: Mapping[str, Any], settings: QueueSettings
+        self, callback: ExporterCallback, global_tags: Mapping[str, Any], settings: QueueSettings
     ) -> None:
         self.callback = callback
         self._global_tags = dict(global_tags)

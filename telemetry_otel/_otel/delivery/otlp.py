@@ -24,14 +24,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from telemetry_otel._endpoints import OtlpTarget
-from telemetry_otel._otel.delivery.queue import (
+from telemetry_otel._otel.delivery.outcomes import (
     PARTIAL,
     REFUSED,
     TOO_LARGE,
     UNAVAILABLE,
     Delivered,
-    DeliveryQueue,
 )
+from telemetry_otel._otel.delivery.queue import DeliveryQueue
 from telemetry_otel._otel.delivery.sender import PARTIAL as SENT_PARTIAL
 from telemetry_otel._otel.delivery.sender import PERMANENT, RETRYABLE, Answer, OtlpSender
 from telemetry_otel._otel.delivery.sender import TOO_LARGE as SENT_TOO_LARGE

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from telemetry_otel._endpoints import OtlpTarget
 from telemetry_otel._otel.delivery.accounting import SELF_SCOPE
-from telemetry_otel._otel.delivery.queue import EXPORTER, Delivered, DeliveryCounts
+from telemetry_otel._otel.delivery.outcomes import EXPORTER, Delivered, DeliveryCounts
 from telemetry_otel._otel.mapping.metrics import count_data_points, within_int64
 from telemetry_otel._otel.runtime.forks import ForkSafeLock
 from telemetry_otel._otel.runtime.log import warn_limited

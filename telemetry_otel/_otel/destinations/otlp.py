@@ -12,12 +12,7 @@ from opentelemetry.sdk.metrics.export import (
 
 from telemetry_otel._endpoints import OtlpTarget
 from telemetry_otel._otel.delivery.otlp import VERDICTS
-from telemetry_otel._otel.delivery.queue import (
-    PARTIAL,
-    REFUSED,
-    UNAVAILABLE,
-    Delivered,
-)
+from telemetry_otel._otel.delivery.outcomes import PARTIAL, REFUSED, UNAVAILABLE, Delivered
 from telemetry_otel._otel.delivery.sender import PERMANENT, RETRYABLE, OtlpSender
 from telemetry_otel._otel.destinations.destination import CountingMetricExporter
 from telemetry_otel._otel.runtime.log import report_loss

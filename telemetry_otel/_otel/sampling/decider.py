@@ -61,7 +61,7 @@ class _Held:
 Keep = Callable[[Sequence[Trace], Label], None]
 # The spans of a trace (none while it is held) and its label (None: sampled out, and
 # counted as such under the lock).
-_Outcome = tuple[list[Trace], Label | None]
+_Decision = tuple[list[Trace], Label | None]
 SampleOut = Callable[[str, int], None]
 
 
@@ -142,7 +142,7 @@ class TraceDecider:
     def offer(self, trace: Trace, trace_id: int) -> bool:
         """Take one legacy span: False when its trace is (or was) sampled out."""
         now = self._clock()
-        overflowed: list[_Outcome] = []
+        overflowed: list[_Decision] = []
         with self._lock:
             outcome = self._offer(trace, trace_id, now, overflowed)
         for other in overflowed:
@@ -188,8 +188,8 @@ class TraceDecider:
     # -- under the lock ----------------------------------------------------------------------
 
     def _offer(
-        self, trace: Trace, trace_id: int, now: float, overflowed: list[_Outcome]
-    ) -> _Outcome:
+        self, trace: Trace, trace_id: int, now: float, overflowed: list[_Decision]
+    ) -> _Decision:
         self._forget_old_decisions(now)
         if self._hold:  # room first: the oldest trace to go may be this span's own
             overflowed.extend(self._make_room(now))
@@ -211,7 +211,7 @@ class TraceDecider:
 
     def _follow(
         self, trace: Trace, trace_id: int, decided: tuple[Label | None, str, float], now: float
-    ) -> _Outcome:
+    ) -> _Decision:
         """A span of a trace decided and released: it follows the decision, unless it
         matches a rule and the trace was dropped; then what is left of it is kept."""
         kept, reason, _ = decided
@@ -224,14 +224,14 @@ class TraceDecider:
             self._decided[trace_id] = (kept, reason, now + self._wait_s)
         return self._counted([trace], kept, reason)
 
-    def _make_room(self, now: float) -> list[_Outcome]:
+    def _make_room(self, now: float) -> list[_Decision]:
         """Decide the oldest traces by the ratio alone until one more span fits."""
         outcomes = []
         while self._pending >= self._max_pending and self._held:
             outcomes.append(self._decide_held(next(iter(self._held)), now, overflow=True))
         return outcomes
 
-    def _decide_held(self, trace_id: int, now: float, overflow: bool = False) -> _Outcome:
+    def _decide_held(self, trace_id: int, now: float, overflow: bool = False) -> _Decision:
         held = self._held.pop(trace_id)
         self._pending -= len(held.traces)
         return self._decide(trace_id, held.traces, None if overflow else held.rule, now, overflow)
@@ -243,7 +243,7 @@ class TraceDecider:
         rule: str | None,
         now: float,
         overflow: bool = False,
-    ) -> _Outcome:
+    ) -> _Decision:
         kept, reason = self._label(trace_id, rule)
         if kept is None and reason == RATIO and overflow:
             reason = BUFFER_OVERFLOW
@@ -252,7 +252,7 @@ class TraceDecider:
         self._decided[trace_id] = (kept, reason, now + self._wait_s)
         return self._counted(traces, kept, reason)
 
-    def _counted(self, traces: list[Trace], kept: Label | None, reason: str) -> _Outcome:
+    def _counted(self, traces: list[Trace], kept: Label | None, reason: str) -> _Decision:
         """The outcome, its sampled-out spans counted by reason."""
         if kept is None:
             self._sample_out(reason, len(traces))
@@ -282,7 +282,7 @@ class TraceDecider:
 
     # -- outside the lock --------------------------------------------------------------------
 
-    def _deliver(self, outcome: _Outcome) -> bool:
+    def _deliver(self, outcome: _Decision) -> bool:
         traces, kept = outcome
         if not traces:  # held
             return True

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from telemetry_otel._otel.delivery.callbacks import Callback, CallbackDestination
-from telemetry_otel._otel.delivery.queue import UNREGISTERED, DeliveryQueue
+from telemetry_otel._otel.delivery.callbacks import CallbackDestination, ExporterCallback
+from telemetry_otel._otel.delivery.outcomes import UNREGISTERED
+from telemetry_otel._otel.delivery.queue import DeliveryQueue
 from telemetry_otel._otel.signals.common import Shared
 from telemetry_otel._otel.signals.events import EventPipeline
 from telemetry_otel._otel.signals.metrics import MetricPipeline
@@ -27,7 +28,7 @@ class CallbackHub:
         self.active: list[CallbackDestination] = []
         self.retired: list[CallbackDestination] = []
 
-    def add(self, callback: Callback) -> None:
+    def add(self, callback: ExporterCallback) -> None:
         """Start feeding a callback with everything collected from now on."""
         shared = self._shared
         destination = CallbackDestination(callback, shared.global_tags, shared.settings)
@@ -37,7 +38,7 @@ class CallbackHub:
         self._metrics.callback_exporter.set_queues(tuple(d.metrics for d in self.active))
         self._metrics.attach_bridge_reader()
 
-    def remove(self, callback: Callback) -> None:
+    def remove(self, callback: ExporterCallback) -> None:
         """Stop feeding a callback; what it had not received yet is dropped (counted)."""
         destination = next(d for d in self.active if d.callback == callback)
         if len(self.active) == 1:

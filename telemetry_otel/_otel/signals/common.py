@@ -20,11 +20,11 @@ from telemetry_otel._otel.destinations.destination import Destination
 from telemetry_otel._otel.runtime.log import warn_limited
 from telemetry_otel._otel.runtime.sdk import enable_provider
 from telemetry_otel._shaping import Shaper
+from telemetry_otel._signals import Signal
 from telemetry_otel.config import TelemetryConfig
 
 SCOPE_NAME = "telemetry_otel"
 ItemSignal = Literal["trace", "event"]
-_OTLP_NAMES = {"trace": "traces", "event": "logs"}
 P = TypeVar("P")
 
 
@@ -120,7 +120,7 @@ class ItemPipeline:
 def _destination_queue(
     shared: Shared, destination: Destination, signal: ItemSignal
 ) -> DeliveryQueue[Any] | None:
-    otlp_signal = _OTLP_NAMES[signal]
+    otlp_signal = Signal(signal).otlp
     name = f"{destination.name}-{otlp_signal}"
     targets = destination.otlp_targets
     if targets is not None:

@@ -12,7 +12,8 @@ from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetr
 
 from telemetry_otel._otel.delivery.accounting import SELF_SCOPE, Stats, register_self_metrics
 from telemetry_otel._otel.delivery.callbacks import CallbackMetricExporter
-from telemetry_otel._otel.delivery.queue import DeliveryCounts, DeliveryQueue, close_all, flush_all
+from telemetry_otel._otel.delivery.outcomes import DeliveryCounts
+from telemetry_otel._otel.delivery.queue import DeliveryQueue, close_all, flush_all
 from telemetry_otel._otel.destinations.destination import cardinality_limits
 from telemetry_otel._otel.mapping.metrics import InstrumentCache, instrument_name
 from telemetry_otel._otel.runtime.log import warn_limited

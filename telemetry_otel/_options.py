@@ -1,0 +1,146 @@
+"""How TelemetryConfig's options are declared (``option``) and how values are checked.
+
+Each check takes the field's name and a value, raises TypeError or ValueError naming
+``TelemetryConfig.<field>`` and the value (never a header's value), and returns the
+value as the config keeps it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from typing import Any
+
+from telemetry_otel._redact import header_problem
+from telemetry_otel.models import EventSeverity, _check_tags, enum_error, enum_member
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+_UNSET: Any = _Unset()
+Parser = Callable[[str, str], Any]
+Check = Callable[[str, Any], Any]
+
+
+@dataclass(frozen=True)
+class Option:
+    """Everything about one config field but its name and type: its default, what it
+    does, how a value is checked (and normalised), and the variables that set it,
+    highest precedence first."""
+
+    default: Any
+    doc: str
+    check: Check
+    variables: tuple[tuple[str, Parser], ...] = ()
+
+
+def option(default: Any, doc: str, check: Check, *variables: tuple[str, Parser]) -> Any:
+    """A config field, declared once: see Option."""
+    declared = Option(default, doc, check, variables)
+    return dataclass_field(default=_UNSET, metadata={"option": declared})
+
+
+# -- how values are checked: each returns the value as the config keeps it --------------------
+
+
+def boolean(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"TelemetryConfig.{name} must be a bool, got {value!r}")
+    return value
+
+
+def positive_int(name: str, value: object) -> int:
+    if type(value) is not int:
+        raise TypeError(f"TelemetryConfig.{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"TelemetryConfig.{name} must be at least 1, got {value!r}")
+    return value
+
+
+def positive_int_or_none(name: str, value: object) -> int | None:
+    return None if value is None else positive_int(name, value)
+
+
+def rate(name: str, value: object) -> float:
+    if type(value) not in (int, float):
+        raise TypeError(f"TelemetryConfig.{name} must be a number, got {value!r}")
+    assert isinstance(value, (int, float))
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise ValueError(f"TelemetryConfig.{name} must be between 0 and 1, got {value!r}")
+    return value
+
+
+def rate_or_none(name: str, value: object) -> float | None:
+    return None if value is None else rate(name, value)
+
+
+def positive_number_or_none(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if type(value) not in (int, float):
+        raise TypeError(f"TelemetryConfig.{name} must be a number or None, got {value!r}")
+    assert isinstance(value, (int, float))
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"TelemetryConfig.{name} must be above 0, got {value!r}")
+    return value
+
+
+def severity_or_none(name: str, value: object) -> EventSeverity | None:
+    """An EventSeverity by the models' rule (the member, or its name in any case)."""
+    if value is None:
+        return None
+    member = enum_member(EventSeverity, value)
+    if member is None:
+        raise enum_error("TelemetryConfig", name, EventSeverity, value, True)
+    return member
+
+
+def spool_dir(name: str, value: object) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"TelemetryConfig.{name} must be a non-empty path or None, got {value!r}")
+    return value
+
+
+def key_list(name: str, value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(k, str) and k for k in value):
+        raise TypeError(f"TelemetryConfig.{name} must be a list of non-empty str, got {value!r}")
+    return value
+
+
+def tags(name: str, value: Any) -> Any:
+    _check_tags("TelemetryConfig", name, value)
+    return value
+
+
+def service_name(name: str, value: object) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"TelemetryConfig.{name} must be a non-empty str or None, got {value!r}")
+    return value
+
+
+def endpoint_list(name: str, value: object) -> Any:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"TelemetryConfig.{name} must be a list of str, got {value!r}")
+    return value  # each string is parsed by endpoints(), with the environment's
+
+
+def headers(name: str, headers: object) -> dict[str, str]:
+    if not isinstance(headers, dict):
+        raise TypeError(f"TelemetryConfig.{name} must be a dict, got {type(headers).__name__}")
+    for key, value in headers.items():
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            # The value is never shown: headers carry credentials.
+            raise TypeError(
+                f"TelemetryConfig.{name} must map non-empty str names to str values; "
+                f"bad entry for {key!r}"
+            )
+        problem = header_problem(key, value)
+        if problem is not None:
+            shown = repr(key) if header_problem(key, "") is None else "a header"
+            raise ValueError(f"TelemetryConfig.{name}: {shown} cannot be sent: {problem}")
+    return headers
