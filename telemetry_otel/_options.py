@@ -14,7 +14,8 @@ from dataclasses import field as dataclass_field
 from typing import Any
 
 from telemetry_otel._redact import header_problem
-from telemetry_otel.models import EventSeverity, _check_tags, enum_error, enum_member
+from telemetry_otel._validation import _check_tags, enum_error, enum_member
+from telemetry_otel.models import EventSeverity
 
 
 class _Unset:

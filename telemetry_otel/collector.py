@@ -20,8 +20,9 @@ from telemetry_otel._otel.pipeline import Pipeline
 from telemetry_otel._otel.runtime import at_exit
 from telemetry_otel._otel.runtime.log import logger
 from telemetry_otel._redact import mask_url
+from telemetry_otel._validation import _check_tags, _check_text
 from telemetry_otel.config import TelemetryConfig
-from telemetry_otel.models import Event, Metric, TagValue, Trace, _check_tags, _check_text
+from telemetry_otel.models import Event, Metric, TagValue, Trace
 
 __all__ = ["TelemetryCollector"]
 

@@ -40,12 +40,13 @@ def busy_cores() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def fresh_warnings() -> Iterator[None]:
-    """Each test sees the library's once-a-minute warnings afresh: a warning another
-    test logged a moment ago must not silence the same one here."""
+    """Each test sees the library's rate-limited and once-only warnings afresh: a warning
+    another test logged must not silence the same one here."""
     from telemetry_otel._otel.runtime import log
 
     log._last_warned.clear()
     log._unreported.clear()
+    log._warned_once.clear()
     yield
 
 

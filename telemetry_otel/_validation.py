@@ -1,0 +1,190 @@
+"""How the models check what they are given: every failure a TypeError or ValueError that
+names the model, the field and the (shortened) value, whatever the user objects do."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any, TypeVar
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+# Timestamps travel as unsigned 64-bit nanoseconds but several encoders treat
+# them as signed, so the project keeps them below 2**63 ns.
+_MAX_EPOCH_SECONDS = (2**63 - 1) / 1e9
+# https://opentelemetry.io/docs/specs/otel/metrics/api/#instrument-name-syntax
+
+
+def _fail_type(owner: str, name: str, expected: str, value: object) -> TypeError:
+    return TypeError(f"{owner}.{name} must be {expected}, got {_shown(value)}")
+
+
+def _fail_value(owner: str, name: str, expected: str, value: object) -> ValueError:
+    return ValueError(f"{owner}.{name} must be {expected}, got {_shown(value)}")
+
+
+def _shown(value: object, limit: int = 200) -> str:
+    """A value's repr for an error message: cut short, and never the error itself
+    (a user object's __repr__ may raise)."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object whose repr() failed>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _unreadable(owner: str, error: Exception) -> TypeError:
+    """A user object raised something else while a model read it: only TypeError and
+    ValueError ever leave a model's constructor."""
+    return TypeError(f"{owner}: a field could not be read: {type(error).__name__}"[:300])
+
+
+class _Checked:
+    """A model checked when built, from which only TypeError and ValueError escape,
+    whatever the user objects it is given do when read."""
+
+    def __post_init__(self) -> None:
+        try:
+            self._validate()
+        except (TypeError, ValueError):
+            raise
+        except Exception as error:  # a user object's own method raised
+            raise _unreadable(type(self).__name__, error) from None
+
+    def _validate(self) -> None:
+        raise NotImplementedError
+
+
+def _plain(owner: str, name: str, mapping: object) -> dict[str, Any]:
+    """A dict subclass as a plain dict, read without its own (possibly hostile) methods."""
+    if not isinstance(mapping, dict):
+        raise _fail_type(owner, name, "a dict", mapping)
+    return dict(dict.items(mapping))
+
+
+def _check_text(owner: str, name: str, value: object) -> None:
+    if type(value) is not str and not isinstance(value, str):
+        raise _fail_type(owner, name, "a str", value)
+    if not value:
+        raise _fail_value(owner, name, "a non-empty string", value)
+
+
+def _check_number(owner: str, name: str, value: object) -> None:
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise _fail_value(owner, name, "a finite number", value)
+    elif kind is int:
+        if not _INT64_MIN <= value <= _INT64_MAX:  # type: ignore[operator]
+            raise _fail_value(owner, name, "an integer within signed 64 bits", value)
+    elif kind is bool or not isinstance(value, (int, float)):
+        raise _fail_type(owner, name, "an int or float (not bool)", value)
+    else:  # int and float subclasses, numpy scalars that subclass them
+        _check_number(owner, name, float(value) if isinstance(value, float) else int(value))
+
+
+def _check_timestamp(owner: str, name: str, value: object) -> None:
+    _check_number(owner, name, value)
+    if not 0 <= value <= _MAX_EPOCH_SECONDS:  # type: ignore[operator]
+        raise _fail_value(owner, name, "epoch seconds between 0 and 2**63 ns", value)
+
+
+def _check_tags(owner: str, name: str, tags: object) -> None:
+    if not isinstance(tags, dict):
+        raise _fail_type(owner, name, "a dict", tags)
+    for key, value in dict.items(tags):
+        if type(key) is not str:
+            raise _fail_type(owner, f"{name} key", "a str", key)
+        if not key:
+            raise _fail_value(owner, f"{name} key", "a non-empty string", key)
+        kind = type(value)
+        if kind is str or kind is bool or kind is float:
+            continue
+        if kind is int:
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                raise _fail_value(owner, f"{name}[{key!r}]", "within signed 64 bits", value)
+            continue
+        raise _fail_type(owner, f"{name}[{key!r}]", "a str, int, float or bool", value)
+
+
+def _check_metadata(owner: str, metadata: object) -> None:
+    if not isinstance(metadata, dict):
+        raise _fail_type(owner, "metadata", "a dict", metadata)
+    for key in dict.keys(metadata):
+        if type(key) is not str:
+            raise _fail_type(owner, "metadata key", "a str", key)
+        if not key:
+            raise _fail_value(owner, "metadata key", "a non-empty string", key)
+
+
+# Metric names that passed the check, so that repeated names skip it.
+_VALID_NAMES: set[str] = set()
+_VALID_NAMES_MAX = 4096
+
+
+def _check_metric_name(name: object) -> None:
+    """Any non-empty text, as the legacy API took: where OpenTelemetry's instrument name
+    rule refuses it, the mapping renames the instrument (see the README)."""
+    _check_text("Metric", "name", name)
+    if type(name) is str and len(_VALID_NAMES) < _VALID_NAMES_MAX:
+        _VALID_NAMES.add(name)
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def enum_member(enum: type[E], value: object) -> E | None:
+    """The one rule for enum fields in models and config: the member itself, or a str
+    naming it in any case (``"ERROR"``, ``"error"``, ``"Error"``); None otherwise."""
+    if isinstance(value, enum):
+        return value
+    if isinstance(value, str):
+        # str.upper on the instance: a str subclass's own methods are never called.
+        return enum.__members__.get(str.upper(value))
+    return None
+
+
+def enum_error(
+    owner: str, name: str, enum: type[Enum], value: object, or_none: bool = False
+) -> Exception:
+    """The error for a value the enum rule refuses: TypeError when it is not even a str."""
+    names = ", ".join(enum.__members__)
+    expected = f"{enum.__name__}.<NAME> or its name in any case ({names})"
+    if or_none:
+        expected += ", or None"
+    if isinstance(value, str):
+        return _fail_value(owner, name, expected, value)
+    return _fail_type(owner, name, expected, value)
+
+
+def _enum_member(owner: str, name: str, enum: type[E], value: object) -> E:
+    member = enum_member(enum, value)
+    if member is None:
+        raise enum_error(owner, name, enum, value)
+    return member
+
+
+def _jsonable(value: object) -> Any:
+    """Copy a metadata value into plain JSON types; anything else becomes str(value)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+def _read_fields(owner: type, data: object, required: tuple[str, ...]) -> dict[str, Any]:
+    """Check a from_dict() argument: a dict with the required keys and no unknown ones."""
+    name = owner.__name__
+    if not isinstance(data, dict):
+        raise TypeError(f"{name}.from_dict() needs a dict, got {data!r}")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise ValueError(f"{name}.from_dict(): missing field(s) {', '.join(missing)}")
+    unknown = sorted(set(data) - set(owner.__dataclass_fields__))  # type: ignore[attr-defined]
+    if unknown:
+        raise ValueError(f"{name}.from_dict(): unknown field(s) {', '.join(map(repr, unknown))}")
+    return dict(data)
