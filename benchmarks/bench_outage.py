@@ -145,6 +145,30 @@ def churn(cycles: int = 1000) -> dict[str, float]:
     return {"before_mb": before, "after_mb": rss_mb(), "cycles": cycles}
 
 
+def idle_stop(runs: int = 20) -> dict[str, float]:
+    """Median seconds of start() then stop() with nothing collected, per endpoint state:
+    a short script or cron job pays this on every run, outage or not."""
+    from telemetry_otel import TelemetryCollector, TelemetryConfig
+    from tests.misbehaving import refusing_port
+    from tests.otlp_receiver import BlackHole, OtlpReceiver
+
+    receiver, hole = OtlpReceiver(keep_requests=False).start(), BlackHole()
+    ports = {"healthy": receiver.grpc_port, "refused": refusing_port(), "black_hole": hole.port}
+    medians = {}
+    for state, port in ports.items():
+        config = TelemetryConfig(export_endpoints=[f"grpc://127.0.0.1:{port}"])
+        seconds = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            collector = TelemetryCollector(config)
+            collector.start()
+            collector.stop()
+            seconds.append(time.perf_counter() - started)
+        medians[state] = statistics.median(seconds)
+    receiver.stop()
+    return medians
+
+
 def _child(scenario: str, timeout_s: float, seconds: float = 0.0) -> dict[str, float]:
     """Run one scenario in a process of its own (its own peak RSS); what it printed."""
     output = subprocess.run(
@@ -161,13 +185,18 @@ def _child(scenario: str, timeout_s: float, seconds: float = 0.0) -> dict[str, f
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=30.0, help="production time per run")
-    parser.add_argument("--scenario", choices=[*SCENARIOS, "stop", "churn"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--scenario", choices=[*SCENARIOS, "stop", "churn", "idle"], help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.scenario == "stop":
         print(json.dumps(stop_with_spool()))
         return
     if args.scenario == "churn":
         print(json.dumps(churn()))
+        return
+    if args.scenario == "idle":
+        print(json.dumps(idle_stop()))
         return
     if args.scenario:
         print(json.dumps(run_scenario(args.scenario, args.seconds)))
@@ -196,6 +225,12 @@ def main(argv: list[str] | None = None) -> None:
         f"churn: {r['cycles']:.0f} collectors started and stopped: RSS "
         f"{r['before_mb']:.1f} -> {r['after_mb']:.1f} MB, {each_kb:.1f} KB each "
         "(target: a few MB in all)"
+    )
+    r = _child("idle", timeout_s=120)
+    print(
+        "start()+stop(), nothing collected, median of 20: "
+        + ", ".join(f"{state} {seconds:.3f} s" for state, seconds in r.items())
+        + " (target: under 0.2 s)"
     )
 
 

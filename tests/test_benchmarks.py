@@ -72,3 +72,6 @@ def test_outage_benchmark_prints_every_scenario_and_stop_with_a_spool():
     spooled, dropped = (int(n) for n in re.findall(r"(?:spooled|dropped) (\d+)", output[6]))
     assert spooled + dropped == 150_000
     assert output[7].startswith("churn: 1000 collectors started and stopped: RSS ")
+    idle = dict(re.findall(r"(\w+) ([\d.]+) s,?", output[8].split(": ", 1)[1].split(" (")[0]))
+    assert output[8].startswith("start()+stop(), nothing collected, median of 20: ")
+    assert set(idle) == {"healthy", "refused", "black_hole"}
