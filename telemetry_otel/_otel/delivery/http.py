@@ -14,36 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceResponse,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-
 from telemetry_otel._endpoints import OtlpTarget
 from telemetry_otel._redact import split_credentials
-
-GRPC_METHODS = {
-    "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-    "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-    "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-}
-_RESPONSES: dict[str, Any] = {
-    "traces": (ExportTraceServiceResponse, "rejected_spans"),
-    "logs": (ExportLogsServiceResponse, "rejected_log_records"),
-    "metrics": (ExportMetricsServiceResponse, "rejected_data_points"),
-}
-# What the specification lets a client retry (OTLP, "Failures"); RESOURCE_EXHAUSTED
-# only when the server sends RetryInfo.
-_RETRYABLE_GRPC = {
-    "CANCELLED",
-    "DEADLINE_EXCEEDED",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-}
-_RETRYABLE_HTTP = {429, 502, 503, 504}
 
 _MAX_BODY = 64 * 1024  # of a response: enough for any status message, bounded for a hostile one
 

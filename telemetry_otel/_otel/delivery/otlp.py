@@ -53,7 +53,7 @@ _MAX_REPLAY_BACKOFF_S = 5.0
 Request = tuple[list[Any], bytes]
 # Items encoded at a time when spooling at stop(): each chunk checks the deadline.
 _SPOOL_CHUNK = 512
-# How a metric export's loss is worded, by the kind of answer (otlp_sender's).
+# How a batch's loss is worded, by the kind of answer (delivery/sender.py's).
 VERDICTS = {
     RETRYABLE: "could not take {} past its retries",
     SENT_PARTIAL: "rejected {}",

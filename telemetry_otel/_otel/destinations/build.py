@@ -46,8 +46,8 @@ def build_destination(endpoint: Endpoint, config: TelemetryConfig) -> Destinatio
 
         return prometheus_destination(name, endpoint, cardinality_limits(config))
     targets = config.otlp_targets(endpoint)
-    # Traces and logs go through OtlpDelivery (otlp_delivery.py); metrics through the
-    # SDK's periodic reader to OtlpMetricExporter (otlp_delivery.py).
+    # Traces and logs go through OtlpDelivery (delivery/otlp.py); metrics through the
+    # SDK's periodic reader to OtlpMetricExporter (destinations/otlp.py).
     from telemetry_otel._otel.destinations.otlp import OtlpMetricExporter
 
     if "metrics" not in targets:

@@ -1,6 +1,6 @@
 """Readable console exporters: spans as trees, events under their span, one line per metric.
 
-The layout is ``lines.py``'s, shared with ``telemetry-otel receive``. Spans of one trace
+The layout is ``layout.py``'s, shared with ``telemetry-otel receive``. Spans of one trace
 are held until the root ends (``tree.py``), then printed as an indented tree with the
 events collected inside them; coloured on a terminal (unless NO_COLOR is set).
 """

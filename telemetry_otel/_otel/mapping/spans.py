@@ -176,7 +176,7 @@ class SpanFactory:
     whatever live span is current, so every span of a legacy trace gets the same
     decision in every process. Without a ``sampler`` (the collector's own
     provider), that is consistent probability sampling at ``rate``, applied inline
-    (see sampling.py), and kept spans carry its label; with one (an application's
+    (see sampling/), and kept spans carry its label; with one (an application's
     global provider), the sampler is asked as for a root span.
     """
 
