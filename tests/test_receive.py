@@ -260,3 +260,48 @@ def _read_terminal(controller: int, lines: int, seconds: float) -> list[str]:
         if ready:
             data += os.read(controller, 65536)
     return data.decode().replace("\r\n", "\n").splitlines()
+
+
+def _post(port: int, path: str, body: bytes, **headers: str) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", body, headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, ""
+    except urllib.error.HTTPError as error:
+        return error.code, error.reason
+
+
+def test_a_request_it_cannot_read_is_refused_in_one_line_and_receive_keeps_going(receiving, capsys):
+    import gzip
+
+    receiver, screen = receiving
+    port = receiver.http_port
+    bomb = gzip.compress(b"\0" * (64 * 1024 * 1024))  # 64 MiB of zeros, 64 KB on the wire
+    assert _post(port, "/v1/traces", b"not protobuf at all \xff\xfe") == (
+        400,
+        "the body is not an OTLP traces request",
+    )
+    assert _post(port, "/v1/logs", b"not gzip", **{"Content-Encoding": "gzip"}) == (
+        400,
+        "the body is not valid gzip",
+    )
+    assert _post(port, "/v1/metrics", bomb, **{"Content-Encoding": "gzip"}) == (
+        413,
+        "the body is over 4194304 bytes once gunzipped",
+    )
+    assert _post(port, "/v1/logs", b"{}", **{"Content-Type": "application/json"}) == (
+        415,
+        "OTLP/HTTP JSON is not read here; send protobuf",
+    )
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "receive: refused a request to /v1/traces: the body is not an OTLP traces request",
+        "receive: refused a request to /v1/logs: the body is not valid gzip",
+        "receive: refused a request to /v1/metrics: the body is over 4194304 bytes once gunzipped",
+        "receive: refused a request to /v1/logs: OTLP/HTTP JSON is not read here; send protobuf",
+    ]
+    send_workload(f"http://127.0.0.1:{port}", "checkout")  # and it still receives
+    assert len(screen.wait_for(receiver, 9)) == 9

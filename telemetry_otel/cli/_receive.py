@@ -11,9 +11,10 @@ request as an OTLP JSON line.
 from __future__ import annotations
 
 import errno
-import gzip
 import socket
+import sys
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
@@ -342,6 +344,18 @@ class LocalReceiver:
             self._jsonl.close()
 
 
+# The largest request body read, compressed or not: the OTLP default receive limit.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+class _Refused(Exception):
+    """A request this receiver cannot read: answered with ``status``, said on stderr."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class _HttpHandler(BaseHTTPRequestHandler):
     owner: LocalReceiver
 
@@ -350,11 +364,15 @@ class _HttpHandler(BaseHTTPRequestHandler):
         if signal not in MESSAGES or not self.path.rstrip("/").endswith(f"/v1/{signal}"):
             self.send_error(404, f"no OTLP signal at {self.path}")
             return
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        if self.headers.get("Content-Encoding") == "gzip":
-            body = gzip.decompress(body)
         request_type, response_type = MESSAGES[signal]
-        self.owner.on_request(signal, request_type.FromString(body))
+        try:
+            request = self._request(signal, request_type)
+        except _Refused as refused:
+            # One line, never a traceback: whatever a sender posts, receive keeps going.
+            print(f"receive: refused a request to {self.path}: {refused}", file=sys.stderr)
+            self.send_error(refused.status, str(refused))
+            return
+        self.owner.on_request(signal, request)
         payload = response_type().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
@@ -362,8 +380,38 @@ class _HttpHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def _request(self, signal: str, request_type: Any) -> Any:
+        content_type = self.headers.get("Content-Type", "application/x-protobuf")
+        if "json" in content_type:
+            raise _Refused(415, "OTLP/HTTP JSON is not read here; send protobuf")
+        try:
+            length = int(self.headers.get("Content-Length", 0))
+        except ValueError:
+            raise _Refused(400, "the Content-Length is not a number") from None
+        if not 0 <= length <= MAX_BODY_BYTES:
+            raise _Refused(413, f"the body is over {MAX_BODY_BYTES} bytes")
+        body = self.rfile.read(length)
+        if self.headers.get("Content-Encoding") == "gzip":
+            body = _gunzip(body)
+        try:
+            return request_type.FromString(body)
+        except DecodeError:
+            raise _Refused(400, f"the body is not an OTLP {signal} request") from None
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+def _gunzip(body: bytes) -> bytes:
+    """The body, gunzipped to at most MAX_BODY_BYTES: a small bomb cannot fill memory."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        data = inflater.decompress(body, MAX_BODY_BYTES + 1)
+    except zlib.error:
+        raise _Refused(400, "the body is not valid gzip") from None
+    if len(data) > MAX_BODY_BYTES:
+        raise _Refused(413, f"the body is over {MAX_BODY_BYTES} bytes once gunzipped")
+    return data
 
 
 def _address(host: str, port: int) -> str:
