@@ -330,10 +330,11 @@ def test_a_failed_start_leaves_no_thread_or_file_descriptor_behind(tmp_path, mon
     from telemetry_otel import TelemetryCollector, TelemetryConfig
     from telemetry_otel._otel.signals import events
 
-    def fail(self, shared, joined, meter_provider):
+    def fail(*args, **kwargs):
         raise RuntimeError("the logs provider could not be built")
 
-    monkeypatch.setattr(events.EventPipeline, "__init__", fail)
+    # After the event pipeline has built its queues (one spooling): they must not leak.
+    monkeypatch.setattr(events, "LoggerProvider", fail)
     config = TelemetryConfig(
         export_endpoints=[f"grpc://127.0.0.1:{free_port()}", f"file://{tmp_path / 'files'}"],
         spool_dir=str(tmp_path / "spool"),

@@ -155,14 +155,12 @@ class Pipeline:
         running. Each step covers only what the build got to."""
         metrics: MetricPipeline | None = getattr(self, "metrics", None)
         traces: TracePipeline | None = getattr(self, "traces", None)
-        events: EventPipeline | None = getattr(self, "events", None)
         if metrics is not None:
             metrics.abandon()
-        for pipeline in (traces, events):
-            for queue in pipeline.queues if pipeline is not None else ():
-                with contextlib.suppress(Exception):
-                    queue.close(time.monotonic())
         shared = self._shared
+        for queue in shared.queues if shared is not None else ():
+            with contextlib.suppress(Exception):
+                queue.close(time.monotonic())
         for delivery in shared.deliveries if shared is not None else ():
             with contextlib.suppress(Exception):
                 delivery.close()

@@ -43,6 +43,8 @@ class Shared:
     spool: Spool | None = None
     # Every OTLP delivery the queues were given, to close at shutdown.
     deliveries: list[OtlpDelivery] = field(default_factory=list)
+    # Every destination queue built, to close should the pipeline's build fail halfway.
+    queues: list[DeliveryQueue[Any]] = field(default_factory=list)
 
 
 def or_default(value: float | None, default: float) -> float:
@@ -96,6 +98,7 @@ class ItemPipeline:
         """Feed one more destination, if it takes this signal."""
         queue = _destination_queue(self._shared, destination, self.signal)
         if queue is not None:
+            self._shared.queues.append(queue)
             self.queues.append(queue)
             self.processor.add_queue(queue)
 
