@@ -235,10 +235,12 @@ _FORK_SCRIPT = textwrap.dedent(
     trees.print_views([(7, Node(view, 2, 1, 0, 1, True))])
     pid = os.fork()
     trees.drain()  # what each would print at its stop()
-    print("child" if pid == 0 else "parent", len(out.getvalue().splitlines()), flush=True)
+    printed = len(out.getvalue().splitlines())
     if pid == 0:
+        os.write(1, f"child {printed}\\n".encode())  # one write: no interleaving
         os._exit(0)
     os.waitpid(pid, 0)
+    print("parent", printed)
     """
 )
 
