@@ -83,6 +83,24 @@ def _attributes(key_values: Any) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in key_values}
 
 
+# Per item name: where a request keeps them (resource_spans[].scope_spans[].spans, ...).
+_LAYOUT = {
+    "spans": ("resource_spans", "scope_spans"),
+    "log_records": ("resource_logs", "scope_logs"),
+    "metrics": ("resource_metrics", "scope_metrics"),
+}
+
+
+def _items(request: Any, items: str) -> Iterator[tuple[str, Any]]:
+    """Each item of an export request, with the service that sent it."""
+    resources, scopes = _LAYOUT[items]
+    for resource in getattr(request, resources):
+        service = _service(resource)
+        for scope in getattr(resource, scopes):
+            for item in getattr(scope, items):
+                yield service, item
+
+
 def _service(resource: Any) -> str:
     for kv in resource.resource.attributes:
         if kv.key == "service.name":
@@ -127,41 +145,25 @@ class ReceivedLines:
         return self._trees.add(key, node)
 
     def _span_nodes(self, request: Any) -> Iterator[tuple[Key, Node[Entry]]]:
-        for resource in request.resource_spans:
-            service = _service(resource)
-            for scope in resource.scope_spans:
-                for span in scope.spans:
-                    view = _span_view(span)
-                    node: Node[Entry] = Node(
-                        (service, view),
-                        view.span_id,
-                        view.parent_id,
-                        view.start_ns,
-                        view.end_ns,
-                        True,
-                    )
-                    yield (service, view.trace_id), node
+        for service, span in _items(request, "spans"):
+            view = _span_view(span)
+            ends = (view.start_ns, view.end_ns)
+            node: Node[Entry] = Node((service, view), view.span_id, view.parent_id, *ends, True)
+            yield (service, view.trace_id), node
 
     def _event_nodes(self, request: Any) -> Iterator[tuple[Key, Node[Entry]]]:
-        for resource in request.resource_logs:
-            service = _service(resource)
-            for scope in resource.scope_logs:
-                for record in scope.log_records:
-                    view = _event_view(record)
-                    node: Node[Entry] = Node(
-                        (service, view), view.span_id, None, view.time_ns, view.time_ns, False
-                    )
-                    yield (service, view.trace_id), node
+        for service, record in _items(request, "log_records"):
+            view = _event_view(record)
+            at = (view.time_ns, view.time_ns)
+            node: Node[Entry] = Node((service, view), view.span_id, None, *at, False)
+            yield (service, view.trace_id), node
 
     def _metric_lines(self, request: Any) -> Iterator[str]:
-        for resource in request.resource_metrics:
-            service = _service(resource)
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    if metric.name.startswith(SELF_METRIC_PREFIX) and not self._self_metrics:
-                        continue
-                    for view in _metric_views(metric):
-                        yield self._with_service(service, metric_line(view, self._paint))
+        for service, metric in _items(request, "metrics"):
+            if metric.name.startswith(SELF_METRIC_PREFIX) and not self._self_metrics:
+                continue
+            for view in _metric_views(metric):
+                yield self._with_service(service, metric_line(view, self._paint))
 
     def _lines(self, placed: list[Placed[Entry]]) -> list[str]:
         return [self._with_service(*p.payload[:1], self._line(p)) for p in placed]
