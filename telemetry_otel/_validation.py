@@ -40,20 +40,31 @@ def _unreadable(owner: str, error: Exception) -> TypeError:
     return TypeError(f"{owner}: a field could not be read: {type(error).__name__}"[:300])
 
 
+class _Fresh:
+    """The default of a model's dict and timestamp fields: a new dict, or now."""
+
+    def __repr__(self) -> str:
+        return "<factory>"  # as dataclasses show a default_factory
+
+
+FRESH: Any = _Fresh()
+
+
 class _Checked:
     """A model checked when built, from which only TypeError and ValueError escape,
-    whatever the user objects it is given do when read."""
+    whatever the user objects it is given do when read.
+
+    The models write their ``__init__`` out, checks included. A dataclass that
+    subclasses one gets a generated ``__init__``; its ``__post_init__`` runs the
+    model's own ``__init__`` again on the fields it set, so it is checked the same.
+    """
 
     def __post_init__(self) -> None:
-        try:
-            self._validate()
-        except (TypeError, ValueError):
-            raise
-        except Exception as error:  # a user object's own method raised
-            raise _unreadable(type(self).__name__, error) from None
-
-    def _validate(self) -> None:
-        raise NotImplementedError
+        model = next(
+            c for c in type(self).__mro__ if "__init__" in c.__dict__ and _Checked in c.__bases__
+        )
+        names = model.__dataclass_fields__  # type: ignore[attr-defined]
+        model.__init__(self, **{name: getattr(self, name) for name in names})  # type: ignore[misc]
 
 
 def _plain(owner: str, name: str, mapping: object) -> dict[str, Any]:
@@ -106,6 +117,22 @@ def _check_tags(owner: str, name: str, tags: object) -> None:
                 raise _fail_value(owner, f"{name}[{key!r}]", "within signed 64 bits", value)
             continue
         raise _fail_type(owner, f"{name}[{key!r}]", "a str, int, float or bool", value)
+
+
+def _check_histogram_fields(
+    count: object, low: object, high: object, buckets: object, bounds: object
+) -> None:
+    """The fields the callback bridge fills on a rebuilt histogram."""
+    if count is not None and (type(count) is not int or count < 0):
+        raise _fail_value("Metric", "count", "a non-negative int or None", count)
+    for name, value in (("min", low), ("max", high)):
+        if value is not None:
+            _check_number("Metric", name, value)
+    for name, values in (("bucket_counts", buckets), ("explicit_bounds", bounds)):
+        if values is not None and not isinstance(values, list):
+            raise _fail_type("Metric", name, "a list or None", values)
+        for value in values or ():
+            _check_number("Metric", name, value)
 
 
 def _check_metadata(owner: str, metadata: object) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 
 import pytest
 
@@ -54,6 +55,39 @@ def test_default_tag_dicts_are_not_shared():
     first, second = Metric("a", 1), Metric("a", 1)
     first.tags["k"] = "v"
     assert second.tags == {}
+
+
+def test_a_dataclass_subclass_of_a_model_is_checked_and_keeps_its_fields():
+    @dataclass(eq=True)
+    class TimedMetric(Metric):
+        source: str = "app"
+
+    metric = TimedMetric("latency", 3, MetricType.COUNTER, {"k": "v"}, 5.0, source="db")
+    assert (metric.name, metric.value, metric.tags, metric.timestamp, metric.source) == (
+        "latency",
+        3,
+        {"k": "v"},
+        5.0,
+        "db",
+    )
+    with pytest.raises(ValueError, match=r"^Metric.value must be non-negative for a COUNTER"):
+        TimedMetric("latency", -1, MetricType.COUNTER)
+    with pytest.raises(TypeError, match=r"^Trace.tags\['n'\] must be a str, int, float or bool"):
+
+        @dataclass
+        class TaggedTrace(Trace):
+            team: str = "core"
+
+        TaggedTrace("t", "s", "op", 1.0, tags={"n": None})
+
+
+def test_a_model_built_from_a_str_subclass_name_keeps_a_plain_str():
+    class Shouting(str):
+        def upper(self) -> str:
+            raise RuntimeError("never called")
+
+    metric = Metric(Shouting("requests"), 1, "COUNTER")
+    assert type(metric.name) is str and metric.metric_type is MetricType.COUNTER
 
 
 @pytest.mark.parametrize(
