@@ -383,15 +383,6 @@ class Trace(_Checked):
         }
 
     @classmethod
-    def _trusted(cls, fields: dict[str, Any]) -> Trace:
-        """A Trace from fields that passed these checks already (a copy of a checked
-        Trace, or one read back from the span built from it): no ``__init__``, which
-        costs more than the rest of the callback path. The one place that skips them."""
-        trace = cls.__new__(cls)
-        trace.__dict__ = fields
-        return trace
-
-    @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trace:
         """Rebuild a Trace from :meth:`to_dict` output, validating every field."""
         return cls(**_read_fields(cls, data, ("trace_id", "span_id", "operation", "duration_ms")))

@@ -136,6 +136,44 @@ def test_callbacks_registered_before_and_after_start_both_receive_items(recorder
     collector.stop()
 
 
+def test_each_callback_gets_its_own_copy_of_an_events_nested_metadata():
+    from opentelemetry.sdk._logs import ReadableLogRecord
+    from opentelemetry.sdk.resources import Resource
+
+    from telemetry_otel._otel.mapping.logs import event_to_log_record, log_record_to_event
+    from telemetry_otel._shaping import Shaper
+
+    event = Event(
+        "order",
+        "placed",
+        EventSeverity.WARNING,
+        {"items": [1, {"sku": "a"}], "n": 2},
+        7.5,
+        tags={"region": "eu"},
+    )
+    record, _ = event_to_log_record(event, Shaper(False, [], 128, None), 0.25)
+    readable = ReadableLogRecord(log_record=record, resource=Resource.get_empty())
+    first = log_record_to_event(readable, {"service": "shop"})
+    first.metadata["items"][1]["sku"] = "changed"
+    first.metadata["items"].append(3)
+    first.tags["region"] = "us"
+    second = log_record_to_event(readable, {"service": "shop"})
+    assert second == Event(
+        "order",
+        "placed",
+        EventSeverity.WARNING,
+        {"items": [1, {"sku": "a"}], "n": 2},
+        7.5,
+        tags={"service": "shop", "region": "eu"},
+    )
+    assert record.attributes == {
+        "region": "eu",
+        "items": [1, {"sku": "a"}],
+        "n": 2,
+        "sampling.probability": 0.25,
+    }
+
+
 def test_unregistered_callback_receives_nothing_more(make_collector, recorder):
     collector = make_collector()
     collector.register_exporter(recorder)

@@ -27,6 +27,8 @@ class LegacyLogRecord(LogRecord):
     """
 
     tag_keys: frozenset[str] = frozenset()
+    # The event's own severity: the callback bridge gives it back as it was.
+    severity: EventSeverity | None = None
 
 
 def event_to_log_record(
@@ -63,12 +65,15 @@ def event_to_log_record(
         event_name=name,
     )
     record.tag_keys = tag_keys
+    record.severity = event.severity
     return record, limited or body_cut or name_cut
 
 
 def log_record_to_event(record: ReadWriteLogRecord, global_tags: Mapping[str, Any]) -> Event:
-    """Rebuild the Event a log record came from, metadata and tags apart."""
+    """The Event a log record came from, metadata and tags apart."""
     log = record.log_record
+    if type(log) is LegacyLogRecord and type(log.attributes) is dict:
+        return _shaped_event(log, log.attributes, global_tags)
     attributes = dict(log.attributes or {})
     tag_keys: frozenset[str] = getattr(log, "tag_keys", frozenset())
     tags = dict(global_tags)
@@ -81,6 +86,34 @@ def log_record_to_event(record: ReadWriteLogRecord, global_tags: Mapping[str, An
         metadata=_plain(attributes),
         timestamp=ns_to_seconds(log.timestamp or log.observed_timestamp or 0),
         tags=tags,
+    )
+
+
+def _shaped_event(
+    log: LegacyLogRecord, attributes: dict[str, Any], global_tags: Mapping[str, Any]
+) -> Event:
+    """The Event as shaped for export, from the record built of it: every field passed
+    the Event's checks and was then redacted and limited, so it is not checked again.
+    Nested metadata is copied: the exported record keeps its own."""
+    tag_keys = log.tag_keys
+    tags = dict(global_tags)
+    metadata: dict[str, Any] = {}
+    for key, value in attributes.items():
+        if key in tag_keys:
+            tags[key] = value
+        elif key != PROBABILITY:
+            kind = type(value)
+            scalar = kind is str or kind is int or kind is float or kind is bool
+            metadata[key] = value if scalar else _plain(value)
+    return Event._trusted(
+        {
+            "name": log.event_name,
+            "message": log.body,
+            "severity": log.severity,
+            "metadata": metadata,
+            "timestamp": ns_to_seconds(log.timestamp),  # type: ignore[arg-type]
+            "tags": tags,
+        }
     )
 
 
