@@ -49,6 +49,7 @@ _NAN = float("nan")
 _TAG_SETS_PER_SERIES = 4
 
 TagsKey = tuple[tuple[str, ...], tuple[Any, ...], tuple[type, ...]]
+Known = tuple["Series", bool]
 
 
 def tags_key(tags: Mapping[str, Any]) -> TagsKey:
@@ -90,14 +91,21 @@ class SeriesRecorder:
         self._max_series = max_series
         self._lock = lock
         self._overflow = _series(dict(OVERFLOW_ATTRIBUTES))
-        # Tag dict -> (its series, whether the size limits cut it).
-        self._by_tags: dict[TagsKey, tuple[Series, bool]] = {}
+        # Tag dict -> (its series, whether the size limits cut it), by the dict's items.
+        # Equal items can still differ in type (1, 1.0 and True are equal): a tag set
+        # of strings only is cached as it is, since no other type equals a str; any
+        # other holds a dict by value types.
+        self._by_items: dict[tuple[tuple[str, Any], ...], Known | dict[tuple[type, ...], Known]]
+        self._by_items = {}
+        self._remembered = 0
         self._by_shape: dict[TagsKey, Series] = {}
 
     def record(self, value: float, tags: Mapping[str, Any]) -> bool:
-        key = tags_key(tags)
-        known = self._by_tags.get(key)
-        series, limited = known if known is not None else self._new_series(tags, key)
+        items = tuple(tags.items())
+        known = self._by_items.get(items)
+        if not isinstance(known, tuple):
+            known = self._typed_series(tags, items, known)
+        series, limited = known
         consumer = self._consumer
         if consumer is None or not record_shaped(
             consumer, self._instrument, series.hashed, series.attributes, value
@@ -105,7 +113,28 @@ class SeriesRecorder:
             self._public_record(value, series.attributes)
         return limited
 
-    def _new_series(self, tags: Mapping[str, Any], key: TagsKey) -> tuple[Series, bool]:
+    def _typed_series(
+        self,
+        tags: Mapping[str, Any],
+        items: tuple[tuple[str, Any], ...],
+        typed: dict[tuple[type, ...], Known] | None,
+    ) -> Known:
+        types = tuple(map(type, tags.values()))
+        known = typed.get(types) if typed is not None else None
+        if known is not None:
+            return known
+        known = self._new_series(tags)
+        with self._lock:
+            if self._remembered < self._max_series * _TAG_SETS_PER_SERIES:
+                self._remembered += 1
+                if all(kind is str for kind in types):
+                    self._by_items[items] = known
+                else:
+                    by_type = self._by_items.setdefault(items, {})
+                    by_type[types] = known  # type: ignore[index]
+        return known
+
+    def _new_series(self, tags: Mapping[str, Any]) -> Known:
         shaped, limited = self._shaper.attributes(tags)
         attributes = {k: _NAN if v != v else v for k, v in shaped.items()}
         shape = tags_key(attributes)
@@ -113,10 +142,7 @@ class SeriesRecorder:
             series = self._by_shape.get(shape)
             if series is None and len(self._by_shape) < self._max_series:
                 series = self._by_shape[shape] = _series(attributes)
-            known = (series, limited) if series is not None else (self._overflow, True)
-            if len(self._by_tags) < self._max_series * _TAG_SETS_PER_SERIES:
-                self._by_tags[key] = known
-        return known
+        return (series, limited) if series is not None else (self._overflow, True)
 
 
 def fast_path_consumer(provider: MeterProvider) -> Any:

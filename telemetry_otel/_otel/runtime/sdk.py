@@ -22,7 +22,7 @@ from typing import Any
 
 from opentelemetry import context as api_context
 from opentelemetry.context import Context, get_current
-from opentelemetry.sdk.metrics import MeterProvider, _Gauge
+from opentelemetry.sdk.metrics import MeterProvider, TraceBasedExemplarFilter, _Gauge
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 
@@ -189,6 +189,11 @@ if METRIC_INTERNALS_IMPORTED:
 
     _new_measurement = _ShapedMeasurement.__new__
 
+_current_context = current_context_getter()
+# Where the current span sits in a Context; "" (never a key) if the API moved it, and
+# then the exemplar filter is always asked.
+_SPAN_KEY = span_key() or ""
+
 
 def hash_attributes(attributes: dict[str, Any]) -> Any:
     """The SDK's hash of an attribute set, as its aggregations are keyed."""
@@ -205,46 +210,48 @@ def record_shaped(
 ) -> bool:
     """Hand one measurement of a known series to every reader's aggregation, as the
     SDK's ``_ViewInstrumentMatch.consume_measurement`` does but with the series' hash;
-    False when the instrument is disabled (the caller takes the public path)."""
+    False when the instrument is disabled (the caller takes the public path).
+
+    One function, with no calls of its own where a line does: it runs for every
+    measurement, and each Python call costs about a tenth of it.
+    """
     if not instrument._is_enabled():
         return False
-    now, context = time_ns(), get_current()
-    measurement = _measurement(value, now, instrument, context, attributes)
-    sample = consumer._sdk_config.exemplar_filter.should_sample(value, now, attributes, context)
-    for storage in consumer._reader_storages.values():
-        for match in storage._get_or_init_view_instrument_match(instrument):
-            _aggregate(match, hashed, attributes, measurement, sample)
-    return True
-
-
-def _measurement(value: float, time: int, instrument: Any, context: Any, attributes: Any) -> Any:
+    now, context = time_ns(), _current_context()
     # A frozen dataclass's __init__ pays an object.__setattr__ per field; filling
     # the instance dict gives the same object for half the cost (the probe in
     # series.sdk_internals_fit checks the result against the public path).
     measurement = _new_measurement(_ShapedMeasurement)
     measurement.__dict__.update(
         value=value,
-        time_unix_nano=time,
+        time_unix_nano=now,
         instrument=instrument,
         context=context,
         attributes=attributes,
     )
-    return measurement
-
-
-def _aggregate(match: Any, hashed: Any, attributes: Any, measurement: Any, sample: bool) -> None:
-    if match._view._attribute_keys is not None:
-        # A view that keeps only some attribute keys: let the SDK filter and hash.
-        match.consume_measurement(measurement, sample)
-        return
-    if match._reset_on_collect:
-        # Delta collection discards the aggregations: hold the lock until aggregated.
-        with match._lock:
-            aggregation = match._get_or_create_aggregation(hashed, attributes)
-            aggregation.aggregate(measurement, sample)
-        return
-    aggregation = match._attributes_aggregation.get(hashed)
-    if aggregation is None:
-        with match._lock:
-            aggregation = match._get_or_create_aggregation(hashed, attributes)
-    aggregation.aggregate(measurement, sample)
+    exemplar_filter = consumer._sdk_config.exemplar_filter
+    if (
+        type(exemplar_filter) is TraceBasedExemplarFilter
+        and _SPAN_KEY
+        and context.get(_SPAN_KEY) is None
+    ):
+        sample = False  # what the filter answers outside a span, without its calls
+    else:
+        sample = exemplar_filter.should_sample(value, now, attributes, context)
+    for storage in consumer._reader_storages.values():
+        for match in storage._get_or_init_view_instrument_match(instrument):
+            if match._view._attribute_keys is not None:
+                # A view that keeps only some attribute keys: let the SDK filter and hash.
+                match.consume_measurement(measurement, sample)
+            elif match._reset_on_collect:
+                # Delta collection discards the aggregations: hold the lock until aggregated.
+                with match._lock:
+                    aggregation = match._get_or_create_aggregation(hashed, attributes)
+                    aggregation.aggregate(measurement, sample)
+            else:
+                aggregation = match._attributes_aggregation.get(hashed)
+                if aggregation is None:
+                    with match._lock:
+                        aggregation = match._get_or_create_aggregation(hashed, attributes)
+                aggregation.aggregate(measurement, sample)
+    return True
