@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -98,11 +100,18 @@ def test_a_negative_histogram_value_is_refused_and_counted(otlp_receiver, make_c
 def test_callbacks_get_metrics_collected_while_they_are_registered(make_collector, recorder):
     collector = make_collector()
     collector.collect_metric(Metric("before", 1, MetricType.COUNTER))
+    # Added up with the first, and still measured before the callback.
+    collector.collect_metric(Metric("before", 1, MetricType.COUNTER))
+    collector.collect_metric(Metric("level", 5, MetricType.GAUGE))
+    collector.collect_metric(Metric("level", 6, MetricType.GAUGE))
     collector.register_exporter(recorder)
+    assert collector.flush(10_000) is True
+    assert recorder.of("metric") == []
     collector.collect_metric(Metric("during", 2, MetricType.COUNTER))
     assert collector.flush(10_000) is True
     assert [(m.name, m.value) for m in recorder.of("metric")] == [("during", 2)]
     collector.unregister_exporter(recorder)
+    collector.collect_metric(Metric("during", 7, MetricType.COUNTER))
     collector.register_exporter(recorder)
     collector.collect_metric(Metric("during", 3, MetricType.COUNTER))
     assert collector.flush(10_000) is True
@@ -223,3 +232,89 @@ def test_a_probe_that_turns_the_fast_path_off_says_so_once(monkeypatch, caplog):
     warnings = [r.getMessage() for r in caplog.records if "public, slower path" in r.getMessage()]
     assert len(warnings) == 1
     assert "checked (opentelemetry-api/sdk 1.45)" in warnings[0]
+
+
+# -- counters and gauges added up between collections --------------------------------------
+
+
+def test_counts_added_up_between_collections_reach_every_reader_and_callback_exactly(
+    otlp_receiver, make_collector, recorder
+):
+    # Four threads count while a fifth flushes (collects) over and over: every increment
+    # reaches the cumulative OTLP reader and the callbacks' delta reader exactly once.
+    collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
+    collector.register_exporter(recorder)
+    done = threading.Event()
+
+    def count(thread: int) -> None:
+        for i in range(3000):
+            tags = {"thread": str(thread % 2)}
+            collector.collect_metric(Metric("hits", 1 + i % 3, MetricType.COUNTER, tags))
+
+    def collect_repeatedly() -> None:
+        while not done.is_set():
+            collector.flush(10_000)
+
+    flusher = threading.Thread(target=collect_repeatedly)
+    flusher.start()
+    counters = [threading.Thread(target=count, args=(n,)) for n in range(4)]
+    for thread in counters:
+        thread.start()
+    for thread in counters:
+        thread.join()
+    done.set()
+    flusher.join()
+    assert collector.flush(10_000) is True
+    each = sum(1 + i % 3 for i in range(3000))  # 5,999 per thread
+    assert points_by_name(otlp_receiver)["hits"] == [
+        ({"thread": "0"}, 2 * each),
+        ({"thread": "1"}, 2 * each),
+    ]
+    by_thread: dict[str, int] = {"0": 0, "1": 0}
+    for metric in recorder.of("metric"):
+        by_thread[metric.tags["thread"]] += metric.value
+    assert by_thread == {"0": 2 * each, "1": 2 * each}
+    assert collector.stats()["metric"]["collected"] == 12_000
+
+
+def test_a_gauge_set_inside_a_span_is_not_overwritten_by_an_older_value(
+    otlp_receiver, make_collector
+):
+    collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
+    collector.collect_metric(Metric("depth", 1, MetricType.GAUGE))
+    collector.collect_metric(Metric("depth", 2, MetricType.GAUGE))  # waits for the collection
+    with collector.span("work"):
+        collector.collect_metric(Metric("depth", 3, MetricType.GAUGE))  # goes to the SDK now
+    assert collector.flush(10_000) is True
+    assert points_by_name(otlp_receiver)["depth"] == [({}, 3)]
+
+
+def test_a_cumulative_counter_starts_when_it_was_first_measured(otlp_receiver, make_collector):
+    collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
+    before = time.time_ns()
+    collector.collect_metric(Metric("jobs", 1, MetricType.COUNTER))
+    time.sleep(0.2)
+    collector.collect_metric(Metric("jobs", 1, MetricType.COUNTER))
+    assert collector.flush(10_000) is True
+    [(_, metric)] = [(r, m) for r, m in otlp_receiver.metrics() if m.name == "jobs"]
+    [point] = metric.sum.data_points
+    assert point.as_int == 2
+    assert before <= point.start_time_unix_nano <= before + 100_000_000
+    assert point.time_unix_nano - point.start_time_unix_nano >= 200_000_000
+
+
+def test_a_count_inside_a_sampled_span_keeps_its_exemplar_and_the_total_stays_exact(
+    otlp_receiver, make_collector
+):
+    collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
+    for _ in range(3):
+        collector.collect_metric(Metric("orders", 2, MetricType.COUNTER))
+    with collector.span("checkout") as span:
+        collector.collect_metric(Metric("orders", 5, MetricType.COUNTER))
+    assert collector.flush(10_000) is True
+    [(_, metric)] = [(r, m) for r, m in otlp_receiver.metrics() if m.name == "orders"]
+    [point] = metric.sum.data_points
+    assert point.as_int == 11
+    [exemplar] = point.exemplars
+    assert exemplar.as_int == 5
+    assert exemplar.span_id == span.get_span_context().span_id.to_bytes(8, "big")

@@ -21,11 +21,11 @@ from opentelemetry.sdk.metrics.export import (
     Histogram as HistogramData,
 )
 
-from telemetry_otel._otel.mapping.series import SeriesRecorder, fast_path_consumer
+from telemetry_otel._otel.mapping.series import Combine, SeriesRecorder, fast_path_consumer
 from telemetry_otel._otel.mapping.spans import ns_to_seconds
-from telemetry_otel._otel.runtime.forks import ForkSafeLock
+from telemetry_otel._otel.runtime.forks import ForkSafeLock, follow_forks
 from telemetry_otel._otel.runtime.log import warn_once
-from telemetry_otel._otel.runtime.sdk import SynchronousGauge
+from telemetry_otel._otel.runtime.sdk import SynchronousGauge, exemplars_only_in_spans
 from telemetry_otel._shaping import Shaper
 from telemetry_otel.models import Metric, MetricType
 
@@ -46,17 +46,27 @@ class InstrumentCache:
     """
 
     def __init__(
-        self, provider: MeterProvider, meter: Meter, shaper: Shaper, max_series: int
+        self,
+        provider: MeterProvider,
+        meter: Meter,
+        shaper: Shaper,
+        max_series: int,
     ) -> None:
         self._meter = meter
         self._consumer = fast_path_consumer(provider)
         self._shaper = shaper
         self._max_series = max_series
+        self._combines = False
+        self._series_recorders: list[SeriesRecorder] = []
+        # One drain at a time: a reader collecting during another's drain waits for
+        # it, or it could collect before that drain reached its aggregation.
+        self._drain_lock = ForkSafeLock()
         # By name alone (one type per name): an enum in the key would cost a
         # Python-level hash on every measurement.
         self._recorders: dict[str, tuple[MetricType, SeriesRecorder | RenamedRecorder]] = {}
         self._types: dict[str, MetricType] = {}
         self._lock = ForkSafeLock()
+        follow_forks(self)
 
     def recorder(self, metric: Metric) -> SeriesRecorder | RenamedRecorder | None:
         """The recorder of the metric's instrument, or None on a type clash."""
@@ -95,18 +105,44 @@ class InstrumentCache:
         meter = self._meter
         unit, description = metric.unit, metric.description
         instrument: Any
+        combine: Combine | None = None
         if metric.metric_type is MetricType.COUNTER:
             instrument = meter.create_counter(name, unit=unit, description=description)
-            record = instrument.add
+            record, combine = instrument.add, Combine.SUM
         elif metric.metric_type is MetricType.GAUGE:
             instrument = meter.create_gauge(name, unit=unit, description=description)
-            record = instrument.set
+            record, combine = instrument.set, Combine.LAST
         else:
             instrument = meter.create_histogram(name, unit=unit, description=description)
             record = instrument.record
-        return SeriesRecorder(
-            instrument, record, self._consumer, self._shaper, self._max_series, self._lock
+        recorder = SeriesRecorder(
+            instrument,
+            record,
+            self._consumer,
+            self._shaper,
+            self._max_series,
+            self._lock,
+            combine if self._combines else None,
         )
+        self._series_recorders.append(recorder)
+        return recorder
+
+    def combine_between_collections(self) -> None:
+        """Let counters and gauges add up between collections (see SeriesRecorder), once
+        every reader's collection drains them first; before any metric is recorded.
+        Not where exemplars are sampled outside spans: each measurement may be one."""
+        consumer = self._consumer
+        self._combines = consumer is not None and exemplars_only_in_spans(consumer)
+
+    def drain(self) -> None:
+        """Hand what counters and gauges added up to every reader (before a collection)."""
+        with self._drain_lock:
+            for recorder in list(self._series_recorders):
+                recorder.drain()
+
+    def after_fork_in_child(self) -> None:
+        for recorder in self._series_recorders:
+            recorder.after_fork_in_child()
 
 
 # The attribute that carries a legacy metric name OpenTelemetry's rule refused: it keeps

@@ -16,8 +16,9 @@ fit (another SDK release), every measurement takes the public instrument method.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -28,14 +29,22 @@ from telemetry_otel._otel.runtime.sdk import (
     CHECKED_AGAINST,
     METRIC_INTERNALS_IMPORTED,
     SynchronousGauge,
+    collect_after,
     hash_attributes,
     is_synchronous_consumer,
     measurement_consumer,
+    outside_any_span,
     record_shaped,
 )
 from telemetry_otel._shaping import Shaper
 
-__all__ = ["OVERFLOW_ATTRIBUTES", "SeriesRecorder", "fast_path_consumer", "sdk_internals_fit"]
+__all__ = [
+    "OVERFLOW_ATTRIBUTES",
+    "Combine",
+    "SeriesRecorder",
+    "fast_path_consumer",
+    "sdk_internals_fit",
+]
 
 # Where the SDK folds measurements past the cardinality limit; the recorder folds
 # them there itself, so that every reader agrees on which tag sets were kept.
@@ -58,12 +67,24 @@ def tags_key(tags: Mapping[str, Any]) -> TagsKey:
     return tuple(tags), values, tuple(map(type, values))
 
 
-@dataclass(frozen=True)
 class Series:
     """One tag set of one instrument: its attributes, and their SDK hash."""
 
-    attributes: Mapping[str, Any]
-    hashed: Any
+    __slots__ = ("attributes", "hashed", "started")
+
+    def __init__(self, attributes: Mapping[str, Any], hashed: Any) -> None:
+        self.attributes = attributes
+        self.hashed = hashed
+        # Whether a measurement reached the SDK: its first one creates the series'
+        # aggregations, so that a cumulative series starts when it was first measured.
+        self.started = False
+
+
+class Combine(Enum):
+    """How a recorder adds measurements up between collections (see SeriesRecorder)."""
+
+    SUM = "sum"
+    LAST = "last"
 
 
 class SeriesRecorder:
@@ -72,6 +93,15 @@ class SeriesRecorder:
     ``record(value, tags)`` returns whether the size limits cut the tags; a tag
     set past ``max_series`` distinct (shaped) sets folds into the overflow
     series, as the SDK's cardinality limit would fold it, and counts as changed.
+
+    With ``combine`` (counters: SUM, gauges: LAST), measurements taken outside any
+    span wait in a per-series total, as prometheus_client keeps its counters, and
+    ``drain()`` hands each total to every reader's aggregation once, right before a
+    reader collects. A sum or last value aggregates exactly as its measurements one
+    by one would, so every reader gets the same numbers for a fraction of the cost,
+    whatever the number of readers (callbacks included). Measurements inside a span
+    go to the SDK at once, where the exemplar filter may keep them; histograms always
+    do: their buckets are each reader's own.
     """
 
     def __init__(
@@ -82,6 +112,7 @@ class SeriesRecorder:
         shaper: Shaper,
         max_series: int,
         lock: ForkSafeLock,
+        combine: Combine | None = None,
     ) -> None:
         self._instrument = instrument
         self._public_record = public_record
@@ -99,6 +130,13 @@ class SeriesRecorder:
         self._by_items = {}
         self._remembered = 0
         self._by_shape: dict[TagsKey, Series] = {}
+        self._sums = combine is Combine.SUM
+        self._combines = combine is not None and consumer is not None
+        # Series -> what its measurements since the last drain add up to. A plain
+        # lock: its C-level `with` is what each measurement pays (forks: see
+        # after_fork_in_child).
+        self._pending: dict[Series, float] = {}
+        self._pending_lock = threading.Lock()
 
     def record(self, value: float, tags: Mapping[str, Any]) -> bool:
         items = tuple(tags.items())
@@ -106,12 +144,43 @@ class SeriesRecorder:
         if not isinstance(known, tuple):
             known = self._typed_series(tags, items, known)
         series, limited = known
+        if self._combines and series.started and outside_any_span():
+            with self._pending_lock:
+                pending = self._pending
+                pending[series] = pending.get(series, 0) + value if self._sums else value
+            return limited
+        series.started = True
+        if self._combines and not self._sums and self._pending:
+            with self._pending_lock:  # an older last value must not overwrite this one
+                self._pending.pop(series, None)
         consumer = self._consumer
         if consumer is None or not record_shaped(
             consumer, self._instrument, series.hashed, series.attributes, value
         ):
             self._public_record(value, series.attributes)
         return limited
+
+    def drain(self) -> None:
+        """Hand every series' total since the last drain to the readers' aggregations."""
+        if not self._pending:
+            return
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        for series, value in pending.items():
+            if not record_shaped(
+                self._consumer,
+                self._instrument,
+                series.hashed,
+                series.attributes,
+                value,
+                exemplars=False,
+            ):
+                self._public_record(value, series.attributes)
+
+    def after_fork_in_child(self) -> None:
+        """What waits belongs to the parent, which hands it on; the lock may be held."""
+        self._pending = {}
+        self._pending_lock = threading.Lock()
 
     def _typed_series(
         self,
@@ -188,15 +257,27 @@ def _same_as_public_path() -> bool:
     meter = provider.get_meter("probe")
     shaper = Shaper(False, [], 128, None)
     tags = {"k": "v", "n": 1}
-    for name, make, method in (
-        ("c", meter.create_counter, "add"),
-        ("h", meter.create_histogram, "record"),
-        ("g", meter.create_gauge, "set"),
+    recorders: list[SeriesRecorder] = []
+
+    def drain() -> None:
+        for recorder in recorders:
+            recorder.drain()
+
+    if not collect_after(provider, readers, drain):
+        return False
+    for name, make, method, combine in (
+        ("c", meter.create_counter, "add", Combine.SUM),
+        ("h", meter.create_histogram, "record", None),
+        ("g", meter.create_gauge, "set", Combine.LAST),
     ):
         public, fast = make(f"{name}.public"), make(f"{name}.fast")
         consumer = measurement_consumer(provider)
-        recorder = SeriesRecorder(fast, getattr(fast, method), consumer, shaper, 10, ForkSafeLock())
-        for value in (3, 4.5):
+        recorder = SeriesRecorder(
+            fast, getattr(fast, method), consumer, shaper, 10, ForkSafeLock(), combine
+        )
+        recorders.append(recorder)
+        # The first value reaches the SDK at once, the others wait for the drain.
+        for value in (3, 4.5, 2):
             getattr(public, method)(value, tags)
             recorder.record(value, tags)
     for reader in readers:

@@ -22,7 +22,12 @@ from typing import Any
 
 from opentelemetry import context as api_context
 from opentelemetry.context import Context, get_current
-from opentelemetry.sdk.metrics import MeterProvider, TraceBasedExemplarFilter, _Gauge
+from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
+    MeterProvider,
+    TraceBasedExemplarFilter,
+    _Gauge,
+)
 from opentelemetry.sdk.metrics.export import MetricExporter
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 
@@ -200,17 +205,61 @@ def hash_attributes(attributes: dict[str, Any]) -> Any:
     return _hash_attributes(attributes) if METRIC_INTERNALS_IMPORTED else None
 
 
+def outside_any_span() -> bool:
+    """No span is current: the trace-based exemplar filter would sample nothing."""
+    return bool(_SPAN_KEY) and _current_context().get(_SPAN_KEY) is None
+
+
+def exemplars_only_in_spans(consumer: Any) -> bool:
+    """The consumer samples exemplars as the default trace-based filter does: never
+    outside a span (``OTEL_METRICS_EXEMPLAR_FILTER=always_on`` samples everywhere)."""
+    kind = type(consumer._sdk_config.exemplar_filter)
+    return kind is TraceBasedExemplarFilter or kind is AlwaysOffExemplarFilter
+
+
+def collect_after(provider: MeterProvider, readers: Any, before: Callable[[], None]) -> bool:
+    """Make every collection of the provider's readers, those given and those added
+    later, call ``before`` first; False (nothing changed) where the SDK differs.
+
+    The provider hands each reader its consumer's ``collect`` as the collect callback
+    (``MetricReader._set_collect_callback``), read off the consumer when the reader
+    is added: wrapping it on the consumer covers later readers, and the readers
+    given are handed the wrapper again.
+    """
+    consumer = measurement_consumer(provider)
+    collect = getattr(consumer, "collect", None)
+    if collect is None or not all(hasattr(r, "_set_collect_callback") for r in readers):
+        _fell_back("MeasurementConsumer.collect or MetricReader._set_collect_callback")
+        return False
+
+    def collect_after_before(reader: Any, timeout_millis: float = 10_000) -> Any:
+        before()
+        return collect(reader, timeout_millis)
+
+    consumer.collect = collect_after_before
+    for reader in readers:
+        reader._set_collect_callback(collect_after_before)
+    return True
+
+
 def is_synchronous_consumer(consumer: Any) -> bool:
     """The consumer the fast path was written against (SynchronousMeasurementConsumer)."""
     return METRIC_INTERNALS_IMPORTED and type(consumer) is SynchronousMeasurementConsumer
 
 
 def record_shaped(
-    consumer: Any, instrument: Any, hashed: Any, attributes: Any, value: float
+    consumer: Any,
+    instrument: Any,
+    hashed: Any,
+    attributes: Any,
+    value: float,
+    exemplars: bool = True,
 ) -> bool:
     """Hand one measurement of a known series to every reader's aggregation, as the
     SDK's ``_ViewInstrumentMatch.consume_measurement`` does but with the series' hash;
     False when the instrument is disabled (the caller takes the public path).
+    ``exemplars=False``: a sum or last value of several measurements, which is no
+    measurement of its own to sample.
 
     One function, with no calls of its own where a line does: it runs for every
     measurement, and each Python call costs about a tenth of it.
@@ -230,7 +279,9 @@ def record_shaped(
         attributes=attributes,
     )
     exemplar_filter = consumer._sdk_config.exemplar_filter
-    if (
+    if not exemplars:
+        sample = False
+    elif (
         type(exemplar_filter) is TraceBasedExemplarFilter
         and _SPAN_KEY
         and context.get(_SPAN_KEY) is None

@@ -17,7 +17,7 @@ from telemetry_otel._otel.delivery.queue import DeliveryQueue, close_all, flush_
 from telemetry_otel._otel.destinations.destination import cardinality_limits
 from telemetry_otel._otel.mapping.metrics import InstrumentCache, instrument_name
 from telemetry_otel._otel.runtime.log import warn_limited
-from telemetry_otel._otel.runtime.sdk import remove_metric_reader
+from telemetry_otel._otel.runtime.sdk import collect_after, remove_metric_reader
 from telemetry_otel._otel.signals.common import SCOPE_NAME, Shared, enabled_by_the_collector
 from telemetry_otel._version import __version__
 from telemetry_otel.models import Metric, MetricType
@@ -61,6 +61,11 @@ class MetricPipeline:
         self.instruments = InstrumentCache(
             self.provider, meter, shared.shaper, config.max_metric_series
         )
+        # Counters and gauges add up between collections only on the collector's own
+        # provider, where every reader's collection drains them first: an application's
+        # provider may get readers no drain would reach.
+        if joined is None and collect_after(self.provider, self.readers, self.instruments.drain):
+            self.instruments.combine_between_collections()
         if config.self_metrics:
             register_self_metrics(self.provider.get_meter(SELF_SCOPE, __version__), stats)
 
@@ -107,6 +112,8 @@ class MetricPipeline:
     def attach_bridge_reader(self) -> None:
         if self._bridge_reader is None and self._joined is None:
             self.callback_exporter.resume()
+            # What counters and gauges added up so far was measured before the callback.
+            self.instruments.drain()
             config = self._shared.config
             self._bridge_reader = PeriodicExportingMetricReader(
                 self.callback_exporter,
