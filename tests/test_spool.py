@@ -112,8 +112,14 @@ def test_stop_spools_what_it_could_not_send_and_the_next_process_sends_it(tmp_pa
         assert receiver.wait_for(lambda: len(receiver.spans()) == 5, timeout_s=20)
         assert receiver.wait_for(lambda: len(receiver.log_records()) == 5, timeout_s=20)
         assert _span_ids(receiver) == ["s0", "s1", "s2", "s3", "s4"]
+
+        def recovered() -> tuple[int, int]:
+            stats = collector.stats()
+            return stats["trace"]["recovered"], stats["event"]["recovered"]
+
+        # Counted once the export call returns, which is just after the receiver has them.
+        assert receiver.wait_for(lambda: recovered() == (5, 5), timeout_s=10), recovered()
         stats = collector.stats()
-        assert (stats["trace"]["recovered"], stats["event"]["recovered"]) == (5, 5)
         assert stats["trace"]["collected"] == 0
     finally:
         collector.stop()
