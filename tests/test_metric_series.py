@@ -14,6 +14,7 @@ from opentelemetry.sdk.metrics.view import View
 
 from telemetry_otel import Metric, MetricType
 from telemetry_otel._otel.mapping import series
+from telemetry_otel._otel.runtime import sdk
 from telemetry_otel._otel.runtime.forks import ForkSafeLock
 from telemetry_otel._shaping import Shaper
 from tests.otlp_receiver import OtlpReceiver, attributes_of
@@ -318,3 +319,70 @@ def test_a_count_inside_a_sampled_span_keeps_its_exemplar_and_the_total_stays_ex
     [exemplar] = point.exemplars
     assert exemplar.as_int == 5
     assert exemplar.span_id == span.get_span_context().span_id.to_bytes(8, "big")
+
+
+def test_histograms_added_up_between_collections_reach_every_reader_and_callback_exactly(
+    otlp_receiver, make_collector, recorder
+):
+    collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
+    collector.register_exporter(recorder)
+    done = threading.Event()
+    values = [float(v) for v in (0, 3, 7, 12, 60, 99, 400, 2500, 9000, 20000)]
+
+    def measure() -> None:
+        for i in range(2000):
+            collector.collect_metric(Metric("took", values[i % 10], MetricType.HISTOGRAM))
+
+    def collect_repeatedly() -> None:
+        while not done.is_set():
+            collector.flush(10_000)
+
+    flusher = threading.Thread(target=collect_repeatedly)
+    flusher.start()
+    threads = [threading.Thread(target=measure) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    flusher.join()
+    assert collector.flush(10_000) is True
+    # 800 of each value; the default bounds 0, 5, 10, 25, 50, 75, 100, 250, 500, 750,
+    # 1000, 2500, 5000, 7500, 10000 put each in its own bucket.
+    buckets = [800, 800, 800, 800, 0, 800, 800, 0, 800, 0, 0, 800, 0, 0, 800, 800]
+    expected = (8000, 800 * sum(values), buckets)
+    assert points_by_name(otlp_receiver)["took"] == [({}, expected)]
+    [(_, metric)] = [(r, m) for r, m in otlp_receiver.metrics() if m.name == "took"][-1:]
+    [point] = metric.histogram.data_points
+    assert (point.min, point.max) == (0.0, 20000.0)
+    deltas = recorder.of("metric")
+    assert sum(m.count for m in deltas) == 8000
+    assert sum(m.value for m in deltas) == 800 * sum(values)
+    assert [
+        sum(column) for column in zip(*(m.bucket_counts for m in deltas), strict=True)
+    ] == buckets
+    assert (min(m.min for m in deltas), max(m.max for m in deltas)) == (0.0, 20000.0)
+
+
+@pytest.fixture
+def exponential_histograms(monkeypatch):
+    """OTLP endpoints ask for base-2 exponential histograms (the SDK's variable)."""
+    monkeypatch.setenv(
+        "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+        "base2_exponential_bucket_histogram",
+    )
+    sdk.otlp_metric_preferences.cache_clear()
+    yield
+    sdk.otlp_metric_preferences.cache_clear()
+
+
+def test_histograms_in_exponential_buckets_are_measured_one_by_one(
+    otlp_receiver, make_collector, exponential_histograms
+):
+    collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
+    for value in (1.0, 2.0, 4.0, 4.0):
+        collector.collect_metric(Metric("size", value, MetricType.HISTOGRAM))
+    assert collector.flush(10_000) is True
+    [(_, metric)] = [(r, m) for r, m in otlp_receiver.metrics() if m.name == "size"]
+    [point] = metric.exponential_histogram.data_points
+    assert (point.count, point.sum, point.min, point.max) == (4, 11.0, 1.0, 4.0)

@@ -75,37 +75,38 @@ class CallbackDestination:
         return (self.traces, self.events, self.metrics)
 
     def _deliver_spans(self, batch: list[ReadableSpan]) -> int:
-        return self._call_each("trace", batch, lambda span: span_to_trace(span, self._global_tags))
+        return self._call_each("trace", batch, span_to_trace)
 
     def _deliver_logs(self, batch: list[ReadableLogRecord]) -> int:
-        return self._call_each(
-            "event", batch, lambda record: log_record_to_event(record, self._global_tags)
-        )
+        return self._call_each("event", batch, log_record_to_event)
 
     def _deliver_metrics(self, batch: list[Metric]) -> int:
-        return self._call_each("metric", batch, lambda metric: metric)
+        return self._call_each("metric", batch, None)
 
-    def _call_each(self, data_type: str, batch: list[Any], to_model: Callable[[Any], Any]) -> int:
-        with self._calling:
-            return self._call_each_locked(data_type, batch, to_model)
-
-    def _call_each_locked(
-        self, data_type: str, batch: list[Any], to_model: Callable[[Any], Any]
+    def _call_each(
+        self,
+        data_type: str,
+        batch: list[Any],
+        to_model: Callable[[Any, Mapping[str, Any]], Any] | None,
     ) -> int:
-        delivered = 0
-        for item in batch:
-            try:
-                self.callback(data_type, to_model(item))
-                delivered += 1
-            except Exception:
-                # Every failure is counted; the log gets one traceback a minute per callback.
-                warn_limited(
-                    f"callback:{id(self.callback)}",
-                    "telemetry exporter callback %r raised",
-                    self.callback,
-                    exc_info=True,
-                )
-        return delivered
+        """Call the callback with each item's model (``to_model(item, global_tags)``,
+        or the item itself); how many calls returned."""
+        with self._calling:
+            callback, global_tags = self.callback, self._global_tags
+            delivered = 0
+            for item in batch:
+                try:
+                    callback(data_type, item if to_model is None else to_model(item, global_tags))
+                    delivered += 1
+                except Exception:
+                    # Every failure is counted; the log gets one traceback a minute per callback.
+                    warn_limited(
+                        f"callback:{id(callback)}",
+                        "telemetry exporter callback %r raised",
+                        callback,
+                        exc_info=True,
+                    )
+            return delivered
 
 
 class CallbackMetricExporter(MetricExporter):

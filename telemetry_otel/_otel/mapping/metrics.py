@@ -114,7 +114,7 @@ class InstrumentCache:
             record, combine = instrument.set, Combine.LAST
         else:
             instrument = meter.create_histogram(name, unit=unit, description=description)
-            record = instrument.record
+            record, combine = instrument.record, Combine.BUCKETS
         recorder = SeriesRecorder(
             instrument,
             record,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from opentelemetry.sdk.metrics import MeterProvider
 
 from telemetry_otel._otel.runtime.forks import ForkSafeLock
-from telemetry_otel._otel.runtime.log import logger
+from telemetry_otel._otel.runtime.log import logger, warn_once
 from telemetry_otel._otel.runtime.sdk import (
     CHECKED_AGAINST,
     METRIC_INTERNALS_IMPORTED,
@@ -33,8 +34,11 @@ from telemetry_otel._otel.runtime.sdk import (
     hash_attributes,
     is_synchronous_consumer,
     measurement_consumer,
+    merge_histogram,
     outside_any_span,
+    reader_storages,
     record_shaped,
+    shared_bucket_bounds,
 )
 from telemetry_otel._shaping import Shaper
 
@@ -85,6 +89,14 @@ class Combine(Enum):
 
     SUM = "sum"
     LAST = "last"
+    BUCKETS = "buckets"
+
+
+# Module constants: an Enum member read off its class costs a Python-level lookup.
+_SUM, _LAST = Combine.SUM, Combine.LAST
+# A histogram series' measurements since the last drain: sum, min, max, bucket counts,
+# and the bucket bounds they were counted with.
+Buckets = list[Any]
 
 
 class SeriesRecorder:
@@ -94,14 +106,16 @@ class SeriesRecorder:
     set past ``max_series`` distinct (shaped) sets folds into the overflow
     series, as the SDK's cardinality limit would fold it, and counts as changed.
 
-    With ``combine`` (counters: SUM, gauges: LAST), measurements taken outside any
-    span wait in a per-series total, as prometheus_client keeps its counters, and
-    ``drain()`` hands each total to every reader's aggregation once, right before a
-    reader collects. A sum or last value aggregates exactly as its measurements one
-    by one would, so every reader gets the same numbers for a fraction of the cost,
-    whatever the number of readers (callbacks included). Measurements inside a span
-    go to the SDK at once, where the exemplar filter may keep them; histograms always
-    do: their buckets are each reader's own.
+    With ``combine`` (counters: SUM, gauges: LAST, histograms: BUCKETS),
+    measurements taken outside any span add up per series, as prometheus_client
+    keeps its metrics, and ``drain()`` hands what each series added up to every
+    reader's aggregation once, right before a reader collects. Aggregating a sum, a
+    last value or a histogram's sum, min, max and bucket counts gives what the
+    measurements one by one would, for a fraction of the cost, whatever the number
+    of readers (callbacks included). Float sums may differ in their last bits, as
+    any other order of the same additions would. Measurements inside a span go to
+    the SDK at once, where the exemplar filter may keep them. Histograms add up only
+    while every reader counts them in the same explicit buckets.
     """
 
     def __init__(
@@ -130,13 +144,16 @@ class SeriesRecorder:
         self._by_items = {}
         self._remembered = 0
         self._by_shape: dict[TagsKey, Series] = {}
-        self._sums = combine is Combine.SUM
-        self._combines = combine is not None and consumer is not None
+        self._combine = combine if consumer is not None else None
         # Series -> what its measurements since the last drain add up to. A plain
         # lock: its C-level `with` is what each measurement pays (forks: see
         # after_fork_in_child).
-        self._pending: dict[Series, float] = {}
+        self._pending: dict[Series, Any] = {}
         self._pending_lock = threading.Lock()
+        # The bucket bounds every reader shares (None: not all the same), and the
+        # reader storages they were read from.
+        self._bounds: tuple[float, ...] | None = None
+        self._bounds_for: object = None
 
     def record(self, value: float, tags: Mapping[str, Any]) -> bool:
         items = tuple(tags.items())
@@ -144,13 +161,21 @@ class SeriesRecorder:
         if not isinstance(known, tuple):
             known = self._typed_series(tags, items, known)
         series, limited = known
-        if self._combines and series.started and outside_any_span():
-            with self._pending_lock:
-                pending = self._pending
-                pending[series] = pending.get(series, 0) + value if self._sums else value
-            return limited
+        combine = self._combine
+        if combine is not None and series.started and outside_any_span():
+            if combine is _SUM:
+                with self._pending_lock:
+                    pending = self._pending
+                    pending[series] = pending.get(series, 0) + value
+                return limited
+            if combine is _LAST:
+                with self._pending_lock:
+                    self._pending[series] = value
+                return limited
+            if self._add_to_buckets(series, value):
+                return limited
         series.started = True
-        if self._combines and not self._sums and self._pending:
+        if combine is _LAST and self._pending:
             with self._pending_lock:  # an older last value must not overwrite this one
                 self._pending.pop(series, None)
         consumer = self._consumer
@@ -160,22 +185,59 @@ class SeriesRecorder:
             self._public_record(value, series.attributes)
         return limited
 
+    def _add_to_buckets(self, series: Series, value: float) -> bool:
+        """Add a histogram measurement to its series' buckets; False when the readers do
+        not all count it in the same buckets."""
+        storages = reader_storages(self._consumer)
+        if storages is not self._bounds_for:
+            self._bounds = shared_bucket_bounds(self._consumer, self._instrument)
+            self._bounds_for = storages
+        bounds = self._bounds
+        if bounds is None:
+            return False
+        bucket = bisect_left(bounds, value)
+        with self._pending_lock:
+            added: Buckets | None = self._pending.get(series)
+            if added is None or added[4] is not bounds:
+                if added is not None:  # the readers changed: counted with other bounds
+                    return False
+                counts = [0] * (len(bounds) + 1)
+                counts[bucket] = 1
+                self._pending[series] = [value, value, value, counts, bounds]
+                return True
+            added[0] += value
+            if value < added[1]:
+                added[1] = value
+            if value > added[2]:
+                added[2] = value
+            added[3][bucket] += 1
+        return True
+
     def drain(self) -> None:
-        """Hand every series' total since the last drain to the readers' aggregations."""
+        """Hand what every series added up since the last drain to the readers'
+        aggregations."""
         if not self._pending:
             return
         with self._pending_lock:
             pending, self._pending = self._pending, {}
-        for series, value in pending.items():
-            if not record_shaped(
-                self._consumer,
-                self._instrument,
-                series.hashed,
-                series.attributes,
-                value,
-                exemplars=False,
+        consumer, instrument = self._consumer, self._instrument
+        for series, added in pending.items():
+            if self._combine is Combine.BUCKETS:
+                bounds = added[4]
+                left_out = merge_histogram(
+                    consumer, instrument, series.hashed, series.attributes, bounds, added[:4]
+                )
+                if left_out:
+                    warn_once(
+                        f"buckets:{id(self)}",
+                        "a metric reader added while histogram %r had values waiting counts "
+                        "other buckets: those values are left out of its first collection",
+                        instrument.name,
+                    )
+            elif not record_shaped(
+                consumer, instrument, series.hashed, series.attributes, added, exemplars=False
             ):
-                self._public_record(value, series.attributes)
+                self._public_record(added, series.attributes)
 
     def after_fork_in_child(self) -> None:
         """What waits belongs to the parent, which hands it on; the lock may be held."""
@@ -267,7 +329,7 @@ def _same_as_public_path() -> bool:
         return False
     for name, make, method, combine in (
         ("c", meter.create_counter, "add", Combine.SUM),
-        ("h", meter.create_histogram, "record", None),
+        ("h", meter.create_histogram, "record", Combine.BUCKETS),
         ("g", meter.create_gauge, "set", Combine.LAST),
     ):
         public, fast = make(f"{name}.public"), make(f"{name}.fast")

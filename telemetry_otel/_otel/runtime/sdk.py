@@ -173,6 +173,9 @@ def composable_samplers() -> ModuleType | None:
 
 try:
     from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
+    from opentelemetry.sdk.metrics._internal.aggregation import (
+        _ExplicitBucketHistogramAggregation,
+    )
     from opentelemetry.sdk.metrics._internal.measurement import Measurement
     from opentelemetry.sdk.metrics._internal.measurement_consumer import (
         SynchronousMeasurementConsumer,
@@ -306,3 +309,75 @@ def record_shaped(
                         aggregation = match._get_or_create_aggregation(hashed, attributes)
                 aggregation.aggregate(measurement, sample)
     return True
+
+
+# -- histograms added up between collections (mapping/series.py) ---------------------------
+
+
+def reader_storages(consumer: Any) -> object:
+    """The consumer's reader storages, which the SDK replaces (never changes in place)
+    when a reader is added or removed: compare by identity to notice."""
+    storages: object = consumer._reader_storages
+    return storages
+
+
+def shared_bucket_bounds(consumer: Any, instrument: Any) -> tuple[float, ...] | None:
+    """The bucket bounds of this histogram in every reader, when each reader aggregates
+    it in explicit buckets with min and max, all with the same bounds, and no view
+    keeps only some of its attribute keys; None otherwise (or with no reader)."""
+    bounds: tuple[float, ...] | None = None
+    for storage in consumer._reader_storages.values():
+        for match in storage._get_or_init_view_instrument_match(instrument):
+            template = match._aggregation
+            if (
+                match._view._attribute_keys is not None
+                or type(template) is not _ExplicitBucketHistogramAggregation
+                or not template._record_min_max
+                or (bounds is not None and template._boundaries != bounds)
+            ):
+                return None
+            bounds = template._boundaries
+    return bounds
+
+
+def merge_histogram(
+    consumer: Any,
+    instrument: Any,
+    hashed: Any,
+    attributes: Any,
+    bounds: tuple[float, ...],
+    added: tuple[float, float, float, list[int]],
+) -> int:
+    """Add a series' sum, min, max and bucket counts since the last drain to every
+    reader's aggregation of it, as its measurements one by one would have been;
+    how many readers' aggregations no longer had those bounds (left out)."""
+    total, low, high, counts = added
+    mismatched = 0
+    for storage in consumer._reader_storages.values():
+        for match in storage._get_or_init_view_instrument_match(instrument):
+            with match._lock:  # a delta collection must not discard it halfway
+                aggregation = match._get_or_create_aggregation(hashed, attributes)
+                if (
+                    type(aggregation) is not _ExplicitBucketHistogramAggregation
+                    or aggregation._boundaries != bounds
+                ):
+                    mismatched += 1
+                    continue
+                _merge_buckets(aggregation, total, low, high, counts)
+    return mismatched
+
+
+def _merge_buckets(
+    aggregation: Any, total: float, low: float, high: float, counts: list[int]
+) -> None:
+    """What _ExplicitBucketHistogramAggregation.aggregate does, for many measurements."""
+    with aggregation._lock:
+        if aggregation._value is None:
+            aggregation._value = aggregation._get_empty_bucket_counts()
+        buckets = aggregation._value
+        for index, count in enumerate(counts):
+            if count:
+                buckets[index] += count
+        aggregation._sum += total
+        aggregation._min = min(aggregation._min, low)
+        aggregation._max = max(aggregation._max, high)
