@@ -41,12 +41,15 @@ def serve(conn: Any) -> None:
     receiver.stop()
 
 
-def wait_for_spans(conn: Any, spans: int, timeout_s: float) -> int:
-    deadline = time.monotonic() + timeout_s
+def wait_for_spans(conn: Any, spans: int, stalled_s: float = 30.0) -> int:
+    """Spans received, once all arrived or when none has arrived for ``stalled_s``."""
+    received, moved_at = -1, time.monotonic()
     while True:
         conn.send("count")
-        received: int = conn.recv()
-        if received >= spans or time.monotonic() > deadline:
+        count: int = conn.recv()
+        if count != received:
+            received, moved_at = count, time.monotonic()
+        if received >= spans or time.monotonic() - moved_at > stalled_s:
             return received
         time.sleep(0.01)
 
@@ -72,7 +75,7 @@ def produce_raw(port: int, spans: int) -> None:
     provider.force_flush()
 
 
-def produce_facade(port: int, spans: int, compression: str = "none") -> None:
+def produce_facade(port: int, spans: int, compression: str = "none") -> dict[str, int]:
     from telemetry_otel import TelemetryCollector, TelemetryConfig, Trace
 
     config = TelemetryConfig(
@@ -89,6 +92,8 @@ def produce_facade(port: int, spans: int, compression: str = "none") -> None:
             trace = Trace(f"trace-{trace_id}", name, "process_payment", 234.5, parent, TAGS)
             collector.collect_trace(trace)
         collector.flush(timeout_ms=600_000)
+    trace_stats: dict[str, int] = collector.stats()["trace"]
+    return trace_stats
 
 
 def run_side(side: str, spans: int) -> dict[str, float]:
@@ -99,11 +104,14 @@ def run_side(side: str, spans: int) -> dict[str, float]:
     port = parent.recv()
     baseline_kb = peak_rss_kb()
     start = time.perf_counter()
+    stats: dict[str, int] = {}
     if side == "raw":
         produce_raw(port, spans)
     else:
-        produce_facade(port, spans, "gzip" if side.endswith("gzip") else "none")
-    received = wait_for_spans(parent, spans, timeout_s=600)
+        stats = produce_facade(port, spans, "gzip" if side.endswith("gzip") else "none")
+    received = wait_for_spans(parent, spans)
+    if received < spans:  # say what the facade counted, for whoever reads the failure
+        print(f"{side}: {received} of {spans} spans received; trace stats {stats}", file=sys.stderr)
     seconds = time.perf_counter() - start
     peak_kb = peak_rss_kb()
     parent.send("stop")
@@ -134,8 +142,9 @@ def main(argv: list[str] | None = None) -> None:
             text=True,
             check=True,
             timeout=900,
-        ).stdout
-        r = results[side] = json.loads(output.splitlines()[-1])
+        )
+        r = results[side] = json.loads(output.stdout.splitlines()[-1])
+        sys.stderr.write(output.stderr)
         print(
             f"{side:<14}{r['received']:>10.0f}{r['seconds']:>9.2f}{r['per_second']:>10.0f}"
             f"{r['bytes_per_span']:>13.0f}"
@@ -143,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     for side in SIDES[1:]:
         ratio = results[side]["per_second"] / results["raw"]["per_second"]
         print(f"{side} / raw items per second: {ratio:.2f}")
+    if any(r["received"] < args.spans for r in results.values()):
+        sys.exit("not every span reached the receiver (see above)")
 
 
 if __name__ == "__main__":

@@ -22,21 +22,30 @@ def rows_by_first_word(lines: list[str]) -> dict[str, list[str]]:
     return {line.split()[0]: line.split()[1:] for line in lines}
 
 
-def table(output: str) -> dict[str, list[float]]:
-    """The benchmark's rows: a label in the first 40 columns, then numbers."""
-    return {
-        line[:40].strip(): [float(value) for value in line[40:].split()]
-        for line in output.splitlines()[2:]
-    }
+def table(output: str) -> dict[str, tuple[list[float], list[str]]]:
+    """The benchmark's rows: a label in the first 40 columns, numbers, then the target
+    and whether it was met, where the row has one."""
+    rows = {}
+    for line in output.splitlines()[2:]:
+        values = line[40:].split()
+        numbers = [float(v) for v in values if not v.startswith("<=") and v not in ("yes", "no")]
+        rows[line[:40].strip()] = (numbers, values[len(numbers) :])
+    return rows
 
 
-def test_benchmark_prints_facade_raw_and_ratio_for_every_path():
+def test_benchmark_prints_facade_raw_ratio_and_target_for_every_path():
     rows = table(run("bench_collect.py", "--quick", timeout=120))
     paths = ("counter", "histogram", "gauge", "trace", "trace, new trace id", "event")
     for path in (*paths, *(f"{path}, with a callback" for path in paths)):
-        facade, raw, ratio = rows[path]
+        (facade, raw, ratio), target = rows[path]
         assert facade > 0 and raw > 0
         assert abs(ratio - facade / raw) < 0.01 + 0.01 * ratio
+        if path != "trace, with a callback":  # the one path the targets leave out
+            [bound, met] = target
+            assert met == ("yes" if ratio <= float(bound[2:]) else "no")
+    (ours, prometheus, ratio), [bound, met] = rows["counter / prometheus_client .inc()"]
+    assert ours > 0 and prometheus > 0 and abs(ratio - ours / prometheus) < 0.02
+    assert bound == "<=1.60" and met == ("yes" if ratio <= 1.6 else "no")
     single = (
         "disabled collect_metric",
         "sampled-out collect_trace",
@@ -46,7 +55,7 @@ def test_benchmark_prints_facade_raw_and_ratio_for_every_path():
         "trace, max_traces_per_second",
     )
     for name in (*single, "Metric(...)", "Trace(...)", "Event(...)"):
-        [ns] = rows[name]
+        [ns], [] = rows[name]
         assert ns > 0
 
 

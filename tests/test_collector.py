@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -172,6 +173,47 @@ def test_each_callback_gets_its_own_copy_of_an_events_nested_metadata():
         "n": 2,
         "sampling.probability": 0.25,
     }
+
+
+@pytest.mark.parametrize("inside_a_span", [False, True], ids=["no span", "live span"])
+def test_an_events_log_record_is_the_one_the_sdk_constructor_builds(make_collector, inside_a_span):
+    from opentelemetry._logs import LogRecord
+    from opentelemetry.sdk._logs import ReadableLogRecord
+
+    from telemetry_otel._otel.mapping.logs import event_to_log_record
+    from telemetry_otel._shaping import Shaper
+
+    collector = make_collector()
+    event = Event("paid", "ok", EventSeverity.ERROR, {"n": 1}, 12.5, tags={"k": "v"})
+    with collector.span("request") if inside_a_span else contextlib.nullcontext():
+        ours, _ = event_to_log_record(event, Shaper(False, [], 128, None), 1.0)
+        sdks = LogRecord(
+            timestamp=12_500_000_000,
+            observed_timestamp=ours.observed_timestamp,
+            severity_number=ours.severity_number,
+            severity_text="ERROR",
+            body="ok",
+            attributes={"k": "v", "n": 1, "sampling.probability": 1.0},
+            event_name="paid",
+        )
+    assert {**vars(ours)} == {
+        **vars(sdks),
+        "tag_keys": frozenset({"k"}),
+        "severity": event.severity,
+    }
+    assert (ours.trace_id != 0) is inside_a_span
+    pipeline = collector._pipeline
+    received: list[ReadableLogRecord] = []
+    pipeline.events.processor.add_queue(type("Q", (), {"submit": received.append})())
+    assert collector.collect_event(event) is True
+    [readable] = received
+    expected = ReadableLogRecord(
+        log_record=readable.log_record,
+        resource=pipeline.events.provider.resource,
+        instrumentation_scope=readable.instrumentation_scope,
+        limits=readable.limits,
+    )
+    assert readable == expected and vars(readable) == vars(expected)
 
 
 def test_unregistered_callback_receives_nothing_more(make_collector, recorder):

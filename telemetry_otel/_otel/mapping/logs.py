@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from time import time_ns
 from typing import Any
 
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.sdk._logs import ReadWriteLogRecord
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, Span, get_current_span
 
 from telemetry_otel._otel.mapping.spans import ns_to_seconds, seconds_to_ns
+from telemetry_otel._otel.runtime.sdk import current_context_getter, span_key
 from telemetry_otel._otel.sampling.probability import PROBABILITY
 from telemetry_otel._shaping import Shaper
 from telemetry_otel.models import Event, EventSeverity
@@ -29,6 +32,12 @@ class LegacyLogRecord(LogRecord):
     tag_keys: frozenset[str] = frozenset()
     # The event's own severity: the callback bridge gives it back as it was.
     severity: EventSeverity | None = None
+
+
+_record_new = LegacyLogRecord.__new__
+_current_context = current_context_getter()
+# Where the current span sits in a Context; None if the API moved it.
+_SPAN_KEY = span_key()
 
 
 def event_to_log_record(
@@ -56,17 +65,46 @@ def event_to_log_record(
         body, body_cut = shaper.text(body)
         name, name_cut = shaper.text(name)
     number, text = _SEVERITIES[id(event.severity)]
-    record = LegacyLogRecord(
-        timestamp=seconds_to_ns(event.timestamp),
-        severity_number=number,
-        severity_text=text,
-        body=body,
-        attributes=attributes,
-        event_name=name,
-    )
+    record = _new_record(seconds_to_ns(event.timestamp), number, text, body, attributes, name)
     record.tag_keys = tag_keys
     record.severity = event.severity
     return record, limited or body_cut or name_cut
+
+
+def _new_record(
+    timestamp: int,
+    number: SeverityNumber,
+    text: str,
+    body: str,
+    attributes: dict[str, Any],
+    name: str,
+) -> LegacyLogRecord:
+    """The record ``LegacyLogRecord(timestamp=..., ...)`` would build, in the current
+    context, for a third of the cost: LogRecord.__init__ looks the current span up
+    through two API calls and stores every field one by one, on every event."""
+    context = _current_context()
+    # None first: Span is an ABC, and isinstance on one is slow.
+    span = context.get(_SPAN_KEY) if _SPAN_KEY is not None else get_current_span(context)
+    if span is None or not isinstance(span, Span):
+        span_context = INVALID_SPAN_CONTEXT
+    else:
+        span_context = span.get_span_context()
+    record = _record_new(LegacyLogRecord)
+    record.__dict__.update(
+        timestamp=timestamp,
+        observed_timestamp=time_ns(),
+        context=context,
+        trace_id=span_context.trace_id,
+        span_id=span_context.span_id,
+        trace_flags=span_context.trace_flags,
+        severity_text=text,
+        severity_number=number,
+        body=body,
+        attributes=attributes,
+        event_name=name,
+        exception=None,
+    )
+    return record
 
 
 def log_record_to_event(record: ReadWriteLogRecord, global_tags: Mapping[str, Any]) -> Event:

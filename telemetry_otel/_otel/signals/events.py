@@ -79,13 +79,16 @@ class EventPipeline(ItemPipeline):
     ) -> Callable[[LogRecord], None]:
         scope = InstrumentationScope(SCOPE_NAME, __version__)
         submit = self.processor.submit
+        new_readable = ReadableLogRecord.__new__
 
         def emit(record: LogRecord) -> None:
-            submit(
-                ReadableLogRecord(
-                    log_record=record, resource=resource, instrumentation_scope=scope, limits=limits
-                )
+            # What ReadableLogRecord(log_record=record, ...) builds: a frozen dataclass's
+            # __init__ pays an object.__setattr__ per field, on every event.
+            readable = new_readable(ReadableLogRecord)
+            readable.__dict__.update(
+                log_record=record, resource=resource, instrumentation_scope=scope, limits=limits
             )
+            submit(readable)
 
         return emit
 
