@@ -113,6 +113,13 @@ def _check_timestamp(owner: str, name: str, value: object) -> None:
         raise _fail_value(owner, name, "epoch seconds between 0 and 2**63 ns", value)
 
 
+def _checked_tags(owner: str, tags: object) -> dict[str, Any]:
+    """A model's tags argument as a plain dict, checked."""
+    plain = tags if type(tags) is dict else _plain(owner, "tags", tags)
+    _check_tags(owner, "tags", plain)
+    return plain
+
+
 def _check_tags(owner: str, name: str, tags: object) -> None:
     if not isinstance(tags, dict):
         raise _fail_type(owner, name, "a dict", tags)

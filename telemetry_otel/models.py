@@ -23,10 +23,10 @@ from telemetry_otel._validation import (
     _check_metadata,
     _check_metric_name,
     _check_number,
-    _check_tags,
     _check_text,
     _check_timestamp,
     _Checked,
+    _checked_tags,
     _enum_member,
     _fail_type,
     _fail_value,
@@ -147,12 +147,7 @@ class Metric(_Checked):
                 metric_type = _enum_member("Metric", "metric_type", MetricType, metric_type)
             if metric_type is _COUNTER and value < 0:
                 raise _fail_value("Metric", "value", "non-negative for a COUNTER", value)
-            if tags is FRESH:
-                tags = {}
-            else:
-                if type(tags) is not dict:
-                    tags = _plain("Metric", "tags", tags)
-                _check_tags("Metric", "tags", tags)
+            tags = {} if tags is FRESH else _checked_tags("Metric", tags)
             if timestamp is FRESH:
                 timestamp = _now()
             elif not (type(timestamp) is float and 0 <= timestamp <= _MAX_EPOCH_SECONDS):
@@ -253,12 +248,7 @@ class Event(_Checked):
                 timestamp = _now()
             elif not (type(timestamp) is float and 0 <= timestamp <= _MAX_EPOCH_SECONDS):
                 _check_timestamp("Event", "timestamp", timestamp)
-            if tags is FRESH:
-                tags = {}
-            else:
-                if type(tags) is not dict:
-                    tags = _plain("Event", "tags", tags)
-                _check_tags("Event", "tags", tags)
+            tags = {} if tags is FRESH else _checked_tags("Event", tags)
         except (TypeError, ValueError):
             raise
         except Exception as error:  # a user object's own method raised
@@ -340,12 +330,7 @@ class Trace(_Checked):
                     raise _fail_value("Trace", "duration_ms", "non-negative", duration)
             if parent_span_id is not None and not (type(parent_span_id) is str and parent_span_id):
                 _check_text("Trace", "parent_span_id", parent_span_id)
-            if tags is FRESH:
-                tags = {}
-            else:
-                if type(tags) is not dict:
-                    tags = _plain("Trace", "tags", tags)
-                _check_tags("Trace", "tags", tags)
+            tags = {} if tags is FRESH else _checked_tags("Trace", tags)
             if timestamp is FRESH:
                 timestamp = _now()
             elif not (type(timestamp) is float and 0 <= timestamp <= _MAX_EPOCH_SECONDS):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -238,19 +239,9 @@ def test_a_probe_that_turns_the_fast_path_off_says_so_once(monkeypatch, caplog):
 # -- counters and gauges added up between collections --------------------------------------
 
 
-def test_counts_added_up_between_collections_reach_every_reader_and_callback_exactly(
-    otlp_receiver, make_collector, recorder
-):
-    # Four threads count while a fifth flushes (collects) over and over: every increment
-    # reaches the cumulative OTLP reader and the callbacks' delta reader exactly once.
-    collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
-    collector.register_exporter(recorder)
+def in_four_threads_while_flushing(collector: Any, work: Callable[[int], None]) -> None:
+    """``work(n)`` in threads 0 to 3 while a fifth flushes (collects) over and over."""
     done = threading.Event()
-
-    def count(thread: int) -> None:
-        for i in range(3000):
-            tags = {"thread": str(thread % 2)}
-            collector.collect_metric(Metric("hits", 1 + i % 3, MetricType.COUNTER, tags))
 
     def collect_repeatedly() -> None:
         while not done.is_set():
@@ -258,13 +249,29 @@ def test_counts_added_up_between_collections_reach_every_reader_and_callback_exa
 
     flusher = threading.Thread(target=collect_repeatedly)
     flusher.start()
-    counters = [threading.Thread(target=count, args=(n,)) for n in range(4)]
-    for thread in counters:
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in workers:
         thread.start()
-    for thread in counters:
+    for thread in workers:
         thread.join()
     done.set()
     flusher.join()
+
+
+def test_counts_added_up_between_collections_reach_every_reader_and_callback_exactly(
+    otlp_receiver, make_collector, recorder
+):
+    # Four threads count while a fifth flushes (collects) over and over: every increment
+    # reaches the cumulative OTLP reader and the callbacks' delta reader exactly once.
+    collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
+    collector.register_exporter(recorder)
+
+    def count(thread: int) -> None:
+        for i in range(3000):
+            tags = {"thread": str(thread % 2)}
+            collector.collect_metric(Metric("hits", 1 + i % 3, MetricType.COUNTER, tags))
+
+    in_four_threads_while_flushing(collector, count)
     assert collector.flush(10_000) is True
     each = sum(1 + i % 3 for i in range(3000))  # 5,999 per thread
     assert points_by_name(otlp_receiver)["hits"] == [
@@ -326,26 +333,13 @@ def test_histograms_added_up_between_collections_reach_every_reader_and_callback
 ):
     collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
     collector.register_exporter(recorder)
-    done = threading.Event()
     values = [float(v) for v in (0, 3, 7, 12, 60, 99, 400, 2500, 9000, 20000)]
 
-    def measure() -> None:
+    def measure(_: int) -> None:
         for i in range(2000):
             collector.collect_metric(Metric("took", values[i % 10], MetricType.HISTOGRAM))
 
-    def collect_repeatedly() -> None:
-        while not done.is_set():
-            collector.flush(10_000)
-
-    flusher = threading.Thread(target=collect_repeatedly)
-    flusher.start()
-    threads = [threading.Thread(target=measure) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    done.set()
-    flusher.join()
+    in_four_threads_while_flushing(collector, measure)
     assert collector.flush(10_000) is True
     # 800 of each value; the default bounds 0, 5, 10, 25, 50, 75, 100, 250, 500, 750,
     # 1000, 2500, 5000, 7500, 10000 put each in its own bucket.
