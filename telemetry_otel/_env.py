@@ -51,6 +51,9 @@ TELEMETRY_KEEP_TRACES_SLOWER_THAN_MS = "TELEMETRY_KEEP_TRACES_SLOWER_THAN_MS"
 TELEMETRY_TRACE_DECISION_WAIT_MS = "TELEMETRY_TRACE_DECISION_WAIT_MS"
 TELEMETRY_MAX_PENDING_SPANS = "TELEMETRY_MAX_PENDING_SPANS"
 TELEMETRY_MAX_TRACES_PER_SECOND = "TELEMETRY_MAX_TRACES_PER_SECOND"
+TELEMETRY_PROMETHEUS_REGISTRIES = "TELEMETRY_PROMETHEUS_REGISTRIES"
+TELEMETRY_STATSD_ENDPOINT = "TELEMETRY_STATSD_ENDPOINT"
+TELEMETRY_STATSD_ALLOW_REMOTE = "TELEMETRY_STATSD_ALLOW_REMOTE"
 OTEL_ATTRIBUTE_COUNT_LIMIT = "OTEL_ATTRIBUTE_COUNT_LIMIT"
 OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT = "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"
 OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
@@ -234,6 +237,23 @@ def _parsed(name: str, value: str, parse: Callable[[str, str], Any]) -> Any:
 def parse_path(name: str, value: str) -> str:
     if not value.strip():
         raise _bad(name, value, "a directory path")
+    return value.strip()
+
+
+def parse_registries(name: str, value: str) -> list[str]:
+    """Only the global registry can be named in a variable: ``default``."""
+    if value.strip().lower() != "default":
+        raise _bad(name, value, "default (the global prometheus_client registry)")
+    return ["default"]
+
+
+def parse_statsd_endpoint(name: str, value: str) -> str:
+    from telemetry_otel._options import statsd_endpoint
+
+    try:
+        statsd_endpoint("statsd_endpoint", value.strip())
+    except ValueError:
+        raise _bad(name, value, "statsd://host:port") from None
     return value.strip()
 
 

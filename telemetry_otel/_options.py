@@ -7,6 +7,7 @@ value as the config keeps it.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -145,3 +146,69 @@ def headers(name: str, headers: object) -> dict[str, str]:
             shown = repr(key) if header_problem(key, "") is None else "a header"
             raise ValueError(f"TelemetryConfig.{name}: {shown} cannot be sent: {problem}")
     return headers
+
+
+def registry_list(name: str, value: object) -> list[Any]:
+    """prometheus_client registries (anything with a ``collect()``), or ``"default"`` for
+    the global one; the string ``"default"`` alone stands for ``["default"]``."""
+    if value == "default" and isinstance(value, str):
+        return ["default"]
+    if not isinstance(value, list):
+        raise TypeError(
+            f"TelemetryConfig.{name} must be a list of prometheus_client registries "
+            f'or "default", got {value!r}'
+        )
+    for item in value:
+        if isinstance(item, str):
+            if item != "default":
+                raise ValueError(
+                    f'TelemetryConfig.{name}: a registry named by a str must be "default" '
+                    f"(the global prometheus_client registry), got {item!r}"
+                )
+        elif not callable(getattr(item, "collect", None)):
+            raise TypeError(
+                f"TelemetryConfig.{name}: {item!r} is not a prometheus_client registry "
+                "(it has no collect())"
+            )
+    return list(value)
+
+
+def statsd_endpoint(name: str, value: object) -> str | None:
+    """``statsd://host:port``: where the StatsD listener takes UDP packets; None: off."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"TelemetryConfig.{name} must be a str or None, got {value!r}")
+    host, port = statsd_host_port(value)
+    if not host or port is None:
+        raise ValueError(
+            f"TelemetryConfig.{name} must be statsd://host:port (port 0 to 65535), got {value!r}"
+        )
+    return value
+
+
+def statsd_host_port(url: str) -> tuple[str, int | None]:
+    """The host (brackets taken off an IPv6 address) and port of a statsd:// URL."""
+    scheme, _, rest = url.partition("://")
+    host, _, port = rest.rpartition(":")
+    if scheme.lower() != "statsd" or not port.isdigit() or int(port) > 65535:
+        return "", None
+    return host.strip("[]"), int(port)
+
+
+def statsd_reachable(endpoint: str | None, allow_remote: bool) -> None:
+    """A listener on anything but loopback takes packets from the network: only when
+    the config says so."""
+    if endpoint is None or allow_remote:
+        return
+    host, _ = statsd_host_port(endpoint)
+    if host != "localhost":
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError(
+                f"TelemetryConfig.statsd_endpoint {endpoint!r} listens beyond loopback: "
+                "set statsd_allow_remote=True (TELEMETRY_STATSD_ALLOW_REMOTE=true) to allow it"
+            )

@@ -241,6 +241,28 @@ class TelemetryConfig:
         (env.TELEMETRY_MAX_TRACES_PER_SECOND, env.parse_positive_number_or_none),
     )
 
+    prometheus_registries: list[Any] = option(
+        [],
+        "prometheus_client registries whose metrics are read at every metric collection "
+        'and exported like the collector\'s own; ``"default"`` names the global '
+        "``REGISTRY``. See docs/bridges.md.",
+        check.registry_list,
+        (env.TELEMETRY_PROMETHEUS_REGISTRIES, env.parse_registries),
+    )
+    statsd_endpoint: str | None = option(
+        None,
+        "``statsd://host:port``: a StatsD and DogStatsD listener (UDP) whose metrics, "
+        "events and service checks are exported like the collector's own. None: off.",
+        check.statsd_endpoint,
+        (env.TELEMETRY_STATSD_ENDPOINT, env.parse_statsd_endpoint),
+    )
+    statsd_allow_remote: bool = option(
+        False,
+        "Let the StatsD listener take packets on an address other than loopback.",
+        check.boolean,
+        (env.TELEMETRY_STATSD_ALLOW_REMOTE, env.parse_bool),
+    )
+
     _resolved = False  # read against an environment already (with_env)
 
     def __post_init__(self) -> None:
@@ -273,6 +295,7 @@ class TelemetryConfig:
     def _validate(self) -> None:
         for name, declared in OPTIONS.items():
             object.__setattr__(self, name, declared.check(name, getattr(self, name)))
+        check.statsd_reachable(self.statsd_endpoint, self.statsd_allow_remote)
         self.endpoints()
 
     # -- the environment ---------------------------------------------------------------------

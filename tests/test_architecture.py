@@ -7,7 +7,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "telemetry_otel"
 # telemetry_otel/_otel's layers, lowest first: each may import only those before it.
-LAYERS = ("runtime", "sampling", "mapping", "delivery", "destinations", "signals")
+LAYERS = ("runtime", "sampling", "mapping", "delivery", "destinations", "signals", "bridges")
 
 
 def _module(path: Path) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from telemetry_otel._otel.bridges.prometheus_registry import RegistryBridge
 from telemetry_otel._otel.delivery.accounting import SIGNALS, Accounting, Stats
 from telemetry_otel._otel.delivery.callbacks import ExporterCallback, QueueSettings
 from telemetry_otel._otel.delivery.outcomes import SHUTDOWN
@@ -79,6 +80,7 @@ class Pipeline:
             self._spool_unavailable = bool(config.spool_dir) and shared.spool is None
             self.traces = TracePipeline(shared, self._global["trace"])
             self.events = EventPipeline(shared, self._global["event"], self.metrics.provider)
+            self._bridge_sources(config, shared)
         except BaseException:
             self._abandon()
             raise
@@ -89,6 +91,27 @@ class Pipeline:
         self.live_span = self.traces.live_span
         self._nowhere_timer = self._start_nowhere_check(config)
         follow_forks(self)
+
+    def _bridge_sources(self, config: TelemetryConfig, shared: Shared) -> None:
+        """Read other metric sources in: prometheus_client registries before each metric
+        collection (only where every collection is drained: the collector's own provider)."""
+        if config.prometheus_registries:
+            if not self.metrics.collects_after_sources:
+                warn_limited(
+                    "bridge:joined",
+                    "prometheus_registries are read only by the collector's own "
+                    "MeterProvider, not with use_global_providers: not bridged",
+                )
+                return
+            bridge = RegistryBridge(
+                config.prometheus_registries,
+                self.metrics.provider,
+                shared.shaper,
+                config.max_metric_series,
+                self.accounting.bridges["prometheus"],
+                self.accounting.tallies["metric"].limited,
+            )
+            self.metrics.sources.append(bridge.read)
 
     def _destinations_for_own_signals(self, config: TelemetryConfig) -> list[Destination]:
         """One destination per endpoint, for the signals it takes that go through the

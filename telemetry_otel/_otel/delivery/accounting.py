@@ -101,17 +101,45 @@ class SignalTally:
             tally.reset()
 
 
+# Metric sources bridged in, and what each can lose: stats()["metric"] carries
+# ``bridged_<source>`` and ``bridge_<loss>_<source>`` for each pair here.
+BRIDGE_LOSSES = {
+    "prometheus": ("failed",),  # a registry or a family raised while it was read
+    "statsd": ("malformed", "dropped"),  # a line it could not read; a full packet queue
+}
+
+
+class BridgeTally:
+    """What one bridged source brought in, and lost before it became a metric."""
+
+    def __init__(self, losses: tuple[str, ...]) -> None:
+        self.bridged = Tally()
+        self.lost = {loss: Tally() for loss in losses}
+
+    def reset(self) -> None:
+        for tally in (self.bridged, *self.lost.values()):
+            tally.reset()
+
+    def counts(self, source: str) -> dict[str, int]:
+        counts = {f"bridged_{source}": self.bridged.value}
+        counts.update({f"bridge_{loss}_{source}": t.value for loss, t in self.lost.items()})
+        return counts
+
+
 class Accounting:
     """The tallies of one pipeline; zeroed in a forked child, which starts its own story."""
 
     def __init__(self) -> None:
         self.tallies = {signal: SignalTally() for signal in SIGNALS}
+        self.bridges = {source: BridgeTally(losses) for source, losses in BRIDGE_LOSSES.items()}
         follow_forks(self)
 
     def after_fork_in_child(self) -> None:
         # Reset in place: the collect path holds on to these tallies and their methods.
         for tally in self.tallies.values():
             tally.reset()
+        for bridge in self.bridges.values():
+            bridge.reset()
 
     def stats(
         self,
@@ -129,6 +157,8 @@ class Accounting:
         )
         for signal in SIGNALS:
             stats[signal]["spool_unavailable"] = int(spool_unavailable and signal != "metric")
+        for source, bridge in self.bridges.items():
+            stats["metric"].update(bridge.counts(source))
         return stats
 
     def _signal(
@@ -212,6 +242,13 @@ def register_self_metrics(meter: Meter, stats: Callable[[], Stats]) -> None:
             unit="{item}",
             description=f"Items {count.replace('_', ' ')}, as in TelemetryCollector.stats()",
         )
+    meter.create_observable_counter(
+        "telemetry_otel.bridged",
+        [_observe_bridges(stats)],
+        unit="{item}",
+        description="Samples, lines, events and checks read from bridged metric sources "
+        "(source), and those lost before they became telemetry (source, reason)",
+    )
     meter.create_observable_up_down_counter(
         "telemetry_otel.pending",
         [observe("pending")],
@@ -224,3 +261,26 @@ def register_self_metrics(meter: Meter, stats: Callable[[], Stats]) -> None:
         unit="{item}",
         description="Legacy spans waiting for their trace's sampling decision",
     )
+
+
+def _observe_bridges(stats: Callable[[], Stats]) -> Callable[[CallbackOptions], list[Observation]]:
+    """``telemetry_otel.bridged{source}`` and, for losses, ``{source, reason}``: each
+    series once its count is not zero."""
+    seen: set[str] = set()
+
+    def callback(options: CallbackOptions) -> list[Observation]:
+        metric = stats()["metric"]
+        observations = []
+        for source, losses in BRIDGE_LOSSES.items():
+            keys: list[tuple[str, str | None]] = [(f"bridged_{source}", None)]
+            keys += [(f"bridge_{loss}_{source}", loss) for loss in losses]
+            for key, reason in keys:
+                if metric[key] or key in seen:
+                    seen.add(key)
+                    attributes = {"source": source}
+                    if reason is not None:
+                        attributes["reason"] = reason
+                    observations.append(Observation(metric[key], attributes))
+        return observations
+
+    return callback

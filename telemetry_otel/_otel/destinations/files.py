@@ -21,7 +21,6 @@ from typing import Any, BinaryIO
 
 from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
-from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, MetricsData
@@ -29,6 +28,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from telemetry_otel._otel.mapping.encoding import encode_spans
+from telemetry_otel._otel.mapping.metrics import metrics_request
 from telemetry_otel._otel.runtime.forks import ForkSafeLock
 from telemetry_otel._otel.runtime.log import warn_limited
 from telemetry_otel._otel.runtime.sdk import log_encoder
@@ -173,7 +173,7 @@ class JsonMetricExporter(MetricExporter):
     ) -> MetricExportResult:
         if not metrics_data.resource_metrics:
             return MetricExportResult.SUCCESS
-        ok = _write_request(self._write, "metrics", lambda: encode_metrics(metrics_data))
+        ok = _write_request(self._write, "metrics", lambda: metrics_request(metrics_data))
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

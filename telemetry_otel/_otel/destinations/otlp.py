@@ -15,6 +15,7 @@ from telemetry_otel._otel.delivery.otlp import VERDICTS
 from telemetry_otel._otel.delivery.outcomes import PARTIAL, REFUSED, UNAVAILABLE, Delivered
 from telemetry_otel._otel.delivery.sender import PERMANENT, RETRYABLE, OtlpSender
 from telemetry_otel._otel.destinations.destination import CountingMetricExporter
+from telemetry_otel._otel.mapping.metrics import metrics_request
 from telemetry_otel._otel.runtime.log import report_loss
 from telemetry_otel._otel.runtime.sdk import otlp_metric_preferences
 
@@ -33,9 +34,8 @@ class OtlpMetricExporter(CountingMetricExporter):
         self._items = "metric data points"
 
     def _deliver(self, metrics_data: MetricsData, points: int, timeout_millis: float) -> Delivered:
-        from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
-
-        answer = self._sender.send_with_retries(encode_metrics(metrics_data).SerializeToString())
+        request = metrics_request(metrics_data)
+        answer = self._sender.send_with_retries(request.SerializeToString())
         delivered = Delivered()
         if answer.taken:
             rejected = min(answer.rejected, points)

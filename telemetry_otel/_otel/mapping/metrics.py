@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
@@ -10,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from opentelemetry.metrics import Meter
-from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider
+from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, ObservableCounter
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Gauge,
@@ -35,6 +36,8 @@ DELTA_TEMPORALITY: dict[type, AggregationTemporality] = {
     Counter: AggregationTemporality.DELTA,
     Histogram: AggregationTemporality.DELTA,
     SynchronousGauge: AggregationTemporality.DELTA,
+    # Bridged prometheus_client counters are observed as their running totals.
+    ObservableCounter: AggregationTemporality.DELTA,
 }
 
 
@@ -288,11 +291,37 @@ def _point_models(metric: Any, global_tags: Mapping[str, Any]) -> Iterator[Calla
                 Metric,
                 value=point.sum,
                 count=point.count,
-                min=point.min if point.count else None,
-                max=point.max if point.count else None,
+                min=_known(point.min) if point.count else None,
+                max=_known(point.max) if point.count else None,
                 bucket_counts=list(point.bucket_counts),
                 explicit_bounds=list(point.explicit_bounds),
                 **common,
             )
         else:
             yield partial(Metric, value=point.value, **common)
+
+
+def _known(bound: float) -> float | None:
+    """A histogram's min or max; None where it is not known (a bridged Prometheus
+    histogram has none: the SDK's point then carries an infinity)."""
+    return bound if math.isfinite(bound) else None
+
+
+def metrics_request(data: MetricsData) -> Any:
+    """The OTLP ExportMetricsServiceRequest for ``data``, by the SDK's encoder, without
+    the infinite min and max of histogram points whose min and max are not known
+    (OTLP leaves such fields unset)."""
+    from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
+
+    request = encode_metrics(data)
+    for resource_metrics in request.resource_metrics:
+        for scope_metrics in resource_metrics.scope_metrics:
+            for metric in scope_metrics.metrics:
+                if metric.WhichOneof("data") != "histogram":
+                    continue
+                for point in metric.histogram.data_points:
+                    if not math.isfinite(point.min):
+                        point.ClearField("min")
+                    if not math.isfinite(point.max):
+                        point.ClearField("max")
+    return request

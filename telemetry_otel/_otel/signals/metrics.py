@@ -64,7 +64,12 @@ class MetricPipeline:
         # Counters and gauges add up between collections only on the collector's own
         # provider, where every reader's collection drains them first: an application's
         # provider may get readers no drain would reach.
-        if joined is None and collect_after(self.provider, self.readers, self.instruments.drain):
+        # Called before every collection, then the collector's own metrics are drained.
+        self.sources: list[Callable[[], None]] = []
+        self.collects_after_sources = joined is None and collect_after(
+            self.provider, self.readers, self._before_collection
+        )
+        if self.collects_after_sources:
             self.instruments.combine_between_collections()
         if config.self_metrics:
             register_self_metrics(self.provider.get_meter(SELF_SCOPE, __version__), stats)
@@ -107,13 +112,19 @@ class MetricPipeline:
         warn_limited(reason, message, *args)
         return False
 
+    def _before_collection(self) -> None:
+        """Read the bridged sources, then hand what the metrics added up to every reader."""
+        for read in self.sources:
+            read()
+        self.instruments.drain()
+
     # -- the callbacks' reader ---------------------------------------------------------------
 
     def attach_bridge_reader(self) -> None:
         if self._bridge_reader is None and self._joined is None:
             self.callback_exporter.resume()
             # What counters and gauges added up so far was measured before the callback.
-            self.instruments.drain()
+            self._before_collection()
             config = self._shared.config
             self._bridge_reader = PeriodicExportingMetricReader(
                 self.callback_exporter,

@@ -1,0 +1,1 @@
+"""Other metric sources bridged in: prometheus_client registries and StatsD packets."""
