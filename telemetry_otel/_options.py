@@ -7,6 +7,7 @@ value as the config keeps it.
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import math
 from collections.abc import Callable
@@ -164,6 +165,11 @@ def registry_list(name: str, value: object) -> list[Any]:
                 raise ValueError(
                     f'TelemetryConfig.{name}: a registry named by a str must be "default" '
                     f"(the global prometheus_client registry), got {item!r}"
+                )
+            if importlib.util.find_spec("prometheus_client") is None:
+                raise ValueError(
+                    f'TelemetryConfig.{name}: "default" is prometheus_client\'s registry, and '
+                    "prometheus_client is not installed (the prometheus extra installs it)"
                 )
         elif not callable(getattr(item, "collect", None)):
             raise TypeError(

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from telemetry_otel._otel.bridges.prometheus_registry import RegistryBridge
+from telemetry_otel._otel.bridges.statsd import StatsdListener
 from telemetry_otel._otel.delivery.accounting import SIGNALS, Accounting, Stats
 from telemetry_otel._otel.delivery.callbacks import ExporterCallback, QueueSettings
 from telemetry_otel._otel.delivery.outcomes import SHUTDOWN
@@ -60,6 +61,7 @@ class Pipeline:
         destinations = self._destinations_for_own_signals(config)
         self._destinations = destinations
         self._shared: Shared | None = None
+        self._listeners: list[StatsdListener] = []
         try:
             self._shared = shared = Shared(
                 config,
@@ -94,7 +96,8 @@ class Pipeline:
 
     def _bridge_sources(self, config: TelemetryConfig, shared: Shared) -> None:
         """Read other metric sources in: prometheus_client registries before each metric
-        collection (only where every collection is drained: the collector's own provider)."""
+        collection (only where every collection is drained: the collector's own
+        provider), and StatsD packets as they come."""
         if config.prometheus_registries:
             if not self.metrics.collects_after_sources:
                 warn_limited(
@@ -102,16 +105,33 @@ class Pipeline:
                     "prometheus_registries are read only by the collector's own "
                     "MeterProvider, not with use_global_providers: not bridged",
                 )
-                return
-            bridge = RegistryBridge(
-                config.prometheus_registries,
+            else:
+                self._bridge_registries(config, shared)
+        if config.statsd_endpoint:
+            listener = StatsdListener(
+                config.statsd_endpoint,
                 self.metrics.provider,
                 shared.shaper,
                 config.max_metric_series,
-                self.accounting.bridges["prometheus"],
-                self.accounting.tallies["metric"].limited,
+                self.accounting.bridges["statsd"],
+                self.events.collect,
             )
-            self.metrics.sources.append(bridge.read)
+            if self.metrics.collects_after_sources:
+                listener.combine_between_collections()
+            self.metrics.sources.append(listener.before_collection)
+            self._listeners.append(listener)
+            listener.start()
+
+    def _bridge_registries(self, config: TelemetryConfig, shared: Shared) -> None:
+        bridge = RegistryBridge(
+            config.prometheus_registries,
+            self.metrics.provider,
+            shared.shaper,
+            config.max_metric_series,
+            self.accounting.bridges["prometheus"],
+            self.accounting.tallies["metric"].limited,
+        )
+        self.metrics.sources.append(bridge.read)
 
     def _destinations_for_own_signals(self, config: TelemetryConfig) -> list[Destination]:
         """One destination per endpoint, for the signals it takes that go through the
@@ -235,6 +255,8 @@ class Pipeline:
         daemon threads. Joined global providers are flushed, not shut down: they
         belong to the application.
         """
+        for listener in self._listeners:  # what they received is collected, then exported
+            listener.stop(deadline)
         if self._nowhere_timer is not None:
             self._nowhere_timer.cancel()
             if any(t.collected.value for t in self.accounting.tallies.values()):

@@ -181,6 +181,10 @@ class RenamedRecorder:
         self._inner.record(value, {**tags, LEGACY_NAME: self._legacy_name})
         return True
 
+    def record_many(self, value: float, tags: Mapping[str, Any], count: int) -> bool:
+        self._inner.record_many(value, {**tags, LEGACY_NAME: self._legacy_name}, count)
+        return True
+
 
 def metrics_of(data: MetricsData, skip_scope: str | None = None) -> Iterator[Any]:
     """Every metric in an export, leaving out one instrumentation scope."""

@@ -185,9 +185,28 @@ class SeriesRecorder:
             self._public_record(value, series.attributes)
         return limited
 
-    def _add_to_buckets(self, series: Series, value: float) -> bool:
-        """Add a histogram measurement to its series' buckets; False when the readers do
-        not all count it in the same buckets."""
+    def record_many(self, value: float, tags: Mapping[str, Any], count: int) -> bool:
+        """Record ``count`` measurements of one value (a sampled StatsD timer stands for
+        1/rate of them): added up at once where the series adds up its buckets."""
+        limited = self.record(value, tags)
+        if count <= 1:
+            return limited
+        series, _ = self._series_of(tags)
+        buckets = self._combine is Combine.BUCKETS and outside_any_span()
+        if buckets and self._add_to_buckets(series, value, count - 1):
+            return limited
+        for _ in range(count - 1):
+            self.record(value, tags)
+        return limited
+
+    def _series_of(self, tags: Mapping[str, Any]) -> Known:
+        items = tuple(tags.items())
+        known = self._by_items.get(items)
+        return known if isinstance(known, tuple) else self._typed_series(tags, items, known)
+
+    def _add_to_buckets(self, series: Series, value: float, count: int = 1) -> bool:
+        """Add ``count`` histogram measurements of ``value`` to its series' buckets;
+        False when the readers do not all count it in the same buckets."""
         storages = reader_storages(self._consumer)
         if storages is not self._bounds_for:
             self._bounds = shared_bucket_bounds(self._consumer, self._instrument)
@@ -202,15 +221,15 @@ class SeriesRecorder:
                 if added is not None:  # the readers changed: counted with other bounds
                     return False
                 counts = [0] * (len(bounds) + 1)
-                counts[bucket] = 1
-                self._pending[series] = [value, value, value, counts, bounds]
+                counts[bucket] = count
+                self._pending[series] = [value * count, value, value, counts, bounds]
                 return True
-            added[0] += value
+            added[0] += value if count == 1 else value * count
             if value < added[1]:
                 added[1] = value
             if value > added[2]:
                 added[2] = value
-            added[3][bucket] += 1
+            added[3][bucket] += count
         return True
 
     def drain(self) -> None:

@@ -1,0 +1,285 @@
+"""The StatsD and DogStatsD listener: real client packages sending UDP on loopback."""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+import threading
+import time
+from typing import Any
+
+import datadog.dogstatsd.base as dogstatsd_base
+import pytest
+import statsd.client.base as statsd_base
+from datadog.dogstatsd import DogStatsd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from statsd import StatsClient
+
+from telemetry_otel import TelemetryConfig
+from telemetry_otel._otel.bridges import statsd as listener_module
+from telemetry_otel._otel.bridges.statsd_parser import (
+    CheckLine,
+    EventLine,
+    Malformed,
+    MetricLine,
+    parse_line,
+    parse_packet,
+)
+from tests.otlp_receiver import OtlpReceiver, attributes_of
+from tests.prometheus_server import free_port
+
+SCOPE = "telemetry_otel.statsd"
+
+
+@pytest.fixture
+def listening(otlp_receiver, make_collector):
+    """A collector with a StatsD listener on loopback, exporting to the OTLP receiver."""
+    port = free_port()
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"],
+        statsd_endpoint=f"statsd://127.0.0.1:{port}",
+        redact_keys=["api_key"],
+    )
+    return collector, port
+
+
+@pytest.fixture
+def clients_always_send(monkeypatch):
+    """The clients sample on their side (random() against the rate): make them send every
+    line, so that the rate they write is the listener's to weigh."""
+    monkeypatch.setattr(statsd_base.random, "random", lambda: 0.0)
+    monkeypatch.setattr(dogstatsd_base, "random", lambda: 0.0)
+
+
+def send(port: int, *packets: bytes) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for packet in packets:
+            sock.sendto(packet, ("127.0.0.1", port))
+
+
+def settle(collector: Any, lines: int, timeout_s: float = 10) -> None:
+    """Wait until the listener has taken ``lines`` lines (bridged, malformed or dropped)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        stats = collector.stats()["metric"]
+        taken = sum(
+            stats[f"{k}statsd"] for k in ("bridged_", "bridge_malformed_", "bridge_dropped_")
+        )
+        if taken >= lines:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the listener took {taken} of {lines} lines")
+
+
+def metrics(receiver: OtlpReceiver) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+    """The last export of each StatsD metric: (attributes, value or (count, sum, buckets))."""
+    found = {}
+    for _, metric in receiver.metrics(SCOPE):
+        kind = metric.WhichOneof("data")
+        data = getattr(metric, kind)
+        found[metric.name] = sorted(
+            (
+                (
+                    attributes_of(p.attributes),
+                    (p.count, p.sum, list(p.bucket_counts))
+                    if kind == "histogram"
+                    else (p.as_double if p.HasField("as_double") else p.as_int),
+                )
+                for p in data.data_points
+            ),
+            key=repr,
+        )
+    return found
+
+
+def test_every_line_type_from_real_clients_with_and_without_sample_rates(
+    listening, otlp_receiver, clients_always_send
+):
+    collector, port = listening
+    plain = StatsClient("127.0.0.1", port)
+    dog = DogStatsd(host="127.0.0.1", port=port, disable_telemetry=True, disable_buffering=True)
+    plain.incr("jobs", 3)
+    plain.incr("jobs", 2, rate=0.5)  # stands for 4
+    plain.gauge("queue", 10)
+    plain.gauge("queue", 5, delta=True)
+    plain.gauge("queue", -3, delta=True)
+    plain.timing("took", 100, rate=0.1)  # 10 timings of 100 ms, never one of 1000 ms
+    plain.timing("took", 7)
+    plain.set("users", "ann")
+    plain.set("users", "bob")
+    plain.set("users", "ann")
+    dog.histogram("payload", 300, tags=["route:/a"], sample_rate=0.25)
+    dog.distribution("payload.dist", 2.5, tags=["route:/b", "canary"])
+    dog.increment("logins", tags=["api_key:s3cret", "region:eu"])
+    dog.event("Deploy finished", "v1.2 is live", alert_type="success", tags=["env:prod"])
+    dog.service_check("db.up", DogStatsd.CRITICAL, message="no connection", tags=["db:main"])
+    settle(collector, 15)
+    assert collector.flush(10_000) is True
+    got = metrics(otlp_receiver)
+    assert got["jobs"] == [({}, 7.0)]
+    assert got["queue"] == [({}, 12.0)]
+    # Default bounds 0, 5, 10, 25, 50, 75, 100, 250, …: 7 in (5, 10], 100 in (75, 100].
+    took = [0, 0, 1, 0, 0, 0, 10] + [0] * 9
+    assert got["took"] == [({}, (11, 1007.0, took))]
+    assert got["users"] == [({}, 2)]
+    payload = [0] * 8 + [4] + [0] * 7  # 300 in (250, 500], 4 times
+    assert got["payload"] == [({"route": "/a"}, (4, 1200.0, payload))]
+    assert got["payload.dist"] == [({"canary": "", "route": "/b"}, (1, 2.5, [0, 1] + [0] * 14))]
+    assert got["logins"] == [({"api_key": "[REDACTED]", "region": "eu"}, 1.0)]
+    [deploy, check] = sorted(
+        (r for _, r in otlp_receiver.log_records()), key=lambda r: r.event_name
+    )
+    assert (check.event_name, check.severity_text, check.body.string_value) == (
+        "db.up",
+        "ERROR",
+        "no connection",
+    )
+    assert attributes_of(check.attributes)["dogstatsd.service_check.status"] == "critical"
+    assert (deploy.event_name, deploy.severity_text, deploy.body.string_value) == (
+        "Deploy finished",
+        "INFO",
+        "v1.2 is live",
+    )
+    assert attributes_of(deploy.attributes)["env"] == "prod"
+    stats = collector.stats()["metric"]
+    assert (stats["bridged_statsd"], stats["bridge_malformed_statsd"]) == (15, 0)
+
+
+def test_malformed_lines_are_counted_and_never_stop_the_listener(listening, otlp_receiver, caplog):
+    collector, port = listening
+    send(
+        port,
+        b"\xff\xfe not utf-8",
+        b"no_type:1\nbad_type:1|x\nnan:nan|c\nneg:-1|c\nrate:1|c|@0\nrate2:1|c|@2\n:1|c",
+        b"_e{50,1}:short|x\n_sc|check|7\nok:1|c",
+    )
+    settle(collector, 11)
+    assert collector.flush(10_000) is True
+    assert metrics(otlp_receiver)["ok"] == [({}, 1.0)]
+    stats = collector.stats()["metric"]
+    assert (stats["bridged_statsd"], stats["bridge_malformed_statsd"]) == (1, 10)
+    assert "Traceback" not in caplog.text
+
+
+def test_a_flood_is_bounded_by_the_packet_queue_and_counted(listening, monkeypatch):
+    collector, port = listening
+    [listener] = collector._pipeline._listeners
+    monkeypatch.setattr(listener_module, "MAX_QUEUED_PACKETS", 5)
+    parsing, release = threading.Event(), threading.Event()
+    take = listener.take
+
+    def slow_take(packet: bytes) -> None:
+        parsing.set()
+        release.wait(10)
+        take(packet)
+
+    monkeypatch.setattr(listener, "take", slow_take)
+    send(port, b"first:1|c")
+    assert parsing.wait(5)
+    send(port, *(f"flood:{n}|c".encode() for n in range(20)))
+    deadline = time.monotonic() + 5
+    while collector.stats()["metric"]["bridge_dropped_statsd"] < 15 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    settle(collector, 21)
+    stats = collector.stats()["metric"]
+    # One being parsed, five queued, fifteen dropped: every packet accounted for.
+    assert (stats["bridged_statsd"], stats["bridge_dropped_statsd"]) == (6, 15)
+
+
+def test_more_metric_names_than_max_metric_series_are_dropped_and_counted(
+    otlp_receiver, make_collector
+):
+    port = free_port()
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"],
+        statsd_endpoint=f"statsd://127.0.0.1:{port}",
+        max_metric_series=2,
+    )
+    send(port, b"a:1|c\nb:1|c\nc:1|c\na:1|c")
+    settle(collector, 4)
+    assert collector.flush(10_000) is True
+    assert sorted(metrics(otlp_receiver)) == ["a", "b"]
+    stats = collector.stats()["metric"]
+    assert (stats["bridged_statsd"], stats["bridge_dropped_statsd"]) == (3, 1)
+
+
+def test_a_listener_beyond_loopback_must_be_allowed():
+    with pytest.raises(ValueError, match="listens beyond loopback: set statsd_allow_remote=True"):
+        TelemetryConfig(statsd_endpoint="statsd://0.0.0.0:8125")
+    config = TelemetryConfig(statsd_endpoint="statsd://0.0.0.0:8125", statsd_allow_remote=True)
+    assert config.statsd_endpoint == "statsd://0.0.0.0:8125"
+    for bad in ("udp://127.0.0.1:8125", "statsd://127.0.0.1", "statsd://127.0.0.1:99999"):
+        with pytest.raises(ValueError, match="must be statsd://host:port"):
+            TelemetryConfig(statsd_endpoint=bad)
+
+
+def test_a_busy_port_is_logged_and_the_collector_still_runs(make_collector, caplog):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with caplog.at_level(logging.ERROR, logger="telemetry_otel"):
+            collector = make_collector(statsd_endpoint=f"statsd://127.0.0.1:{port}")
+        assert collector.is_running
+        assert f"the StatsD listener cannot listen on 127.0.0.1:{port}" in caplog.text
+
+
+# -- the parser --------------------------------------------------------------------------------
+
+
+def test_the_parser_reads_each_line_type():
+    assert parse_line("a.b:1.5|ms|@0.5|#k:v,flag|c:abc|T1700000000") == MetricLine(
+        "a.b", "ms", (1.5,), 0.5, {"k": "v", "flag": ""}
+    )
+    assert parse_line("g:-2|g") == MetricLine("g", "g", (-2.0,), relative=True)
+    assert parse_line("h:1:2:3|h") == MetricLine("h", "h", (1.0, 2.0, 3.0))
+    assert parse_line("s:x|s") == MetricLine("s", "s", members=("x",))
+    assert parse_line("_e{3,6}:hé|a\\nb c|t:warning|#e:1") == EventLine(
+        "hé", "a\nb c", "warning", {"e": "1"}, None, {"t": "warning"}
+    )
+    assert parse_line("_sc|disk|1|d:12|h:web1|m:slow") == CheckLine(
+        "disk", 1, "slow", {}, 12.0, {"h": "web1"}
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=300))
+def test_no_packet_makes_the_parser_raise(packet):
+    lines, malformed = parse_packet(packet)
+    assert malformed >= 0 and len(lines) + malformed <= packet.count(b"\n") + 1
+
+
+names = st.text(st.characters(blacklist_characters=":|\n\r#@", min_codepoint=33), min_size=1)
+numbers = st.floats(allow_nan=False, allow_infinity=False, min_value=0, max_value=1e12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    names,
+    numbers,
+    st.sampled_from(["c", "ms", "h", "d", "g"]),
+    st.floats(min_value=0.001, max_value=1.0),
+    st.dictionaries(
+        st.text(st.characters(blacklist_characters=":,|\n\r", min_codepoint=33), min_size=1),
+        st.text(st.characters(blacklist_characters=",|\n\r", min_codepoint=32)),
+        max_size=4,
+    ),
+)
+def test_a_metric_line_parses_back_to_what_was_written(name, value, kind, rate, tags):
+    tag_text = ",".join(f"{k}:{v}" for k, v in tags.items())
+    line = f"{name}:{value!r}|{kind}|@{rate!r}" + (f"|#{tag_text}" if tags else "")
+    parsed = parse_line(line)
+    assert isinstance(parsed, MetricLine)
+    assert (parsed.name, parsed.kind, parsed.rate, parsed.tags) == (name, kind, rate, tags)
+    assert parsed.values == (value,) and all(math.isfinite(v) for v in parsed.values)
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["x", "x:1", "x:1|q", "x:abc|c", "x:inf|g", "x:1|c|@0", "x:1|c|@1.5", "x:1|c|zz", "_sc|a|9"],
+)
+def test_lines_that_are_not_statsd_are_refused(line):
+    with pytest.raises(Malformed):
+        parse_line(line)
