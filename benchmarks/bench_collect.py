@@ -291,6 +291,45 @@ def sampling_paths(rounds: int, calls: int) -> list[tuple[str, float]]:
     return rows
 
 
+STATSD_PACKET = (
+    b"jobs:1|c\nqueue:7|g\ntook:12.5|ms|@0.1\nusers:ann|s\nlogins:1|c|#region:eu,route:/login"
+)
+
+
+def bridges(rounds: int) -> list[tuple[str, float]]:
+    """Reading a prometheus_client registry of 1,000 series (before each collection),
+    and taking one StatsD packet of five lines."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client import Counter as PrometheusCounter
+
+    registry = CollectorRegistry()
+    counter = PrometheusCounter("requests", "Requests", ["route"], registry=registry)
+    for n in range(1000):
+        counter.labels(f"/route/{n}").inc(n)
+    collector = started_collector(
+        prometheus_registries=[registry], statsd_endpoint="statsd://127.0.0.1:0"
+    )
+    pipeline = collector._pipeline
+    assert pipeline is not None
+    [read_registry, _] = pipeline.metrics.sources
+    [listener] = pipeline._listeners
+    take = listener.take
+    rows = [
+        ("prometheus_client, 1,000 series, a read", _median_ns(read_registry, rounds, 20)),
+        (
+            "  of which registry.collect() alone",
+            _median_ns(lambda: list(registry.collect()), rounds, 20),
+        ),
+        ("StatsD packet of 5 lines", _median_ns(lambda: take(STATSD_PACKET), rounds, 2000)),
+    ]
+    collector.stop()
+    return rows
+
+
+def _median_ns(call: Callable[[], object], rounds: int, calls: int) -> float:
+    return statistics.median(ns_per_call(call, calls) for _ in range(rounds))
+
+
 def model_construction(rounds: int, calls: int) -> list[tuple[str, float]]:
     """Building and validating each model on its own."""
     models: dict[str, Callable[[], object]] = {
@@ -327,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         *short_paths(rounds, calls),
         *sampling_paths(rounds, calls),
         *model_construction(rounds, calls),
+        *bridges(rounds),
     ]
     for name, ns in rows:
         print(f"{name:<40}{ns:>10.0f}")

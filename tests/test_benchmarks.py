@@ -54,7 +54,12 @@ def test_benchmark_prints_facade_raw_ratio_and_target_for_every_path():
         "trace at 1%, tail rules on",
         "trace, max_traces_per_second",
     )
-    for name in (*single, "Metric(...)", "Trace(...)", "Event(...)"):
+    bridged = (
+        "prometheus_client, 1,000 series, a read",
+        "of which registry.collect() alone",
+        "StatsD packet of 5 lines",
+    )
+    for name in (*single, "Metric(...)", "Trace(...)", "Event(...)", *bridged):
         [ns], [] = rows[name]
         assert ns > 0
 
