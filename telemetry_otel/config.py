@@ -379,6 +379,7 @@ class TelemetryConfig:
         values = {name: getattr(self, name) for name in FIELDS}
         values["export_endpoints"] = [mask_url(text) for text in self.export_endpoints]
         values["headers"] = mask_headers(self.headers)
+        values["prometheus_registries"] = [_Shown(r) for r in self.prometheus_registries]
         if self.redact:  # shown as export sends them
             words = SENSITIVE_WORDS | {"".join(k.lower().split()) for k in self.redact_keys}
             values["tags"] = mask_tags(self.tags, frozenset(words))
@@ -409,6 +410,18 @@ def _describe_targets(targets: Mapping[str, OtlpTarget]) -> list[str]:
         f"ca_file={target.ca_file} headers={mask_headers(target.headers)}"
         for signal, target in targets.items()
     ]
+
+
+class _Shown:
+    """A registry as repr() and describe() show it: "default", or its type alone (the
+    default repr's address says nothing)."""
+
+    def __init__(self, registry: Any) -> None:
+        self._registry = registry
+
+    def __repr__(self) -> str:
+        registry = self._registry
+        return repr(registry) if isinstance(registry, str) else f"<{type(registry).__name__}>"
 
 
 def _copy(value: Any) -> Any:

@@ -272,3 +272,14 @@ def test_promql_and_otlp_read_the_same_values_of_one_registry(
 def test_prometheus_registries_refuses_what_is_not_a_registry(value, error, message):
     with pytest.raises(error, match=f"TelemetryConfig.prometheus_registries.*{message}"):
         TelemetryConfig(prometheus_registries=value)
+
+
+def test_describe_shows_the_bridges():
+    config = TelemetryConfig(
+        prometheus_registries=["default", prom.CollectorRegistry()],
+        statsd_endpoint="statsd://127.0.0.1:8125",
+    )
+    lines = config.describe().splitlines()
+    assert "prometheus_registries      ['default', <CollectorRegistry>]  (argument)" in lines
+    assert "statsd_endpoint            'statsd://127.0.0.1:8125'  (argument)" in lines
+    assert "prometheus_registries=['default', <CollectorRegistry>]" in repr(config)

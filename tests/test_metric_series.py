@@ -259,7 +259,7 @@ def in_four_threads_while_flushing(collector: Any, work: Callable[[int], None]) 
 
 
 def test_counts_added_up_between_collections_reach_every_reader_and_callback_exactly(
-    otlp_receiver, make_collector, recorder
+    otlp_receiver, make_collector, recorder, busy_cores
 ):
     # Four threads count while a fifth flushes (collects) over and over: every increment
     # reaches the cumulative OTLP reader and the callbacks' delta reader exactly once.
@@ -329,7 +329,7 @@ def test_a_count_inside_a_sampled_span_keeps_its_exemplar_and_the_total_stays_ex
 
 
 def test_histograms_added_up_between_collections_reach_every_reader_and_callback_exactly(
-    otlp_receiver, make_collector, recorder
+    otlp_receiver, make_collector, recorder, busy_cores
 ):
     collector = make_collector(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
     collector.register_exporter(recorder)

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsd import StatsClient
 
-from telemetry_otel import TelemetryConfig
+from telemetry_otel import TelemetryCollector, TelemetryConfig
 from telemetry_otel._otel.bridges import statsd as listener_module
 from telemetry_otel._otel.bridges.statsd_parser import (
     CheckLine,
@@ -283,3 +283,25 @@ def test_a_metric_line_parses_back_to_what_was_written(name, value, kind, rate, 
 def test_lines_that_are_not_statsd_are_refused(line):
     with pytest.raises(Malformed):
         parse_line(line)
+
+
+def test_stop_records_every_packet_sent_before_it_on_busy_cores(busy_cores):
+    # What the socket holds when stop() begins was sent before it: recorded and exported.
+    for attempt in range(3):
+        receiver = OtlpReceiver().start()
+        port = free_port()
+        config = TelemetryConfig(
+            export_endpoints=[f"grpc://127.0.0.1:{receiver.grpc_port}"],
+            statsd_endpoint=f"statsd://127.0.0.1:{port}",
+            flush_interval_ms=60_000,
+        )
+        collector = TelemetryCollector(config)
+        collector.start()
+        try:
+            send(port, *(b"sent:1|c\nsent:2|c|@0.5" for _ in range(100)))
+            collector.stop(timeout_ms=10_000)
+            assert metrics(receiver)["sent"] == [({}, 500.0)], attempt
+            stats = collector.stats()["metric"]
+            assert (stats["bridged_statsd"], stats["bridge_dropped_statsd"]) == (200, 0)
+        finally:
+            receiver.stop()

@@ -92,6 +92,7 @@ class StatsdListener:
         self._socket: socket.socket | None = None
         self._threads: list[threading.Thread | None] = []
         self._stopping = False
+        self._received_all = False
         follow_forks(self)
 
     def combine_between_collections(self) -> None:
@@ -125,12 +126,15 @@ class StatsdListener:
         ]
 
     def stop(self, deadline: float) -> None:
-        """Stop receiving, parse what was received, and close the socket."""
+        """Stop receiving, parse what was received (the socket's last packets too), and
+        close the socket."""
         self._stopping = True
+        receiving, parsing = self._threads or (None, None)
+        join_until(receiving, deadline)
         with self._ready:
+            self._received_all = True
             self._ready.notify_all()
-        for thread in self._threads:
-            join_until(thread, deadline)
+        join_until(parsing, deadline)
         if self._socket is not None:
             self._socket.close()
             self._socket = None
@@ -149,28 +153,37 @@ class StatsdListener:
 
     def _receive(self) -> None:
         sock = self._socket
-        while not self._stopping and sock is not None:
+        if sock is None:
+            return
+        while not self._stopping:
             try:
-                packet = sock.recv(65_535)
+                self._queue(sock.recv(65_535))
             except TimeoutError:
                 continue
             except OSError:
                 return
-            with self._ready:
-                if len(self._packets) >= MAX_QUEUED_PACKETS:
-                    self._packets.popleft()
-                    self._dropped.increment()
-                    warn_limited("statsd:full", "the StatsD packet queue is full; dropping")
-                self._packets.append(packet)
-                self._ready.notify()
+        # Stopping: what the socket holds was sent before stop(); take it too.
+        sock.setblocking(False)
+        with contextlib.suppress(OSError):  # BlockingIOError once it is empty
+            while True:
+                self._queue(sock.recv(65_535))
+
+    def _queue(self, packet: bytes) -> None:
+        with self._ready:
+            if len(self._packets) >= MAX_QUEUED_PACKETS:
+                self._packets.popleft()
+                self._dropped.increment()
+                warn_limited("statsd:full", "the StatsD packet queue is full; dropping")
+            self._packets.append(packet)
+            self._ready.notify()
 
     def _parse(self) -> None:
         while True:
             with self._ready:
-                while not self._packets and not self._stopping:
+                while not self._packets and not self._received_all:
                     self._ready.wait()
                 if not self._packets:
-                    return  # stopping, and everything received was parsed
+                    return  # stopped, and everything received was parsed
                 packet = self._packets.popleft()
             self.take(packet)
 
