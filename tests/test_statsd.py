@@ -161,6 +161,7 @@ def test_malformed_lines_are_counted_and_never_stop_the_listener(listening, otlp
     stats = collector.stats()["metric"]
     assert (stats["bridged_statsd"], stats["bridge_malformed_statsd"]) == (1, 10)
     assert "Traceback" not in caplog.text
+    assert collector.stats().losses() == "statsd: 1 bridged, lost (malformed=10)"
 
 
 def test_a_flood_is_bounded_by_the_packet_queue_and_counted(listening, monkeypatch):

@@ -44,6 +44,12 @@ class Stats(dict[str, dict[str, int]]):
                     f"{signal}: {counts['collected']} collected, deliveries "
                     f"{counts['exported']} exported, {lost} lost ({_reasons(counts)})"
                 )
+        bridged = self.get("metric", {})
+        for source, losses in BRIDGE_LOSSES.items():
+            found = [(loss, bridged.get(f"bridge_{loss}_{source}", 0)) for loss in losses]
+            if any(n for _, n in found):
+                shown = " ".join(f"{loss}={n}" for loss, n in found if n)
+                parts.append(f"{source}: {bridged[f'bridged_{source}']} bridged, lost ({shown})")
         return "; ".join(parts)
 
 
