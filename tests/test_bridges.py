@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from typing import Any
 
 import prometheus_client as prom
 import pytest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, SummaryMetricFamily
 
 from telemetry_otel import TelemetryCollector, TelemetryConfig
 from tests.otlp_receiver import OtlpReceiver, attributes_of
@@ -83,8 +84,12 @@ def test_every_prometheus_client_type_reaches_the_otlp_receiver_with_exact_value
     ]
     [(_, latency)] = points(got["latency_seconds"])
     assert histogram(latency) == (2, 4.5, [0, 1, 1], [0.25, 1.0], False)
-    [(_, sizes)] = points(got["sizes"])
-    assert histogram(sizes) == (1, 3.0, [1], [], False)  # a summary: its count and sum
+    [(_, sizes)] = points(got["sizes"])  # an OTLP summary (prometheus_client: no quantiles)
+    assert (sizes.count, sizes.sum, list(sizes.quantile_values)) == (1, 3.0, [])
+    created = next(
+        s.value for s in registry.collect() for s in s.samples if s.name == "sizes_created"
+    )
+    assert sizes.start_time_unix_nano == round(created * 1e9)
     assert [(a, p.as_double) for a, p in points(got["build_info"])] == [({"version": "1.2"}, 1.0)]
     assert [(a, p.as_int) for a, p in points(got["state"])] == [
         ({"state": "down"}, 0),
@@ -128,6 +133,55 @@ def test_callbacks_get_bridged_metrics_as_what_changed_in_each_interval(make_col
     assert (latency.count, latency.value, latency.bucket_counts) == (2, 1.5, [0, 2, 0])
     assert (latency.min, latency.max) == (None, None)  # Prometheus does not keep them
     assert ("sizes", None) not in second  # nothing changed
+
+
+class Quantiles:
+    """A custom collector with a summary whose quantiles it computed itself."""
+
+    def collect(self) -> Any:
+        family = SummaryMetricFamily("rpc_seconds", "RPC latency", labels=["method"])
+        family.add_metric(["get"], count_value=4, sum_value=10.0)
+        family.add_sample("rpc_seconds", {"method": "get", "quantile": "0.5"}, 2.0)
+        family.add_sample("rpc_seconds", {"method": "get", "quantile": "0.99"}, 4.5)
+        yield family
+
+
+@pytest.mark.parametrize("endpoint", ["grpc", "http"])
+def test_a_summary_reaches_otlp_endpoints_as_a_summary_with_its_quantiles(
+    otlp_receiver, make_collector, endpoint
+):
+    registry = prom.CollectorRegistry()
+    registry.register(Quantiles())
+    port = otlp_receiver.grpc_port if endpoint == "grpc" else otlp_receiver.http_port
+    collector = make_collector(
+        export_endpoints=[f"{endpoint}://127.0.0.1:{port}"], prometheus_registries=[registry]
+    )
+    assert collector.flush(10_000) is True
+    metric = bridged(otlp_receiver)["rpc_seconds"]
+    assert (metric.WhichOneof("data"), metric.description) == ("summary", "RPC latency")
+    [(attributes, point)] = points(metric)
+    assert (attributes, point.count, point.sum) == ({"method": "get"}, 4, 10.0)
+    assert [(q.quantile, q.value) for q in point.quantile_values] == [(0.5, 2.0), (0.99, 4.5)]
+    # Per read: count, sum and two quantiles.
+    assert collector.stats()["metric"]["bridged_prometheus"] == 4
+
+
+def test_callbacks_get_a_summarys_count_and_sum(make_collector, recorder):
+    # Callbacks, the console and Prometheus pages take no summary: its count and sum.
+    registry = prom.CollectorRegistry()
+    sizes = prom.Summary("sizes", "Sizes", registry=registry)
+    collector = make_collector(prometheus_registries=[registry])
+    collector.register_exporter(recorder)
+    for size in (3, 4, 5):
+        sizes.observe(size)
+    assert collector.flush(10_000) is True
+    [model] = [m for m in recorder.of("metric") if m.name == "sizes"]
+    assert (model.count, model.value, model.bucket_counts, model.explicit_bounds) == (
+        3,
+        12.0,
+        [3],
+        [],
+    )
 
 
 class Raising:
@@ -240,7 +294,7 @@ def test_promql_and_otlp_read_the_same_values_of_one_registry(
         assert collector.flush(10_000) is True
         got = bridged(otlp_receiver)
         [(_, latency)] = points(got["latency_seconds"])
-        [(_, sizes)] = points(got["sizes"])
+        [(_, sizes)] = points(got["sizes"])  # a summary here, a histogram on the page
         wire = {
             'requests_total{method="GET"}': points(got["requests"])[0][1].as_double,
             'requests_total{method="POST"}': points(got["requests"])[1][1].as_double,
@@ -283,3 +337,25 @@ def test_describe_shows_the_bridges():
     assert "prometheus_registries      ['default', <CollectorRegistry>]  (argument)" in lines
     assert "statsd_endpoint            'statsd://127.0.0.1:8125'  (argument)" in lines
     assert "prometheus_registries=['default', <CollectorRegistry>]" in repr(config)
+
+
+def test_a_summary_is_written_to_jsonl_files_as_a_summary(tmp_path, make_collector):
+    registry = prom.CollectorRegistry()
+    registry.register(Quantiles())
+    collector = make_collector(
+        export_endpoints=[f"file://{tmp_path}"], prometheus_registries=[registry]
+    )
+    assert collector.flush(10_000) is True
+    [line] = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    [metric] = [
+        metric
+        for scope in json.loads(line)["resourceMetrics"][0]["scopeMetrics"]
+        if scope["scope"]["name"] == SCOPE
+        for metric in scope["metrics"]
+    ]
+    [point] = metric["summary"]["dataPoints"]
+    assert (point["count"], point["sum"], point["quantileValues"]) == (
+        "4",
+        10.0,
+        [{"quantile": 0.5, "value": 2.0}, {"quantile": 0.99, "value": 4.5}],
+    )

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from telemetry_otel._otel.bridges.prometheus_registry import SCOPE as PROMETHEUS_SCOPE
 from telemetry_otel._otel.bridges.prometheus_registry import RegistryBridge
 from telemetry_otel._otel.bridges.statsd import StatsdListener
 from telemetry_otel._otel.delivery.accounting import SIGNALS, Accounting, Stats
@@ -20,6 +21,7 @@ from telemetry_otel._otel.delivery.spool import open_spool
 from telemetry_otel._otel.destinations.build import build_destination
 from telemetry_otel._otel.destinations.destination import Destination
 from telemetry_otel._otel.mapping.resource import build_resource
+from telemetry_otel._otel.mapping.summaries import SummaryBoard
 from telemetry_otel._otel.providers import global_sdk_provider
 from telemetry_otel._otel.runtime.forks import follow_forks
 from telemetry_otel._otel.runtime.log import warn_limited
@@ -123,6 +125,7 @@ class Pipeline:
             listener.start()
 
     def _bridge_registries(self, config: TelemetryConfig, shared: Shared) -> None:
+        summaries = SummaryBoard(PROMETHEUS_SCOPE)
         bridge = RegistryBridge(
             config.prometheus_registries,
             self.metrics.provider,
@@ -130,8 +133,12 @@ class Pipeline:
             config.max_metric_series,
             self.accounting.bridges["prometheus"],
             self.accounting.tallies["metric"].limited,
+            summaries,
         )
         self.metrics.sources.append(bridge.read)
+        for destination in shared.destinations:
+            if destination.metric_counts is not None:
+                destination.metric_counts.carry_summaries(summaries)
 
     def _destinations_for_own_signals(self, config: TelemetryConfig) -> list[Destination]:
         """One destination per endpoint, for the signals it takes that go through the

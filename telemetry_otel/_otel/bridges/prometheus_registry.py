@@ -26,6 +26,12 @@ from telemetry_otel._otel.delivery.accounting import BridgeTally
 from telemetry_otel._otel.delivery.tally import Tally
 from telemetry_otel._otel.mapping.metrics import instrument_name
 from telemetry_otel._otel.mapping.series import OVERFLOW_ATTRIBUTES
+from telemetry_otel._otel.mapping.summaries import (
+    AttributesKey,
+    SummaryBoard,
+    SummaryPoint,
+    attributes_key,
+)
 from telemetry_otel._otel.runtime.log import warn_limited, warn_once
 from telemetry_otel._otel.runtime.sdk import (
     hash_attributes,
@@ -54,6 +60,7 @@ class RegistryBridge:
         max_series: int,
         counts: BridgeTally,
         limited: Tally,
+        summaries: SummaryBoard,
     ) -> None:
         self._registries = [_registry(r) for r in registries]
         self._meter = provider.get_meter(SCOPE, __version__)
@@ -62,6 +69,7 @@ class RegistryBridge:
         self._max_series = max_series
         self._bridged, self._failed = counts.bridged, counts.lost["failed"]
         self._limited = limited
+        self._summaries = summaries
         # What the last read saw of each observed family: its observations by name.
         self._observed: dict[str, list[Observation]] = {}
         self._instruments: dict[str, Any] = {}
@@ -168,20 +176,28 @@ class RegistryBridge:
     def _histogram(self, family: Any, summary: bool) -> None:
         series: dict[LabelsKey, dict[str, Any]] = {}
         for sample in family.samples:
-            labels = {k: v for k, v in sample.labels.items() if k != "le"}
+            labels = {k: v for k, v in sample.labels.items() if k not in ("le", "quantile")}
             key = tuple(sorted(labels.items()))
-            entry = series.setdefault(key, {"labels": labels, "buckets": {}})
+            entry = series.setdefault(key, {"labels": labels, "buckets": {}, "quantiles": []})
             suffix = sample.name[len(family.name) :]
             if suffix == "_bucket" and not summary:
                 entry["buckets"][float(sample.labels["le"])] = sample.value
-            elif suffix in ("_count", "_sum"):
+            elif suffix in ("_count", "_sum", "_created"):
                 entry[suffix] = sample.value
+            elif suffix == "" and "quantile" in sample.labels:
+                entry["quantiles"].append((float(sample.labels["quantile"]), sample.value))
         otel_name = instrument_name(family.name)
+        points: dict[AttributesKey, SummaryPoint] = {}
         for key, entry in list(series.items())[: self._max_series]:
             bounds = tuple(b for b in sorted(entry["buckets"]) if math.isfinite(b))
             cumulative = [entry["buckets"][b] for b in bounds] + [entry.get("_count", 0.0)]
             counts = [cumulative[0]] + [b - a for a, b in itertools.pairwise(cumulative)]
-            self._merge(family, otel_name, key, entry["labels"], bounds, counts, entry)
+            attributes = self._attributes(entry["labels"])
+            self._merge(family, otel_name, key, attributes, bounds, counts, entry)
+            if summary:
+                points[attributes_key(attributes)] = _summary_point(entry)
+        if summary:
+            self._summaries.put(otel_name, points)
         if len(series) > self._max_series:
             for _ in range(len(series) - self._max_series):
                 self._limited.increment()
@@ -191,7 +207,7 @@ class RegistryBridge:
         family: Any,
         name: str,
         key: LabelsKey,
-        labels: Mapping[str, str],
+        attributes: dict[str, Any],
         bounds: tuple[float, ...],
         counts: list[float],
         entry: Mapping[str, Any],
@@ -210,7 +226,7 @@ class RegistryBridge:
         if len(last_counts) != len(counts) or any(n < 0 for n in added):
             added, last_total = list(counts), 0.0  # a new or reset series: all of it is new
         self._last[(name, key)] = (counts, total)
-        for _ in range(len(counts) + 1):  # the buckets, and the sum
+        for _ in range(len(counts) + 1 + len(entry["quantiles"])):  # buckets, sum, quantiles
             self._bridged.increment()
         if not any(added):
             return
@@ -223,7 +239,6 @@ class RegistryBridge:
                 family.name,
             )
             return
-        attributes = self._attributes(labels)
         merge_histogram(
             self._consumer,
             instrument,
@@ -238,6 +253,16 @@ class RegistryBridge:
         if cut:
             self._limited.increment()
         return dict(shaped)
+
+
+def _summary_point(entry: Mapping[str, Any]) -> SummaryPoint:
+    created = entry.get("_created")
+    return SummaryPoint(
+        entry.get("_count", 0.0),
+        entry.get("_sum", 0.0),
+        tuple(sorted(entry["quantiles"])),
+        None if created is None else round(created * 1e9),
+    )
 
 
 def _registry(registry: Any) -> Any:

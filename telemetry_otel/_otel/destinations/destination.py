@@ -20,6 +20,7 @@ from telemetry_otel._endpoints import OtlpTarget
 from telemetry_otel._otel.delivery.accounting import SELF_SCOPE
 from telemetry_otel._otel.delivery.outcomes import EXPORTER, Delivered, DeliveryCounts
 from telemetry_otel._otel.mapping.metrics import count_data_points, within_int64
+from telemetry_otel._otel.mapping.summaries import SummaryBoard
 from telemetry_otel._otel.runtime.forks import ForkSafeLock
 from telemetry_otel._otel.runtime.log import warn_limited
 from telemetry_otel._otel.runtime.sdk import SynchronousGauge, exporter_preferences
@@ -73,6 +74,15 @@ class CountingMetricExporter(MetricExporter):
         self._counts = DeliveryCounts()
         self._lock = ForkSafeLock()
         self._stopped = False
+        # Bridged Prometheus summaries, for a destination that writes OTLP (see
+        # mapping/summaries.py).
+        self.summaries: SummaryBoard | None = None
+
+    def carry_summaries(self, board: SummaryBoard) -> None:
+        """Write bridged summaries as OTLP summaries, where this destination writes OTLP."""
+        self.summaries = board
+        if hasattr(self._inner, "summaries"):
+            self._inner.summaries = board
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any

@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from telemetry_otel._otel.mapping.encoding import encode_spans
 from telemetry_otel._otel.mapping.metrics import metrics_request
+from telemetry_otel._otel.mapping.summaries import SummaryBoard
 from telemetry_otel._otel.runtime.forks import ForkSafeLock
 from telemetry_otel._otel.runtime.log import warn_limited
 from telemetry_otel._otel.runtime.sdk import log_encoder
@@ -167,13 +168,15 @@ class JsonMetricExporter(MetricExporter):
     def __init__(self, write: Writer, close: Callable[[], None] = lambda: None) -> None:
         super().__init__()
         self._write, self._close = write, close
+        self.summaries: SummaryBoard | None = None  # see CountingMetricExporter
 
     def export(
         self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
     ) -> MetricExportResult:
         if not metrics_data.resource_metrics:
             return MetricExportResult.SUCCESS
-        ok = _write_request(self._write, "metrics", lambda: metrics_request(metrics_data))
+        request = lambda: metrics_request(metrics_data, self.summaries)  # noqa: E731
+        ok = _write_request(self._write, "metrics", request)
         return MetricExportResult.SUCCESS if ok else MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:

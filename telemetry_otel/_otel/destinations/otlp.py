@@ -34,7 +34,7 @@ class OtlpMetricExporter(CountingMetricExporter):
         self._items = "metric data points"
 
     def _deliver(self, metrics_data: MetricsData, points: int, timeout_millis: float) -> Delivered:
-        request = metrics_request(metrics_data)
+        request = metrics_request(metrics_data, self.summaries)
         answer = self._sender.send_with_retries(request.SerializeToString())
         delivered = Delivered()
         if answer.taken:

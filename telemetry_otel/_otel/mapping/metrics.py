@@ -24,6 +24,7 @@ from opentelemetry.sdk.metrics.export import (
 
 from telemetry_otel._otel.mapping.series import Combine, SeriesRecorder, fast_path_consumer
 from telemetry_otel._otel.mapping.spans import ns_to_seconds
+from telemetry_otel._otel.mapping.summaries import SummaryBoard, as_summaries
 from telemetry_otel._otel.runtime.forks import ForkSafeLock, follow_forks
 from telemetry_otel._otel.runtime.log import warn_once
 from telemetry_otel._otel.runtime.sdk import SynchronousGauge, exemplars_only_in_spans
@@ -311,13 +312,15 @@ def _known(bound: float) -> float | None:
     return bound if math.isfinite(bound) else None
 
 
-def metrics_request(data: MetricsData) -> Any:
+def metrics_request(data: MetricsData, summaries: SummaryBoard | None = None) -> Any:
     """The OTLP ExportMetricsServiceRequest for ``data``, by the SDK's encoder, without
     the infinite min and max of histogram points whose min and max are not known
-    (OTLP leaves such fields unset)."""
+    (OTLP leaves such fields unset), and with bridged summaries written as summaries."""
     from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 
     request = encode_metrics(data)
+    if summaries is not None:
+        as_summaries(request, summaries)
     for resource_metrics in request.resource_metrics:
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
