@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import urllib.request
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 from prometheus_client.core import CounterMetricFamily, SummaryMetricFamily
 
 from telemetry_otel import TelemetryCollector, TelemetryConfig
+from telemetry_otel._otel.bridges import prometheus_registry
 from tests.otlp_receiver import OtlpReceiver, attributes_of
 from tests.prometheus_server import PrometheusServer, free_port, prometheus_binary
 
@@ -207,6 +210,44 @@ def test_a_registry_that_raises_is_counted_and_the_others_still_export(
     assert (stats["bridged_prometheus"], stats["bridge_failed_prometheus"]) == (1, 1)
     assert "a prometheus_client registry raised while it was read" in caplog.text
     assert "the database is down" in caplog.text  # the traceback, once
+
+
+class NeverReturns:
+    """A custom collector whose collect() waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def collect(self) -> Any:
+        self.calls += 1
+        self.release.wait(30)
+        return iter(())
+
+
+def test_a_registry_that_never_answers_holds_one_thread_never_the_collection(
+    otlp_receiver, make_collector, monkeypatch, caplog
+):
+    monkeypatch.setattr(prometheus_registry, "READ_TIMEOUT_S", 0.3)
+    stuck, healthy = prom.CollectorRegistry(), prom.CollectorRegistry()
+    never = NeverReturns()
+    stuck.register(never)
+    prom.Counter("jobs_total", "Jobs", registry=healthy).inc(7)
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"],
+        prometheus_registries=[stuck, healthy],
+    )
+    try:
+        for _ in range(3):
+            started = time.monotonic()
+            assert collector.flush(10_000) is True
+            assert time.monotonic() - started < 3
+        assert [p.as_double for _, p in points(bridged(otlp_receiver)["jobs"])] == [7.0]
+        assert never.calls == 1  # not read again while its first read has not returned
+        assert collector.stats()["metric"]["bridge_failed_prometheus"] == 3
+        assert "a prometheus_client registry did not answer in time" in caplog.text
+    finally:
+        never.release.set()
 
 
 def test_bridged_labels_are_redacted_and_capped_like_collected_tags(otlp_receiver, make_collector):

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -39,10 +41,13 @@ from telemetry_otel._otel.runtime.sdk import (
     merge_histogram,
     shared_bucket_bounds,
 )
+from telemetry_otel._otel.runtime.threads import run_until
 from telemetry_otel._shaping import Shaper
 from telemetry_otel._version import __version__
 
 SCOPE = "telemetry_otel.prometheus"
+# How long a collection waits for one registry's collect().
+READ_TIMEOUT_S = 5.0
 LabelsKey = tuple[tuple[str, str], ...]
 # Families whose samples are gauges: their value, as it is.
 _GAUGE_TYPES = frozenset(("gauge", "untyped", "unknown", "info", "stateset"))
@@ -73,6 +78,8 @@ class RegistryBridge:
         # What the last read saw of each observed family: its observations by name.
         self._observed: dict[str, list[Observation]] = {}
         self._instruments: dict[str, Any] = {}
+        # Registries whose collect() has not returned yet (see _families).
+        self._reading: set[int] = set()
         # Histogram series -> what its buckets, count and sum were at the last read.
         self._last: dict[tuple[str, LabelsKey], tuple[list[float], float]] = {}
 
@@ -80,16 +87,9 @@ class RegistryBridge:
         """Read every registry once, for the collection about to happen."""
         observed: dict[str, list[Observation]] = {}
         for registry in self._registries:
-            try:
-                families = list(registry.collect())
-            except Exception:
+            families = self._families(registry)
+            if families is None:
                 self._failed.increment()
-                warn_limited(
-                    f"prometheus:{id(registry)}",
-                    "a prometheus_client registry raised while it was read; its metrics "
-                    "miss this collection",
-                    exc_info=True,
-                )
                 continue
             for family in families:
                 try:
@@ -103,6 +103,42 @@ class RegistryBridge:
                         exc_info=True,
                     )
         self._observed = observed
+
+    def _families(self, registry: Any) -> list[Any] | None:
+        """The registry's metric families; None when it raised, or did not answer within
+        READ_TIMEOUT_S. Read in a thread of its own: a registry whose collect() never
+        returns holds that one thread, never the collection, and is not read again
+        until it returns."""
+        key = id(registry)
+        if key in self._reading:
+            warn_limited(
+                f"prometheus:{key}",
+                "a prometheus_client registry has not returned from an earlier read; "
+                "its metrics miss this collection",
+            )
+            return None
+        self._reading.add(key)
+        read: dict[str, Any] = {}
+
+        def collect() -> None:
+            try:
+                read["families"] = list(registry.collect())
+            except Exception:
+                read["error"] = sys.exc_info()
+            finally:
+                self._reading.discard(key)
+
+        run_until(time.monotonic() + READ_TIMEOUT_S, collect, "prometheus-read")
+        if "families" in read:
+            families: list[Any] = read["families"]
+            return families
+        warn_limited(
+            f"prometheus:{key}",
+            "a prometheus_client registry %s; its metrics miss this collection",
+            "raised while it was read" if "error" in read else "did not answer in time",
+            exc_info=read.get("error"),
+        )
+        return None
 
     def _family(self, family: Any, observed: dict[str, list[Observation]]) -> None:
         kind = family.type

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from telemetry_otel._otel.runtime.forks import ForkSafeLock
 
@@ -13,7 +14,7 @@ _last_warned: dict[str, float] = {}
 _lock = ForkSafeLock()
 
 
-def warn_limited(key: str, message: str, *args: object, exc_info: bool = False) -> None:
+def warn_limited(key: str, message: str, *args: object, exc_info: Any = False) -> None:
     """Log a warning at most once a minute per ``key``: a failing path never floods the log."""
     now = time.monotonic()
     last = _last_warned.get(key)
