@@ -50,11 +50,7 @@ class InstrumentCache:
     """
 
     def __init__(
-        self,
-        provider: MeterProvider,
-        meter: Meter,
-        shaper: Shaper,
-        max_series: int,
+        self, provider: MeterProvider, meter: Meter, shaper: Shaper, max_series: int
     ) -> None:
         self._meter = meter
         self._consumer = fast_path_consumer(provider)
@@ -132,14 +128,14 @@ class InstrumentCache:
         return recorder
 
     def combine_between_collections(self) -> None:
-        """Let counters and gauges add up between collections (see SeriesRecorder), once
-        every reader's collection drains them first; before any metric is recorded.
-        Not where exemplars are sampled outside spans: each measurement may be one."""
+        """Let measurements add up between collections (see SeriesRecorder), once every
+        reader's collection drains them first; before any metric is recorded. Not where
+        exemplars are sampled outside spans: each measurement may be one."""
         consumer = self._consumer
         self._combines = consumer is not None and exemplars_only_in_spans(consumer)
 
     def drain(self) -> None:
-        """Hand what counters and gauges added up to every reader (before a collection)."""
+        """Hand what the instruments added up to every reader (before a collection)."""
         with self._drain_lock:
             for recorder in list(self._series_recorders):
                 recorder.drain()

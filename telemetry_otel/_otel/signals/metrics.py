@@ -61,7 +61,7 @@ class MetricPipeline:
         self.instruments = InstrumentCache(
             self.provider, meter, shared.shaper, config.max_metric_series
         )
-        # Counters and gauges add up between collections only on the collector's own
+        # Measurements add up between collections only on the collector's own
         # provider, where every reader's collection drains them first: an application's
         # provider may get readers no drain would reach.
         # Called before every collection, then the collector's own metrics are drained.
@@ -123,7 +123,7 @@ class MetricPipeline:
     def attach_bridge_reader(self) -> None:
         if self._bridge_reader is None and self._joined is None:
             self.callback_exporter.resume()
-            # What counters and gauges added up so far was measured before the callback.
+            # What the instruments added up so far was measured before the callback.
             self._before_collection()
             config = self._shared.config
             self._bridge_reader = PeriodicExportingMetricReader(
