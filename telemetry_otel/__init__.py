@@ -13,7 +13,7 @@ import typing as _typing
 from telemetry_otel._version import __version__
 
 if _typing.TYPE_CHECKING:
-    from telemetry_otel.collector import TelemetryCollector
+    from telemetry_otel.collector import TelemetryCollector, deliver_on_terminate
     from telemetry_otel.config import TelemetryConfig
     from telemetry_otel.models import Event, EventSeverity, Metric, MetricType, Trace
 
@@ -28,6 +28,7 @@ _HOMES = {
     "Metric": "telemetry_otel.models",
     "MetricType": "telemetry_otel.models",
     "Trace": "telemetry_otel.models",
+    "deliver_on_terminate": "telemetry_otel.collector",
 }
 
 
@@ -53,4 +54,5 @@ __all__ = [
     "TelemetryConfig",
     "Trace",
     "__version__",
+    "deliver_on_terminate",
 ]

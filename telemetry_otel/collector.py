@@ -19,12 +19,13 @@ from telemetry_otel._otel.live import Context, LiveSpan, extract_context, inject
 from telemetry_otel._otel.pipeline import Pipeline
 from telemetry_otel._otel.runtime import at_exit
 from telemetry_otel._otel.runtime.log import logger
+from telemetry_otel._otel.runtime.threads import off_the_loop
 from telemetry_otel._redact import mask_url
 from telemetry_otel._validation import _check_tags, _check_text
 from telemetry_otel.config import TelemetryConfig
 from telemetry_otel.models import Event, Metric, TagValue, Trace
 
-__all__ = ["TelemetryCollector"]
+__all__ = ["TelemetryCollector", "deliver_on_terminate"]
 
 
 class _State(enum.Enum):
@@ -94,7 +95,9 @@ class TelemetryCollector:
             timeout_ms: The deadline (default ``config.shutdown_timeout_ms``); what is
                 still queued then is dropped and counted in ``stats()``.
         """
-        deadline = self._deadline(timeout_ms)
+        self._stop_by(self._deadline(timeout_ms))
+
+    def _stop_by(self, deadline: float) -> None:
         with self._lock:
             if self._state is _State.STOPPED:
                 return
@@ -119,6 +122,23 @@ class TelemetryCollector:
         pipeline = self._pipeline
         return True if pipeline is None else pipeline.flush(deadline)
 
+    async def aflush(self, timeout_ms: float | None = None) -> bool:
+        """``flush()`` for asyncio code: the waiting happens in a thread of its own, so
+        the event loop runs other tasks meanwhile. Same arguments, result and counts."""
+        deadline = self._deadline(timeout_ms)
+        pipeline = self._pipeline
+        if pipeline is None:
+            return True
+        return await off_the_loop(functools.partial(pipeline.flush, deadline), "aflush")
+
+    async def astop(self, timeout_ms: float | None = None) -> None:
+        """``stop()`` for asyncio code, without blocking the event loop (see aflush).
+
+        Cancelling the awaiting task does not cancel the stop: it goes on in its
+        thread within the same deadline.
+        """
+        await off_the_loop(functools.partial(self._stop_by, self._deadline(timeout_ms)), "astop")
+
     @property
     def is_running(self) -> bool:
         """True between start() and stop()."""
@@ -135,6 +155,20 @@ class TelemetryCollector:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+    async def __aenter__(self) -> TelemetryCollector:
+        """``async with TelemetryCollector(config) as collector:``: start(), then astop()
+        at the end of the block. Starting may open a spool or bind a port: off the loop."""
+        await off_the_loop(self.start, "astart")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.astop()
 
     # -- collecting --------------------------------------------------------------------------
 
@@ -280,6 +314,26 @@ class TelemetryCollector:
         if not timeout_ms >= 0:
             raise ValueError(f"timeout_ms must be non-negative, got {timeout_ms!r}")
         return time.monotonic() + timeout_ms / 1000
+
+
+def deliver_on_terminate(initializer: Callable[..., object] | None = None, *args: Any) -> None:
+    """A ``multiprocessing.Pool`` initializer that loses nothing to ``Pool.terminate()``.
+
+    ``terminate()``, which the end of a ``with Pool() as pool:`` block calls, ends each
+    worker with SIGTERM, which kills it where it stands: what it collected since its
+    last export would be lost. With this initializer a worker leaves through its
+    ordinary exit path instead, which stops its collectors (each within its
+    ``shutdown_timeout_ms``) and so delivers what they hold::
+
+        Pool(4, initializer=deliver_on_terminate)
+        Pool(4, initializer=deliver_on_terminate, initargs=(your_initializer, arg))
+
+    Args:
+        initializer: Your own initializer, called with ``args`` afterwards.
+    """
+    at_exit.exit_on_sigterm()
+    if initializer is not None:
+        initializer(*args)
 
 
 def _report_losses(pipeline: Pipeline) -> None:

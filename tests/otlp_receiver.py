@@ -91,8 +91,11 @@ class OtlpReceiver:
         http_port: int = 0,
         keep_requests: bool = True,
         max_http_body: int | None = None,
+        answer_delay_s: float = 0.0,
     ) -> None:
         self.tls = tls
+        # A slow backend: every request is answered this long after it arrived.
+        self.answer_delay_s = answer_delay_s
         # Like a Collector's receive limit: a larger HTTP body is answered 413.
         self.max_http_body = max_http_body
         # Off for long benchmark runs: count requests, do not keep them in memory.
@@ -171,6 +174,8 @@ class OtlpReceiver:
 
     def next_failure(self, transport: str, signal: str) -> Any:
         """Note an attempt; return the next scripted failure for it, if any."""
+        if self.answer_delay_s:
+            time.sleep(self.answer_delay_s)
         with self._lock:
             self.attempts.append((transport, signal, time.monotonic()))
             script = self.failures.get((transport, signal))

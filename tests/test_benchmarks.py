@@ -89,3 +89,15 @@ def test_outage_benchmark_prints_every_scenario_and_stop_with_a_spool():
     idle = dict(re.findall(r"(\w+) ([\d.]+) s,?", output[8].split(": ", 1)[1].split(" (")[0]))
     assert output[8].startswith("start()+stop(), nothing collected, median of 20: ")
     assert set(idle) == {"healthy", "refused", "black_hole"}
+
+
+def test_asyncio_benchmark_prints_the_loop_lag_of_aflush_and_of_a_blocking_flush():
+    output = run("bench_asyncio.py", "--flushes", "3", timeout=120).splitlines()
+    rows = {line[:24].strip(): line[24:].split() for line in output[2:4]}
+    assert set(rows) == {"await aflush()", "flush() on the loop"}
+    p50, p99, most, ticks, exported, bound, met = rows["await aflush()"]
+    assert float(p50) <= float(p99) <= float(most) and float(ticks) > 0
+    assert int(exported) == 3 and bound == "<1.0"
+    assert met == ("yes" if float(p99) < 1.0 else "no")
+    # A flush called on the loop holds it for the receiver's 200 ms answer at least.
+    assert float(rows["flush() on the loop"][2]) >= 200 and rows["flush() on the loop"][4] == "3"

@@ -23,7 +23,7 @@ def _run(name: str) -> list[str]:
 
 
 def test_every_example_has_a_test():
-    tested = {"quickstart.py", "legacy_quickstart.py"}
+    tested = {"quickstart.py", "legacy_quickstart.py", "asgi_app.py"}  # asgi: test_asyncio
     assert {path.name for path in EXAMPLES.glob("*.py")} == tested
 
 

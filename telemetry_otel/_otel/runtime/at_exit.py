@@ -5,13 +5,23 @@ reference to a running collector (one built in ``main()`` and never stopped)
 still has what it collected flushed. It stops the collector when it is still
 alive, so that its state says stopped, and each pipeline within its own
 ``shutdown_timeout_ms``. One hook serves every collector of the process.
+
+``multiprocessing`` children never run ``atexit`` hooks: ``Process`` (and so every
+``Pool`` worker) leaves through ``os._exit`` after running its own exit function.
+That function runs ``multiprocessing.util.Finalize`` callbacks, so a process that
+starts a collector, or is forked by ``multiprocessing`` from one that has some,
+registers the same hook there too (the registry a forked child inherits is cleared
+by ``multiprocessing`` before its after-fork callbacks run, hence one of those).
 """
 
 from __future__ import annotations
 
 import atexit
+import os
+import signal
 import time
 import weakref
+from multiprocessing import util as multiprocessing_util
 from typing import TYPE_CHECKING, Protocol
 
 from telemetry_otel._otel.runtime.forks import ForkSafeLock
@@ -32,6 +42,7 @@ def stop_at_exit(pipeline: Pipeline, owner: Stoppable, timeout_s: float) -> None
     """Have ``pipeline`` stopped at exit unless forget() is called for it first."""
     with _lock:
         _open[id(pipeline)] = (pipeline, weakref.ref(owner), timeout_s)
+    _stop_at_multiprocessing_exit()
 
 
 def forget(pipeline: Pipeline) -> None:
@@ -40,7 +51,12 @@ def forget(pipeline: Pipeline) -> None:
         _open.pop(id(pipeline), None)
 
 
+_stopping = False  # the exit hook runs: a SIGTERM now must not cut it short
+
+
 def _stop_all() -> None:
+    global _stopping
+    _stopping = True
     with _lock:
         left = list(_open.values())
         _open.clear()
@@ -53,3 +69,49 @@ def _stop_all() -> None:
 
 
 atexit.register(_stop_all)
+
+# Above multiprocessing's own finalizers of priority 0 (its queues' feeder threads,
+# among others): what is stopped here may still put something on them.
+_EXIT_PRIORITY = 10
+_finalized_in: int | None = None  # the process whose multiprocessing exit stops all
+
+
+def _stop_at_multiprocessing_exit() -> None:
+    """Have this process's ``multiprocessing`` exit path stop every open pipeline."""
+    global _finalized_in
+    if _finalized_in == os.getpid():
+        return
+    _finalized_in = os.getpid()
+    multiprocessing_util.Finalize(None, _stop_all, exitpriority=_EXIT_PRIORITY)
+
+
+def _in_a_multiprocessing_child(_: object) -> None:
+    """A child that ``multiprocessing`` forked from a process with open pipelines."""
+    if _open:
+        _stop_at_multiprocessing_exit()
+
+
+class _ForkToken:
+    """What multiprocessing's after-fork registry holds weakly for this module."""
+
+
+_FORK_TOKEN = _ForkToken()
+multiprocessing_util.register_after_fork(_FORK_TOKEN, _in_a_multiprocessing_child)
+
+
+def exit_on_sigterm() -> None:
+    """Make SIGTERM end this process through its ordinary exit path (SystemExit), which
+    stops every open pipeline, instead of killing it where it stands.
+
+    ``Pool.terminate()`` (and so the end of a ``with Pool()`` block) sends SIGTERM to
+    every worker: by default, what the workers collected since their last export
+    would be lost.
+    """
+    signal.signal(signal.SIGTERM, _exit_for_sigterm)
+
+
+def _exit_for_sigterm(signum: int, frame: object) -> None:
+    # A second SIGTERM (a supervisor's) must not cut the stop short: it keeps its deadline.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if not _stopping:
+        raise SystemExit(128 + signum)

@@ -9,9 +9,15 @@ runs in the exiting thread instead, bounded by the same deadline.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def start_daemon(target: Callable[[], object], name: str) -> threading.Thread | None:
@@ -57,3 +63,34 @@ def run_all_until(deadline: float, works: dict[str, Callable[[], object]]) -> bo
         if thread is None:
             work()
     return all([join_until(thread, deadline) for thread in threads])
+
+
+async def off_the_loop(work: Callable[[], T], name: str) -> T:
+    """Await ``work()`` run in a daemon thread of its own: the event loop runs on meanwhile.
+
+    Not the loop's default executor: an application may have filled it, and its
+    threads are joined at exit, so a flush stuck on a dead endpoint would hold the
+    interpreter. Cancelling the awaiting task does not stop ``work``, which keeps the
+    deadline it was given.
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not done.done():
+            outcome()
+
+    def run() -> None:
+        try:
+            result = work()
+        except BaseException as error:  # handed to the awaiting task, raised there
+            failure = error
+            notify = functools.partial(settle, lambda: done.set_exception(failure))
+        else:
+            notify = functools.partial(settle, lambda: done.set_result(result))
+        with contextlib.suppress(RuntimeError):  # the loop was closed meanwhile
+            loop.call_soon_threadsafe(notify)
+
+    if start_daemon(run, name) is None:  # interpreter shutdown: no new threads
+        return work()
+    return await done
