@@ -31,11 +31,14 @@ _OPTIONS = {
     "otlp": ("compression", "timeout_ms", "ca_file", "signals"),
     "console": ("format", "signals"),
     "file": ("max_bytes", "backups", "signals"),
-    "prometheus": (),
+    "prometheus": ("gauges",),
 }
+# How a shared Prometheus page shows a gauge that several processes set (see
+# _otel/destinations/prometheus_page.py).
+GAUGE_RULES = ("per_process", "sum", "max", "min", "last")
 _FORMS = (
     "'console[?format=text|json]', 'grpc[s]://host[:port]', 'http[s]://host[:port][/prefix]', "
-    "'file:///directory', 'prometheus://host:port'"
+    "'file:///directory', 'prometheus://host:port[?gauges=rule]'"
 )
 DEFAULT_BACKUPS = 5
 PROMETHEUS_INSTALL = "pip install 'telemetry-otel[prometheus]'"
@@ -111,11 +114,18 @@ def parse_endpoint(text: object) -> Endpoint:
         return _parse_file(text, parts)
     if parts.scheme == "prometheus":
         host, port = _host_and_port(text, parts, default_port=None)
-        if parts.path not in ("", "/") or parts.query:
-            raise _error(text, "takes no path or options")
+        if parts.path not in ("", "/") or parts.fragment:
+            raise _error(text, "takes no path")
+        options = _options(text, "prometheus", parts.query)
         if find_spec("opentelemetry.exporter.prometheus") is None:
             raise _error(text, f"needs the prometheus extra: {PROMETHEUS_INSTALL}")
-        return Endpoint("prometheus", text, url=f"{host}:{port}", signals=frozenset({"metrics"}))
+        return Endpoint(
+            "prometheus",
+            text,
+            url=f"{host}:{port}",
+            options=options,
+            signals=frozenset({"metrics"}),
+        )
     if parts.scheme in _OTLP_SCHEMES:
         return _parse_otlp(text, parts)
     raise ValueError(
@@ -198,6 +208,8 @@ def _option_value(text: str, name: str, value: str) -> str | int:
         raise _error(text, f"has compression={value!r}; expected gzip or none")
     if name == "format" and value not in ("text", "json"):
         raise _error(text, f"has format={value!r}; expected text or json")
+    if name == "gauges" and value not in GAUGE_RULES:
+        raise _error(text, f"has gauges={value!r}; expected one of {', '.join(GAUGE_RULES)}")
     if name == "ca_file" and not value:
         raise _error(text, "has an empty ca_file")
     if name == "signals":

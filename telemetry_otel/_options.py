@@ -103,7 +103,7 @@ def severity_or_none(name: str, value: object) -> EventSeverity | None:
     return member
 
 
-def spool_dir(name: str, value: object) -> str | None:
+def optional_path(name: str, value: object) -> str | None:
     if value is not None and (not isinstance(value, str) or not value):
         raise ValueError(f"TelemetryConfig.{name} must be a non-empty path or None, got {value!r}")
     return value

@@ -111,7 +111,7 @@ class TelemetryConfig:
         "A directory for the durable spool: batches an OTLP endpoint still refuses after "
         "retries wait there (SQLite) and are sent again, in order, when it answers, also "
         "by the next process using the same directory. None: off.",
-        check.spool_dir,
+        check.optional_path,
         (env.TELEMETRY_SPOOL_DIR, env.parse_path),
     )
     spool_max_bytes: int = option(
@@ -248,6 +248,15 @@ class TelemetryConfig:
         "``REGISTRY``. See docs/bridges.md.",
         check.registry_list,
         (env.TELEMETRY_PROMETHEUS_REGISTRIES, env.parse_registries),
+    )
+    prometheus_dir: str | None = option(
+        None,
+        "The directory where each process publishes its metrics for a prometheus:// "
+        "endpoint that the processes of a service share (one folder per host and port "
+        "inside). None: ``<spool_dir>/prometheus`` with a spool, else a folder of the "
+        "user's in the system's temporary directory. See docs/deploying.md.",
+        check.optional_path,
+        (env.TELEMETRY_PROMETHEUS_DIR, env.parse_path),
     )
     statsd_endpoint: str | None = option(
         None,

@@ -118,7 +118,7 @@ def test_endpoints_are_parsed_into_kind_and_base_url():
         ("console?signals=", "has signals=''; expected a comma-separated subset"),
         ("http://h:4318/v1/traces?signals=logs", "ends in /v1/traces but says signals=logs"),
         ("prometheus://127.0.0.1", "needs an explicit port"),
-        ("prometheus://127.0.0.1:9464/metrics", "takes no path or options"),
+        ("prometheus://127.0.0.1:9464/metrics", "takes no path"),
         (
             "https://user:hunter2@h:443?zip=1",
             "'https://user:***@h:443?zip=1' has an unknown option",

@@ -321,6 +321,7 @@ class Pipeline:
 
     def after_fork_in_child(self) -> None:
         self.traces.after_fork_in_child()
+        self.metrics.after_fork_in_child()
 
 
 def _close_queues(queues: list[DeliveryQueue[Any]], deadline: float) -> None:

@@ -44,7 +44,7 @@ def build_destination(endpoint: Endpoint, config: TelemetryConfig) -> Destinatio
     if endpoint.kind == "prometheus":
         from telemetry_otel._otel.destinations.prometheus import prometheus_destination
 
-        return prometheus_destination(name, endpoint, cardinality_limits(config))
+        return prometheus_destination(name, endpoint, config, cardinality_limits(config))
     targets = config.otlp_targets(endpoint)
     # Traces and logs go through OtlpDelivery (delivery/otlp.py); metrics through the
     # SDK's periodic reader to OtlpMetricExporter (destinations/otlp.py).

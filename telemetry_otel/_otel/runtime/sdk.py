@@ -15,6 +15,7 @@ that changes them fails the tests, not a user.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from time import time_ns
 from types import ModuleType
@@ -381,3 +382,24 @@ def _merge_buckets(
         aggregation._sum += total
         aggregation._min = min(aggregation._min, low)
         aggregation._max = max(aggregation._max, high)
+
+
+# -- forks ------------------------------------------------------------------------------------
+
+
+def forget_aggregations(provider: MeterProvider) -> None:
+    """Start every reader's aggregations afresh in a forked child, with fresh locks.
+
+    What the parent measured before the fork is the parent's to export: a child that
+    kept it (``_ViewInstrumentMatch._attributes_aggregation`` in each reader storage's
+    ``_instrument_view_instrument_matches``) would export it again under its own
+    ``service.instance.id``, and a sum over processes would count it twice. The
+    locks may have been held by threads the child does not have. SDK 1.45.
+    """
+    consumer = measurement_consumer(provider)
+    for storage in getattr(consumer, "_reader_storages", {}).values():
+        storage._lock = threading.RLock()
+        for matches in getattr(storage, "_instrument_view_instrument_matches", {}).values():
+            for match in matches:
+                match._lock = threading.Lock()
+                match._attributes_aggregation = {}

@@ -17,7 +17,11 @@ from telemetry_otel._otel.delivery.queue import DeliveryQueue, close_all, flush_
 from telemetry_otel._otel.destinations.destination import cardinality_limits
 from telemetry_otel._otel.mapping.metrics import InstrumentCache, instrument_name
 from telemetry_otel._otel.runtime.log import warn_limited
-from telemetry_otel._otel.runtime.sdk import collect_after, remove_metric_reader
+from telemetry_otel._otel.runtime.sdk import (
+    collect_after,
+    forget_aggregations,
+    remove_metric_reader,
+)
 from telemetry_otel._otel.signals.common import SCOPE_NAME, Shared, enabled_by_the_collector
 from telemetry_otel._version import __version__
 from telemetry_otel.models import Metric, MetricType
@@ -200,10 +204,15 @@ class MetricPipeline:
         return run
 
     def _push_readers(self) -> list[MetricReader]:
-        """The readers that export on their own: a pull reader (Prometheus) is only
-        ever collected by its scrapes, or each flush would queue another copy of
-        every series for the next scrape."""
-        return [r for r in self.readers if isinstance(r, PeriodicExportingMetricReader)]
+        """The readers a flush reaches: those that export on their own, and a shared
+        Prometheus page's, which publishes this process's numbers. The OTel pull
+        reader alone is never flushed: each flush would queue another copy of every
+        series for the next scrape."""
+        return [
+            r
+            for r in self.readers
+            if isinstance(r, PeriodicExportingMetricReader) or getattr(r, "publishes", False)
+        ]
 
     def nothing_failed_since_last_flush(self) -> bool:
         failures = sum(e.counts().export_failures for e in self._exporters)
@@ -214,6 +223,12 @@ class MetricPipeline:
     def counts(self) -> list[DeliveryCounts]:
         """The counts of each destination's metric exporter."""
         return [e.counts() for e in self._exporters]
+
+    def after_fork_in_child(self) -> None:
+        """A forked child's metrics start from zero: the parent exports its own. An
+        application's provider (joined) is the application's to look after."""
+        if self._joined is None:
+            forget_aggregations(self.provider)
 
     def abandon(self) -> None:
         for reader in self.readers:  # a half-built pipeline: undo what can be undone

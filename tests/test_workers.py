@@ -1,0 +1,133 @@
+"""One service in many processes: gunicorn workers share one Prometheus page.
+
+A real gunicorn serves ``tests/gunicorn_app.py`` with 4 sync workers, its collector
+started after the fork in each worker (``post_fork``) or in the master with
+``--preload``; a real Prometheus server scrapes the one port, and an OTLP receiver
+takes the same metrics.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.prometheus_server import PrometheusServer, free_port, prometheus_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+INTERVAL_MS = 500
+
+
+class Gunicorn:
+    """gunicorn serving the test app on 127.0.0.1; stops it (and only it) on stop()."""
+
+    def __init__(self, preload: bool, environment: dict[str, str]) -> None:
+        self.port = free_port()
+        command = [
+            sys.executable, "-m", "gunicorn", "-w", "4", "-b", f"127.0.0.1:{self.port}",
+            "-c", "tests/gunicorn_conf.py", "--no-control-socket",
+            *(["--preload"] if preload else []), "tests.gunicorn_app:app",
+        ]  # fmt: skip
+        environment = {**environment, "APP_START": "master" if preload else "worker"}
+        self.process = subprocess.Popen(
+            command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+
+    def get(self) -> int:
+        """One request; the pid of the worker that served it."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            connection.request("GET", "/")
+            return int(connection.getresponse().read())
+        finally:
+            connection.close()
+
+    def wait_ready(self) -> None:
+        for _ in range(300):  # bounded: 30 s at most
+            try:
+                self.get()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise TimeoutError("gunicorn did not answer")
+
+    def stop(self) -> str:
+        self.process.send_signal(signal.SIGTERM)
+        output, _ = self.process.communicate(timeout=60)
+        return output.decode(errors="replace")
+
+
+def _wait_for_value(server: PrometheusServer, promql: str, expected: float) -> float | None:
+    deadline = time.monotonic() + 30
+    value = None
+    while time.monotonic() < deadline:
+        value = server.value(promql, timeout_s=max(0.1, deadline - time.monotonic()))
+        if value == expected:
+            return value
+        time.sleep(0.25)
+    return value
+
+
+@pytest.mark.parametrize("preload", [False, True], ids=["post_fork", "preload"])
+def test_gunicorn_workers_share_one_exact_prometheus_page_across_worker_deaths(
+    preload, tmp_path, otlp_receiver
+):
+    prometheus_binary()
+    page_port = free_port()
+    environment = {
+        **os.environ,
+        "TELEMETRY_EXPORT_ENDPOINTS": (
+            f"prometheus://127.0.0.1:{page_port},grpc://127.0.0.1:{otlp_receiver.grpc_port}"
+        ),
+        "TELEMETRY_PROMETHEUS_DIR": str(tmp_path / "page"),
+        "TELEMETRY_FLUSH_INTERVAL_MS": str(INTERVAL_MS),
+    }
+    prometheus = PrometheusServer(tmp_path, f"127.0.0.1:{page_port}")
+    gunicorn = Gunicorn(preload, environment)
+    output = ""
+    try:
+        prometheus.wait_ready()
+        gunicorn.wait_ready()
+        served = 1
+        pids = {gunicorn.get() for _ in range(999)}
+        served += 999
+        assert len(pids) >= 2
+        assert _wait_for_value(prometheus, "requests_total", served) == served
+
+        # A worker that exits gracefully, and one killed outright once it has published
+        # (the one serving the port, unless the master serves it): both are replaced.
+        graceful = min(pids)
+        os.kill(graceful, signal.SIGTERM)
+        time.sleep(3 * INTERVAL_MS / 1000)  # every worker publishes at least twice
+        serving = int((tmp_path / "page" / f"127.0.0.1_{page_port}" / ".serve.lock").read_text())
+        killed = serving if not preload else max(pids - {graceful})
+        os.kill(killed, signal.SIGKILL)
+        # Another worker takes the port within an interval; no count is lost.
+        assert _wait_for_value(prometheus, "requests_total", served) == served
+        for _ in range(1000):
+            pids.add(gunicorn.get())
+        served += 1000
+        assert _wait_for_value(prometheus, "requests_total", served) == served
+        # Gauges: one series per living process, labelled with its pid.
+        gauges = prometheus.query("worker_pid")
+        for series in gauges:
+            assert series["value"][1] == series["metric"]["process_pid"]  # type: ignore[index]
+        assert {int(s["metric"]["process_pid"]) for s in gauges} <= pids  # type: ignore[index]
+        assert graceful not in {int(s["metric"]["process_pid"]) for s in gauges}  # type: ignore[index]
+    finally:
+        output = gunicorn.stop()
+        prometheus.stop()
+    assert "Traceback" not in output, output
+    # The same counts through OTLP: one stream per worker, each a cumulative total.
+    last: dict[str, int] = {}
+    for resource, metric in otlp_receiver.metrics():
+        if metric.name == "requests":
+            last[resource["service.instance.id"]] = metric.sum.data_points[-1].as_int
+    assert sum(last.values()) == served
+    assert len(last) >= 5  # 4 workers, the replacement of the graceful one (and others)
