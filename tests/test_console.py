@@ -61,7 +61,7 @@ def test_a_legacy_trace_prints_as_a_tree_under_its_root_once_the_root_ends(make_
         Trace("t", "pay", "charge", 48.0, "root", timestamp=end - 0.005, error="card declined")
     )
     collector.collect_trace(Trace("t", "row", "fetch row", 2.0, "db", timestamp=end - 0.052))
-    collector.flush()
+    time.sleep(0.3)  # printed at once, were they not held
     assert _lines(capsys) == []  # the root has not ended: the tree waits for it
     collector.collect_trace(
         Trace("t", "root", "POST /checkout", 87.0, tags={"route": "/c"}, timestamp=end)
@@ -125,12 +125,11 @@ def test_an_event_prints_at_once_without_waiting_for_the_flush_interval(make_col
     ]
 
 
-def test_spans_whose_root_never_comes_print_at_stop(capsys):
+def test_spans_whose_root_has_not_come_print_at_flush(capsys):
     collector = TelemetryCollector(TelemetryConfig(export_endpoints=["console"]))
     collector.start()
     collector.collect_trace(Trace("t", "orphan", "lost parent", 3.0, "gone", timestamp=1.0))
-    collector.flush()
-    assert _lines(capsys) == []
+    assert collector.flush() is True
     collector.stop()
     # Shown at the top, with the ids its missing place in a tree would have said.
     assert _lines(capsys) == [
@@ -282,3 +281,70 @@ def test_events_stay_under_their_span_with_both_cores_busy(make_collector, capsy
             ["request", str(round_number)],
             ["step:", "inside"],
         ], lines
+
+
+_FLUSH_THEN_EXIT = textwrap.dedent(
+    """
+    import os
+    from telemetry_otel import *
+    collector = TelemetryCollector(TelemetryConfig(export_endpoints=["console"]))
+    collector.start()
+    with collector.span("job"):
+        with collector.span("step"):
+            collector.collect_event(Event("progress", "half way"))
+    print("flushed", collector.flush(), flush=True)
+    os._exit(0)  # as a multiprocessing worker leaves: no exit hook
+    """
+)
+
+
+def test_a_worker_that_flushes_then_exits_at_once_loses_no_console_line():
+    result = subprocess.run(
+        [sys.executable, "-c", _FLUSH_THEN_EXIT], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    words = [line.split()[1:5] for line in result.stdout.splitlines()]
+    assert words == [
+        ["TRACE", "OK", "job", words[0][3]],
+        ["TRACE", "OK", "step", words[1][3]],
+        ["EVENT", "INFO", "progress:", "half"],
+        ["True"],
+    ]
+
+
+_LONG_JOB = textwrap.dedent(
+    """
+    import time
+    from telemetry_otel import *
+    collector = TelemetryCollector(TelemetryConfig(export_endpoints=["console"]))
+    collector.start()
+    with collector.span("nightly job"):
+        for n in range(13):  # 2.6 s
+            with collector.span(f"batch {n}"):
+                time.sleep(0.2)
+            if n == 8:
+                print("-- 1.8 s into the job", flush=True)
+    collector.stop()
+    """
+)
+
+
+def test_a_long_job_shows_what_has_ended_while_its_root_still_runs():
+    result = subprocess.run(
+        [sys.executable, "-c", _LONG_JOB], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    marker = lines.index("-- 1.8 s into the job")
+    before, after = lines[:marker], lines[marker + 1 :]
+    # About a second in, the batches so far under a line saying the root still runs,
+    # then each batch as it ends, one level down; the root last, at the top.
+    assert re.fullmatch(
+        rf"{TIME} TRACE  RUNNING   trace=[0-9a-f]{{8}} waiting for its root; ended so far:",
+        before[0],
+    ), before
+    batches = [line.split()[3:5] for line in before[1:] + after[:-1]]
+    assert batches == [["batch", str(n)] for n in range(13)]
+    assert all(line[13:].startswith("TRACE  OK          batch ") for line in before[1:])
+    assert after[-1][13:].startswith("TRACE  OK        nightly job ")
+    assert len(before) >= 5  # the header and at least four batches before 1.8 s

@@ -96,3 +96,25 @@ def test_with_settle_time_a_trace_waits_after_its_root_for_what_was_sent_apart()
     assert trees.add(1, event("sent apart", 1, 50)) == []
     clock.now = 1.0
     assert shown(trees.expired()) == [("root", 0), ("sent apart", 1)]
+
+
+def test_a_trace_whose_root_is_late_is_given_out_one_level_down_then_follows_as_it_comes():
+    clock = Clock()
+    trees: TraceTrees[str] = TraceTrees(clock=clock, running_after_s=1.0, settle_s=0.1)
+    trees.add(1, span("step 1", 2, 1, 10, 20))
+    trees.add(1, event("in step 1", 2, 15))
+    clock.now = 0.5
+    trees.add(2, span("other root", 9, None, 0, 5))  # rooted: settles, never "running"
+    assert trees.running() == []
+    assert trees.next_due() == 0.6  # the other trace settles first
+    assert shown(trees.expired()) == []
+    clock.now = 0.6
+    assert shown(trees.expired()) == [("other root", 0)]
+    assert trees.next_due() == 1.0
+    clock.now = 1.0
+    [(trace_id, placed)] = trees.running()
+    assert trace_id == 1
+    assert shown(placed) == [("step 1", 1), ("in step 1", 2)]
+    assert trees.held == 0 and trees.next_due() is None
+    assert shown(trees.add(1, span("step 2", 3, 1, 30, 40))) == [("step 2", 1)]
+    assert shown(trees.add(1, span("root", 1, None, 0, 50))) == [("root", 0)]

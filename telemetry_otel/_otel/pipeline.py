@@ -251,7 +251,14 @@ class Pipeline:
         readers_ok = run_all_until(deadline, works) and not failed
         queues_ok = items_flushed(deadline)
         metrics_ok = self.metrics.nothing_failed_since_last_flush() and readers_ok
-        return metrics_ok and queues_ok
+        held_shown = self._show_held()
+        return metrics_ok and queues_ok and held_shown
+
+    def _show_held(self) -> bool:
+        """What destinations hold back for people (the console's trees) is shown now: a
+        worker that flushes, then exits, loses none of it."""
+        shown = [d.flush_held() for d in self._destinations if d.flush_held is not None]
+        return all(shown)
 
     def shutdown(self, deadline: float) -> bool:
         """Export what is left within the deadline, whatever the endpoints do.

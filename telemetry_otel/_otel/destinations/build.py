@@ -72,6 +72,7 @@ def _console_destination(name: str, endpoint: Endpoint, config: TelemetryConfig)
             ConsoleMetricExporter(trees) if takes("metrics") else None,
             config,
         )
+        destination.flush_held = trees.drain
     else:
         lines = ConsoleLines()
 

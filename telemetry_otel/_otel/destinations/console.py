@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any, TextIO
 
 from opentelemetry.sdk._logs import ReadableLogRecord
@@ -31,6 +31,7 @@ from telemetry_otel._otel.destinations.layout import (
     histogram_value,
     metric_line,
     plain,
+    running_line,
     shown_attributes,
     span_line,
 )
@@ -155,6 +156,9 @@ def view_line(placed: Placed[View], paint: Paint) -> str:
 # A trace prints this long after its root ended: its events travel through their own
 # queue and may reach the console just after the root does.
 SETTLE_S = 0.1
+# A trace whose root has not ended this long after its first span or event ended (a
+# long job) prints what has ended so far under a line saying it still runs.
+RUNNING_AFTER_S = 1.0
 
 
 class ConsoleTrees:
@@ -165,18 +169,25 @@ class ConsoleTrees:
     """
 
     def __init__(
-        self, out: TextIO | None = None, max_wait_s: float = 10.0, settle_s: float = SETTLE_S
+        self,
+        out: TextIO | None = None,
+        max_wait_s: float = 10.0,
+        settle_s: float = SETTLE_S,
+        running_after_s: float = RUNNING_AFTER_S,
     ) -> None:
         self.lines = ConsoleLines(out)
         self._max_wait_s = max_wait_s
         self._settle_s = settle_s
+        self._running_after_s = running_after_s
         self._lock = ForkSafeLock()
         self._init_state()
         follow_forks(self)
 
     def _init_state(self) -> None:
         self._trees: TraceTrees[View] = TraceTrees(
-            max_wait_s=self._max_wait_s, settle_s=self._settle_s
+            max_wait_s=self._max_wait_s,
+            settle_s=self._settle_s,
+            running_after_s=self._running_after_s,
         )
         self._wake = threading.Event()
         self._timer: threading.Thread | None = None
@@ -193,9 +204,10 @@ class ConsoleTrees:
             if self._trees.held and self._timer is None:
                 self._timer = start_daemon(self._print_when_due, "console-trees")
             self._wake.set()
-            return self._print(placed)
+            return self._print(placed, self._trees.running())
 
     def drain(self) -> bool:
+        """Print everything held, root or not: at flush() and at shutdown."""
         with self._lock:
             return self._print(self._trees.drain())
 
@@ -208,7 +220,7 @@ class ConsoleTrees:
                     return
                 wait = due - time.monotonic()
                 if wait <= 0:
-                    self._print(self._trees.expired())
+                    self._print(self._trees.expired(), self._trees.running())
                     continue
                 self._wake.clear()
             self._wake.wait(wait)
@@ -218,9 +230,18 @@ class ConsoleTrees:
             return [Placed(node.payload, 0, node.start_ns, node.end_ns)]
         return self._trees.add(trace_id, node)
 
-    def _print(self, placed: list[Placed[View]]) -> bool:
+    def _print(
+        self,
+        placed: list[Placed[View]],
+        running: Sequence[tuple[Hashable, list[Placed[View]]]] = (),
+    ) -> bool:
         paint = self.lines.paint()
-        return _printed(self.lines, [view_line(p, paint) for p in placed])
+        lines = [view_line(p, paint) for p in placed]
+        for trace_id, so_far in running:
+            assert isinstance(trace_id, int)  # the console's traces are keyed by their id
+            lines.append(running_line(trace_id, so_far[0].trace_start_ns, paint))
+            lines += [view_line(p, paint) for p in so_far]
+        return _printed(self.lines, lines)
 
 
 def _span_node(span: ReadableSpan) -> tuple[int, Node[View]]:

@@ -42,6 +42,8 @@ class Destination:
     otlp_targets: dict[str, OtlpTarget] | None = None
     # Sent as soon as an item is collected, not in batches (the console, for people).
     immediate: bool = False
+    # Shows what it holds back (the console's trees) at flush(); False if it could not.
+    flush_held: Callable[[], bool] | None = None
 
     def close(self) -> None:
         """Release what the exporters hold (connections, files, servers)."""

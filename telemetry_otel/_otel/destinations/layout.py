@@ -29,6 +29,7 @@ _COLOURS = {
     "WARNING": "33",  # yellow
     "ERROR": "31",  # red
     "CRITICAL": "1;31",  # bold red
+    "RUNNING": "34",  # blue
 }
 _METRIC_COLOUR = "36"  # cyan
 BAR_WIDTH = 20
@@ -137,6 +138,12 @@ def span_line(span: SpanView, depth: int, paint: Paint, in_tree: bool, bar_text:
     if span.attributes:
         words.append(format_fields(span.attributes))
     return " ".join(words)
+
+
+def running_line(trace_id: int, since_ns: int, paint: Paint) -> str:
+    """The line above what a trace whose root has not ended prints so far."""
+    words = [short_time(since_ns), "TRACE ", paint("RUNNING"), f"trace={short_id(trace_id, 32)}"]
+    return " ".join([*words, "waiting for its root; ended so far:"])
 
 
 def event_line(event: EventView, depth: int, paint: Paint, in_tree: bool, pad: str = "") -> str:

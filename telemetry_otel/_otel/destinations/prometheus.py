@@ -43,11 +43,13 @@ from telemetry_otel._endpoints import Endpoint
 from telemetry_otel._otel.destinations.destination import Destination
 from telemetry_otel._otel.destinations.prometheus_page import (
     Publication,
+    Stamps,
     decode,
     encode,
     families_to_json,
     folded_tokens,
     merge,
+    stamp_gauges,
 )
 from telemetry_otel._otel.runtime.forks import ForkSafeLock, follow_forks
 from telemetry_otel._otel.runtime.log import logger, warn_limited
@@ -59,6 +61,7 @@ _SERVE_LOCK = ".serve.lock"  # held by the process that serves the port
 _EXITED = ".exited.json"  # the folded totals of processes that exited
 _MEMBER = re.compile(r"^(\d+-[0-9a-f]{8})\.(json|lock)$")
 _FOLD_AFTER = 8  # exited processes' files kept apart before they are folded into one
+_JOIN_WAIT_S = 5.0  # how long a publication waits for a forked child to join the page
 
 
 def prometheus_destination(
@@ -87,7 +90,7 @@ def page_directory(config: TelemetryConfig, endpoint: Endpoint) -> Path:
         base = Path(config.spool_dir) / "prometheus"
     else:
         base = Path(tempfile.gettempdir()) / f"telemetry_otel-{os.getuid()}" / "prometheus"
-    return base / re.sub(r"[^0-9A-Za-z.-]", "_", endpoint.url)
+    return base / re.sub(r"[^0-9A-Za-z.-]", "_", endpoint.url.replace("[", "").replace("]", ""))
 
 
 class SharedPageReader(PrometheusMetricReader):
@@ -126,6 +129,7 @@ class SharedPage:
         # The reader's collector hands each collection to one caller only: the
         # publishing thread and a scrape take turns.
         self._collect_lock = ForkSafeLock()
+        self._stamps: Stamps = {}  # when each gauge value was set, for the "last" rule
         self._closed = False
         self._told_served_elsewhere = False
         self._init_process_state()
@@ -138,6 +142,7 @@ class SharedPage:
         self._server: tuple[Any, threading.Thread] | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._joined = threading.Event()  # a forked child joins in its thread
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -183,6 +188,8 @@ class SharedPage:
 
     def publish(self) -> bool:
         """Write this process's families to its file; False when that failed."""
+        if not self._joined.wait(_JOIN_WAIT_S):
+            return False
         token = self._token
         if token is None:
             return False
@@ -204,7 +211,9 @@ class SharedPage:
 
     def _own_families(self) -> list[dict[str, Any]]:
         with self._collect_lock:
-            return families_to_json(self.own_registry.collect())
+            families = families_to_json(self.own_registry.collect())
+            self._stamps = stamp_gauges(families, self._stamps, time.time())
+        return families
 
     def _join_then_publish(self) -> None:
         self._join()
@@ -233,6 +242,7 @@ class SharedPage:
             fcntl.flock(fd, fcntl.LOCK_EX)
             _track(fd)
             self._member_fd, self._token = fd, token
+        self._joined.set()
 
     def _start_afresh(self) -> None:
         for path in self._directory.iterdir():

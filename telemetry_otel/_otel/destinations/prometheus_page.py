@@ -13,7 +13,8 @@ The rules:
 - a sample's ``_created`` time: the earliest;
 - gauges: from live processes only, by the endpoint's ``gauges`` rule: each process's
   series with a ``process_pid`` label (``per_process``, the default), or one series
-  with their ``sum``, ``max``, ``min``, or the ``last`` one published;
+  with their ``sum``, ``max``, ``min``, or the ``last`` one set (to a collection
+  interval: a process notes when a value changed when it publishes);
 - ``target_info``: the serving process's, without ``service_instance_id`` (the page
   speaks for every process).
 """
@@ -55,6 +56,27 @@ def families_to_json(families: Iterable[Metric]) -> list[dict[str, Any]]:
         }
         for family in families
     ]
+
+
+Stamps = dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[float, float]]
+
+
+def stamp_gauges(families: list[dict[str, Any]], before: Stamps, now: float) -> Stamps:
+    """Give each gauge sample the time its value last changed in this process (``now``
+    when it differs from ``before``, the stamps of the last call), for the ``last`` rule:
+    a family carries no time of its own. Returns the stamps for the next call."""
+    after: Stamps = {}
+    for family in families:
+        if family["type"] != "gauge":
+            continue
+        for sample in family["samples"]:
+            key = (family["name"], sample[0], tuple(sorted(sample[1].items())))
+            value, stamp = before.get(key, (None, now))
+            if value != sample[2]:
+                stamp = now
+            after[key] = (sample[2], stamp)
+            sample.append(stamp)
+    return after
 
 
 def encode(
@@ -101,13 +123,16 @@ def _is_family(family: Any) -> bool:
 def _is_sample(sample: Any) -> bool:
     return (
         isinstance(sample, list)
-        and len(sample) == 3
+        and len(sample) in (3, 4)  # a gauge's: the time its value was set
+        and all(_is_number(n) for n in sample[2:])
         and isinstance(sample[0], str)
         and isinstance(sample[1], dict)
         and all(isinstance(k, str) and isinstance(v, str) for k, v in sample[1].items())
-        and isinstance(sample[2], (int, float))
-        and not isinstance(sample[2], bool)
     )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 class _Family:
@@ -165,7 +190,9 @@ def _add_family(
         if merged.source is not None and merged.source is not publication:
             return
         merged.source = publication
-    for name, labels, value in family["samples"]:
+    for name, labels, value, *stamp in family["samples"]:
+        if stamp:
+            at = stamp[0]
         if kind == "info":
             labels = {k: v for k, v in labels.items() if k not in _PER_PROCESS_INFO_LABELS}
             merged.add(name, labels, value, "last", at)

@@ -7,7 +7,10 @@ after its root is given out at once, placed under the parent already shown. A tr
 whose root does not come within ``max_wait_s`` (or that the ``max_held`` bound pushes
 out) is given out as it is, its orphans at the top. With ``settle_s``, a trace is given
 out that long after its root arrived, for what was sent apart from it (events, spans
-in another export request) to find its place.
+in another export request) to find its place. With ``running_after_s``, a trace whose root
+has not ended that long after its first span or event came is given out as it stands,
+one level down (under a line saying it still runs); the rest follows as it arrives,
+the root last.
 
 Written here because the SDK's console exporters print each item alone, as it ends.
 """
@@ -61,10 +64,12 @@ class TraceTrees(Generic[P]):
         max_wait_s: float = 10.0,
         settle_s: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        running_after_s: float | None = None,
     ) -> None:
         self._max_held = max_held
         self._max_wait_s = max_wait_s
         self._settle_s = settle_s
+        self._running_after_s = running_after_s
         self._rooted: deque[tuple[float, Hashable]] = deque()  # (when the root came, trace)
         self._clock = clock
         self._held: OrderedDict[Hashable, _Held[P]] = OrderedDict()
@@ -107,6 +112,20 @@ class TraceTrees(Generic[P]):
             placed += self._give_out(trace_id)
         return placed
 
+    def running(self) -> list[tuple[Hashable, list[Placed[P]]]]:
+        """Each trace held past ``running_after_s`` whose root has not come, given out
+        one level down, with its id (for the line above it)."""
+        if self._running_after_s is None:
+            return []
+        cutoff = self._clock() - self._running_after_s
+        rooted = {trace_id for _, trace_id in self._rooted}
+        due = [
+            trace_id
+            for trace_id, held in self._held.items()
+            if held.since <= cutoff and trace_id not in rooted
+        ]
+        return [(trace_id, self._give_out(trace_id, base=1)) for trace_id in due]
+
     def drain(self) -> list[Placed[P]]:
         """Everything held, root or not (at shutdown)."""
         placed: list[Placed[P]] = []
@@ -115,8 +134,13 @@ class TraceTrees(Generic[P]):
         return placed
 
     def next_due(self) -> float | None:
-        """When (on the clock) ``expired()`` will next give something out; None: nothing held."""
+        """When (on the clock) ``expired()`` or ``running()`` will next give something
+        out; None: nothing held."""
         due = [held.since + self._max_wait_s for held in list(self._held.values())[:1]]
+        if self._running_after_s is not None:
+            rooted = {trace_id for _, trace_id in self._rooted}
+            waiting = [h for t, h in self._held.items() if t not in rooted][:1]
+            due += [held.since + self._running_after_s for held in waiting]
         due += [rooted + self._settle_s for rooted, _ in list(self._rooted)[:1]]
         return min(due) if due else None
 
@@ -124,7 +148,8 @@ class TraceTrees(Generic[P]):
     def held(self) -> int:
         return self._held_count
 
-    def _give_out(self, trace_id: Hashable) -> list[Placed[P]]:
+    def _give_out(self, trace_id: Hashable, base: int = 0) -> list[Placed[P]]:
+        """The trace's nodes in tree order, its top level at depth ``base``."""
         nodes = self._held.pop(trace_id).nodes
         self._held_count -= len(nodes)
         start = min(node.start_ns for node in nodes)
@@ -137,7 +162,8 @@ class TraceTrees(Generic[P]):
         depths: dict[int, int] = {}
         placed: list[Placed[P]] = []
         # Depth first without recursion: a hostile trace may nest thousands deep.
-        stack = [(node, 0) for node in sorted(children.get(None, ()), key=_start, reverse=True)]
+        top = sorted(children.get(None, ()), key=_start, reverse=True)
+        stack = [(node, base) for node in top]
         while stack:
             node, depth = stack.pop()
             placed.append(Placed(node.payload, depth, start, end))
@@ -147,7 +173,7 @@ class TraceTrees(Generic[P]):
                 stack += [(child, depth + 1) for child in below]
         # Spans whose parents form a cycle hang from no root: shown at the top, not lost.
         children.pop(None, None)
-        placed += [Placed(n.payload, 0, start, end) for rest in children.values() for n in rest]
+        placed += [Placed(n.payload, base, start, end) for rest in children.values() for n in rest]
         self._remember(trace_id, (depths, start, end))
         return placed
 
