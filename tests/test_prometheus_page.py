@@ -342,3 +342,41 @@ def test_a_worker_killed_by_sigterm_without_a_handler_keeps_what_it_had_publishe
         assert _short(_page(port), "orders_total") == {"orders_total{}": 7.0}
     finally:
         server.stop()
+
+
+def test_a_directory_that_cannot_be_used_leaves_the_process_serving_its_own_page(
+    tmp_path, make_collector, caplog
+):
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    port = free_port()
+    with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+        collector = make_collector(
+            export_endpoints=[f"prometheus://127.0.0.1:{port}"], prometheus_dir=str(not_a_folder)
+        )
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith(
+        f"prometheus://127.0.0.1:{port}: cannot share the page through "
+        f"{not_a_folder / f'127.0.0.1_{port}'} ("
+    )
+    assert line.endswith("); this process serves its own metrics alone")
+    collector.collect_metric(Metric("orders", 2, MetricType.COUNTER))
+    assert collector.flush(5000) is True
+    assert _short(_page(port), "orders_total") == {"orders_total{}": 2.0}
+
+
+def test_a_folder_in_the_temporary_directory_made_by_someone_else_is_not_used(
+    tmp_path, monkeypatch, make_collector, caplog
+):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    planted = tmp_path / f"telemetry_otel-{os.getuid()}"
+    planted.mkdir(mode=0o777)
+    planted.chmod(0o777)  # as another user would leave it: anyone may write there
+    port = free_port()
+    with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+        collector = make_collector(export_endpoints=[f"prometheus://127.0.0.1:{port}"])
+    [line] = [r.getMessage() for r in caplog.records]
+    assert f"({planted} belongs to uid {os.getuid()} with mode 777)" in line
+    assert not (planted / "prometheus").exists()
+    collector.collect_metric(Metric("orders", 1, MetricType.COUNTER))
+    assert _short(_page(port), "orders_total") == {"orders_total{}": 1.0}  # served alone

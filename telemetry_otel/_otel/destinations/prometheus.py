@@ -76,6 +76,8 @@ def prometheus_destination(
         page_directory(config, endpoint),
         str(endpoint.options.get("gauges", "per_process")),
         config.flush_interval_ms / 1000,
+        # In the shared temporary directory, a folder someone else made is not ours.
+        private=not (config.prometheus_dir or config.spool_dir),
     )
     reader = SharedPageReader(page, cardinality_limits)
     page.start()
@@ -116,9 +118,19 @@ class SharedPage:
     """This process's part in the page of one ``prometheus://`` endpoint."""
 
     def __init__(
-        self, name: str, host: str, port: int, directory: Path, gauges: str, interval_s: float
+        self,
+        name: str,
+        host: str,
+        port: int,
+        directory: Path,
+        gauges: str,
+        interval_s: float,
+        private: bool = False,
     ) -> None:
         self._name = name
+        self._private = private
+        # The directory could not be used: this process serves its own series alone.
+        self._solo = False
         self._host, self._port = host, port
         self._directory = directory
         self._gauges = gauges
@@ -148,8 +160,15 @@ class SharedPage:
 
     def start(self) -> None:
         """Join the page and serve it if no other process of the service does."""
-        self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._join()
+        try:
+            if self._private:  # Path.mkdir gives missing parents the default mode
+                base = self._directory.parent.parent
+                base.mkdir(mode=0o700, exist_ok=True)
+                _check_private(base)
+            self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._join()
+        except OSError as error:
+            self._go_solo(error)
         self._try_to_serve()
         self._thread = start_daemon(self._publish_every_interval, "prometheus-page")
 
@@ -186,8 +205,20 @@ class SharedPage:
 
     # -- publishing --------------------------------------------------------------------------
 
+    def _go_solo(self, error: OSError) -> None:
+        self._solo = True
+        self._joined.set()
+        logger.warning(
+            "%s: cannot share the page through %s (%s); this process serves its own metrics alone",
+            self._name,
+            self._directory,
+            error,
+        )
+
     def publish(self) -> bool:
         """Write this process's families to its file; False when that failed."""
+        if self._solo:
+            return True  # its page is what a scrape collects
         if not self._joined.wait(_JOIN_WAIT_S):
             return False
         token = self._token
@@ -195,9 +226,7 @@ class SharedPage:
             return False
         try:
             data = encode(os.getpid(), time.time(), self._own_families())
-            temporary = self._directory / f".{token}.tmp"
-            temporary.write_bytes(data)
-            os.replace(temporary, self._directory / f"{token}.json")
+            _write_private(self._directory / f"{token}.json", data)
         except (OSError, ValueError) as error:
             warn_limited(
                 f"prometheus:publish:{self._name}",
@@ -216,7 +245,13 @@ class SharedPage:
         return families
 
     def _join_then_publish(self) -> None:
-        self._join()
+        if self._solo:
+            self._joined.set()
+        else:
+            try:
+                self._join()
+            except OSError as error:
+                self._go_solo(error)
         self._publish_every_interval()
 
     def _publish_every_interval(self) -> None:
@@ -224,7 +259,7 @@ class SharedPage:
             try:
                 self.publish()
                 self._try_to_serve()
-                if self._server is not None:
+                if self._server is not None and not self._solo:
                     self._fold_exited()
             except Exception:
                 warn_limited(f"prometheus:page:{self._name}", "%s: page upkeep failed", self._name)
@@ -260,7 +295,7 @@ class SharedPage:
         """Serve the port if no other process of the service does; retried every interval."""
         if self._server is not None or self._closed:
             return
-        if self._serve_fd is None:
+        if self._serve_fd is None and not self._solo:
             fd = os.open(self._directory / _SERVE_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -314,6 +349,8 @@ class SharedPage:
     def merged(self) -> list[Metric]:
         """The page: this process's families now, every other process's as published."""
         own = Publication(os.getpid(), time.time(), True, self._own_families())
+        if self._solo:
+            return merge([own], self._gauges)
         with _locked(self._directory / _MEMBERS_LOCK, exclusive=False):
             others, _, _ = self._read_others()
         return merge([own, *others], self._gauges)
@@ -367,9 +404,7 @@ class SharedPage:
             # Folded before, still on disk (a fold cut short): still not to be read.
             stale = [t for t in folded if any(self._directory.glob(f"{t}.*"))]
             data = encode(0, time.time(), families, folded=dead + stale)
-            temporary = self._directory / f"{_EXITED}.tmp"
-            temporary.write_bytes(data)
-            os.replace(temporary, self._directory / _EXITED)
+            _write_private(self._directory / _EXITED, data)
             for token in dead + stale:
                 for suffix in (".json", ".lock"):
                     with contextlib.suppress(FileNotFoundError):
@@ -426,6 +461,25 @@ def _locked(path: Path, exclusive: bool) -> Iterator[None]:
         yield
     finally:
         _close_lock(fd)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Replace a file at once (a reader sees the old content or the new), readable by
+    its owner only."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
+        file.write(data)
+    os.replace(temporary, path)
+
+
+def _check_private(base: Path) -> None:
+    """The folder made in the shared temporary directory is this user's, and only theirs:
+    another user could otherwise read the series, or plant files on the page."""
+    status = base.stat()
+    if status.st_uid != os.getuid() or status.st_mode & 0o022:
+        raise PermissionError(
+            f"{base} belongs to uid {status.st_uid} with mode {status.st_mode & 0o777:o}"
+        )
 
 
 def _alive(lock_path: Path) -> bool:
