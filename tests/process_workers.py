@@ -44,8 +44,8 @@ def drive(method: str, shape: str, endpoints: list[str], tasks: int) -> None:
 
     With fork, the parent's running collector is what the workers inherit; spawn and
     forkserver workers start their own. The shapes: ``process`` (two Process objects),
-    ``pool`` (close() then join()), ``with-pool`` (a ``with Pool()`` block, which ends
-    in terminate(), with the documented initializer).
+    ``pool`` (close() then join()), ``executor`` (a ProcessPoolExecutor), ``with-pool``
+    (a ``with Pool()`` block, which ends in terminate(), with the documented initializer).
     """
     import multiprocessing
 
@@ -69,6 +69,13 @@ def drive(method: str, shape: str, endpoints: list[str], tasks: int) -> None:
         pool.map(task, numbers, chunksize=1)
         pool.close()
         pool.join()
+    elif shape == "executor":
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(
+            2, mp_context=context, initializer=start_collector, initargs=(endpoints,)
+        ) as executor:
+            list(executor.map(task, numbers))
     else:
         initargs = (start_collector, endpoints)
         with context.Pool(2, initializer=deliver_on_terminate, initargs=initargs) as pool:

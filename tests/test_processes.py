@@ -1,6 +1,7 @@
 """multiprocessing workers deliver what they collected on every exit path, with the fork,
-spawn and forkserver start methods: ``Process``, ``Pool`` with close()/join(), and a
-``with Pool()`` block (terminate()) with the documented initializer."""
+spawn and forkserver start methods: ``Process``, ``Pool`` with close()/join(), a
+``ProcessPoolExecutor``, and a ``with Pool()`` block (terminate()) with the documented
+initializer."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def _file_counter_total(directory: Path) -> int:
     return sum(last.values())
 
 
-@pytest.mark.parametrize("shape", ["process", "pool", "with-pool"])
+@pytest.mark.parametrize("shape", ["process", "pool", "executor", "with-pool"])
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_every_worker_delivers_every_span_event_and_measurement_when_it_leaves(
     method, shape, otlp_receiver, tmp_path

@@ -380,3 +380,51 @@ def test_a_folder_in_the_temporary_directory_made_by_someone_else_is_not_used(
     assert not (planted / "prometheus").exists()
     collector.collect_metric(Metric("orders", 1, MetricType.COUNTER))
     assert _short(_page(port), "orders_total") == {"orders_total{}": 1.0}  # served alone
+
+
+_FORKS_WHILE_BUSY = """
+import os, sys, threading, urllib.request
+from telemetry_otel import *
+port, directory = int(sys.argv[1]), sys.argv[2]
+collector = TelemetryCollector(TelemetryConfig(
+    export_endpoints=[f"prometheus://127.0.0.1:{port}"], prometheus_dir=directory,
+    flush_interval_ms=5, self_metrics=False))
+collector.start()
+collector.collect_metric(Metric("orders", 100, MetricType.COUNTER))
+scraping = True
+
+def scrape():  # the members lock taken again and again while the parent forks
+    while scraping:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read()
+
+scraper = threading.Thread(target=scrape, daemon=True)
+scraper.start()
+for n in range(20):
+    pid = os.fork()
+    if pid == 0:
+        collector.collect_metric(Metric("orders", 1, MetricType.COUNTER))
+        ok = collector.flush(5000)
+        collector.stop(timeout_ms=5000)
+        os._exit(0 if ok else 1)
+    assert os.waitpid(pid, 0)[1] == 0, n
+scraping = False
+scraper.join()
+page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+print([line for line in page.splitlines() if line.startswith("orders_total")][0].split()[-1])
+collector.stop()
+"""
+
+
+def test_children_forked_while_the_page_is_scraped_and_published_join_it_exactly(
+    tmp_path, busy_cores
+):
+    result = subprocess.run(
+        [sys.executable, "-c", _FORKS_WHILE_BUSY, str(free_port()), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    # The parent's 100 once, and each child's 1: no child counted the parent's again,
+    # none hung on a lock its parent held at the fork.
+    assert result.stdout.split() == ["120.0"]

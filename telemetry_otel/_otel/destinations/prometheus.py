@@ -141,6 +141,7 @@ class SharedPage:
         # The reader's collector hands each collection to one caller only: the
         # publishing thread and a scrape take turns.
         self._collect_lock = ForkSafeLock()
+        self._publish_lock = ForkSafeLock()
         self._stamps: Stamps = {}  # when each gauge value was set, for the "last" rule
         self._closed = False
         self._told_served_elsewhere = False
@@ -225,8 +226,11 @@ class SharedPage:
         if token is None:
             return False
         try:
-            data = encode(os.getpid(), time.time(), self._own_families())
-            _write_private(self._directory / f"{token}.json", data)
+            # One at a time (the interval's, a flush's, the last): each writes the
+            # same temporary file, and the newest collection must be the one left.
+            with self._publish_lock:
+                data = encode(os.getpid(), time.time(), self._own_families())
+                _write_private(self._directory / f"{token}.json", data)
         except (OSError, ValueError) as error:
             warn_limited(
                 f"prometheus:publish:{self._name}",
