@@ -92,7 +92,10 @@ class OtlpReceiver:
         keep_requests: bool = True,
         max_http_body: int | None = None,
         answer_delay_s: float = 0.0,
+        max_grpc_receive_bytes: int | None = None,
     ) -> None:
+        # gRPC's receive limit (grpcio's default: 4 MiB), refused as RESOURCE_EXHAUSTED.
+        self.max_grpc_receive_bytes = max_grpc_receive_bytes
         self.tls = tls
         # A slow backend: every request is answered this long after it arrived.
         self.answer_delay_s = answer_delay_s
@@ -131,7 +134,11 @@ class OtlpReceiver:
 
     def _start_grpc(self) -> None:
         # Bit 0 alone enables only the identity algorithm: gzip requests are refused.
-        options = [] if self.accept_gzip else [("grpc.compression_enabled_algorithms_bitset", 1)]
+        options: list[tuple[str, int]] = []
+        if not self.accept_gzip:
+            options.append(("grpc.compression_enabled_algorithms_bitset", 1))
+        if self.max_grpc_receive_bytes is not None:
+            options.append(("grpc.max_receive_message_length", self.max_grpc_receive_bytes))
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=options)
         add = (
             (trace_service_pb2_grpc.add_TraceServiceServicer_to_server, "traces"),

@@ -336,3 +336,113 @@ def test_an_outage_in_the_middle_of_a_split_counts_each_part_once(make_collector
         assert_identity(stats, "event")
     finally:
         receiver.stop()
+
+
+# How peers word a refusal for size: each is split like a 413, never retried as an outage.
+SIZE_REFUSALS = {
+    "tonic OUT_OF_RANGE": (
+        "grpc",
+        GrpcFailure(
+            grpc.StatusCode.OUT_OF_RANGE,
+            "decoded message length too large: found 1346801 bytes, the limit is: 1048576 bytes",
+        ),
+    ),
+    "Collector RESOURCE_EXHAUSTED": (
+        "grpc",
+        GrpcFailure(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "grpc: received message larger than max (5242880 vs. 4194304)",
+        ),
+    ),
+    "Collector HTTP 400": ("http", (400, {}, b"failed to read body: http: request body too large")),
+    "proxy HTTP 413": ("http", (413, {}, b"<html>413 Request Entity Too Large</html>")),
+}
+
+
+@pytest.mark.parametrize("refusal", SIZE_REFUSALS.values(), ids=SIZE_REFUSALS.keys())
+def test_a_size_refusal_however_worded_is_split_and_sent_again(
+    refusal, otlp_receiver, make_collector
+):
+    transport, failure = refusal
+    otlp_receiver.fail_next(transport, "logs", failure)
+    collector = make_collector(
+        export_endpoints=[f"{transport}://127.0.0.1:{_port(otlp_receiver, transport)}"],
+        flush_interval_ms=60_000,
+    )
+    for i in range(10):
+        collector.collect_event(Event("e", f"m{i}"))
+    assert collector.flush(10_000) is True
+    assert len(otlp_receiver.attempt_times("logs")) == 3  # refused whole, then two halves
+    assert sorted(r.body.string_value for _, r in otlp_receiver.log_records()) == sorted(
+        f"m{i}" for i in range(10)
+    )
+    counts = collector.stats()["event"]
+    assert (counts["exported"], counts["export_failures"], counts["dropped"]) == (10, 0, 0)
+
+
+@pytest.mark.parametrize("refusal", SIZE_REFUSALS.values(), ids=SIZE_REFUSALS.keys())
+def test_a_spooled_batch_refused_for_its_size_on_replay_is_split_and_delivered(
+    refusal, tmp_path, make_collector
+):
+    transport, failure = refusal
+    port = free_port()
+    collector = make_collector(
+        export_endpoints=[f"{transport}://127.0.0.1:{port}?timeout_ms=300"],
+        spool_dir=str(tmp_path),
+        flush_interval_ms=60_000,
+    )
+    for i in range(40):
+        collector.collect_event(Event("spooled", f"during the outage {i}"))
+    assert collector.flush(5000) is False
+    assert collector.stats()["event"]["spooled"] == 40
+    receiver = OtlpReceiver(**{f"{transport}_port": port})
+    receiver.fail_next(transport, "logs", failure)  # the replay of the 40, whole
+    receiver.start()
+    try:
+        collector.collect_event(Event("later", "after the outage"))
+        assert collector.flush(10_000) is True
+        bodies = [r.body.string_value for _, r in receiver.log_records()]
+        assert sorted(bodies) == sorted(
+            [f"during the outage {i}" for i in range(40)] + ["after the outage"]
+        )
+        assert bodies[-1] == "after the outage"  # behind the spooled ones, in order
+        counts = collector.stats()["event"]
+        assert (counts["spooled"], counts["exported"], counts["export_failures"]) == (0, 41, 0)
+    finally:
+        receiver.stop()
+
+
+def test_a_spooled_item_too_large_alone_is_counted_refused_and_blocks_nothing(
+    tmp_path, make_collector, caplog
+):
+    port = free_port()
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{port}?timeout_ms=300"],
+        spool_dir=str(tmp_path),
+        flush_interval_ms=60_000,
+    )
+    collector.collect_event(Event("spooled", "too large for the receiver"))
+    assert collector.flush(5000) is False
+    receiver = OtlpReceiver(grpc_port=port)
+    receiver.fail_next("grpc", "logs", SIZE_REFUSALS["tonic OUT_OF_RANGE"][1])
+    receiver.start()
+    try:
+        collector.collect_event(Event("later", "after it"))
+        with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+            assert collector.flush(10_000) is False  # the refused one is a loss
+            assert collector.flush(10_000) is True
+        assert [r.body.string_value for _, r in receiver.log_records()] == ["after it"]
+        counts = collector.stats()["event"]
+        assert (counts["spooled"], counts["export_failures_refused"], counts["exported"]) == (
+            0,
+            1,
+            1,
+        )
+        [line] = [r.getMessage() for r in caplog.records if "for good" in r.getMessage()]
+        assert line.startswith(
+            f"OTLP endpoint grpc://127.0.0.1:{port}?timeout_ms=300 refused for good "
+            "(not retried, not spooled) log records (gRPC OUT_OF_RANGE: decoded message "
+            "length too large"
+        )
+    finally:
+        receiver.stop()

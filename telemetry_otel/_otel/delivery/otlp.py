@@ -4,8 +4,11 @@ counted by what the endpoint did, and the spool (if any) behind it for outages o
 What happens to a batch (docs/reliability.md says the same):
 - it is cut into requests of at most ``max_export_batch_bytes`` (encoded); an item
   that cannot fit even alone is dropped (``dropped_too_large``);
-- a request the endpoint refuses for its size (HTTP 413, gRPC RESOURCE_EXHAUSTED
-  "larger than max") is split in two and each half sent again;
+- a request the endpoint refuses for its size (HTTP 413, an HTTP 400 whose body says
+  so, gRPC RESOURCE_EXHAUSTED or OUT_OF_RANGE with a message about the size: see
+  ``sender.is_size_refusal``) is split in two and each half sent again, live or on
+  replay from the spool; an item refused alone is dropped (live, ``dropped_too_large``)
+  or counted rejected (replayed), never spooled again;
 - an outage (refused, reset, timeout, 429/502/503/504, UNAVAILABLE…) that outlasts
   the endpoint's retries is spooled with a spool, or counted in
   ``export_failures_unavailable``;
@@ -23,6 +26,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
 from telemetry_otel._endpoints import OtlpTarget
 from telemetry_otel._otel.delivery.outcomes import (
     PARTIAL,
@@ -32,8 +38,14 @@ from telemetry_otel._otel.delivery.outcomes import (
     Delivered,
 )
 from telemetry_otel._otel.delivery.queue import DeliveryQueue
+from telemetry_otel._otel.delivery.sender import (
+    ACCEPTED,
+    PERMANENT,
+    RETRYABLE,
+    Answer,
+    OtlpSender,
+)
 from telemetry_otel._otel.delivery.sender import PARTIAL as SENT_PARTIAL
-from telemetry_otel._otel.delivery.sender import PERMANENT, RETRYABLE, Answer, OtlpSender
 from telemetry_otel._otel.delivery.sender import TOO_LARGE as SENT_TOO_LARGE
 from telemetry_otel._otel.delivery.spool import BUSY, Settlement, Spool, SpooledBatch
 from telemetry_otel._otel.mapping.encoding import encode_spans
@@ -261,7 +273,7 @@ class OtlpDelivery:
         while (batch := spool.claim_oldest(self._name, self._signal, self._lease_s)) is not None:
             if batch is BUSY:
                 return False
-            answer = self._sender.send(batch.payload)
+            answer = self._replay_one(batch.payload, batch.items)
             if answer.kind == RETRYABLE:
                 spool.release(batch)
                 self._back_off()
@@ -269,6 +281,24 @@ class OtlpDelivery:
             self._replay_failures = 0
             self._settle(queue, spool, batch, answer)
         return True
+
+    def _replay_one(self, payload: bytes, items: int) -> Answer:
+        """Send a spooled request; one refused for its size is split and its halves sent
+        alike. An outage in any part is the row's: it is replayed whole later (the parts
+        sent already may arrive twice, as any replayed batch may)."""
+        answer = self._sender.send(payload)
+        if answer.kind != SENT_TOO_LARGE or items <= 1:
+            return answer
+        rejected = 0
+        for part_items, part in split_request(self._signal, payload):
+            part_answer = self._replay_one(part, part_items)
+            if part_answer.kind == RETRYABLE:
+                return part_answer
+            taken = part_answer.taken
+            rejected += min(part_answer.rejected, part_items) if taken else part_items
+        if not rejected:
+            return Answer(ACCEPTED)
+        return Answer(SENT_PARTIAL, "too large alone", answer.message, rejected)
 
     def _back_off(self) -> None:
         wait = min(_MAX_REPLAY_BACKOFF_S, 2.0**self._replay_failures)
@@ -300,6 +330,51 @@ class OtlpDelivery:
 
     def close(self) -> None:
         self._sender.close()
+
+
+# Each signal's request: its message type, and the fields from the request to its items.
+_REQUEST_SHAPES: dict[str, tuple[type[Any], str, str, str]] = {
+    "traces": (ExportTraceServiceRequest, "resource_spans", "scope_spans", "spans"),
+    "logs": (ExportLogsServiceRequest, "resource_logs", "scope_logs", "log_records"),
+}
+
+
+def split_request(signal: str, payload: bytes) -> list[tuple[int, bytes]]:
+    """An encoded request cut in two halves by item, each keeping its items' resource
+    and scope: ``(items, payload)`` each. For spooled requests, which are kept encoded."""
+    message_type, resources, scopes, items = _REQUEST_SHAPES[signal]
+    request = message_type()
+    request.ParseFromString(payload)
+    flat = [
+        (resource, scope, item)
+        for resource in getattr(request, resources)
+        for scope in getattr(resource, scopes)
+        for item in getattr(scope, items)
+    ]
+    half = len(flat) // 2
+    return [
+        (len(part), _rebuilt(message_type(), part, resources, scopes, items).SerializeToString())
+        for part in (flat[:half], flat[half:])
+    ]
+
+
+def _rebuilt(
+    out: Any, part: list[tuple[Any, Any, Any]], resources: str, scopes: str, items: str
+) -> Any:
+    copies: dict[int, Any] = {}  # id of the original resource or scope -> its copy
+    for resource, scope, item in part:
+        new_resource = copies.get(id(resource))
+        if new_resource is None:
+            new_resource = copies[id(resource)] = getattr(out, resources).add()
+            new_resource.CopyFrom(resource)
+            new_resource.ClearField(scopes)
+        new_scope = copies.get(id(scope))
+        if new_scope is None:
+            new_scope = copies[id(scope)] = getattr(new_resource, scopes).add()
+            new_scope.CopyFrom(scope)
+            new_scope.ClearField(items)
+        getattr(new_scope, items).add().CopyFrom(item)
+    return out
 
 
 # -- metrics -----------------------------------------------------------------------------------

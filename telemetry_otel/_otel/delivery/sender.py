@@ -17,6 +17,7 @@ import contextlib
 import gzip
 import http.client
 import random
+import re
 import socket
 import ssl
 import threading
@@ -56,6 +57,17 @@ _RETRYABLE_GRPC = {
     "DATA_LOSS",
 }
 _RETRYABLE_HTTP = {429, 502, 503, 504}
+# How receivers word a refusal for size, lowercased: grpcio and grpc-go ("received
+# message larger than max (N vs. M)"), tonic, as rotel answers with OUT_OF_RANGE
+# ("decoded message length too large: found N bytes, the limit is: M bytes"), the
+# Collector's HTTP receiver behind Go's MaxBytesReader ("http: request body too large"),
+# proxies ("request entity too large", "payload too large").
+_SIZE_WORDS = re.compile(
+    r"larger than max|too large|too big|exceeds? (?:the )?(?:max|limit|size)"
+    r"|(?:message|body|request|payload) (?:size|length) .*(?:limit|max)"
+)
+# The gRPC codes a receiver refuses a request's size with.
+_SIZE_CODES = {"RESOURCE_EXHAUSTED", "OUT_OF_RANGE"}
 _MAX_BACKOFF_S = 32.0
 _STRICT_TLS_HINT = " (Python 3.13+ verifies strictly: reissue the certificates with key ids)"
 
@@ -182,7 +194,7 @@ class OtlpSender:
         if status in _RETRYABLE_HTTP:
             after = _retry_after(response_headers.get("retry-after"))
             return Answer(RETRYABLE, f"HTTP {status}", message, retry_after=after)
-        if status == 413:
+        if status == 413 or (status == 400 and is_size_refusal(message)):
             return Answer(TOO_LARGE, f"HTTP {status}", message)
         if 300 <= status < 400:
             where = response_headers.get("location", "")
@@ -223,6 +235,10 @@ def _grpc_failure(error: Any) -> Answer:
     code = error.code()
     name = getattr(code, "name", str(code))
     message = one_line(error.details() or "")
+    if name in _SIZE_CODES and is_size_refusal(message):
+        # Before the retryable codes: OUT_OF_RANGE is one, but sent again as it is,
+        # the same request is refused again, for ever.
+        return Answer(TOO_LARGE, f"gRPC {name}", message)
     delay = _grpc_retry_delay(error)
     if name in _RETRYABLE_GRPC or (name == "RESOURCE_EXHAUSTED" and delay is not None):
         reason = {"DEADLINE_EXCEEDED": "timeout"}.get(name, f"gRPC {name}")
@@ -232,9 +248,12 @@ def _grpc_failure(error: Any) -> Answer:
         elif "handshake" in lowered or "certificate" in lowered or "ssl" in lowered:
             reason = "TLS"
         return Answer(RETRYABLE, reason, message, retry_after=delay)
-    if name == "RESOURCE_EXHAUSTED" and "larger than max" in message.lower():
-        return Answer(TOO_LARGE, f"gRPC {name}", message)
     return Answer(PERMANENT, f"gRPC {name}", message)
+
+
+def is_size_refusal(message: str) -> bool:
+    """Whether a receiver's message says the request was too large for it."""
+    return _SIZE_WORDS.search(message.lower()) is not None
 
 
 def _grpc_retry_delay(error: Any) -> float | None:

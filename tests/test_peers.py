@@ -1,0 +1,64 @@
+"""Against peers nobody here wrote, as they behave in production: rotel's receive limit."""
+
+from __future__ import annotations
+
+import pytest
+
+from telemetry_otel import Event, TelemetryCollector, TelemetryConfig, Trace
+from tests.otlp_receiver import OtlpReceiver
+from tests.rotel_peer import Rotel, rotel_agent
+
+ITEMS = 2000
+PAD = "x" * 3000  # 512 items a batch: about 1.5 MB a request, over rotel's 1 MiB
+
+
+@pytest.fixture
+def forwarded_to():
+    """Where rotel forwards: a receiver that takes rotel's own (large) batches."""
+    rotel_agent()
+    receiver = OtlpReceiver(max_grpc_receive_bytes=256 << 20).start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.mark.parametrize("spool", [False, True], ids=["no-spool", "spool"])
+@pytest.mark.parametrize("compression", ["gzip", "none"])
+def test_rotels_out_of_range_size_refusal_is_split_and_everything_arrives_once(
+    compression, spool, forwarded_to, tmp_path
+):
+    rotel = Rotel(forwarded_to.grpc_port, max_receive_mib=1)
+    collector = TelemetryCollector(
+        TelemetryConfig(
+            export_endpoints=[f"grpc://127.0.0.1:{rotel.grpc_port}?compression={compression}"],
+            flush_interval_ms=60_000,
+            buffer_size=5000,
+            spool_dir=str(tmp_path / "spool") if spool else None,
+            self_metrics=False,
+        )
+    )
+    collector.start()
+    try:
+        for i in range(ITEMS):
+            collector.collect_event(Event("large", f"{PAD} {i}"))
+            collector.collect_trace(Trace(f"t{i // 10}", f"s{i}", "op", 1.0, tags={"pad": PAD}))
+        for i in range(10):  # small items behind the large ones
+            collector.collect_event(Event("small", f"small {i}"))
+        assert collector.flush(60_000) is True
+    finally:
+        collector.stop()
+        output = rotel.stop()
+    stats = collector.stats()
+    assert (stats["event"]["exported"], stats["event"]["export_failures"]) == (ITEMS + 10, 0)
+    assert (stats["trace"]["exported"], stats["trace"]["export_failures"]) == (ITEMS, 0)
+    assert stats["event"]["spooled"] == 0
+    assert forwarded_to.wait_for(
+        lambda: (
+            len(forwarded_to.log_records()) >= ITEMS + 10 and len(forwarded_to.spans()) >= ITEMS
+        ),
+        30,
+    ), output
+    bodies = sorted(record.body.string_value for _, record in forwarded_to.log_records())
+    assert bodies == sorted(
+        [f"{PAD} {i}" for i in range(ITEMS)] + [f"small {i}" for i in range(10)]
+    )
+    assert len(forwarded_to.spans()) == ITEMS
