@@ -43,7 +43,7 @@ class Rotel:
                 f"http://127.0.0.1:{forward_to_grpc_port}",
                 "--otlp-exporter-protocol",
                 "grpc",
-            ],  # fmt: skip
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )

@@ -30,10 +30,19 @@ class Gunicorn:
     def __init__(self, preload: bool, environment: dict[str, str]) -> None:
         self.port = free_port()
         command = [
-            sys.executable, "-m", "gunicorn", "-w", "4", "-b", f"127.0.0.1:{self.port}",
-            "-c", "tests/gunicorn_conf.py", "--no-control-socket",
-            *(["--preload"] if preload else []), "tests.gunicorn_app:app",
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            "4",
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "-c",
+            "tests/gunicorn_conf.py",
+            "--no-control-socket",
+            *(["--preload"] if preload else []),
+            "tests.gunicorn_app:app",
+        ]
         environment = {**environment, "APP_START": "master" if preload else "worker"}
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
