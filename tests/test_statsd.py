@@ -152,16 +152,16 @@ def test_malformed_lines_are_counted_and_never_stop_the_listener(listening, otlp
     send(
         port,
         b"\xff\xfe not utf-8",
-        b"no_type:1\nbad_type:1|x\nnan:nan|c\nneg:-1|c\nrate:1|c|@0\nrate2:1|c|@2\n:1|c",
+        b"no_type:1\nbad_type:1|x\nnan:nan|c\nrate:1|c|@0\nrate2:1|c|@2\n:1|c|T",
         b"_e{50,1}:short|x\n_sc|check|7\nok:1|c",
     )
-    settle(collector, 11)
+    settle(collector, 10)
     assert collector.flush(10_000) is True
     assert metrics(otlp_receiver)["ok"] == [({}, 1.0)]
     stats = collector.stats()["metric"]
-    assert (stats["bridged_statsd"], stats["bridge_malformed_statsd"]) == (1, 10)
+    assert (stats["bridged_statsd"], stats["bridge_malformed_statsd"]) == (1, 9)
     assert "Traceback" not in caplog.text
-    assert collector.stats().losses() == "statsd: 1 bridged, lost (malformed=10)"
+    assert collector.stats().losses() == "statsd: 1 bridged, lost (malformed=9)"
 
 
 def test_a_flood_is_bounded_by_the_packet_queue_and_counted(listening, monkeypatch):
@@ -232,7 +232,10 @@ def test_a_busy_port_is_logged_and_the_collector_still_runs(make_collector, capl
 
 def test_the_parser_reads_each_line_type():
     assert parse_line("a.b:1.5|ms|@0.5|#k:v,flag|c:abc|T1700000000") == MetricLine(
-        "a.b", "ms", (1.5,), 0.5, {"k": "v", "flag": ""}
+        "a.b", "ms", (1.5,), 0.5, {"k": "v", "flag": ""}, origin={"container.id": "abc"}
+    )
+    assert parse_line("n:-1|c|e:it-false,cn-web,pu-9f1c|card:high") == MetricLine(
+        "n", "c", (-1.0,), origin={"container.name": "web", "k8s.pod.uid": "9f1c"}
     )
     assert parse_line("g:-2|g") == MetricLine("g", "g", (-2.0,), relative=True)
     assert parse_line("h:1:2:3|h") == MetricLine("h", "h", (1.0, 2.0, 3.0))
@@ -242,6 +245,12 @@ def test_the_parser_reads_each_line_type():
     )
     assert parse_line("_sc|disk|1|d:12|h:web1|m:slow") == CheckLine(
         "disk", 1, "slow", {}, 12.0, {"h": "web1"}
+    )
+    assert parse_line("_sc|disk|0|#a:b|c:abc|card:low") == CheckLine(
+        "disk", 0, "", {"a": "b"}, None, {}, {"container.id": "abc"}
+    )
+    assert parse_line("_e{1,1}:t|x|c:abc|e:pu-1|card:orchestrator") == EventLine(
+        "t", "x", "info", {}, None, {}, {"container.id": "abc", "k8s.pod.uid": "1"}
     )
 
 
@@ -254,6 +263,16 @@ def test_no_packet_makes_the_parser_raise(packet):
 
 names = st.text(st.characters(blacklist_characters=":|\n\r#@", min_codepoint=33), min_size=1)
 numbers = st.floats(allow_nan=False, allow_infinity=False, min_value=0, max_value=1e12)
+# What current DogStatsD clients add after the tags: origin, cardinality, a timestamp.
+origins = st.fixed_dictionaries(
+    {},
+    optional={
+        "c": st.text(st.characters(whitelist_categories=("Ll", "Nd")), min_size=1),
+        "cn": st.text(st.characters(whitelist_categories=("Ll",)), min_size=1),
+        "card": st.sampled_from(["none", "low", "orchestrator", "high"]),
+        "T": st.integers(min_value=0, max_value=2**40),
+    },
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -267,14 +286,26 @@ numbers = st.floats(allow_nan=False, allow_infinity=False, min_value=0, max_valu
         st.text(st.characters(blacklist_characters=",|\n\r", min_codepoint=32)),
         max_size=4,
     ),
+    origins,
+    st.booleans(),
 )
-def test_a_metric_line_parses_back_to_what_was_written(name, value, kind, rate, tags):
+def test_a_metric_line_parses_back_to_what_was_written(
+    name, value, kind, rate, tags, origin, negative
+):
+    value = -value if negative and kind == "c" else value  # decrements
     tag_text = ",".join(f"{k}:{v}" for k, v in tags.items())
     line = f"{name}:{value!r}|{kind}|@{rate!r}" + (f"|#{tag_text}" if tags else "")
+    line += f"|c:{origin['c']}" if "c" in origin else ""
+    line += f"|e:it-false,cn-{origin['cn']}" if "cn" in origin else ""
+    line += f"|card:{origin['card']}" if "card" in origin else ""
+    line += f"|T{origin['T']}" if "T" in origin else ""
     parsed = parse_line(line)
     assert isinstance(parsed, MetricLine)
     assert (parsed.name, parsed.kind, parsed.rate, parsed.tags) == (name, kind, rate, tags)
     assert parsed.values == (value,) and all(math.isfinite(v) for v in parsed.values)
+    expected = {"container.id": origin["c"]} if "c" in origin else {}
+    expected |= {"container.name": origin["cn"]} if "cn" in origin else {}
+    assert parsed.origin == expected
 
 
 @pytest.mark.parametrize(
@@ -306,3 +337,67 @@ def test_stop_records_every_packet_sent_before_it_on_busy_cores(busy_cores):
             assert (stats["bridged_statsd"], stats["bridge_dropped_statsd"]) == (200, 0)
         finally:
             receiver.stop()
+
+
+def test_datadog_clients_in_containers_are_understood_with_every_origin_field(
+    listening, otlp_receiver, monkeypatch, clients_always_send
+):
+    # As origin detection, the admission controller and a cardinality setting make the
+    # real client send: |c:, |e: and |card: on every line, |T on timestamped gauges.
+    monkeypatch.setenv("DD_EXTERNAL_ENV", "it-false,cn-checkout,pu-3f2a9c1e")
+    collector, port = listening
+    dog = DogStatsd(
+        host="127.0.0.1",
+        port=port,
+        disable_telemetry=True,
+        disable_buffering=True,
+        container_id="c0ffee42",
+        cardinality="orchestrator",
+    )
+    dog.increment("orders", 2, tags=["region:eu"])
+    dog.decrement("orders", 1, tags=["region:eu"])
+    dog.gauge_with_timestamp("depth", 7, 1_700_000_000, tags=["q:a"])
+    dog.histogram("took", 40)
+    dog.event("Deploy", "v2", alert_type="warning")
+    dog.service_check("db.up", DogStatsd.OK, message="fine")
+    settle(collector, 6)
+    stats = collector.stats()["metric"]
+    assert (stats["bridged_statsd"], stats["bridge_malformed_statsd"]) == (6, 0)
+    assert collector.flush(10_000) is True
+    origin = {
+        "container.id": "c0ffee42",
+        "container.name": "checkout",
+        "k8s.pod.uid": "3f2a9c1e",
+    }
+    got = metrics(otlp_receiver)
+    assert got["orders"] == [({**origin, "region": "eu"}, 2.0)]  # +2, then -1 owed
+    assert got["depth"] == [({**origin, "q": "a"}, 7.0)]
+    assert got["took"][0][0] == origin
+    # The client sends events and service checks with |c: and |card:, without |e:.
+    records = {r.event_name: attributes_of(r.attributes) for _, r in otlp_receiver.log_records()}
+    assert set(records) == {"Deploy", "db.up"}
+    for attributes in records.values():
+        assert {k: attributes.get(k) for k in origin} == {
+            "container.id": "c0ffee42",
+            "container.name": None,
+            "k8s.pod.uid": None,
+        }
+
+
+def test_decrements_are_owed_by_the_counter_and_paid_out_of_its_next_increments(
+    listening, otlp_receiver
+):
+    collector, port = listening
+    plain = StatsClient("127.0.0.1", port)
+    plain.incr("jobs", 5)
+    plain.decr("jobs", 2)  # the running sum 3: the counter stays at 5, 2 owed
+    settle(collector, 2)
+    assert collector.flush(10_000) is True
+    assert metrics(otlp_receiver)["jobs"] == [({}, 5.0)]
+    plain.incr("jobs", 1)  # sum 4: still owed 1
+    plain.incr("jobs", 4)  # sum 8: the counter 8
+    settle(collector, 4)
+    assert collector.flush(10_000) is True
+    assert metrics(otlp_receiver)["jobs"] == [({}, 8.0)]
+    stats = collector.stats()["metric"]
+    assert (stats["bridged_statsd"], stats["bridge_malformed_statsd"]) == (4, 0)

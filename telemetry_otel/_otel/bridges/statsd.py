@@ -3,13 +3,18 @@
 One thread receives packets into a bounded queue (a flood drops the oldest, counted);
 another parses them (statsd_parser) and records each line:
 
-- counters add ``value / rate``;
+- counters add ``value / rate``; a decrement (a negative value) is owed by the
+  series and paid out of its next increments, so the exported sum, monotonic as an
+  OpenTelemetry counter must be, is the highest the running sum has reached (StatsD
+  itself has no monotonic counters: a value that goes up and down is a gauge);
 - gauges take the value, or change the last one by it (``+``/``-``);
 - timers, histograms and distributions record the value ``1 / rate`` times, so a
   sampled timer weighs in the count, never by a scaled value (a fractional weight is
   carried to the series' next line);
 - sets count their distinct members per collection, as a gauge;
-- events and service checks become Events.
+- events and service checks become Events;
+- the origin fields of DogStatsD lines (``container.id``, ``container.name``,
+  ``k8s.pod.uid``) join the line's tags.
 
 Metrics go to instruments of the ``telemetry_otel.statsd`` scope, which add up between
 collections like the collector's own (see mapping/series.py).
@@ -23,6 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -89,6 +95,7 @@ class StatsdListener:
         self._gauges: dict[SeriesKey, float] = {}
         self._sets: dict[SeriesKey, set[str]] = {}
         self._carried: dict[SeriesKey, float] = {}
+        self._owed: dict[SeriesKey, float] = {}  # decrements not yet paid by increments
         self._socket: socket.socket | None = None
         self._threads: list[threading.Thread | None] = []
         self._stopping = False
@@ -213,9 +220,11 @@ class StatsdListener:
                 warn_limited("statsd:names", "more StatsD metric names than max_metric_series")
                 return DROPPED
             self._names.add(line.name)
+        if line.origin:
+            line = replace(line, tags={**line.tags, **line.origin})
         key: SeriesKey = (line.name, tuple(sorted(line.tags.items())))
         if line.kind == "c":
-            return _outcome(self._metric(line, MetricType.COUNTER, sum(line.values) / line.rate))
+            return _outcome(self._counter(line, key))
         if line.kind == "g":
             return _outcome(self._gauge(line, key))
         if line.kind == "s":
@@ -233,6 +242,15 @@ class StatsdListener:
             return False  # the name is already another type
         recorder.record(metric.value, metric.tags)
         return True
+
+    def _counter(self, line: MetricLine, key: SeriesKey) -> bool:
+        """Add the line's increments, less what earlier decrements still owe."""
+        change = sum(line.values) / line.rate
+        with self._lock:
+            balance = self._owed.pop(key, 0.0) + change
+            if balance < 0 and (len(self._owed) < MAX_REMEMBERED_GAUGES):
+                self._owed[key] = balance
+        return self._metric(line, MetricType.COUNTER, max(0.0, balance))
 
     def _gauge(self, line: MetricLine, key: SeriesKey) -> bool:
         with self._lock:
@@ -276,10 +294,12 @@ class StatsdListener:
 
     def _event(self, line: EventLine) -> bool:
         tags = {**line.tags, **{f"dogstatsd.{_FIELDS[k]}": v for k, v in line.fields.items()}}
+        tags.update(line.origin)
         return self._emit(line.title, line.text, line.severity, tags, line.timestamp)
 
     def _check(self, line: CheckLine) -> bool:
         tags = {**line.tags, **{f"dogstatsd.{_FIELDS[k]}": v for k, v in line.fields.items()}}
+        tags.update(line.origin)
         tags["dogstatsd.service_check.status"] = CHECK_STATUSES[line.status]
         severity = CHECK_SEVERITIES[line.status]
         return self._emit(line.name, line.message, severity, tags, line.timestamp)

@@ -3,12 +3,23 @@
 Packets come from the network: every line is checked, nothing in one can raise anything
 but Malformed, and a malformed line never costs the packet's other lines. The formats:
 
-- metric: ``name:value[:value...]|type[|@rate][|#tag:value,tag][|c:container][|Tts]``,
-  type ``c`` (counter), ``g`` (gauge; a ``+`` or ``-`` sign makes the value a change),
-  ``ms``, ``h``, ``d`` (timer, histogram, distribution) or ``s`` (set);
+- metric: ``name:value[:value...]|type[|@rate][|#tag:value,tag][|c:container]
+  [|e:external][|card:cardinality][|Tts]``, type ``c`` (counter; a negative value is a
+  decrement), ``g`` (gauge; a ``+`` or ``-`` sign makes the value a change), ``ms``,
+  ``h``, ``d`` (timer, histogram, distribution) or ``s`` (set);
 - event: ``_e{title_length,text_length}:title|text[|d:ts][|h:host][|k:key][|p:priority]
-  [|s:source][|t:alert_type][|#tags]``, lengths in UTF-8 bytes;
-- service check: ``_sc|name|status[|d:ts][|h:host][|#tags][|m:message]``, status 0 to 3.
+  [|s:source][|t:alert_type][|#tags][|c:container][|e:external][|card:cardinality]``,
+  lengths in UTF-8 bytes;
+- service check: ``_sc|name|status[|d:ts][|h:host][|#tags][|m:message][|c:container]
+  [|e:external][|card:cardinality]``, status 0 to 3.
+
+The origin fields current DogStatsD clients add (``c:`` when origin detection finds a
+container, ``e:`` when the Datadog admission controller sets ``DD_EXTERNAL_ENV``,
+``card:`` when a cardinality is set) become the OpenTelemetry attributes that name
+the same things: ``container.id``; from the external data, ``container.name``
+(``cn-``) and ``k8s.pod.uid`` (``pu-``). ``card:`` (a hint for the Datadog Agent's
+tagger) and a metric's ``T`` timestamp (OpenTelemetry instruments take none: the
+value counts when it arrives) are read and not carried.
 """
 
 from __future__ import annotations
@@ -38,6 +49,8 @@ class MetricLine:
     relative: bool = False
     # Sets: the members, as sent.
     members: tuple[str, ...] = ()
+    # Where it came from (container.id, container.name, k8s.pod.uid), as attributes.
+    origin: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,7 @@ class EventLine:
     tags: dict[str, str]
     timestamp: float | None
     fields: dict[str, str]
+    origin: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,7 @@ class CheckLine:
     tags: dict[str, str]
     timestamp: float | None
     fields: dict[str, str]
+    origin: dict[str, str] = field(default_factory=dict)
 
 
 Line = MetricLine | EventLine | CheckLine
@@ -99,6 +114,7 @@ def _metric(line: str) -> MetricLine:
     if kind not in METRIC_TYPES:
         raise Malformed(f"unknown metric type {kind[:10]!r}")
     rate, tags = 1.0, {}
+    origin: dict[str, str] = {}
     for section in sections:
         if section.startswith("@"):
             rate = _number(section[1:], "sample rate")
@@ -106,18 +122,20 @@ def _metric(line: str) -> MetricLine:
                 raise Malformed("sample rate outside (0, 1]")
         elif section.startswith("#"):
             tags = _tags(section[1:])
-        elif section.startswith(("c:", "T")) or not section:
-            continue  # container id, timestamp: not carried
-        else:
+        elif section.startswith(_ORIGIN_PREFIXES):
+            _add_origin(origin, section)
+        elif section.startswith("T"):
+            _number(section[1:], "timestamp")  # checked, not carried
+        elif section:
             raise Malformed("unknown section")
     raw_values = packed.split(":")
     if kind == "s":
-        return MetricLine(name, kind, rate=rate, tags=tags, members=tuple(raw_values))
+        return MetricLine(
+            name, kind, rate=rate, tags=tags, members=tuple(raw_values), origin=origin
+        )
     relative = kind == "g" and raw_values[0][:1] in ("+", "-")
     values = tuple(_number(v, "value") for v in raw_values)
-    if kind == "c" and any(v < 0 for v in values):
-        raise Malformed("a negative counter increment")
-    return MetricLine(name, kind, values, rate, tags, relative)
+    return MetricLine(name, kind, values, rate, tags, relative, origin=origin)
 
 
 def _event(line: str) -> EventLine:
@@ -136,11 +154,11 @@ def _event(line: str) -> EventLine:
     if body[title_bytes : title_bytes + 1] != b"|":
         raise Malformed("event lengths do not match")
     text = _utf8(body[title_bytes + 1 : title_bytes + 1 + text_bytes]).replace("\\n", "\n")
-    fields, tags, timestamp = _trailer(_utf8(body[title_bytes + 1 + text_bytes :]))
+    fields, tags, timestamp, origin = _trailer(_utf8(body[title_bytes + 1 + text_bytes :]))
     severity = ALERT_SEVERITIES.get(fields.get("t", "info"))
     if severity is None:
         raise Malformed("unknown alert type")
-    return EventLine(title, text, severity, tags, timestamp, fields)
+    return EventLine(title, text, severity, tags, timestamp, fields, origin)
 
 
 def _check(line: str) -> CheckLine:
@@ -149,20 +167,25 @@ def _check(line: str) -> CheckLine:
         raise Malformed("a service check needs a name")
     if status_text not in ("0", "1", "2", "3"):
         raise Malformed("service check status is not 0 to 3")
-    fields, tags, timestamp = _trailer("|" + "|".join(sections) if sections else "")
+    fields, tags, timestamp, origin = _trailer("|" + "|".join(sections) if sections else "")
     message = fields.pop("m", "").replace("\\n", "\n")
-    return CheckLine(name, int(status_text), message, tags, timestamp, fields)
+    return CheckLine(name, int(status_text), message, tags, timestamp, fields, origin)
 
 
-def _trailer(text: str) -> tuple[dict[str, str], dict[str, str], float | None]:
-    """An event's or check's ``|x:value`` fields, tags and timestamp."""
+def _trailer(
+    text: str,
+) -> tuple[dict[str, str], dict[str, str], float | None, dict[str, str]]:
+    """An event's or check's ``|x:value`` fields, tags, timestamp and origin."""
     fields: dict[str, str] = {}
     tags: dict[str, str] = {}
+    origin: dict[str, str] = {}
     if text and not text.startswith("|"):
         raise Malformed("event lengths do not match")
     for section in text.split("|")[1:]:
         if section.startswith("#"):
             tags = _tags(section[1:])
+        elif section.startswith(_ORIGIN_PREFIXES):
+            _add_origin(origin, section)
         elif section[1:2] == ":" and section[:1] in "dhkpstm":
             fields[section[0]] = section[2:]
         elif section:
@@ -172,7 +195,28 @@ def _trailer(text: str) -> tuple[dict[str, str], dict[str, str], float | None]:
         timestamp = _number(fields.pop("d"), "timestamp")
         if not 0 <= timestamp <= 2**63 / 1e9:
             raise Malformed("timestamp out of range")
-    return fields, tags, timestamp
+    return fields, tags, timestamp, origin
+
+
+_ORIGIN_PREFIXES = ("c:", "e:", "card:")
+# The parts of DogStatsD's external data (``e:it-false,cn-nginx,pu-<uid>``) that
+# OpenTelemetry has a name for; ``it-`` (an init container or not) has none.
+_EXTERNAL_DATA = {"cn-": "container.name", "pu-": "k8s.pod.uid"}
+
+
+def _add_origin(origin: dict[str, str], section: str) -> None:
+    """A ``c:``, ``e:`` or ``card:`` section, as the attributes it names."""
+    if section.startswith("card:"):
+        return  # the Datadog Agent's tagger cardinality: nothing to carry
+    value = section[2:]
+    if section.startswith("c:"):
+        if value:
+            origin["container.id"] = value
+        return
+    for part in value.split(","):
+        for prefix, attribute in _EXTERNAL_DATA.items():
+            if part.startswith(prefix) and len(part) > len(prefix):
+                origin[attribute] = part[len(prefix) :]
 
 
 def _tags(text: str) -> dict[str, str]:
