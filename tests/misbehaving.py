@@ -9,6 +9,7 @@ reset, and a response trickled a byte at a time.
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import struct
 import threading
@@ -99,3 +100,33 @@ class Trickler(_Server):
                 return
             connection.sendall(response[i : i + 1])
             time.sleep(self.interval_s)
+
+
+class H2cLookalike(_Server):
+    """Answers the HTTP/2 preface with a SETTINGS frame, as an OTLP/HTTP server that also
+    speaks h2c does, then hangs up; answers HTTP/1.1 with ``status`` and ``body``. It
+    speaks no gRPC: a client that judged by the preface alone would say it does."""
+
+    def __init__(self, status: int = 400, body: bytes = b"not a gRPC server") -> None:
+        self.status, self.body = status, body
+        super().__init__()
+
+    def serve(self, connection: socket.socket) -> None:
+        connection.settimeout(5)
+        head = connection.recv(1 << 16)
+        if head.startswith(b"PRI * HTTP/2.0"):
+            connection.sendall(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))  # an empty SETTINGS
+            return
+        while b"\r\n\r\n" not in head:
+            more = connection.recv(1 << 16)
+            if not more:
+                return
+            head += more
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+        received = len(head.split(b"\r\n\r\n", 1)[1])
+        while received < length:
+            received += len(connection.recv(1 << 16))
+        connection.sendall(
+            b"HTTP/1.1 %d Bad Request\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n" % (self.status, len(self.body)) + self.body
+        )

@@ -306,6 +306,15 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         if self.headers.get("Content-Encoding") == "gzip":
+            if not self.owner.accept_gzip:  # as OtelTap answers a compressed request
+                self.owner.next_failure("http", signal)  # an attempt, all the same
+                message = b"Failed to decode request body"
+                self.send_response(400)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(message)))
+                self.end_headers()
+                self.wfile.write(message)
+                return
             body = gzip.decompress(body)
         limit = self.owner.max_http_body
         if limit is not None and len(body) > limit:  # scripted answers stay for the next

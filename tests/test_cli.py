@@ -310,3 +310,43 @@ def test_the_installed_command_and_python_m_are_the_same_program():
         installed = subprocess.run([str(script), *args], capture_output=True, text=True)
         module = _cli(*args)
         assert (installed.returncode, installed.stdout) == (module.returncode, module.stdout)
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_check_says_plainly_that_a_server_does_not_accept_gzip(transport, capsys):
+    from tests.otlp_receiver import OtlpReceiver
+
+    receiver = OtlpReceiver(accept_gzip=False).start()
+    try:
+        port = receiver.grpc_port if transport == "grpc" else receiver.http_port
+        code, lines, err = _check(capsys, f"{transport}://127.0.0.1:{port}")
+    finally:
+        receiver.stop()
+    assert code == 0  # everything was taken, uncompressed
+    refusal = {
+        "grpc": "gRPC UNIMPLEMENTED: Compression algorithm 'gzip' is disabled.",
+        "http": "HTTP 400 Bad Request: Failed to decode request body",
+    }[transport]
+    assert (
+        _verdicts(lines)
+        == [
+            f"the server does not accept gzip ({refusal}): add ?compression=none to the "
+            "endpoint (the collector falls back by itself, after one refused request)"
+        ]
+        * 3
+    )
+    assert all(line.split()[1] == "accepted" for line in lines)
+    assert err == ""
+
+
+def test_check_does_not_call_an_http_server_that_speaks_h2c_a_grpc_server(capsys):
+    from tests.misbehaving import H2cLookalike
+
+    server = H2cLookalike(400, b"cannot read this request")
+    try:
+        code, lines, _ = _check(capsys, f"http://127.0.0.1:{server.port}?timeout_ms=3000")
+    finally:
+        server.stop()
+    assert code == 1
+    # Its answer, not a "write grpc://" that would fail too.
+    assert _verdicts(lines) == ["HTTP 400 Bad Request: cannot read this request"] * 3

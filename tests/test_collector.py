@@ -43,6 +43,7 @@ COUNT_KEYS = (
     "export_failures_callback",
     "export_failures_exporter",
     "spool_unavailable",
+    "no_destination",
     "awaiting_decision",
     "kept_by_rule",
     "kept_incomplete",
@@ -557,4 +558,49 @@ def test_the_legacy_order_start_then_register_a_callback_is_not_warned_about(
     time.sleep(1.3)  # past the check
     collector.stop()
     assert warnings_seen() == []
+    assert [e.name for e in recorder.of("event")] == ["e"]
+
+
+def test_a_signal_every_endpoint_filters_out_is_said_once_and_shown_in_stats(
+    otlp_receiver, monkeypatch, caplog
+):
+    monkeypatch.setattr(log, "_last_warned", {})
+    caplog.set_level(logging.WARNING, logger="telemetry_otel")
+    endpoint = f"grpc://127.0.0.1:{otlp_receiver.grpc_port}?signals=traces"
+    collector = TelemetryCollector(TelemetryConfig(export_endpoints=[endpoint]))
+    collector.start()
+    for _ in range(3):
+        collector.collect_event(Event("e", "m"))
+    collector.collect_trace(Trace("t", "s", "op", 1.0))
+    lines = []
+    for _ in range(60):  # bounded: 3 s at most; the check runs a second after start
+        lines = [r.getMessage() for r in caplog.records if "no export endpoint" in r.getMessage()]
+        if len(lines) == 2:
+            break
+        time.sleep(0.05)
+    collector.stop()
+    stats = collector.stats()
+    assert sorted(lines) == [
+        f"telemetry_otel: no export endpoint takes {plural} (the signals= options leave them "
+        "out) and no callback is registered: they are counted as collected, then discarded "
+        f"(stats() shows no_destination); add {otlp} to an endpoint's signals= or call "
+        "register_exporter()"
+        for plural, otlp in (("events", "logs"), ("metrics", "metrics"))
+    ]
+    assert (stats["event"]["collected"], stats["event"]["no_destination"]) == (3, 1)
+    assert (stats["trace"]["exported"], stats["trace"]["no_destination"]) == (1, 0)
+    assert stats["metric"]["no_destination"] == 1
+
+
+def test_a_callback_takes_what_no_endpoint_does(otlp_receiver, recorder, caplog):
+    caplog.set_level(logging.WARNING, logger="telemetry_otel")
+    endpoint = f"grpc://127.0.0.1:{otlp_receiver.grpc_port}?signals=traces"
+    collector = TelemetryCollector(TelemetryConfig(export_endpoints=[endpoint]))
+    collector.start()
+    collector.register_exporter(recorder)
+    collector.collect_event(Event("e", "m"))
+    time.sleep(1.3)  # past the check
+    assert collector.stats()["event"]["no_destination"] == 0
+    collector.stop()
+    assert not [r for r in caplog.records if "no export endpoint" in r.getMessage()]
     assert [e.name for e in recorder.of("event")] == ["e"]

@@ -66,18 +66,46 @@ def gzip_refusing_receiver():
     receiver.stop()
 
 
-def test_grpc_really_compresses_a_server_without_gzip_refuses_it(
-    gzip_refusing_receiver, make_collector
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_a_receiver_without_gzip_gets_everything_uncompressed_after_one_refusal(
+    transport, gzip_refusing_receiver, make_collector, caplog
 ):
-    port = gzip_refusing_receiver.grpc_port
-    plain = make_collector(export_endpoints=[f"grpc://127.0.0.1:{port}?compression=none"])
-    plain.collect_trace(Trace("t", "s", "op", 1.0))
-    assert plain.flush(10_000) is True
-    gzipped = make_collector(export_endpoints=[f"grpc://127.0.0.1:{port}"])  # gzip by default
-    gzipped.collect_trace(Trace("t", "s2", "op", 1.0))
-    assert gzipped.flush(10_000) is False
-    assert gzipped.stats()["trace"]["export_failures"] == 1
-    assert [span.name for _, span in gzip_refusing_receiver.spans()] == ["op"]
+    receiver = gzip_refusing_receiver
+    port = receiver.grpc_port if transport == "grpc" else receiver.http_port
+    with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+        collector = make_collector(
+            export_endpoints=[f"{transport}://127.0.0.1:{port}"],  # gzip by default
+            flush_interval_ms=60_000,
+            self_metrics=False,
+        )
+        _collect_one_of_each(collector)
+        assert collector.flush(10_000) is True
+        collector.collect_trace(Trace("t", "later", "op", 1.0))
+        assert collector.flush(10_000) is True
+    # Each signal's first request was refused compressed (so gzip was really used), then
+    # sent again plain; later ones go plain at once.
+    # Metrics: refused, plain, and plain again at the second flush (cumulative). grpcio
+    # refuses a compressed call before the service sees it: not an attempt there.
+    refused = 1 if transport == "http" else 0
+    attempts = [len(receiver.attempt_times(s)) for s in ("traces", "logs", "metrics")]
+    assert attempts == [2 + refused, 1 + refused, 2 + refused]
+    assert len(receiver.spans()) == 2 and len(receiver.log_records()) == 1
+    assert {r.headers.get("content-encoding") for r in receiver.received} <= {None, "identity"}
+    stats = collector.stats()
+    assert all(stats[s]["export_failures"] == 0 for s in ("trace", "event", "metric"))
+    [line] = [r.getMessage() for r in caplog.records]
+    refusal = (
+        "gRPC UNIMPLEMENTED: Compression algorithm 'gzip' is disabled."
+        if transport == "grpc"
+        else "HTTP 400 Bad Request: Failed to decode request body"
+    )
+    assert line.startswith(
+        f"OTLP endpoint http://127.0.0.1:{port} cannot read gzip-compressed requests ({refusal}"
+    ), line
+    assert line.endswith(
+        "sending it uncompressed from now on. Add ?compression=none to the endpoint (or "
+        "set OTEL_EXPORTER_OTLP_COMPRESSION=none) to say so for good"
+    )
 
 
 def test_headers_from_otel_variables_reach_the_receiver(otlp_receiver, make_collector, monkeypatch):

@@ -41,6 +41,7 @@ __all__ = ["SIGNALS", "Pipeline"]
 _MAX_BATCH = 512
 _MAX_SPOOL_RESERVE_S = 1.0
 _NOWHERE_CHECK_S = 1.0
+_PLURAL = {"trace": "traces", "event": "events", "metric": "metrics"}
 
 
 class Pipeline:
@@ -177,11 +178,12 @@ class Pipeline:
         return destinations
 
     def _start_nowhere_check(self, config: TelemetryConfig) -> threading.Timer | None:
-        """Without an endpoint, check a second from now that a callback was registered.
+        """Without an endpoint for every signal, check a second from now that a callback
+        was registered.
 
         Not at start() itself: the legacy quick start registers its callback just after.
         """
-        if self._destinations or config.use_global_providers:
+        if (self._destinations and not self._going_nowhere()) or config.use_global_providers:
             return None
         timer = threading.Timer(_NOWHERE_CHECK_S, self._warn_if_exported_nowhere)
         timer.daemon = True
@@ -189,7 +191,25 @@ class Pipeline:
             timer.start()
         return timer
 
+    def _going_nowhere(self) -> list[str]:
+        """The signals no destination and no callback takes, where some destination takes
+        others (``signals=`` left them out)."""
+        if not self._destinations or self.callbacks.any_ever:
+            return []
+        own = [signal for signal in SIGNALS if self._global[signal] is None]
+        return [s for s in own if not any(d.takes(s) for d in self._destinations)]
+
     def _warn_if_exported_nowhere(self) -> None:
+        for signal in self._going_nowhere():
+            warn_limited(
+                f"nowhere:{signal}",
+                "telemetry_otel: no export endpoint takes %s (the signals= options leave "
+                "them out) and no callback is registered: they are counted as collected, "
+                "then discarded (stats() shows no_destination); add %s to an endpoint's "
+                "signals= or call register_exporter()",
+                _PLURAL[signal],
+                Signal(signal).otlp,
+            )
         if self._destinations or self.callbacks.any_ever:
             return
         warn_limited(
@@ -324,7 +344,11 @@ class Pipeline:
         counts = {signal: [q.counts() for q in of_signal] for signal, of_signal in queues.items()}
         counts["metric"] += self.metrics.counts()
         held = {"trace": self.traces.held()} if self.traces.decider is not None else None
-        return self.accounting.stats(counts, held, self._spool_unavailable)
+        stats = self.accounting.stats(counts, held, self._spool_unavailable)
+        nowhere = self._going_nowhere()
+        for signal in SIGNALS:
+            stats[signal]["no_destination"] = int(signal in nowhere)
+        return stats
 
     def after_fork_in_child(self) -> None:
         self.traces.after_fork_in_child()

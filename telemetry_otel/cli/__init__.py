@@ -171,7 +171,7 @@ def run_check(args: argparse.Namespace) -> int:
     for result in results:
         line = f"{result.signal:<8} {'accepted' if result.accepted else 'FAILED':<8} "
         line += f"{result.seconds * 1000:7.1f} ms  {result.url}"
-        if not result.accepted:
+        if not result.accepted or result.advice:  # accepted with advice: uncompressed
             line += f": {result.advice or result.reason}"
         print(line)
     return 0 if all(result.accepted for result in results) else 1

@@ -65,10 +65,24 @@ class _Probes:
 
     spoken: dict[tuple[str, int], str | None] = field(default_factory=dict)
 
-    def of(self, host: str, port: int) -> str | None:
+    def of(self, host: str, port: int, signal: str, payload: bytes) -> str | None:
         if (host, port) not in self.spoken:
-            self.spoken[(host, port)] = probe(host, port)
+            spoken = probe(host, port)
+            if spoken == H2 and not _takes_grpc(host, port, signal, payload):
+                # HTTP/2 without TLS is gRPC's, but an OTLP/HTTP server may speak it too
+                # (h2c): only a real gRPC export taken says gRPC.
+                spoken = None
+            self.spoken[(host, port)] = spoken
         return self.spoken[(host, port)]
+
+
+def _takes_grpc(host: str, port: int, signal: str, payload: bytes) -> bool:
+    target = OtlpTarget("grpc", f"http://{host}:{port}", compression="none", timeout_ms=3000)
+    sender = OtlpSender(target, signal)
+    try:
+        return sender.send(payload).taken
+    finally:
+        sender.close()
 
 
 def check_endpoint(config: TelemetryConfig) -> list[CheckResult]:
@@ -95,11 +109,20 @@ def _send(signal: str, target: OtlpTarget, payload: bytes, probes: _Probes) -> C
         sender.close()
     seconds = time.monotonic() - started
     url = tried_url(target, signal)
+    refused = sender.gzip_refused
+    if answer.kind == ACCEPTED and refused is not None:
+        said = one_line(printable(f"{refused.reason}: {refused.message}"), 80)
+        advice = (
+            f"the server does not accept gzip ({said}): add ?compression=none to the "
+            "endpoint (the collector falls back by itself, after one refused request)"
+        )
+        return CheckResult(signal, True, "accepted uncompressed", seconds, url, advice)
     if answer.kind == ACCEPTED:
         return CheckResult(signal, True, "accepted", seconds, url)
     reason = f"{answer.reason}: {answer.message}" if answer.message else answer.reason
     reason = one_line(printable(reason), _REASON_LIMIT)
-    return CheckResult(signal, False, reason, seconds, url, advise(target, answer, probes))
+    advice = advise(target, answer, probes, signal, payload)
+    return CheckResult(signal, False, reason, seconds, url, advice)
 
 
 def tried_url(target: OtlpTarget, signal: str) -> str:
@@ -116,7 +139,7 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
-def advise(target: OtlpTarget, answer: Answer, probes: _Probes) -> str:
+def advise(target: OtlpTarget, answer: Answer, probes: _Probes, signal: str, payload: bytes) -> str:
     """What to write instead, for the mistakes users make most; empty when unknown."""
     parts = urlsplit(target.url)
     host = parts.hostname or ""
@@ -136,7 +159,7 @@ def advise(target: OtlpTarget, answer: Answer, probes: _Probes) -> str:
         )
     if answer.reason == "gRPC UNIMPLEMENTED":
         return "the server does not offer this OTLP service over gRPC: is it an OTLP receiver?"
-    spoken = probes.of(host, port)
+    spoken = probes.of(host, port, signal, payload)
     wanted = {("grpc", True): TLS_H2, ("grpc", False): H2, ("http", True): TLS}
     expected = wanted.get((target.protocol, target.tls), HTTP1)
     if spoken is None or spoken == expected or {spoken, expected} == {TLS, TLS_H2}:

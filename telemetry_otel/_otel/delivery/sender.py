@@ -34,6 +34,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from telemetry_otel._endpoints import OtlpTarget
 from telemetry_otel._otel.delivery.http import HttpClient, read_ca_file, url_and_headers
+from telemetry_otel._otel.runtime.log import warn_once
 from telemetry_otel._redact import mask_url
 
 GRPC_METHODS = {
@@ -68,6 +69,10 @@ _SIZE_WORDS = re.compile(
 )
 # The gRPC codes a receiver refuses a request's size with.
 _SIZE_CODES = {"RESOURCE_EXHAUSTED", "OUT_OF_RANGE"}
+# How a receiver that cannot read a compressed request says so: grpcio's UNIMPLEMENTED
+# "Compression algorithm 'gzip' is disabled", an HTTP 415, or an HTTP 400 such as
+# OtelTap's "Failed to decode request body".
+_ENCODING_WORDS = re.compile(r"gzip|compress|encoding|decod")
 _MAX_BACKOFF_S = 32.0
 _STRICT_TLS_HINT = " (Python 3.13+ verifies strictly: reissue the certificates with key ids)"
 
@@ -123,6 +128,9 @@ class OtlpSender:
         self._url, headers = url_and_headers(target)
         self._headers = dict(headers or {})
         self.name = mask_url(self._url)  # for logs: never credentials
+        # gzip until the receiver shows it cannot read it (see send()), and its refusal.
+        self._compression = target.compression
+        self.gzip_refused: Answer | None = None
         self._closed = threading.Event()
         self._grpc: Any = None
         self._http: HttpClient | None = None
@@ -142,9 +150,35 @@ class OtlpSender:
             attempt += 1
 
     def send(self, payload: bytes, deadline: float | None = None) -> Answer:
-        """One attempt, over by ``deadline`` (default: the target's timeout from now)."""
+        """One attempt, over by ``deadline`` (default: the target's timeout from now).
+
+        A compressed request refused as unreadable is sent again uncompressed at once;
+        when that is taken, this sender sends uncompressed from then on.
+        """
         if deadline is None:
             deadline = time.monotonic() + self._target.timeout_ms / 1000
+        answer = self._send_once(payload, deadline)
+        if self._compression != "gzip" or not refuses_compression(answer):
+            return answer
+        self._compression = "none"
+        plain = self._send_once(payload, deadline)
+        if not plain.taken:
+            self._compression = "gzip"  # not the compression, after all
+            return plain
+        self.gzip_refused = answer
+        endpoint = self._target.url.rsplit("/v1/", 1)[0]  # one line for all its signals
+        warn_once(
+            f"gzip-refused:{endpoint}",
+            "OTLP endpoint %s cannot read gzip-compressed requests (%s: %s); sending it "
+            "uncompressed from now on. Add ?compression=none to the endpoint (or set "
+            "OTEL_EXPORTER_OTLP_COMPRESSION=none) to say so for good",
+            mask_url(endpoint),
+            answer.reason,
+            answer.message,
+        )
+        return plain
+
+    def _send_once(self, payload: bytes, deadline: float) -> Answer:
         try:
             if self._target.protocol == "grpc":
                 return self._send_grpc(payload, deadline)
@@ -161,7 +195,7 @@ class OtlpSender:
         if self._grpc is None:
             self._grpc = _grpc_channel(self._target, self._url)
         export = self._grpc.unary_unary(GRPC_METHODS[self._signal])  # bytes in, bytes out
-        compression = grpc.Compression.Gzip if self._target.compression == "gzip" else None
+        compression = grpc.Compression.Gzip if self._compression == "gzip" else None
         try:
             response = export(
                 payload,
@@ -182,7 +216,7 @@ class OtlpSender:
 
     def _send_http(self, payload: bytes, deadline: float) -> Answer:
         headers = {"Content-Type": "application/x-protobuf", **self._headers}
-        if self._target.compression == "gzip":
+        if self._compression == "gzip":
             payload = gzip.compress(payload)
             headers["Content-Encoding"] = "gzip"
         if self._http is None:
@@ -249,6 +283,17 @@ def _grpc_failure(error: Any) -> Answer:
             reason = "TLS"
         return Answer(RETRYABLE, reason, message, retry_after=delay)
     return Answer(PERMANENT, f"gRPC {name}", message)
+
+
+def refuses_compression(answer: Answer) -> bool:
+    """Whether an answer says the receiver could not read the request's encoding."""
+    if answer.kind != PERMANENT:
+        return False
+    if answer.reason.startswith("HTTP 415"):
+        return True
+    if not answer.reason.startswith(("HTTP 400", "gRPC UNIMPLEMENTED", "gRPC INTERNAL")):
+        return False
+    return _ENCODING_WORDS.search(answer.message.lower()) is not None
 
 
 def is_size_refusal(message: str) -> bool:

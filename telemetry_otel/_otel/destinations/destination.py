@@ -24,6 +24,7 @@ from telemetry_otel._otel.mapping.summaries import SummaryBoard
 from telemetry_otel._otel.runtime.forks import ForkSafeLock
 from telemetry_otel._otel.runtime.log import warn_limited
 from telemetry_otel._otel.runtime.sdk import SynchronousGauge, exporter_preferences
+from telemetry_otel._signals import Signal
 from telemetry_otel.config import TelemetryConfig
 
 
@@ -44,6 +45,13 @@ class Destination:
     immediate: bool = False
     # Shows what it holds back (the console's trees) at flush(); False if it could not.
     flush_held: Callable[[], bool] | None = None
+
+    def takes(self, signal: str) -> bool:
+        """Whether it exports ``signal`` (``"trace"``, ``"event"`` or ``"metric"``)."""
+        kinds = {"trace": self.spans, "event": self.logs, "metric": self.metric_reader}
+        return kinds[signal] is not None or (
+            self.otlp_targets is not None and Signal(signal).otlp in self.otlp_targets
+        )
 
     def close(self) -> None:
         """Release what the exporters hold (connections, files, servers)."""
