@@ -1,11 +1,17 @@
-"""Against peers nobody here wrote, as they behave in production: rotel's receive limit."""
+"""Against peers nobody here wrote, as they behave in production: rotel's receive limit,
+and OtelTap, an OTLP/HTTP receiver that reads no gzip."""
 
 from __future__ import annotations
+
+import json
+import subprocess
+import sys
 
 import pytest
 
 from telemetry_otel import Event, TelemetryCollector, TelemetryConfig, Trace
 from tests.otlp_receiver import OtlpReceiver
+from tests.prometheus_server import free_port
 from tests.rotel_peer import Rotel, rotel_agent
 
 ITEMS = 2000
@@ -62,3 +68,41 @@ def test_rotels_out_of_range_size_refusal_is_split_and_everything_arrives_once(
         [f"{PAD} {i}" for i in range(ITEMS)] + [f"small {i}" for i in range(10)]
     )
     assert len(forwarded_to.spans()) == ITEMS
+
+
+def test_oteltap_which_reads_no_gzip_gets_everything_after_one_refusal(make_collector, caplog):
+    pytest.importorskip("oteltap", reason="oteltap ships its native part for x86_64 Linux")
+    port = free_port()
+    tap = subprocess.Popen(
+        [sys.executable, "-m", "oteltap", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert tap.stdout is not None
+        assert tap.stdout.readline().startswith(f"Listening for OTLP/HTTP telemetry on port {port}")
+        collector = make_collector(
+            export_endpoints=[f"http://127.0.0.1:{port}"],  # gzip, the default
+            flush_interval_ms=60_000,
+            self_metrics=False,
+        )
+        for i in range(5):
+            collector.collect_trace(Trace("t", f"s{i}", f"op {i}", 1.0))
+            collector.collect_event(Event("e", f"event {i}"))
+        assert collector.flush(10_000) is True
+        collector.stop()
+    finally:
+        tap.terminate()
+        printed, _ = tap.communicate(timeout=30)
+    # OtelTap prints each item it decoded as one JSON line.
+    items = [json.loads(line) for line in printed.splitlines() if line.startswith("{")]
+    assert sorted(i["name"] for i in items if "kind" in i) == [f"op {i}" for i in range(5)]
+    bodies = sorted(i["body"]["stringValue"] for i in items if "severityNumber" in i)
+    assert bodies == [f"event {i}" for i in range(5)]
+    stats = collector.stats()
+    assert (stats["trace"]["exported"], stats["event"]["exported"]) == (5, 5)
+    assert stats["trace"]["export_failures"] + stats["event"]["export_failures"] == 0
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
+        f"OTLP endpoint http://127.0.0.1:{port} cannot read gzip-compressed requests"
+    ]

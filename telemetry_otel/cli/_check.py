@@ -78,7 +78,7 @@ class _Probes:
 
 def _takes_grpc(host: str, port: int, signal: str, payload: bytes) -> bool:
     target = OtlpTarget("grpc", f"http://{host}:{port}", compression="none", timeout_ms=3000)
-    sender = OtlpSender(target, signal)
+    sender = OtlpSender(target, signal, quiet=True)
     try:
         return sender.send(payload).taken
     finally:
@@ -101,7 +101,7 @@ def check_endpoint(config: TelemetryConfig) -> list[CheckResult]:
 
 
 def _send(signal: str, target: OtlpTarget, payload: bytes, probes: _Probes) -> CheckResult:
-    sender = OtlpSender(target, signal)
+    sender = OtlpSender(target, signal, quiet=True)
     started = time.monotonic()
     try:
         answer = sender.send(payload)
