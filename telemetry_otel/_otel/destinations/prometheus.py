@@ -168,7 +168,7 @@ class SharedPage:
                 _check_private(base)
             self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             self._join()
-        except OSError as error:
+        except Exception as error:  # a directory that will not do: never start()'s failure
             self._go_solo(error)
         self._try_to_serve()
         self._thread = start_daemon(self._publish_every_interval, "prometheus-page")
@@ -206,7 +206,7 @@ class SharedPage:
 
     # -- publishing --------------------------------------------------------------------------
 
-    def _go_solo(self, error: OSError) -> None:
+    def _go_solo(self, error: Exception) -> None:
         self._solo = True
         self._joined.set()
         logger.warning(
@@ -254,7 +254,7 @@ class SharedPage:
         else:
             try:
                 self._join()
-            except OSError as error:
+            except Exception as error:
                 self._go_solo(error)
         self._publish_every_interval()
 
@@ -299,18 +299,8 @@ class SharedPage:
         """Serve the port if no other process of the service does; retried every interval."""
         if self._server is not None or self._closed:
             return
-        if self._serve_fd is None and not self._solo:
-            fd = os.open(self._directory / _SERVE_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                self._tell_served_elsewhere()
-                return
-            _track(fd)
-            self._serve_fd = fd
-            os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
+        if self._serve_fd is None and not self._solo and not self._take_serve_lock():
+            return
         try:
             self._server = start_http_server(
                 self._port, addr=self._host, registry=self._page_registry
@@ -330,6 +320,25 @@ class SharedPage:
             return
         if self._told_served_elsewhere:
             logger.info("%s: this process (pid %d) serves the page now", self._name, os.getpid())
+
+    def _take_serve_lock(self) -> bool:
+        """Whether this process may serve: it holds the directory's serve lock now."""
+        try:
+            fd = os.open(self._directory / _SERVE_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError as error:  # the directory went away under it: retried next time
+            warn_limited(f"prometheus:lock:{self._name}", "%s: %s", self._name, error)
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held by the process that serves
+            os.close(fd)
+            self._tell_served_elsewhere()
+            return False
+        _track(fd)
+        self._serve_fd = fd
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        return True
 
     def _tell_served_elsewhere(self) -> None:
         if self._told_served_elsewhere:
