@@ -261,7 +261,9 @@ def test_no_packet_makes_the_parser_raise(packet):
     assert malformed >= 0 and len(lines) + malformed <= packet.count(b"\n") + 1
 
 
-names = st.text(st.characters(blacklist_characters=":|\n\r#@", min_codepoint=33), min_size=1)
+names = st.text(
+    st.characters(blacklist_characters=":|\n\r#@", min_codepoint=33), min_size=1
+).filter(str.strip)  # a name of white space alone (U+0085, U+00A0…) is no name
 numbers = st.floats(allow_nan=False, allow_infinity=False, min_value=0, max_value=1e12)
 # What current DogStatsD clients add after the tags: origin, cardinality, a timestamp.
 origins = st.fixed_dictionaries(
