@@ -1,9 +1,10 @@
 """Loopback endpoints that misbehave, for every destination type to be run against.
 
 With the OTLP receiver's scripted answers (tests/otlp_receiver.py: 503 with
-Retry-After, 400 with a message, 302, gRPC codes with RetryInfo, partial
-success, a 4 MiB receive limit) and its BlackHole, they make the kit: refuse,
-reset, and a response trickled a byte at a time.
+Retry-After, 400 with a message, 302, gRPC codes with RetryInfo, size refusals as
+tonic and the Collector word them, partial success, a 4 MiB receive limit, a server
+without gzip) and its BlackHole, they make the kit: refuse, reset, a response
+trickled a byte at a time, and an HTTP server that looks like gRPC to a preface.
 """
 
 from __future__ import annotations
