@@ -88,6 +88,17 @@ class PrometheusServer:
             time.sleep(0.25)
         return None
 
+    def wait_for_value(self, promql: str, expected: float, timeout_s: float = 30) -> float | None:
+        """The query's value once it reads ``expected``, or the last one read at the timeout."""
+        deadline = time.monotonic() + timeout_s
+        value = None
+        while time.monotonic() < deadline:
+            value = self.value(promql, timeout_s=max(0.1, deadline - time.monotonic()))
+            if value == expected:
+                return value
+            time.sleep(0.25)
+        return value
+
     def stop(self) -> None:
         self._process.terminate()
         try:

@@ -7,14 +7,25 @@ forwards what it takes, over OTLP/gRPC, to a receiver of the tests.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
+import sysconfig
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.prometheus_server import free_port
+
+
+def _with_libpython() -> dict[str, str]:
+    """The environment, with this interpreter's libpython where the loader finds it: the
+    agent links against it (for its Python processors), and a Python built outside the
+    system's library directories (pyenv's) keeps it in its own."""
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    paths = [libdir, os.environ.get("LD_LIBRARY_PATH", "")]
+    return {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(p for p in paths if p)}
 
 
 def rotel_agent() -> Path:
@@ -46,6 +57,7 @@ class Rotel:
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            env=_with_libpython(),
         )
         self._wait_listening()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 import urllib.error
 import urllib.request
 
@@ -29,17 +28,6 @@ def scraped(tmp_path, make_collector):
         server.stop()
 
 
-def _wait_for(server, promql, expected, timeout_s=30):
-    deadline = time.monotonic() + timeout_s
-    value = None
-    while time.monotonic() < deadline:
-        value = server.value(promql, timeout_s=max(0.1, deadline - time.monotonic()))
-        if value == expected:
-            return value
-        time.sleep(0.25)
-    return value
-
-
 def test_promql_returns_the_counter_histogram_and_gauge_that_were_collected(scraped):
     collector, server = scraped
     for value in (3, 4):
@@ -49,13 +37,13 @@ def test_promql_returns_the_counter_histogram_and_gauge_that_were_collected(scra
     collector.collect_metric(Metric("queue.depth", 9, MetricType.GAUGE, unit="By"))
     collector.collect_metric(Metric("queue.depth", 4, MetricType.GAUGE, unit="By"))
 
-    assert _wait_for(server, 'orders_total{region="eu"}', 7.0) == 7.0
-    assert _wait_for(server, "latency_milliseconds_count", 3.0) == 3.0
+    assert server.wait_for_value('orders_total{region="eu"}', 7.0) == 7.0
+    assert server.wait_for_value("latency_milliseconds_count", 3.0) == 3.0
     assert server.value("latency_milliseconds_sum") == 55.5
     assert server.value('latency_milliseconds_bucket{le="5.0"}') == 1.0
     assert server.value('latency_milliseconds_bucket{le="25.0"}') == 2.0
     assert server.value('latency_milliseconds_bucket{le="+Inf"}') == 3.0
-    assert _wait_for(server, "queue_depth_bytes", 4.0) == 4.0
+    assert server.wait_for_value("queue_depth_bytes", 4.0) == 4.0
     [target] = server.query('target_info{service_name="shop"}')
     assert target["metric"]["job"] == "telemetry_otel"  # type: ignore[index]
 

@@ -72,17 +72,6 @@ class Gunicorn:
         return output.decode(errors="replace")
 
 
-def _wait_for_value(server: PrometheusServer, promql: str, expected: float) -> float | None:
-    deadline = time.monotonic() + 30
-    value = None
-    while time.monotonic() < deadline:
-        value = server.value(promql, timeout_s=max(0.1, deadline - time.monotonic()))
-        if value == expected:
-            return value
-        time.sleep(0.25)
-    return value
-
-
 @pytest.mark.parametrize("preload", [False, True], ids=["post_fork", "preload"])
 def test_gunicorn_workers_share_one_exact_prometheus_page_across_worker_deaths(
     preload, tmp_path, otlp_receiver
@@ -107,7 +96,7 @@ def test_gunicorn_workers_share_one_exact_prometheus_page_across_worker_deaths(
         pids = {gunicorn.get() for _ in range(999)}
         served += 999
         assert len(pids) >= 2
-        assert _wait_for_value(prometheus, "requests_total", served) == served
+        assert prometheus.wait_for_value("requests_total", served) == served
 
         # A worker that exits gracefully, and one killed outright once it has published
         # (the one serving the port, unless the master serves it): both are replaced.
@@ -118,11 +107,11 @@ def test_gunicorn_workers_share_one_exact_prometheus_page_across_worker_deaths(
         killed = serving if not preload else max(pids - {graceful})
         os.kill(killed, signal.SIGKILL)
         # Another worker takes the port within an interval; no count is lost.
-        assert _wait_for_value(prometheus, "requests_total", served) == served
+        assert prometheus.wait_for_value("requests_total", served) == served
         for _ in range(1000):
             pids.add(gunicorn.get())
         served += 1000
-        assert _wait_for_value(prometheus, "requests_total", served) == served
+        assert prometheus.wait_for_value("requests_total", served) == served
         # Gauges: one series per living process, labelled with its pid.
         gauges = prometheus.query("worker_pid")
         for series in gauges:

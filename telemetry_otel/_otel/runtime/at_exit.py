@@ -70,8 +70,9 @@ def _stop_all() -> None:
 
 atexit.register(_stop_all)
 
-# Above multiprocessing's own finalizers of priority 0 (its queues' feeder threads,
-# among others): what is stopped here may still put something on them.
+# multiprocessing's exit function runs the finalizers of priority 0 and above first,
+# highest first, and only then ends the process's own daemonic children: a worker that
+# is itself a parent delivers before its children are gone.
 _EXIT_PRIORITY = 10
 _finalized_in: int | None = None  # the process whose multiprocessing exit stops all
 
