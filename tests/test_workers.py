@@ -9,11 +9,13 @@ takes the same metrics.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -57,11 +59,11 @@ class Gunicorn:
         finally:
             connection.close()
 
-    def wait_ready(self) -> None:
+    def wait_ready(self) -> int:
+        """Once it answers: the pid of the worker that answered the first request."""
         for _ in range(300):  # bounded: 30 s at most
             try:
-                self.get()
-                return
+                return self.get()
             except OSError:
                 time.sleep(0.1)
         raise TimeoutError("gunicorn did not answer")
@@ -70,6 +72,15 @@ class Gunicorn:
         self.process.send_signal(signal.SIGTERM)
         output, _ = self.process.communicate(timeout=60)
         return output.decode(errors="replace")
+
+
+def _published_requests(folder: Path, pid: int) -> float | None:
+    """The "requests" total a worker last published to the page's folder."""
+    for path in folder.glob(f"{pid}-*.json"):
+        families = json.loads(path.read_text())["families"]
+        samples = [s for f in families if f["name"] == "requests" for s in f["samples"]]
+        return sum(value for name, _, value, *_ in samples if name == "requests_total")
+    return None
 
 
 @pytest.mark.parametrize("preload", [False, True], ids=["post_fork", "preload"])
@@ -91,20 +102,27 @@ def test_gunicorn_workers_share_one_exact_prometheus_page_across_worker_deaths(
     output = ""
     try:
         prometheus.wait_ready()
-        gunicorn.wait_ready()
-        served = 1
-        pids = {gunicorn.get() for _ in range(999)}
-        served += 999
+        by_worker = Counter([gunicorn.wait_ready()])
+        by_worker.update(gunicorn.get() for _ in range(999))
+        served = 1 + 999
+        pids = set(by_worker)
         assert len(pids) >= 2
         assert prometheus.wait_for_value("requests_total", served) == served
 
         # A worker that exits gracefully, and one killed outright once it has published
-        # (the one serving the port, unless the master serves it): both are replaced.
+        # what it served (the one serving the port, unless the master serves it): a
+        # worker killed so loses what it counted since its last publication, at most
+        # one interval's. Both are replaced.
         graceful = min(pids)
         os.kill(graceful, signal.SIGTERM)
-        time.sleep(3 * INTERVAL_MS / 1000)  # every worker publishes at least twice
-        serving = int((tmp_path / "page" / f"127.0.0.1_{page_port}" / ".serve.lock").read_text())
+        folder = tmp_path / "page" / f"127.0.0.1_{page_port}"
+        serving = int((folder / ".serve.lock").read_text())
         killed = serving if not preload else max(pids - {graceful})
+        for _ in range(100):  # bounded: 10 s at most
+            if _published_requests(folder, killed) == by_worker[killed]:
+                break
+            time.sleep(0.1)
+        assert _published_requests(folder, killed) == by_worker[killed]
         os.kill(killed, signal.SIGKILL)
         # Another worker takes the port within an interval; no count is lost.
         assert prometheus.wait_for_value("requests_total", served) == served
