@@ -312,39 +312,26 @@ def test_a_worker_that_flushes_then_exits_at_once_loses_no_console_line():
     ]
 
 
-_LONG_JOB = textwrap.dedent(
-    """
-    import time
-    from telemetry_otel import *
-    collector = TelemetryCollector(TelemetryConfig(export_endpoints=["console"]))
-    collector.start()
+def test_a_long_job_shows_what_has_ended_while_its_root_still_runs(make_collector, capsys):
+    collector = make_collector(export_endpoints=["console"])
     with collector.span("nightly job"):
-        for n in range(13):  # 2.6 s
-            with collector.span(f"batch {n}"):
-                time.sleep(0.2)
-            if n == 8:
-                print("-- 1.8 s into the job", flush=True)
-    collector.stop()
-    """
-)
-
-
-def test_a_long_job_shows_what_has_ended_while_its_root_still_runs():
-    result = subprocess.run(
-        [sys.executable, "-c", _LONG_JOB], capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    marker = lines.index("-- 1.8 s into the job")
-    before, after = lines[:marker], lines[marker + 1 :]
-    # About a second in, the batches so far under a line saying the root still runs,
-    # then each batch as it ends, one level down; the root last, at the top.
-    assert re.fullmatch(
-        rf"{TIME} TRACE  RUNNING   trace=[0-9a-f]{{8}} waiting for its root; ended so far:",
-        before[0],
-    ), before
-    batches = [line.split()[3:5] for line in before[1:] + after[:-1]]
-    assert batches == [["batch", str(n)] for n in range(13)]
-    assert all(line[13:].startswith("TRACE  OK          batch ") for line in before[1:])
-    assert after[-1][13:].startswith("TRACE  OK        nightly job ")
-    assert len(before) >= 5  # the header and at least four batches before 1.8 s
+        for n in range(3):
+            with collector.span(f"batch {n}", tags={"rows": 500}):
+                pass
+        # About a second after the first batch ended, without waiting for the root: what
+        # ended so far, one level down, under a line saying the root still runs.
+        so_far = _wait_for_lines(capsys, 4, seconds=10)
+        assert re.fullmatch(
+            rf"{TIME} TRACE  RUNNING   trace=[0-9a-f]{{8}} waiting for its root; ended so far:",
+            so_far[0],
+        ), so_far
+        assert [line[13:].split(" span=")[0].rsplit(" ", 1)[0] for line in so_far[1:]] == [
+            f"TRACE  OK          batch {n}" for n in range(3)
+        ]
+        with collector.span("batch 3"):
+            pass
+        [late] = _wait_for_lines(capsys, 1)  # at once now, under the same header
+        assert late[13:].startswith("TRACE  OK          batch 3 ")
+    [root] = _wait_for_lines(capsys, 1)
+    assert root[13:].startswith("TRACE  OK        nightly job ")
+    assert f"trace={so_far[0].split('trace=')[1][:8]}" in root
