@@ -357,3 +357,36 @@ def test_a_failed_start_leaves_no_thread_or_file_descriptor_behind(tmp_path, mon
     after_threads, after_fds = failed_starts(20)
     # At most as many: threads and files of earlier tests may still be ending.
     assert after_threads <= threads and after_fds <= fds, (threads, fds, after_threads, after_fds)
+
+
+_OPEN_AT_ONCE = """
+import os, sys, time
+from telemetry_otel._otel.delivery.spool import open_spool
+directory, go = sys.argv[1:3]
+for _ in range(2000):  # bounded: 20 s at most
+    if os.path.exists(go):
+        break
+    time.sleep(0.01)
+print("spool" if open_spool(directory, 1 << 20) is not None else "none", flush=True)
+"""
+
+
+def test_workers_that_open_one_fresh_spool_at_the_same_moment_all_get_it(tmp_path, busy_cores):
+    # SQLite answers "database is locked" at once, busy timeout or not, to a connection
+    # that opens a new file while another switches it to WAL: a pool's workers starting
+    # together ran without a spool, one in a few hundred.
+    for round_number in range(8):
+        directory, go = tmp_path / f"spool{round_number}", tmp_path / f"go{round_number}"
+        openers = [
+            subprocess.Popen(
+                [sys.executable, "-c", _OPEN_AT_ONCE, str(directory), str(go)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(8)
+        ]
+        time.sleep(0.5)  # every opener waiting for the signal
+        go.write_text("")
+        results = [opener.communicate(timeout=60) for opener in openers]
+        assert [out for out, _ in results] == ["spool\n"] * 8, [err for _, err in results]

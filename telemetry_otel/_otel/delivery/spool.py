@@ -123,7 +123,7 @@ def open_spool(directory: str, max_bytes: int) -> Spool | None:
     started; a directory that cannot be written means running without a spool.
     """
     try:
-        return Spool(directory, max_bytes)
+        return _spool_once_free(directory, max_bytes)
     except sqlite3.DatabaseError as error:
         if not _is_corrupt(error):
             return _unavailable(directory, error)
@@ -137,9 +137,27 @@ def open_spool(directory: str, max_bytes: int) -> Spool | None:
     except OSError as error:
         return _unavailable(directory, error)
     try:
-        return Spool(directory, max_bytes)
+        return _spool_once_free(directory, max_bytes)
     except (sqlite3.Error, OSError) as error:
         return _unavailable(directory, error)
+
+
+def _spool_once_free(directory: str, max_bytes: int) -> Spool:
+    """Open the spool, trying again while another process holds the file: processes
+    that start together (a pool's workers) open one fresh spool at the same moment,
+    and SQLite answers "database is locked" at once, busy timeout or not, while
+    another connection switches the new file to WAL. Bounded by _OPEN_RETRY_S."""
+    deadline = time.monotonic() + _OPEN_RETRY_S
+    wait = 0.02
+    while True:
+        try:
+            return Spool(directory, max_bytes)
+        except sqlite3.OperationalError as error:
+            text = str(error).lower()
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+        time.sleep(wait)
+        wait = min(0.25, wait * 2)
 
 
 def _is_corrupt(error: sqlite3.DatabaseError) -> bool:
@@ -164,6 +182,9 @@ def _unavailable(directory: str, error: Exception) -> Spool | None:
         error,
     )
     return None
+
+
+_OPEN_RETRY_S = 3.0
 
 
 class Spool:
