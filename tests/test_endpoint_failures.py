@@ -446,3 +446,22 @@ def test_a_spooled_item_too_large_alone_is_counted_refused_and_blocks_nothing(
         )
     finally:
         receiver.stop()
+
+
+def test_a_rate_limit_worded_like_a_limit_is_not_taken_for_a_size_refusal():
+    from telemetry_otel._otel.delivery.sender import is_size_refusal
+
+    for message in (
+        "Quota exceeded for quota metric 'Export requests' and limit 'per minute'",
+        "request rate exceeds the limit of 100 per second",
+        "too many requests",
+    ):
+        assert not is_size_refusal(message), message
+    for message in (
+        "grpc: received message larger than max (5242880 vs. 4194304)",
+        "decoded message length too large: found 1346801 bytes, the limit is: 1048576 bytes",
+        "http: request body too large",
+        "413 Request Entity Too Large",
+        "request size 5000000 is over the max of 4194304",
+    ):
+        assert is_size_refusal(message), message

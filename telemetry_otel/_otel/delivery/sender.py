@@ -63,8 +63,10 @@ _RETRYABLE_HTTP = {429, 502, 503, 504}
 # ("decoded message length too large: found N bytes, the limit is: M bytes"), the
 # Collector's HTTP receiver behind Go's MaxBytesReader ("http: request body too large"),
 # proxies ("request entity too large", "payload too large").
+# Only words about size: a rate limiter's RESOURCE_EXHAUSTED ("quota exceeded", "rate
+# exceeds the limit") is no reason to split.
 _SIZE_WORDS = re.compile(
-    r"larger than max|too large|too big|exceeds? (?:the )?(?:max|limit|size)"
+    r"larger than max|too large|too big"
     r"|(?:message|body|request|payload) (?:size|length) .*(?:limit|max)"
 )
 # The gRPC codes a receiver refuses a request's size with.
