@@ -268,10 +268,15 @@ def test_exited_processes_fold_into_one_file_and_their_totals_stay(page):
     for n in range(_FOLD_AFTER):  # the exited files kept apart before they are folded
         Publisher(endpoint, directory, orders=10 + n, depth=1.0).stop()
     folder = next(directory.iterdir())
-    _wait(lambda: (folder / ".exited.json").exists())
-    # Folded by the serving process's upkeep: one file for them all, their sum kept.
-    members = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
-    assert len(members) == 2  # this process's .json and .lock
+
+    def members() -> list[str]:
+        return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+
+    # Folded by the serving process's upkeep (the folded file is written first, then the
+    # exited ones removed): one file for them all, their sum kept.
+    _wait(lambda: (folder / ".exited.json").exists() and len(members()) == 2)
+    assert (folder / ".exited.json").exists()
+    assert [name.split("-")[0] for name in members()] == [str(os.getpid())] * 2
     total = 1.0 + sum(range(10, 10 + _FOLD_AFTER))
     assert _short(_page(port), "orders_total") == {"orders_total{}": total}
     assert "depth" not in {series.split("{")[0] for series in _page(port)}
