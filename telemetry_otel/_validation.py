@@ -114,8 +114,29 @@ def _check_timestamp(owner: str, name: str, value: object) -> None:
 
 
 def _checked_tags(owner: str, tags: object) -> dict[str, Any]:
-    """A model's tags argument as a plain dict, checked."""
-    plain = tags if type(tags) is dict else _plain(owner, "tags", tags)
+    """A model's tags argument as a plain dict, checked.
+
+    The common case (a dict of non-empty str keys and str, bool, float or int64
+    values) is checked here in one loop; anything else takes the full check, which
+    names the problem.
+    """
+    if type(tags) is dict:
+        for key, value in tags.items():
+            kind = type(value)
+            if not (
+                type(key) is str
+                and key
+                and (
+                    kind is str
+                    or kind is float
+                    or kind is bool
+                    or (kind is int and _INT64_MIN <= value <= _INT64_MAX)
+                )
+            ):
+                _check_tags(owner, "tags", tags)
+                break
+        return tags
+    plain = _plain(owner, "tags", tags)
     _check_tags(owner, "tags", plain)
     return plain
 
@@ -169,10 +190,10 @@ _VALID_NAMES: set[str] = set()
 _VALID_NAMES_MAX = 4096
 
 
-def _check_metric_name(name: object) -> None:
+def _check_metric_name(name: object, owner: str = "Metric") -> None:
     """Any non-empty text, as the legacy API took: where OpenTelemetry's instrument name
     rule refuses it, the mapping renames the instrument (see the README)."""
-    _check_text("Metric", "name", name)
+    _check_text(owner, "name", name)
     if type(name) is str and len(_VALID_NAMES) < _VALID_NAMES_MAX:
         _VALID_NAMES.add(name)
 
