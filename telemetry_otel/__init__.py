@@ -15,6 +15,14 @@ from telemetry_otel._version import __version__
 if _typing.TYPE_CHECKING:
     from telemetry_otel.collector import TelemetryCollector, deliver_on_terminate
     from telemetry_otel.config import TelemetryConfig
+    from telemetry_otel.instruments import (
+        BoundCounter,
+        BoundGauge,
+        BoundHistogram,
+        CounterHandle,
+        GaugeHandle,
+        HistogramHandle,
+    )
     from telemetry_otel.models import Event, EventSeverity, Metric, MetricType, Trace
 
 # Imported on first use: the pytest plugin lives in this package, and every pytest
@@ -29,6 +37,17 @@ _HOMES = {
     "MetricType": "telemetry_otel.models",
     "Trace": "telemetry_otel.models",
     "deliver_on_terminate": "telemetry_otel.collector",
+    **dict.fromkeys(
+        (
+            "BoundCounter",
+            "BoundGauge",
+            "BoundHistogram",
+            "CounterHandle",
+            "GaugeHandle",
+            "HistogramHandle",
+        ),
+        "telemetry_otel.instruments",
+    ),
 }
 
 
@@ -46,8 +65,14 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BoundCounter",
+    "BoundGauge",
+    "BoundHistogram",
+    "CounterHandle",
     "Event",
     "EventSeverity",
+    "GaugeHandle",
+    "HistogramHandle",
     "Metric",
     "MetricType",
     "TelemetryCollector",

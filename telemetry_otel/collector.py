@@ -23,6 +23,7 @@ from telemetry_otel._otel.runtime.threads import off_the_loop
 from telemetry_otel._redact import mask_url
 from telemetry_otel._validation import _check_tags, _check_text
 from telemetry_otel.config import TelemetryConfig
+from telemetry_otel.instruments import CounterHandle, GaugeHandle, HistogramHandle
 from telemetry_otel.models import Event, Metric, TagValue, Trace
 
 __all__ = ["TelemetryCollector", "deliver_on_terminate"]
@@ -193,6 +194,56 @@ class TelemetryCollector:
             raise TypeError(f"collect_trace() takes a Trace, got {type(trace).__name__}")
         pipeline = self._pipeline
         return False if pipeline is None else pipeline.collect_trace(trace)
+
+    # -- metric handles ----------------------------------------------------------------------
+
+    def counter(
+        self,
+        name: str,
+        *,
+        unit: str = "",
+        description: str = "",
+        tags: dict[str, TagValue] | None = None,
+    ) -> CounterHandle:
+        """A counter handle: ``add(value, tags)``, or ``bind(**tags)`` once and then
+        ``add(value)`` at a fraction of the cost (docs/collector.md).
+
+        What it records is exactly what ``collect_metric(Metric(name, value,
+        MetricType.COUNTER, tags, unit=unit, description=description))`` would.
+        Usable before ``start()`` (records nothing and returns False, as
+        ``collect_metric`` does).
+
+        Args:
+            name: The metric name, as ``Metric.name``.
+            unit: The instrument's unit, e.g. ``"ms"``.
+            description: The instrument's description.
+            tags: Tags every measurement carries; ``bind`` and ``add`` add to them.
+        """
+        return CounterHandle(self, name, unit, description, tags)
+
+    def histogram(
+        self,
+        name: str,
+        *,
+        unit: str = "",
+        description: str = "",
+        tags: dict[str, TagValue] | None = None,
+    ) -> HistogramHandle:
+        """A histogram handle: ``record(value, tags)`` or ``bind(**tags).record(value)``;
+        as :meth:`counter`, for ``MetricType.HISTOGRAM``."""
+        return HistogramHandle(self, name, unit, description, tags)
+
+    def gauge(
+        self,
+        name: str,
+        *,
+        unit: str = "",
+        description: str = "",
+        tags: dict[str, TagValue] | None = None,
+    ) -> GaugeHandle:
+        """A gauge handle: ``set(value, tags)`` or ``bind(**tags).set(value)``; as
+        :meth:`counter`, for ``MetricType.GAUGE``."""
+        return GaugeHandle(self, name, unit, description, tags)
 
     # -- live spans, context and logging -----------------------------------------------------
 

@@ -22,7 +22,7 @@ from opentelemetry.sdk.metrics.export import (
     Histogram as HistogramData,
 )
 
-from telemetry_otel._otel.mapping.series import Combine, SeriesRecorder, fast_path_consumer
+from telemetry_otel._otel.mapping.series import Combine, Series, SeriesRecorder, fast_path_consumer
 from telemetry_otel._otel.mapping.spans import ns_to_seconds
 from telemetry_otel._otel.mapping.summaries import SummaryBoard, as_summaries
 from telemetry_otel._otel.runtime.forks import ForkSafeLock, follow_forks
@@ -62,54 +62,65 @@ class InstrumentCache:
         # it, or it could collect before that drain reached its aggregation.
         self._drain_lock = ForkSafeLock()
         # By name alone (one type per name): an enum in the key would cost a
-        # Python-level hash on every measurement.
-        self._recorders: dict[str, tuple[MetricType, SeriesRecorder | RenamedRecorder]] = {}
+        # Python-level hash on every measurement. Read without a lock by the
+        # collecting path; written under it.
+        self.recorders: dict[str, tuple[MetricType, SeriesRecorder | RenamedRecorder]] = {}
         self._types: dict[str, MetricType] = {}
         self._lock = ForkSafeLock()
         follow_forks(self)
 
     def recorder(self, metric: Metric) -> SeriesRecorder | RenamedRecorder | None:
         """The recorder of the metric's instrument, or None on a type clash."""
-        known = self._recorders.get(metric.name)
+        known = self.recorders.get(metric.name)
         if known is not None and known[0] is metric.metric_type:
             return known[1]
-        with self._lock:
-            return self._create(metric)
+        return self.recorder_for(metric.name, metric.metric_type, metric.unit, metric.description)
 
-    def _create(self, metric: Metric) -> SeriesRecorder | RenamedRecorder | None:
-        known = self._recorders.get(metric.name)
-        if known is not None:
-            return known[1] if known[0] is metric.metric_type else None
-        name = instrument_name(metric.name)
+    def recorder_for(
+        self, name: str, metric_type: MetricType, unit: str = "", description: str = ""
+    ) -> SeriesRecorder | RenamedRecorder | None:
+        """The recorder of a name's instrument, created with this type, unit and
+        description when the name is new; None when the name has another type."""
+        with self._lock:
+            known = self.recorders.get(name)
+            if known is not None:
+                return known[1] if known[0] is metric_type else None
+            return self._create(name, metric_type, unit, description)
+
+    def _create(
+        self, legacy_name: str, metric_type: MetricType, unit: str, description: str
+    ) -> SeriesRecorder | RenamedRecorder | None:
+        name = instrument_name(legacy_name)
         known_type = self._types.get(name.lower())
-        if known_type is not None and known_type is not metric.metric_type:
+        if known_type is not None and known_type is not metric_type:
             return None
-        series = self._instrument(metric, name)
+        series = self._instrument(metric_type, name, unit, description)
         recorder: SeriesRecorder | RenamedRecorder = series
-        self._types[name.lower()] = metric.metric_type
-        if name != metric.name:
+        self._types[name.lower()] = metric_type
+        if name != legacy_name:
             warn_once(
-                f"rename:{metric.name}",
+                f"rename:{legacy_name}",
                 "metric name %r is not a valid OpenTelemetry "
                 "instrument name: exported as %r with attribute %s=%r",
-                metric.name,
+                legacy_name,
                 name,
                 LEGACY_NAME,
-                metric.name,
+                legacy_name,
             )
-            recorder = RenamedRecorder(series, metric.name)
-        self._recorders[metric.name] = (metric.metric_type, recorder)
+            recorder = RenamedRecorder(series, legacy_name)
+        self.recorders[legacy_name] = (metric_type, recorder)
         return recorder
 
-    def _instrument(self, metric: Metric, name: str) -> SeriesRecorder:
+    def _instrument(
+        self, metric_type: MetricType, name: str, unit: str, description: str
+    ) -> SeriesRecorder:
         meter = self._meter
-        unit, description = metric.unit, metric.description
         instrument: Any
         combine: Combine | None = None
-        if metric.metric_type is MetricType.COUNTER:
+        if metric_type is MetricType.COUNTER:
             instrument = meter.create_counter(name, unit=unit, description=description)
             record, combine = instrument.add, Combine.SUM
-        elif metric.metric_type is MetricType.GAUGE:
+        elif metric_type is MetricType.GAUGE:
             instrument = meter.create_gauge(name, unit=unit, description=description)
             record, combine = instrument.set, Combine.LAST
         else:
@@ -181,6 +192,10 @@ class RenamedRecorder:
     def record_many(self, value: float, tags: Mapping[str, Any], count: int) -> bool:
         self._inner.record_many(value, {**tags, LEGACY_NAME: self._legacy_name}, count)
         return True
+
+    def bind(self, tags: Mapping[str, Any]) -> tuple[SeriesRecorder, Series, bool]:
+        series, _ = self._inner.known({**tags, LEGACY_NAME: self._legacy_name})
+        return self._inner, series, True
 
 
 def metrics_of(data: MetricsData, skip_scope: str | None = None) -> Iterator[Any]:

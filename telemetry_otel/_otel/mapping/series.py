@@ -45,6 +45,7 @@ from telemetry_otel._shaping import Shaper
 __all__ = [
     "OVERFLOW_ATTRIBUTES",
     "Combine",
+    "Series",
     "SeriesRecorder",
     "fast_path_consumer",
     "sdk_internals_fit",
@@ -144,12 +145,12 @@ class SeriesRecorder:
         self._by_items = {}
         self._remembered = 0
         self._by_shape: dict[TagsKey, Series] = {}
-        self._combine = combine if consumer is not None else None
-        # Series -> what its measurements since the last drain add up to. A plain
-        # lock: its C-level `with` is what each measurement pays (forks: see
-        # after_fork_in_child).
-        self._pending: dict[Series, Any] = {}
-        self._pending_lock = threading.Lock()
+        self.combine = combine if consumer is not None else None
+        # Series -> what its measurements since the last drain add up to, under a
+        # plain lock (forks: see after_fork_in_child). Public: bound handles
+        # (signals/bound.py) add to them without a call in between.
+        self.pending: dict[Series, Any] = {}
+        self.pending_lock = threading.Lock()
         # The bucket bounds every reader shares (None: not all the same), and the
         # reader storages they were read from.
         self._bounds: tuple[float, ...] | None = None
@@ -161,29 +162,44 @@ class SeriesRecorder:
         if not isinstance(known, tuple):
             known = self._typed_series(tags, items, known)
         series, limited = known
-        combine = self._combine
+        # The lock is taken with acquire/release, not `with`: the statement's
+        # __enter__/__exit__ calls cost more than the addition it guards.
+        if self.combine is _SUM and series.started and outside_any_span():
+            lock = self.pending_lock
+            lock.acquire()
+            try:
+                pending = self.pending
+                pending[series] = pending.get(series, 0) + value
+            finally:
+                lock.release()
+            return limited
+        self.record_series(series, value)
+        return limited
+
+    def record_series(self, series: Series, value: float) -> None:
+        """Record a measurement of a series from :meth:`known` (or ``record``'s lookup)."""
+        combine = self.combine
         if combine is not None and series.started and outside_any_span():
-            if combine is _SUM:
-                with self._pending_lock:
-                    pending = self._pending
-                    pending[series] = pending.get(series, 0) + value
-                return limited
-            if combine is _LAST:
-                with self._pending_lock:
-                    self._pending[series] = value
-                return limited
+            if combine is _SUM or combine is _LAST:
+                lock = self.pending_lock
+                lock.acquire()
+                try:
+                    pending = self.pending
+                    pending[series] = pending.get(series, 0) + value if combine is _SUM else value
+                finally:
+                    lock.release()
+                return
             if self._add_to_buckets(series, value):
-                return limited
+                return
         series.started = True
-        if combine is _LAST and self._pending:
-            with self._pending_lock:  # an older last value must not overwrite this one
-                self._pending.pop(series, None)
+        if combine is _LAST and self.pending:
+            with self.pending_lock:  # an older last value must not overwrite this one
+                self.pending.pop(series, None)
         consumer = self._consumer
         if consumer is None or not record_shaped(
             consumer, self._instrument, series.hashed, series.attributes, value
         ):
             self._public_record(value, series.attributes)
-        return limited
 
     def record_many(self, value: float, tags: Mapping[str, Any], count: int) -> bool:
         """Record ``count`` measurements of one value (a sampled StatsD timer stands for
@@ -191,15 +207,23 @@ class SeriesRecorder:
         limited = self.record(value, tags)
         if count <= 1:
             return limited
-        series, _ = self._series_of(tags)
-        buckets = self._combine is Combine.BUCKETS and outside_any_span()
+        series, _ = self.known(tags)
+        buckets = self.combine is Combine.BUCKETS and outside_any_span()
         if buckets and self._add_to_buckets(series, value, count - 1):
             return limited
         for _ in range(count - 1):
             self.record(value, tags)
         return limited
 
-    def _series_of(self, tags: Mapping[str, Any]) -> Known:
+    def bind(self, tags: Mapping[str, Any]) -> tuple[SeriesRecorder, Series, bool]:
+        """The recorder and series a bound handle records on, and whether the size
+        limits (or the series cap) changed its tags."""
+        series, limited = self.known(tags)
+        return self, series, limited
+
+    def known(self, tags: Mapping[str, Any]) -> Known:
+        """The series of a tag set, shaped and capped as ``record`` would, and whether
+        the size limits (or the series cap) changed it."""
         items = tuple(tags.items())
         known = self._by_items.get(items)
         return known if isinstance(known, tuple) else self._typed_series(tags, items, known)
@@ -215,14 +239,14 @@ class SeriesRecorder:
         if bounds is None:
             return False
         bucket = bisect_left(bounds, value)
-        with self._pending_lock:
-            added: Buckets | None = self._pending.get(series)
+        with self.pending_lock:
+            added: Buckets | None = self.pending.get(series)
             if added is None or added[4] is not bounds:
                 if added is not None:  # the readers changed: counted with other bounds
                     return False
                 counts = [0] * (len(bounds) + 1)
                 counts[bucket] = count
-                self._pending[series] = [value * count, value, value, counts, bounds]
+                self.pending[series] = [value * count, value, value, counts, bounds]
                 return True
             added[0] += value if count == 1 else value * count
             if value < added[1]:
@@ -235,13 +259,13 @@ class SeriesRecorder:
     def drain(self) -> None:
         """Hand what every series added up since the last drain to the readers'
         aggregations."""
-        if not self._pending:
+        if not self.pending:
             return
-        with self._pending_lock:
-            pending, self._pending = self._pending, {}
+        with self.pending_lock:
+            pending, self.pending = self.pending, {}
         consumer, instrument = self._consumer, self._instrument
         for series, added in pending.items():
-            if self._combine is Combine.BUCKETS:
+            if self.combine is Combine.BUCKETS:
                 bounds = added[4]
                 left_out = merge_histogram(
                     consumer, instrument, series.hashed, series.attributes, bounds, added[:4]
@@ -260,8 +284,8 @@ class SeriesRecorder:
 
     def after_fork_in_child(self) -> None:
         """What waits belongs to the parent, which hands it on; the lock may be held."""
-        self._pending = {}
-        self._pending_lock = threading.Lock()
+        self.pending = {}
+        self.pending_lock = threading.Lock()
 
     def _typed_series(
         self,

@@ -202,6 +202,8 @@ _current_context = current_context_getter()
 # Where the current span sits in a Context; "" (never a key) if the API moved it, and
 # then the exemplar filter is always asked.
 _SPAN_KEY = span_key() or ""
+# For callers that test outside_any_span() inline, without the call.
+current_context, SPAN_KEY = _current_context, _SPAN_KEY
 
 
 def hash_attributes(attributes: dict[str, Any]) -> Any:

@@ -65,6 +65,9 @@ class MetricPipeline:
         self.instruments = InstrumentCache(
             self.provider, meter, shared.shaper, config.max_metric_series
         )
+        self._recorders = self.instruments.recorders
+        self._count_collected = self._tally.collected.increment
+        self._count_limited = self._tally.limited.increment
         # Measurements add up between collections only on the collector's own
         # provider, where every reader's collection drains them first: an application's
         # provider may get readers no drain would reach.
@@ -83,33 +86,47 @@ class MetricPipeline:
     def collect(self, metric: Metric) -> bool:
         """Record a measurement on its instrument; False on a name/type clash or a
         negative histogram value (which OpenTelemetry histograms do not take)."""
-        tally = self._tally
         try:
-            recorder = self.instruments.recorder(metric)
+            # The instrument cache's lookup written out: this runs for every measurement.
+            known = self._recorders.get(metric.name)
+            metric_type, value = metric.metric_type, metric.value
+            recorder = (
+                known[1]
+                if known is not None and known[0] is metric_type
+                else self.instruments.recorder(metric)
+            )
             if recorder is None:
-                return self._reject(
-                    f"clash:{metric.name.lower()}",
-                    "metric %r (instrument %r) is already registered as another type; "
-                    "dropping %s values",
-                    metric.name,
-                    instrument_name(metric.name),
-                    metric.metric_type.value,
-                )
-            if metric.value < 0 and metric.metric_type is _HISTOGRAM:
-                return self._reject(
-                    f"negative:{metric.name.lower()}",
-                    "histogram %r takes no negative values; dropping %r",
-                    metric.name,
-                    metric.value,
-                )
-            tally.collected.increment()
-            if recorder.record(metric.value, metric.tags):
-                tally.limited.increment()
+                return self.reject_clash(metric.name, metric_type)
+            if value < 0 and metric_type is _HISTOGRAM:
+                return self.reject_negative(metric.name, value)
+            self._count_collected()
+            if recorder.record(value, metric.tags):
+                self._count_limited()
             return True
         except Exception:
-            self._tally.rejected.increment()
-            warn_limited("internal:metric", "telemetry_otel could not process a %s", "metric")
-            return False
+            return self.internal_error()
+
+    def reject_clash(self, name: str, metric_type: MetricType) -> bool:
+        return self._reject(
+            f"clash:{name.lower()}",
+            "metric %r (instrument %r) is already registered as another type; dropping %s values",
+            name,
+            instrument_name(name),
+            metric_type.value,
+        )
+
+    def reject_negative(self, name: str, value: float) -> bool:
+        return self._reject(
+            f"negative:{name.lower()}",
+            "histogram %r takes no negative values; dropping %r",
+            name,
+            value,
+        )
+
+    def internal_error(self) -> bool:
+        self._tally.rejected.increment()
+        warn_limited("internal:metric", "telemetry_otel could not process a %s", "metric")
+        return False
 
     def _reject(self, reason: str, message: str, *args: object) -> bool:
         self._tally.rejected.increment()
