@@ -239,7 +239,9 @@ class SeriesRecorder:
         if bounds is None:
             return False
         bucket = bisect_left(bounds, value)
-        with self.pending_lock:
+        lock = self.pending_lock
+        lock.acquire()  # not `with`: see record()
+        try:
             added: Buckets | None = self.pending.get(series)
             if added is None or added[4] is not bounds:
                 if added is not None:  # the readers changed: counted with other bounds
@@ -254,6 +256,8 @@ class SeriesRecorder:
             if value > added[2]:
                 added[2] = value
             added[3][bucket] += count
+        finally:
+            lock.release()
         return True
 
     def drain(self) -> None:

@@ -103,11 +103,18 @@ class _Bound:
         except Exception:
             return bool(metrics.internal_error())
         self._metrics = metrics
-        self._count = metrics._count_collected
-        self._count_limited = metrics._count_limited
+        self._count = metrics.count_collected
+        self._count_limited = metrics.count_limited
         # Last: a thread that sees the new pipeline sees the rest of the binding.
         self._pipeline = pipeline
         return True
+
+    def _record(self, value: float) -> None:
+        """The recorder's own path: inside a span, a first measurement, buckets."""
+        try:
+            self._recorder.record_series(self._series, value)
+        except Exception:
+            self._metrics.internal_error()
 
 
 class BoundCounter(_Bound):
@@ -148,12 +155,6 @@ class BoundCounter(_Bound):
             self._count_limited()
         return True
 
-    def _record(self, value: float) -> None:
-        try:
-            self._recorder.record_series(self._series, value)
-        except Exception:
-            self._metrics.internal_error()
-
 
 class BoundGauge(_Bound):
     """A gauge with its tags bound: ``set(value)``. From ``GaugeHandle.bind()``."""
@@ -185,10 +186,7 @@ class BoundGauge(_Bound):
             finally:
                 lock.release()
         else:
-            try:
-                recorder.record_series(series, value)
-            except Exception:
-                self._metrics.internal_error()
+            self._record(value)
         if self._limited:
             self._count_limited()
         return True
@@ -213,10 +211,7 @@ class BoundHistogram(_Bound):
         if value < 0:
             return bool(self._metrics.reject_negative(self._name, value))
         self._count()
-        try:
-            self._recorder.record_series(self._series, value)
-        except Exception:
-            self._metrics.internal_error()
+        self._record(value)
         if self._limited:
             self._count_limited()
         return True

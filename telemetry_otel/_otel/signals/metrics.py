@@ -66,8 +66,10 @@ class MetricPipeline:
             self.provider, meter, shared.shaper, config.max_metric_series
         )
         self._recorders = self.instruments.recorders
-        self._count_collected = self._tally.collected.increment
-        self._count_limited = self._tally.limited.increment
+        # Bound once: the collecting path (and bound handles, signals/bound.py) count
+        # with a single call.
+        self.count_collected = self._tally.collected.increment
+        self.count_limited = self._tally.limited.increment
         # Measurements add up between collections only on the collector's own
         # provider, where every reader's collection drains them first: an application's
         # provider may get readers no drain would reach.
@@ -99,9 +101,9 @@ class MetricPipeline:
                 return self.reject_clash(metric.name, metric_type)
             if value < 0 and metric_type is _HISTOGRAM:
                 return self.reject_negative(metric.name, value)
-            self._count_collected()
+            self.count_collected()
             if recorder.record(value, metric.tags):
-                self._count_limited()
+                self.count_limited()
             return True
         except Exception:
             return self.internal_error()
