@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import threading
 import time
 import urllib.request
 
@@ -175,3 +176,54 @@ def test_stop_with_a_spool_keeps_its_deadline_and_counts_every_item(tmp_path):
     finally:
         for hole in holes:
             hole.stop()
+
+
+def test_every_bound_increment_reaches_the_callback_at_stop_under_contention(busy_cores):
+    for run in range(RUNS):
+        collector, recorder = _callback_collector()
+        hits = collector.counter("hits").bind(k="v")
+
+        def add_many(hits=hits) -> None:
+            for _ in range(500):
+                hits.add(1)
+
+        threads = [threading.Thread(target=add_many) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        collector.stop()
+        assert _counter_total(recorder, "hits") == 4000, f"run {run}"
+        assert collector.stats()["metric"]["collected"] == 4000, f"run {run}"
+
+
+@pytest.mark.parametrize("bound", [True, False], ids=["bound handle", "collect_metric"])
+def test_what_is_recorded_while_stop_runs_arrives_or_is_refused(busy_cores, bound):
+    # Threads add until a call returns False; every True was recorded and must arrive.
+    for run in range(RUNS):
+        collector, recorder = _callback_collector()
+        hits = collector.counter("hits").bind(k="v")
+
+        def add(hits=hits, collector=collector) -> bool:
+            if bound:
+                return hits.add(1)
+            return collector.collect_metric(Metric("hits", 1, MetricType.COUNTER, {"k": "v"}))
+
+        accepted = [0] * 4
+
+        def add_until_refused(slot: int, add=add, accepted=accepted) -> None:
+            for _ in range(100_000):
+                if not add():
+                    return
+                accepted[slot] += 1
+
+        threads = [threading.Thread(target=add_until_refused, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.02)
+        collector.stop()
+        for thread in threads:
+            thread.join()
+        assert 0 < sum(accepted) < 400_000, f"run {run}: stop() came after the adds"
+        assert _counter_total(recorder, "hits") == sum(accepted), f"run {run}"
+        assert collector.stats()["metric"]["collected"] == sum(accepted), f"run {run}"

@@ -44,6 +44,7 @@ from telemetry_otel._otel.bridges.statsd_parser import (
 )
 from telemetry_otel._otel.delivery.accounting import BridgeTally
 from telemetry_otel._otel.mapping.metrics import InstrumentCache
+from telemetry_otel._otel.mapping.series import RecorderClosed
 from telemetry_otel._otel.runtime.forks import ForkSafeLock, follow_forks
 from telemetry_otel._otel.runtime.log import logger, warn_limited
 from telemetry_otel._otel.runtime.threads import join_until, start_daemon
@@ -240,7 +241,10 @@ class StatsdListener:
         recorder = self._instruments.recorder(metric)
         if recorder is None:
             return False  # the name is already another type
-        recorder.record(metric.value, metric.tags)
+        try:
+            recorder.record(metric.value, metric.tags)
+        except RecorderClosed:  # a packet taken while stop() collects for the last time
+            return False
         return True
 
     def _counter(self, line: MetricLine, key: SeriesKey) -> bool:
@@ -266,8 +270,11 @@ class StatsdListener:
         recorder = self._instruments.recorder(metric)
         if recorder is None or any(v < 0 for v in line.values):
             return False  # another type already, or a value no OTel histogram takes
-        for value in line.values:
-            recorder.record_many(value, metric.tags, self._weight(key, line.rate))
+        try:
+            for value in line.values:
+                recorder.record_many(value, metric.tags, self._weight(key, line.rate))
+        except RecorderClosed:
+            return False
         return True
 
     def _weight(self, key: SeriesKey, rate: float) -> int:

@@ -151,6 +151,12 @@ class InstrumentCache:
             for recorder in list(self._series_recorders):
                 recorder.drain()
 
+    def close(self) -> None:
+        """Refuse every later measurement: the last collection is about to begin."""
+        with self._lock:
+            for recorder in self._series_recorders:
+                recorder.close()
+
     def after_fork_in_child(self) -> None:
         for recorder in self._series_recorders:
             recorder.after_fork_in_child()

@@ -45,6 +45,7 @@ from telemetry_otel._shaping import Shaper
 __all__ = [
     "OVERFLOW_ATTRIBUTES",
     "Combine",
+    "RecorderClosed",
     "Series",
     "SeriesRecorder",
     "fast_path_consumer",
@@ -83,6 +84,11 @@ class Series:
         # Whether a measurement reached the SDK: its first one creates the series'
         # aggregations, so that a cumulative series starts when it was first measured.
         self.started = False
+
+
+class RecorderClosed(Exception):
+    """A measurement came after its pipeline's last collection began (stop()): it is
+    refused, never taken in to be lost uncounted."""
 
 
 class Combine(Enum):
@@ -151,6 +157,9 @@ class SeriesRecorder:
         # (signals/bound.py) add to them without a call in between.
         self.pending: dict[Series, Any] = {}
         self.pending_lock = threading.Lock()
+        # Set under pending_lock by close(): every measurement checks it under the same
+        # lock, so none lands after the last collection took what was pending.
+        self.closed = False
         # The bucket bounds every reader shares (None: not all the same), and the
         # reader storages they were read from.
         self._bounds: tuple[float, ...] | None = None
@@ -168,6 +177,8 @@ class SeriesRecorder:
             lock = self.pending_lock
             lock.acquire()
             try:
+                if self.closed:
+                    raise RecorderClosed
                 pending = self.pending
                 pending[series] = pending.get(series, 0) + value
             finally:
@@ -177,13 +188,16 @@ class SeriesRecorder:
         return limited
 
     def record_series(self, series: Series, value: float) -> None:
-        """Record a measurement of a series from :meth:`known` (or ``record``'s lookup)."""
+        """Record a measurement of a series from :meth:`known` (or ``record``'s lookup);
+        raises RecorderClosed after close()."""
         combine = self.combine
+        lock = self.pending_lock
         if combine is not None and series.started and outside_any_span():
             if combine is _SUM or combine is _LAST:
-                lock = self.pending_lock
                 lock.acquire()
                 try:
+                    if self.closed:
+                        raise RecorderClosed
                     pending = self.pending
                     pending[series] = pending.get(series, 0) + value if combine is _SUM else value
                 finally:
@@ -191,15 +205,28 @@ class SeriesRecorder:
                 return
             if self._add_to_buckets(series, value):
                 return
-        series.started = True
-        if combine is _LAST and self.pending:
-            with self.pending_lock:  # an older last value must not overwrite this one
+        # Straight to the SDK (a first measurement, inside a span, no adding up): under
+        # the lock too, or it could land after the last collection.
+        lock.acquire()
+        try:
+            if self.closed:
+                raise RecorderClosed
+            series.started = True
+            if combine is _LAST:  # an older last value must not overwrite this one
                 self.pending.pop(series, None)
-        consumer = self._consumer
-        if consumer is None or not record_shaped(
-            consumer, self._instrument, series.hashed, series.attributes, value
-        ):
-            self._public_record(value, series.attributes)
+            consumer = self._consumer
+            if consumer is None or not record_shaped(
+                consumer, self._instrument, series.hashed, series.attributes, value
+            ):
+                self._public_record(value, series.attributes)
+        finally:
+            lock.release()
+
+    def close(self) -> None:
+        """Refuse every later measurement (RecorderClosed); what is pending stays for
+        the last collection."""
+        with self.pending_lock:
+            self.closed = True
 
     def record_many(self, value: float, tags: Mapping[str, Any], count: int) -> bool:
         """Record ``count`` measurements of one value (a sampled StatsD timer stands for
@@ -242,6 +269,8 @@ class SeriesRecorder:
         lock = self.pending_lock
         lock.acquire()  # not `with`: see record()
         try:
+            if self.closed:
+                raise RecorderClosed
             added: Buckets | None = self.pending.get(series)
             if added is None or added[4] is not bounds:
                 if added is not None:  # the readers changed: counted with other bounds

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from telemetry_otel._otel.mapping.series import Combine, Series, SeriesRecorder
+from telemetry_otel._otel.mapping.series import Combine, RecorderClosed, Series, SeriesRecorder
 from telemetry_otel._otel.runtime.sdk import SPAN_KEY, current_context
 from telemetry_otel._validation import (
     _INT64_MAX,
@@ -109,12 +109,19 @@ class _Bound:
         self._pipeline = pipeline
         return True
 
-    def _record(self, value: float) -> None:
-        """The recorder's own path: inside a span, a first measurement, buckets."""
+    def _record(self, value: float) -> bool:
+        """The recorder's own path (inside a span, a first measurement, buckets), then
+        the counts; False when stop() began its last collection meanwhile."""
         try:
             self._recorder.record_series(self._series, value)
+        except RecorderClosed:
+            return False
         except Exception:
-            self._metrics.internal_error()
+            return bool(self._metrics.internal_error())
+        self._count()
+        if self._limited:
+            self._count_limited()
+        return True
 
 
 class BoundCounter(_Bound):
@@ -133,24 +140,25 @@ class BoundCounter(_Bound):
             _check_value(value, MetricType.COUNTER)
         if self._pipeline is not self._owner._pipeline and not self._bind():
             return False
-        self._count()
         series, recorder = self._series, self._recorder
         # SeriesRecorder.record's addition, written out: it is all a measurement costs.
-        if (
+        if not (
             recorder.combine is _SUM
             and series.started
             and SPAN_KEY
             and current_context().get(SPAN_KEY) is None
         ):
-            lock = recorder.pending_lock
-            lock.acquire()
-            try:
-                pending = recorder.pending
-                pending[series] = pending.get(series, 0) + value
-            finally:
-                lock.release()
-        else:
-            self._record(value)
+            return self._record(value)
+        lock = recorder.pending_lock
+        lock.acquire()
+        try:
+            if recorder.closed:
+                return False
+            pending = recorder.pending
+            pending[series] = pending.get(series, 0) + value
+        finally:
+            lock.release()
+        self._count()
         if self._limited:
             self._count_limited()
         return True
@@ -171,22 +179,23 @@ class BoundGauge(_Bound):
             _check_value(value, MetricType.GAUGE)
         if self._pipeline is not self._owner._pipeline and not self._bind():
             return False
-        self._count()
         series, recorder = self._series, self._recorder
-        if (
+        if not (
             recorder.combine is _LAST
             and series.started
             and SPAN_KEY
             and current_context().get(SPAN_KEY) is None
         ):
-            lock = recorder.pending_lock
-            lock.acquire()
-            try:
-                recorder.pending[series] = value
-            finally:
-                lock.release()
-        else:
-            self._record(value)
+            return self._record(value)
+        lock = recorder.pending_lock
+        lock.acquire()
+        try:
+            if recorder.closed:
+                return False
+            recorder.pending[series] = value
+        finally:
+            lock.release()
+        self._count()
         if self._limited:
             self._count_limited()
         return True
@@ -210,11 +219,7 @@ class BoundHistogram(_Bound):
             return False
         if value < 0:
             return bool(self._metrics.reject_negative(self._name, value))
-        self._count()
-        self._record(value)
-        if self._limited:
-            self._count_limited()
-        return True
+        return self._record(value)
 
 
 def _check_value(value: object, metric_type: MetricType) -> None:

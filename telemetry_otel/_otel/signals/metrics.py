@@ -16,6 +16,7 @@ from telemetry_otel._otel.delivery.outcomes import DeliveryCounts
 from telemetry_otel._otel.delivery.queue import DeliveryQueue, close_all, flush_all
 from telemetry_otel._otel.destinations.destination import cardinality_limits
 from telemetry_otel._otel.mapping.metrics import InstrumentCache, instrument_name
+from telemetry_otel._otel.mapping.series import RecorderClosed
 from telemetry_otel._otel.runtime.log import warn_limited
 from telemetry_otel._otel.runtime.sdk import (
     collect_after,
@@ -101,10 +102,13 @@ class MetricPipeline:
                 return self.reject_clash(metric.name, metric_type)
             if value < 0 and metric_type is _HISTOGRAM:
                 return self.reject_negative(metric.name, value)
+            limited = recorder.record(value, metric.tags)
             self.count_collected()
-            if recorder.record(value, metric.tags):
+            if limited:
                 self.count_limited()
             return True
+        except RecorderClosed:  # stop() began its last collection meanwhile
+            return False
         except Exception:
             return self.internal_error()
 
@@ -187,6 +191,8 @@ class MetricPipeline:
         collection; and they reach only the readers the provider was built with,
         not the callbacks' reader.
         """
+        if shutdown:  # from now on a measurement is refused, or it could come too late
+            self.instruments.close()
         works: Works = {
             "callbacks": self._callback_work(deadline, failed, callback_queues, shutdown=shutdown)
         }
