@@ -9,6 +9,7 @@ environment (:meth:`TelemetryConfig.with_env`).
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass
@@ -290,6 +291,8 @@ class TelemetryConfig:
         at once (the config is left as it was when it fails) and counts as set by code,
         so a collector built from the config afterwards takes it over the environment."""
         if name not in OPTIONS or "_sources" not in self.__dict__:  # not a field, or building
+            if not name.startswith("_") and "_sources" in self.__dict__:
+                raise _unknown_field(name)
             object.__setattr__(self, name, value)
             return
         old = getattr(self, name)
@@ -431,6 +434,13 @@ class _Shown:
     def __repr__(self) -> str:
         registry = self._registry
         return repr(registry) if isinstance(registry, str) else f"<{type(registry).__name__}>"
+
+
+def _unknown_field(name: str) -> AttributeError:
+    """A typo such as ``config.smaple_rate = 0.5`` would otherwise be kept and ignored."""
+    close = difflib.get_close_matches(name, FIELDS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return AttributeError(f"TelemetryConfig has no field {name!r}{hint}")
 
 
 def _copy(value: Any) -> Any:

@@ -276,6 +276,18 @@ def test_a_bad_assignment_fails_at_once_and_leaves_the_config_as_it_was(
     assert TelemetryCollector(config).config == TelemetryCollector(TelemetryConfig()).config
 
 
+def test_assigning_a_misspelt_field_raises_with_the_field_it_resembles():
+    config = TelemetryConfig()
+    with pytest.raises(
+        AttributeError,
+        match=r"^TelemetryConfig has no field 'smaple_rate'; did you mean 'sample_rate'\?$",
+    ):
+        config.smaple_rate = 0.5  # type: ignore[attr-defined]
+    with pytest.raises(AttributeError, match=r"^TelemetryConfig has no field 'zzz'$"):
+        config.zzz = 1  # type: ignore[attr-defined]
+    assert not hasattr(config, "smaple_rate") and config == TelemetryConfig()
+
+
 def test_a_running_collector_keeps_the_config_it_started_with(make_collector, recorder):
     collector = make_collector(sample_rate=1.0)
     collector.register_exporter(recorder)
