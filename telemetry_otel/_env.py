@@ -327,9 +327,11 @@ def _otlp_target(environ: Mapping[str, str], signal: str, urls: Mapping[str, str
 
 
 def _parse_protocol(name: str, value: str) -> str:
-    if value.strip() not in _PROTOCOLS:
+    # Case-insensitive, as the specification asks of every enum-valued variable.
+    protocol = _PROTOCOLS.get(value.strip().lower())
+    if protocol is None:
         raise _bad(name, value, "grpc or http/protobuf (http/json is not supported)")
-    return _PROTOCOLS[value.strip()]
+    return protocol
 
 
 def _parse_compression(name: str, value: str) -> str:

@@ -20,6 +20,7 @@ OTEL_TRACES_SAMPLER_ARG = "OTEL_TRACES_SAMPLER_ARG"
 OTEL_TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
 OTEL_METRICS_EXPORTER = "OTEL_METRICS_EXPORTER"
 OTEL_LOGS_EXPORTER = "OTEL_LOGS_EXPORTER"
+OTEL_METRICS_EXEMPLAR_FILTER = "OTEL_METRICS_EXEMPLAR_FILTER"
 OTEL_EXPORTER_PROMETHEUS_HOST = "OTEL_EXPORTER_PROMETHEUS_HOST"
 OTEL_EXPORTER_PROMETHEUS_PORT = "OTEL_EXPORTER_PROMETHEUS_PORT"
 EXPORTER_VARIABLES = {
@@ -78,6 +79,26 @@ def _sampler_ratio(environ: Mapping[str, str]) -> float:
         _ignored(OTEL_TRACES_SAMPLER_ARG, argument, "a number between 0 and 1")
         return 1.0
     return ratio
+
+
+EXEMPLAR_FILTERS = ("trace_based", "always_on", "always_off")
+
+
+def exemplar_filter(environ: Mapping[str, str]) -> str:
+    """The exemplar filter ``OTEL_METRICS_EXEMPLAR_FILTER`` names, in any case;
+    ``trace_based`` (the default) when unset or invalid.
+
+    Read here, not by the SDK: its MeterProvider compares the value as written and
+    raises on anything else (``ALWAYS_ON`` included), which would fail start().
+    """
+    value = environ.get(OTEL_METRICS_EXEMPLAR_FILTER)
+    if value is None:
+        return "trace_based"
+    name = value.strip().lower()
+    if name not in EXEMPLAR_FILTERS:
+        _ignored(OTEL_METRICS_EXEMPLAR_FILTER, value, f"one of {', '.join(EXEMPLAR_FILTERS)}")
+        return "trace_based"
+    return name
 
 
 def exporters(environ: Mapping[str, str]) -> dict[str, frozenset[str] | None]:

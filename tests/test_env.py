@@ -404,3 +404,48 @@ def test_an_insecure_grpc_endpoint_without_a_scheme_delivers(monkeypatch, otlp_r
         collector.collect_trace(Trace("t", "s", "op", 1.0))
         assert collector.flush(10_000) is True
     assert [r.transport for r in otlp_receiver.requests("traces")] == ["grpc"]
+
+
+def test_enum_valued_otlp_protocol_is_read_in_any_case():
+    config = TelemetryConfig.from_env(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4317",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": " GRPC ",
+            "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL": "HTTP/Protobuf",
+        }
+    )
+    targets = _targets(config)
+    assert {s: t.protocol for s, t in targets.items()} == {
+        "traces": "grpc",
+        "metrics": "grpc",
+        "logs": "http",
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "exemplars", "warned"),
+    [("ALWAYS_ON", 1, False), ("Always_Off", 0, False), ("bogus", 0, True)],
+)
+def test_the_exemplar_filter_variable_is_read_in_any_case_and_never_fails_start(
+    value, exemplars, warned, monkeypatch, otlp_receiver, fresh_warnings
+):
+    monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", value)
+    collector = TelemetryCollector(
+        TelemetryConfig(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"]).with_env(
+            {}
+        )
+    )
+    collector.start()  # the SDK alone raised ValueError here for ALWAYS_ON and bogus
+    assert collector.collect_metric(Metric("jobs", 1, MetricType.COUNTER)) is True
+    collector.stop(5000)
+    [point] = [p for _, m in otlp_receiver.metrics() if m.name == "jobs" for p in m.sum.data_points]
+    assert len(point.exemplars) == exemplars  # outside any span: only always_on samples
+    expected = (
+        [
+            f"environment variable OTEL_METRICS_EXEMPLAR_FILTER={value!r}: "
+            "expected one of trace_based, always_on, always_off; ignored"
+        ]
+        if warned
+        else []
+    )
+    assert _warnings(fresh_warnings) == expected

@@ -384,14 +384,18 @@ def sdk_internals_fit() -> bool:
 
 
 def _same_as_public_path() -> bool:
-    from opentelemetry.sdk.metrics import Counter, Histogram
+    from opentelemetry.sdk.metrics import Counter, Histogram, TraceBasedExemplarFilter
     from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 
     delta: dict[type, AggregationTemporality] = {
         kind: AggregationTemporality.DELTA for kind in (Counter, Histogram, SynchronousGauge)
     }
     readers = [InMemoryMetricReader(), InMemoryMetricReader(preferred_temporality=delta)]
-    provider = MeterProvider(metric_readers=readers, shutdown_on_exit=False)
+    # The filter given: the SDK would read OTEL_METRICS_EXEMPLAR_FILTER and refuse a
+    # value the collector accepts (any case) or ignores (an invalid one).
+    provider = MeterProvider(
+        metric_readers=readers, exemplar_filter=TraceBasedExemplarFilter(), shutdown_on_exit=False
+    )
     meter = provider.get_meter("probe")
     shaper = Shaper(False, [], 128, None)
     tags = {"k": "v", "n": 1}

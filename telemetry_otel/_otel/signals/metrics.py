@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from typing import Any
 
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import (
+    AlwaysOffExemplarFilter,
+    AlwaysOnExemplarFilter,
+    ExemplarFilter,
+    MeterProvider,
+    TraceBasedExemplarFilter,
+)
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 
+from telemetry_otel._env_sdk import exemplar_filter
 from telemetry_otel._otel.delivery.accounting import SELF_SCOPE, Stats, register_self_metrics
 from telemetry_otel._otel.delivery.callbacks import CallbackMetricExporter
 from telemetry_otel._otel.delivery.outcomes import DeliveryCounts
@@ -28,6 +36,11 @@ from telemetry_otel._version import __version__
 from telemetry_otel.models import Metric, MetricType
 
 Works = dict[str, Callable[[], object]]
+_EXEMPLAR_FILTERS: dict[str, Callable[[], ExemplarFilter]] = {
+    "trace_based": TraceBasedExemplarFilter,
+    "always_on": AlwaysOnExemplarFilter,
+    "always_off": AlwaysOffExemplarFilter,
+}
 # An Enum member read off its class costs a Python-level lookup per measurement.
 _HISTOGRAM = MetricType.HISTOGRAM
 
@@ -59,7 +72,10 @@ class MetricPipeline:
             self.readers = [d.metric_reader for d in destinations if d.metric_reader]
             self.provider = enabled_by_the_collector(
                 MeterProvider(
-                    metric_readers=self.readers, resource=shared.resource, shutdown_on_exit=False
+                    metric_readers=self.readers,
+                    resource=shared.resource,
+                    exemplar_filter=_EXEMPLAR_FILTERS[exemplar_filter(os.environ)](),
+                    shutdown_on_exit=False,
                 )
             )
         meter = self.provider.get_meter(SCOPE_NAME, __version__)
