@@ -305,3 +305,43 @@ def test_a_request_it_cannot_read_is_refused_in_one_line_and_receive_keeps_going
     ]
     send_workload(f"http://127.0.0.1:{port}", "checkout")  # and it still receives
     assert len(screen.wait_for(receiver, 9)) == 9
+
+
+@pytest.mark.parametrize("path", ["/foo/v1/traces", "/v1/traces/", "/v1/spans", "/traces"])
+def test_only_the_collector_s_own_paths_are_accepted(receiving, path):
+    receiver, _ = receiving
+    assert _post(receiver.http_port, path, b"") == (404, f"no OTLP signal at {path}")
+    assert _post(receiver.http_port, "/v1/traces", b"") == (200, "")
+
+
+def test_an_unusable_jsonl_path_is_refused_at_start_in_one_line(tmp_path, capsys):
+    args = ["receive", "--grpc-port", "0", "--http-port", "0", "--jsonl", str(tmp_path)]
+    assert cli.main(args) == 2
+    assert capsys.readouterr().err == (
+        f"telemetry-otel: receive: cannot write {tmp_path}: Is a directory\n"
+    )
+
+
+def test_a_jsonl_write_that_fails_later_is_answered_500_and_said_once(capsys):
+    from pathlib import Path
+
+    import grpc
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+    screen = Screen()
+    # /dev/full opens, then refuses every write: a disk that filled up after start.
+    receiver = LocalReceiver("127.0.0.1", 0, 0, screen, jsonl=Path("/dev/full"))
+    try:
+        message = "cannot write /dev/full: No space left on device"
+        assert _post(receiver.http_port, "/v1/traces", b"") == (500, message)
+        with grpc.insecure_channel(f"127.0.0.1:{receiver.grpc_port}") as channel:
+            stub = trace_service_pb2_grpc.TraceServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as failed:
+                stub.Export(trace_service_pb2.ExportTraceServiceRequest(), timeout=10)
+        assert (failed.value.code(), failed.value.details()) == (
+            grpc.StatusCode.INTERNAL,
+            message,
+        )
+    finally:
+        receiver.stop()
+    assert capsys.readouterr().err.splitlines() == [f"receive: {message}"] * 2

@@ -181,7 +181,12 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_receive(args: argparse.Namespace) -> int:
-    from telemetry_otel.cli._receive import LocalReceiver, PortUnavailable, ReceivedLines
+    from telemetry_otel.cli._receive import (
+        FileUnavailable,
+        LocalReceiver,
+        PortUnavailable,
+        ReceivedLines,
+    )
 
     for option, port in (("--grpc-port", args.grpc_port), ("--http-port", args.http_port)):
         if not 0 <= port <= 65535:
@@ -199,7 +204,7 @@ def run_receive(args: argparse.Namespace) -> int:
         receiver = LocalReceiver(
             args.host, args.grpc_port, args.http_port, _print_line, args.jsonl, lines
         )
-    except PortUnavailable as error:
+    except (PortUnavailable, FileUnavailable) as error:
         print(f"telemetry-otel: receive: {error}", file=sys.stderr)
         return 2
     host = f"[{args.host}]" if ":" in args.host else args.host

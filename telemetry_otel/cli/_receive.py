@@ -10,6 +10,7 @@ request as an OTLP JSON line.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import sys
@@ -67,6 +68,10 @@ Key = tuple[str, int]  # a trace of one service: spans of other services make ot
 
 class PortUnavailable(OSError):
     """A port the receiver cannot listen on; the message names it."""
+
+
+class FileUnavailable(OSError):
+    """A ``--jsonl`` file the receiver cannot write; the message names it."""
 
 
 def any_value(value: Any) -> Any:
@@ -258,11 +263,12 @@ class LocalReceiver:
         jsonl: Path | None = None,
         lines: ReceivedLines | None = None,
     ) -> None:
-        """Raises PortUnavailable, naming the port, when either cannot be listened on."""
+        """Raises PortUnavailable, naming the port, when either cannot be listened on,
+        and FileUnavailable, naming the file, when ``jsonl`` cannot be opened to append."""
         self._printer = printer
         self._lines = lines or ReceivedLines()
         self._lock = threading.Lock()
-        self._jsonl = RotatingLineFile(jsonl) if jsonl else None
+        self._jsonl = _opened(jsonl) if jsonl else None
         self._grpc = self._start_grpc(host, grpc_port)
         try:
             self._http = self._start_http(host, http_port)
@@ -271,10 +277,21 @@ class LocalReceiver:
             raise
 
     def on_request(self, signal: str, request: Any) -> None:
+        """Print a request and append it to the ``--jsonl`` file; raises FileUnavailable
+        (after one line on stderr) when that write fails, so the sender is told."""
         with self._lock:
             self._print(self._lines.request(signal, request))
             if self._jsonl is not None:
-                self._jsonl.write_line(to_otlp_json(request))
+                try:
+                    self._jsonl.write_line(to_otlp_json(request))
+                except OSError as error:
+                    # Closed (its flush fails again, and the file is closed anyway), so
+                    # that the unwritten line is not retried with the next one.
+                    with contextlib.suppress(OSError):
+                        self._jsonl.close()
+                    message = f"cannot write {self._jsonl.path}: {_why(error)}"
+                    print(f"receive: {message}", file=sys.stderr)
+                    raise FileUnavailable(message) from None
 
     def print_expired(self) -> None:
         """Print the traces whose root has not come in time (called now and then)."""
@@ -312,7 +329,10 @@ class LocalReceiver:
         request_type, response_type = MESSAGES[signal]
 
         def export(request: Any, context: grpc.ServicerContext) -> Any:
-            self.on_request(signal, request)
+            try:
+                self.on_request(signal, request)
+            except FileUnavailable as error:
+                context.abort(grpc.StatusCode.INTERNAL, str(error))
             return response_type()
 
         return grpc.unary_unary_rpc_method_handler(
@@ -362,8 +382,9 @@ class _HttpHandler(BaseHTTPRequestHandler):
     owner: LocalReceiver
 
     def do_POST(self) -> None:
-        signal = self.path.rstrip("/").rsplit("/", 1)[-1]
-        if signal not in MESSAGES or not self.path.rstrip("/").endswith(f"/v1/{signal}"):
+        # The Collector's paths exactly: a prefix or a trailing slash is a wrong address.
+        signal = self.path.removeprefix("/v1/")
+        if signal not in MESSAGES or self.path != f"/v1/{signal}":
             self.send_error(404, f"no OTLP signal at {self.path}")
             return
         request_type, response_type = MESSAGES[signal]
@@ -374,7 +395,11 @@ class _HttpHandler(BaseHTTPRequestHandler):
             print(f"receive: refused a request to {self.path}: {refused}", file=sys.stderr)
             self.send_error(refused.status, str(refused))
             return
-        self.owner.on_request(signal, request)
+        try:
+            self.owner.on_request(signal, request)
+        except FileUnavailable as error:
+            self.send_error(500, str(error))
+            return
         payload = response_type().SerializeToString()
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
@@ -402,6 +427,17 @@ class _HttpHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+def _opened(path: Path) -> RotatingLineFile:
+    """The ``--jsonl`` file, opened to append now: a path that cannot be written is
+    refused at start, not at the first request."""
+    file = RotatingLineFile(path)
+    try:
+        file.open()
+    except OSError as error:
+        raise FileUnavailable(f"cannot write {path}: {_why(error)}") from None
+    return file
 
 
 def _gunzip(body: bytes) -> bytes:

@@ -85,6 +85,11 @@ class RotatingLineFile:
             file.flush()
             self._size += len(data)
 
+    def open(self) -> None:
+        """Open the file now (it opens at the first line otherwise)."""
+        with self._lock:
+            self._open()
+
     def _is_full_for(self, size: int) -> bool:
         return (
             self._max_bytes is not None and self._size > 0 and (self._size + size > self._max_bytes)
@@ -110,9 +115,9 @@ class RotatingLineFile:
         return self._open()
 
     def close_file(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        file, self._file = self._file, None  # forgotten even when its last flush fails
+        if file is not None:
+            file.close()
 
     def close(self) -> None:
         with self._lock:
