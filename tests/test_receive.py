@@ -113,9 +113,9 @@ def test_two_services_show_as_trees_with_events_under_their_spans_and_a_line_per
             re.escape(pad) + (r"\n" + re.escape(pad)).join(expected), "\n".join(trees)
         ), "\n".join(trees)
         assert sorted(line[len(pad) + 13 :] for line in _of(lines, service, "METRIC")) == [
-            "METRIC COUNTER   requests 1 route=/pay",
+            "METRIC COUNTER   requests total 1 route=/pay",
             "METRIC GAUGE     queue 3 {item}",
-            "METRIC HISTOGRAM latency count=2 sum=42 min=12 max=30 ms",
+            "METRIC HISTOGRAM latency total count=2 sum=42 min=12 max=30 ms",
         ]
     assert not [line for line in lines if "telemetry_otel." in line]
 
@@ -130,9 +130,10 @@ def test_the_collectors_own_metrics_show_only_when_asked():
     finally:
         receiver.stop()
     own = [line for line in shown if " telemetry_otel." in line]
-    assert "checkout     " + "METRIC COUNTER   telemetry_otel.collected 4 {item} signal=trace" in [
-        line[:13] + line[26:] for line in own
-    ]
+    assert (
+        "checkout     " + "METRIC COUNTER   telemetry_otel.collected total 4 {item} signal=trace"
+        in [line[:13] + line[26:] for line in own]
+    )
 
 
 @pytest.mark.parametrize("option", ["--grpc-port", "--http-port"])
@@ -345,3 +346,29 @@ def test_a_jsonl_write_that_fails_later_is_answered_500_and_said_once(capsys):
     finally:
         receiver.stop()
     assert capsys.readouterr().err.splitlines() == [f"receive: {message}"] * 2
+
+
+def test_metric_values_print_in_full_marked_cumulative_or_not_without_unknown_bounds():
+    from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as pb
+
+    delta, cumulative = 1, 2
+    request = pb.ExportMetricsServiceRequest()
+    metrics = request.resource_metrics.add().scope_metrics.add().metrics
+    epoch = metrics.add(name="started", unit="s")
+    epoch.gauge.data_points.add(as_double=1796660000.25, time_unix_nano=1)
+    big = metrics.add(name="bytes")
+    big.sum.aggregation_temporality, big.sum.is_monotonic = delta, True
+    big.sum.data_points.add(as_int=12345678901234, time_unix_nano=1)
+    whole = metrics.add(name="seconds")
+    whole.sum.aggregation_temporality, whole.sum.is_monotonic = cumulative, True
+    whole.sum.data_points.add(as_double=3e9, time_unix_nano=1)
+    bridged = metrics.add(name="latency")  # a bridged histogram: no min, no max
+    bridged.histogram.aggregation_temporality = cumulative
+    bridged.histogram.data_points.add(count=3, sum=0.1 + 0.2, time_unix_nano=1)
+    lines = ReceivedLines(settle_s=0.1).request("metrics", request)
+    assert [line.split(" ", 2)[2].strip() for line in lines] == [
+        "METRIC GAUGE     started 1796660000.25 s",
+        "METRIC COUNTER   bytes 12345678901234",
+        "METRIC COUNTER   seconds total 3000000000",
+        "METRIC HISTOGRAM latency total count=3 sum=0.3",
+    ]

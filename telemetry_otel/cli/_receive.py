@@ -41,6 +41,7 @@ from telemetry_otel._otel.destinations.layout import (
     event_line,
     histogram_value,
     metric_line,
+    number_text,
     plain,
     shown_attributes,
     span_line,
@@ -60,6 +61,7 @@ SETTLE_S = 1.0
 # OTLP span flags (proto/trace/v1): whether the parent's remoteness is known, and is so.
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
 _STATUS_ERROR = 2
+_CUMULATIVE = 2  # AGGREGATION_TEMPORALITY_CUMULATIVE (proto/metrics/v1)
 _SEVERITIES = ((21, "CRITICAL"), (17, "ERROR"), (13, "WARNING"), (9, "INFO"), (1, "DEBUG"))
 View = SpanView | EventView
 Entry = tuple[str, View]  # the sending service and what it sent
@@ -229,7 +231,7 @@ def _metric_views(metric: Any) -> Iterator[MetricView]:
             point.time_unix_nano,
             _metric_kind(kind, data),
             metric.name,
-            _point_value(kind, point),
+            _point_value(kind, data, point),
             metric.unit,
             _attributes(point.attributes),
         )
@@ -241,14 +243,22 @@ def _metric_kind(kind: str, data: Any) -> str:
     return {"gauge": "GAUGE", "summary": "SUMMARY"}.get(kind, "HISTOGRAM")
 
 
-def _point_value(kind: str, point: Any) -> str:
+def _point_value(kind: str, data: Any, point: Any) -> str:
+    """The point's value; a cumulative one (sums and histograms since the start, sent
+    again at every export) is marked ``total``, so that two exports do not read as
+    two increments."""
     if kind in ("histogram", "exponential_histogram"):
         low = point.min if point.HasField("min") else None
         high = point.max if point.HasField("max") else None
-        return histogram_value(point.count, point.sum, low, high)
-    if kind == "summary":
-        return f"count={point.count} sum={point.sum:g}"
-    return f"{point.as_int if point.WhichOneof('value') == 'as_int' else point.as_double:g}"
+        value = histogram_value(point.count, point.sum, low, high)
+    elif kind == "summary":
+        return f"count={point.count} sum={number_text(point.sum)}"
+    else:
+        value = number_text(
+            point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
+        )
+    cumulative = getattr(data, "aggregation_temporality", 0) == _CUMULATIVE
+    return f"total {value}" if cumulative else value
 
 
 class LocalReceiver:

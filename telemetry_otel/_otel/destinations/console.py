@@ -30,6 +30,7 @@ from telemetry_otel._otel.destinations.layout import (
     event_line,
     histogram_value,
     metric_line,
+    number_text,
     plain,
     running_line,
     shown_attributes,
@@ -132,7 +133,7 @@ def metric_view(metric: Metric) -> MetricView:
     if metric.metric_type is MetricType.HISTOGRAM:
         value = histogram_value(metric.count or 0, metric.value, metric.min, metric.max)
     else:
-        value = f"{metric.value:g}"
+        value = number_text(metric.value)
     return MetricView(
         seconds_to_ns(metric.timestamp),
         metric.metric_type.name,

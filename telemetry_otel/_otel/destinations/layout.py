@@ -169,8 +169,20 @@ def metric_line(metric: MetricView, paint: Paint) -> str:
 
 
 def histogram_value(count: int, total: float, low: float | None, high: float | None) -> str:
-    return f"count={count} sum={total:g} min={_number(low)} max={_number(high)}"
+    """count and sum, then min and max where known (a bridged histogram has none)."""
+    words = [f"count={count}", f"sum={number_text(total)}"]
+    if low is not None:
+        words.append(f"min={number_text(low)}")
+    if high is not None:
+        words.append(f"max={number_text(high)}")
+    return " ".join(words)
 
 
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
+def number_text(value: float) -> str:
+    """A number to read: an integer (or a float holding one) in full, any other float
+    to 12 significant digits; never 1.79666e+09 for a value a reader compares."""
+    if isinstance(value, int):
+        return str(value)
+    if value.is_integer() and abs(value) < 1e18:
+        return str(int(value))
+    return f"{value:.12g}"
