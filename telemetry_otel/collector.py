@@ -8,9 +8,10 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+import warnings
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from types import TracebackType
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, overload
 
 from telemetry_otel._logging import EventLoggingHandler
 from telemetry_otel._otel.delivery.accounting import Stats, empty_stats
@@ -27,6 +28,9 @@ from telemetry_otel.instruments import CounterHandle, GaugeHandle, HistogramHand
 from telemetry_otel.models import Event, Metric, TagValue, Trace
 
 __all__ = ["TelemetryCollector", "deliver_on_terminate"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class _State(enum.Enum):
@@ -271,38 +275,33 @@ class TelemetryCollector:
             return LiveSpan(None)
         return LiveSpan(functools.partial(pipeline.live_span, name, tags, parent))
 
+    @overload
+    def traced(
+        self, name: Callable[P, R], tags: Mapping[str, TagValue] | None = None
+    ) -> Callable[P, R]: ...
+
+    @overload
+    def traced(
+        self, name: str | None = None, tags: Mapping[str, TagValue] | None = None
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
     def traced(
         self,
-        name: str | Callable[..., Any] | None = None,
+        name: str | Callable[P, R] | None = None,
         tags: Mapping[str, TagValue] | None = None,
-    ) -> Any:
+    ) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
         """Decorate a function, sync or async, to run inside a live span.
 
         ``@collector.traced`` or ``@collector.traced("name", tags={...})``; the span is
-        named after the function's qualified name unless given.
+        named after the function's qualified name unless given. The decorated function
+        keeps its signature for type checkers. On a generator function (sync or async)
+        the span would cover only the call that creates the generator, not its
+        iteration: that warns (``UserWarning``) once, at decoration; open
+        ``collector.span()`` inside the generator instead.
         """
-        if callable(name):
-            return self.traced()(name)
-
-        def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-            span_name = name or function.__qualname__
-            if inspect.iscoroutinefunction(function):
-
-                @functools.wraps(function)
-                async def run_async(*args: Any, **kwargs: Any) -> Any:
-                    async with self.span(span_name, tags):
-                        return await function(*args, **kwargs)
-
-                return run_async
-
-            @functools.wraps(function)
-            def run(*args: Any, **kwargs: Any) -> Any:
-                with self.span(span_name, tags):
-                    return function(*args, **kwargs)
-
-            return run
-
-        return decorate
+        if callable(name):  # @collector.traced, without parentheses
+            return _traced(self, None, tags, name, stacklevel=3)
+        return functools.partial(_traced, self, name, tags)
 
     def inject_context(
         self, carrier: MutableMapping[str, str] | None = None
@@ -385,6 +384,40 @@ def deliver_on_terminate(initializer: Callable[..., object] | None = None, *args
     at_exit.exit_on_sigterm()
     if initializer is not None:
         initializer(*args)
+
+
+def _traced(
+    collector: TelemetryCollector,
+    name: str | None,
+    tags: Mapping[str, TagValue] | None,
+    function: Callable[P, R],
+    stacklevel: int = 2,
+) -> Callable[P, R]:
+    span_name = name or function.__qualname__
+    if inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function):
+        warnings.warn(
+            f"traced(): {function.__qualname__} is a generator function: its span covers "
+            "only the call that creates the generator, not the iteration; open "
+            "collector.span() inside it instead",
+            UserWarning,
+            stacklevel=stacklevel,  # the decorated function's line
+        )
+    if inspect.iscoroutinefunction(function):
+        coroutine_function: Callable[P, Awaitable[Any]] = function
+
+        @functools.wraps(function)
+        async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+            async with collector.span(span_name, tags):
+                return await coroutine_function(*args, **kwargs)
+
+        return run_async  # type: ignore[return-value]
+
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with collector.span(span_name, tags):
+            return function(*args, **kwargs)
+
+    return run
 
 
 def _report_losses(pipeline: Pipeline) -> None:
