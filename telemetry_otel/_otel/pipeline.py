@@ -333,6 +333,10 @@ class Pipeline:
 
     # -- accounting --------------------------------------------------------------------------
 
+    def resource_attributes(self) -> dict[str, Any]:
+        """The attributes of the resource everything is exported with."""
+        return {} if self._shared is None else dict(self._shared.resource.attributes)
+
     def stats(self) -> Stats:
         """Per-signal counts, summed over destinations (see TelemetryCollector.stats)."""
         hub = self.callbacks

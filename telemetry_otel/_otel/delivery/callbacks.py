@@ -93,10 +93,17 @@ class CallbackDestination:
         or the item itself); how many calls returned."""
         with self._calling:
             callback, global_tags = self.callback, self._global_tags
+            # The test capture (telemetry_otel.testing) also takes the OTel item the model
+            # was built from: its ids, kind and span events, which no legacy model has.
+            with_item = getattr(callback, "wants_otel_items", False) is True
             delivered = 0
             for item in batch:
                 try:
-                    callback(data_type, item if to_model is None else to_model(item, global_tags))
+                    model = item if to_model is None else to_model(item, global_tags)
+                    if with_item:
+                        callback(data_type, model, item)  # type: ignore[call-arg]
+                    else:
+                        callback(data_type, model)
                     delivered += 1
                 except Exception:
                     # Every failure is counted; the log gets one traceback a minute per callback.
