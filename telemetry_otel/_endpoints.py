@@ -6,6 +6,8 @@ built, not when the collector starts.
 
 from __future__ import annotations
 
+import difflib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.util import find_spec
@@ -128,9 +130,31 @@ def parse_endpoint(text: object) -> Endpoint:
         )
     if parts.scheme in _OTLP_SCHEMES:
         return _parse_otlp(text, parts)
+    guess = _did_you_mean(text)
     raise ValueError(
-        f"export_endpoints: unknown endpoint {mask_url(text)!r}; expected one of {_FORMS}"
+        f"export_endpoints: unknown endpoint {mask_url(text)!r}{guess}; expected one of {_FORMS}"
     )
+
+
+_SCHEMES = ("grpc", "grpcs", "http", "https", "file", "prometheus")
+_HOST_PORT = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})")
+
+
+def _did_you_mean(text: str) -> str:
+    """The endpoint meant, for a misspelt scheme (``htp://``) or a bare ``host:port``."""
+    scheme, separator, rest = text.partition("://")
+    if separator:
+        close = difflib.get_close_matches(scheme.lower(), _SCHEMES, n=1, cutoff=0.6)
+        return f" (did you mean {mask_url(f'{close[0]}://{rest}')!r}?)" if close else ""
+    address = _HOST_PORT.fullmatch(text)
+    if address is None:
+        return ""
+    if address.group(1) == "4318":
+        return f" (did you mean {f'http://{text}'!r}, OTLP/HTTP's port?)"
+    grpc = f" (did you mean {f'grpc://{text}'!r}"
+    if address.group(1) == "4317":
+        return f"{grpc}, OTLP/gRPC's port?)"
+    return f"{grpc} or {f'http://{text}'!r}?)"
 
 
 def _parse_otlp(text: str, parts: SplitResult) -> Endpoint:

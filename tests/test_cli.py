@@ -25,10 +25,15 @@ def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
 
 
 @pytest.mark.parametrize("command", [[], ["demo"], ["check"], ["receive"], ["config"]])
-def test_every_command_has_help(command):
-    result = _cli(*command, "--help")
+def test_every_command_has_help_with_a_description_and_its_exit_codes(command):
+    result = _cli(*command, "--help", env={"COLUMNS": "200"})
     assert result.returncode == 0
     assert result.stdout.startswith("usage: telemetry-otel")
+    _, description, *rest = result.stdout.split("\n\n")
+    assert len(description.split()) >= 12, description  # a sentence, not a word
+    exit_codes = rest[-1].strip()
+    assert exit_codes.startswith("Exit codes: 0 "), exit_codes
+    assert " 2 " in exit_codes
 
 
 def _check(capsys, endpoint: str) -> tuple[int, list[str], str]:
@@ -350,3 +355,107 @@ def test_check_does_not_call_an_http_server_that_speaks_h2c_a_grpc_server(capsys
     assert code == 1
     # Its answer, not a "write grpc://" that would fail too.
     assert _verdicts(lines) == ["HTTP 400 Bad Request: cannot read this request"] * 3
+
+
+def _secure_check(capsys, written: str) -> list[str]:
+    code, lines, err = _check(capsys, written)
+    assert (code, err) == (1, "")
+    return _verdicts(lines)
+
+
+def test_check_says_why_a_certificate_is_refused_over_grpcs_and_https_alike(
+    secure_receiver, tmp_path, capsys
+):
+    from tests.otlp_receiver import OtlpReceiver
+    from tests.tls import make_tls_files
+
+    receiver, _ = secure_receiver
+    other = make_tls_files(tmp_path, dns_names=("otlp.example.com",))
+    elsewhere = OtlpReceiver(tls=other).start()
+    try:
+        for scheme, port_of in (("grpcs", "grpc_port"), ("https", "http_port")):
+            port = getattr(receiver, port_of)
+            untrusted = _secure_check(capsys, f"{scheme}://127.0.0.1:{port}?timeout_ms=3000")
+            assert (
+                untrusted
+                == [
+                    "the server's certificate was not trusted (unable to get local issuer "
+                    "certificate): set ca_file= to the CA that signed it"
+                ]
+                * 3
+            ), scheme
+            wrong_ca = _secure_check(
+                capsys, f"{scheme}://127.0.0.1:{port}?timeout_ms=3000&ca_file={other.ca_file}"
+            )
+            assert (
+                wrong_ca
+                == [
+                    "the server's certificate was not trusted (unable to get local issuer "
+                    f"certificate): {other.ca_file} is not the CA that signed it"
+                ]
+                * 3
+            ), scheme
+            other_port = getattr(elsewhere, port_of)
+            wrong_name = _secure_check(
+                capsys,
+                f"{scheme}://127.0.0.1:{other_port}?timeout_ms=3000&ca_file={other.ca_file}",
+            )
+            assert (
+                wrong_name
+                == [
+                    "the server's certificate is not valid for 127.0.0.1 (IP address mismatch, "
+                    "certificate is not valid for '127.0.0.1'.): connect by a name the "
+                    "certificate has, or give the server a certificate for this one"
+                ]
+                * 3
+            ), scheme
+    finally:
+        elsewhere.stop()
+
+
+def test_check_with_no_endpoint_checks_the_configured_ones(otlp_receiver, monkeypatch, capsys):
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{otlp_receiver.http_port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc")
+    monkeypatch.setenv(
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"http://127.0.0.1:{otlp_receiver.grpc_port}"
+    )
+    assert cli.main(["check"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [re.sub(r" +\d+\.\d ms  ", " | ", line) for line in lines] == [
+        f"traces   accepted | grpc://127.0.0.1:{otlp_receiver.grpc_port} TraceService/Export",
+        f"metrics  accepted | http://127.0.0.1:{otlp_receiver.http_port}/v1/metrics",
+        f"logs     accepted | http://127.0.0.1:{otlp_receiver.http_port}/v1/logs",
+    ]
+    assert len(otlp_receiver.requests("traces")) == 1
+
+
+def test_check_with_no_endpoint_and_none_configured_says_how_to_give_one(monkeypatch, capsys):
+    for name in list(os.environ):
+        if name.startswith(("OTEL_", "TELEMETRY_")):
+            monkeypatch.delenv(name)
+    assert cli.main(["check"]) == 2
+    assert capsys.readouterr().err == (
+        "telemetry-otel: check: no endpoint given and none configured: give one "
+        "(grpc://host:4317, http://host:4318) or set OTEL_EXPORTER_OTLP_ENDPOINT\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [
+        ("htp://127.0.0.1:4318", "'http://127.0.0.1:4318'?"),
+        ("grcp://user:s3cret@collector:4317", "'grpc://user:***@collector:4317'?"),
+        ("127.0.0.1:4317", "'grpc://127.0.0.1:4317', OTLP/gRPC's port?"),
+        ("localhost:4318", "'http://localhost:4318', OTLP/HTTP's port?"),
+        ("collector:9000", "'grpc://collector:9000' or 'http://collector:9000'?"),
+    ],
+)
+def test_a_misspelt_scheme_or_a_bare_host_and_port_gets_a_did_you_mean(written, meant, capsys):
+    assert cli.main(["check", written]) == 2
+    err = capsys.readouterr().err
+    shown = written.replace("s3cret", "***")
+    assert err.startswith(
+        f"telemetry-otel: export_endpoints: unknown endpoint {shown!r} (did you mean {meant}); "
+        "expected one of 'console"
+    ), err
+    assert "s3cret" not in err

@@ -43,9 +43,13 @@ def _key_usage(ca: bool) -> x509.KeyUsage:
     )
 
 
-def make_tls_files(directory: Path, key_identifiers: bool = True) -> TlsFiles:
+def make_tls_files(
+    directory: Path, key_identifiers: bool = True, dns_names: tuple[str, ...] = ("localhost",)
+) -> TlsFiles:
     """``key_identifiers=False``: certificates as some private CAs issue them, without the
-    key identifier extensions that Python 3.13's strict verification asks for."""
+    key identifier extensions that Python 3.13's strict verification asks for.
+    ``dns_names``: the server certificate's names; 127.0.0.1 is one of them unless they
+    leave out ``localhost`` (a certificate for another host)."""
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_builder = (
@@ -64,10 +68,12 @@ def make_tls_files(directory: Path, key_identifiers: bool = True) -> TlsFiles:
         ca_builder = ca_builder.add_extension(ski, critical=False)
     ca_cert = ca_builder.sign(ca_key, hashes.SHA256())
     key = ec.generate_private_key(ec.SECP256R1())
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    names: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
+    if "localhost" in dns_names:
+        names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_name("localhost"))
+        .subject_name(_name(dns_names[0]))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from telemetry_otel._endpoints import Endpoint
 from telemetry_otel._otel.destinations.console import STDOUT_CLOSED
 from telemetry_otel._version import __version__
 from telemetry_otel.collector import TelemetryCollector
@@ -45,11 +46,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="telemetry-otel", description="The legacy telemetry API on OpenTelemetry."
+        prog="telemetry-otel",
+        description="The legacy telemetry API on OpenTelemetry: try it (demo), test an "
+        "endpoint (check), receive OTLP locally (receive), and see the effective "
+        "configuration (config).",
+        epilog="Exit codes: 0 done; 1 the command ran and something failed (see each "
+        "command's --help); 2 a usage error, a malformed variable or an unusable port.",
     )
     parser.add_argument("--version", action="version", version=f"telemetry-otel {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = commands.add_parser("demo", help="collect a realistic sample and export it")
+    demo = _command(
+        commands,
+        "demo",
+        "collect a realistic sample and export it",
+        "Collect one request's worth of telemetry (a trace with children, an event of "
+        "each severity, a counter, a gauge and a histogram) and export it.",
+        "0 everything was delivered; 1 something was not (an endpoint failed); "
+        "2 a malformed endpoint or variable.",
+    )
     demo.add_argument(
         "--endpoint",
         action="append",
@@ -58,14 +72,33 @@ def _parser() -> argparse.ArgumentParser:
         help="an export endpoint (repeatable); default: console",
     )
     demo.set_defaults(run=run_demo)
-    check = commands.add_parser("check", help="send one item of each signal to an endpoint")
-    check.add_argument("endpoint", help="an OTLP endpoint: grpc[s]://host:port or http[s]://…")
+    check = _command(
+        commands,
+        "check",
+        "send one item of each signal to an endpoint",
+        "Send one trace, one metric and one log request to an OTLP endpoint and print "
+        "what each got, with what to write instead for the usual mistakes (a wrong "
+        "scheme or port, TLS against plaintext, an untrusted certificate, a wrong path "
+        "or credentials). With no ENDPOINT, check the OTLP endpoints the environment "
+        "configures (TELEMETRY_EXPORT_ENDPOINTS, OTEL_EXPORTER_OTLP_[<SIGNAL>_]ENDPOINT).",
+        "0 every request was accepted; 1 a request failed; 2 no endpoint to check, a "
+        "malformed endpoint or variable.",
+    )
+    check.add_argument(
+        "endpoint",
+        nargs="?",
+        help="an OTLP endpoint: grpc[s]://host:port or http[s]://host:port[/prefix] "
+        "(default: the configured ones)",
+    )
     check.set_defaults(run=run_check)
-    receive = commands.add_parser(
+    receive = _command(
+        commands,
         "receive",
-        help="a local OTLP receiver that prints what arrives",
-        description="Listen for OTLP (gRPC and HTTP/protobuf) and print what arrives, per "
+        "a local OTLP receiver that prints what arrives",
+        "Listen for OTLP (gRPC and HTTP/protobuf) and print what arrives, per "
         "service: traces as trees, events under their span, one line per metric series.",
+        "0 stopped (Ctrl-C or SIGTERM); 2 a port out of range or in use, or a --jsonl "
+        "file that cannot be written.",
     )
     receive.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
@@ -90,8 +123,25 @@ def _parser() -> argparse.ArgumentParser:
         help="also show the collector's own telemetry_otel.* metrics (default: hidden)",
     )
     receive.set_defaults(run=run_receive)
-    config = commands.add_parser("config", help="print the effective configuration")
+    config = _command(
+        commands,
+        "config",
+        "print the effective configuration",
+        "Print the configuration a collector started here would run with, from the "
+        "TELEMETRY_* and OTEL_* variables, each value with where it came from; "
+        "secrets masked.",
+        "0 printed; 2 a malformed TELEMETRY_* variable.",
+    )
     config.set_defaults(run=run_config)
+    return parser
+
+
+def _command(
+    commands: Any, name: str, summary: str, description: str, exit_codes: str
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, help=summary, description=description, epilog=f"Exit codes: {exit_codes}"
+    )
     return parser
 
 
@@ -166,8 +216,18 @@ def collect_sample(collector: TelemetryCollector) -> None:
 def run_check(args: argparse.Namespace) -> int:
     from telemetry_otel.cli._check import check_endpoint
 
-    config = TelemetryConfig(export_endpoints=[args.endpoint]).with_env()
-    results = check_endpoint(config)
+    if args.endpoint is None:
+        config = TelemetryConfig().with_env()
+        endpoints: list[Endpoint | None] = [e for e in config.endpoints() if e.kind == "otlp"]
+        if not endpoints:
+            raise ValueError(
+                "check: no endpoint given and none configured: give one "
+                "(grpc://host:4317, http://host:4318) or set OTEL_EXPORTER_OTLP_ENDPOINT"
+            )
+    else:
+        config = TelemetryConfig(export_endpoints=[args.endpoint]).with_env()
+        endpoints = [None]
+    results = [result for endpoint in endpoints for result in check_endpoint(config, endpoint)]
     for result in results:
         line = f"{result.signal:<8} {'accepted' if result.accepted else 'FAILED':<8} "
         line += f"{result.seconds * 1000:7.1f} ms  {result.url}"

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from telemetry_otel._endpoints import OtlpTarget
+from telemetry_otel._endpoints import Endpoint, OtlpTarget
 from telemetry_otel._otel.delivery.sender import (
     ACCEPTED,
     GRPC_METHODS,
@@ -85,12 +85,15 @@ def _takes_grpc(host: str, port: int, signal: str, payload: bytes) -> bool:
         sender.close()
 
 
-def check_endpoint(config: TelemetryConfig) -> list[CheckResult]:
-    """Send one trace, one metric and one log request to the config's only OTLP endpoint."""
-    endpoints = config.endpoints()
-    if len(endpoints) != 1 or endpoints[0].kind != "otlp":
-        raise ValueError("check needs exactly one OTLP endpoint: grpc[s]://… or http[s]://…")
-    targets = config.otlp_targets(endpoints[0])
+def check_endpoint(config: TelemetryConfig, endpoint: Endpoint | None = None) -> list[CheckResult]:
+    """Send one trace, one metric and one log request to an OTLP endpoint of the config
+    (by default its only endpoint, which must be OTLP)."""
+    if endpoint is None:
+        endpoints = config.endpoints()
+        if len(endpoints) != 1 or endpoints[0].kind != "otlp":
+            raise ValueError("check needs exactly one OTLP endpoint: grpc[s]://… or http[s]://…")
+        endpoint = endpoints[0]
+    targets = config.otlp_targets(endpoint)
     payloads = {"traces": _one_span(), "metrics": _one_metric(), "logs": _one_log()}
     probes = _Probes()
     return [
@@ -163,11 +166,47 @@ def advise(target: OtlpTarget, answer: Answer, probes: _Probes, signal: str, pay
     wanted = {("grpc", True): TLS_H2, ("grpc", False): H2, ("http", True): TLS}
     expected = wanted.get((target.protocol, target.tls), HTTP1)
     if spoken is None or spoken == expected or {spoken, expected} == {TLS, TLS_H2}:
-        untrusted = "certificate verify failed" in answer.message.lower().replace("_", " ")
-        if spoken is not None and answer.reason == "TLS" and untrusted:
-            return "the server's certificate was not trusted: set ca_file= to the CA that signed it"
+        # gRPC says TLS, or only UNAVAILABLE for a name the certificate lacks.
+        if spoken in (TLS, TLS_H2) and answer.reason in ("TLS", "gRPC UNAVAILABLE"):
+            return certificate_problem(host, port, target.ca_file)
         return ""
     return _write_instead(spoken, expected, where)
+
+
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH and _CERT_HAS_EXPIRED.
+_NAME_MISMATCH, _EXPIRED = (62, 64), 10
+
+
+def certificate_problem(host: str, port: int, ca_file: str | None) -> str:
+    """Why the server's certificate is refused, found by a handshake of our own as the
+    exporter makes it (the same CAs, the same host name): gRPC's own error comes cut
+    short, and HTTPS's and gRPC's differ. Empty when this handshake succeeds."""
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+    except OSError as error:
+        return f"the ca_file {ca_file} cannot be read: {error.strerror or error}"
+    context.set_alpn_protocols(["h2", "http/1.1"])
+    try:
+        with (
+            socket.create_connection((host, port), _PROBE_TIMEOUT_S) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
+            return ""
+    except ssl.SSLCertVerificationError as error:
+        said = printable(str(error.verify_message))
+        if error.verify_code in _NAME_MISMATCH:
+            return (
+                f"the server's certificate is not valid for {host} ({said}): connect by a "
+                "name the certificate has, or give the server a certificate for this one"
+            )
+        if error.verify_code == _EXPIRED:
+            return f"the server's certificate has expired ({said})"
+        refused = f"the server's certificate was not trusted ({said})"
+        if ca_file is None:
+            return f"{refused}: set ca_file= to the CA that signed it"
+        return f"{refused}: {ca_file} is not the CA that signed it"
+    except (OSError, ssl.SSLError):
+        return ""
 
 
 def _write_instead(spoken: str, expected: str, where: str) -> str:
