@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 
 from google.protobuf.json_format import ParseDict
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -138,3 +139,19 @@ def test_a_file_endpoint_writes_only_the_signals_it_takes(tmp_path, make_collect
     assert sorted(p.name for p in tmp_path.iterdir()) == ["logs.jsonl", "traces.jsonl"]
     signals = [line.split()[1] for line in capsys.readouterr().out.splitlines()]
     assert signals == ["METRIC"]
+
+
+def test_a_file_endpoint_that_cannot_write_names_the_file_and_counts_the_failure(
+    tmp_path, make_collector, caplog
+):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    collector = make_collector(export_endpoints=[f"file://{blocker}/out"], self_metrics=False)
+    collector.collect_event(Event("e", "m"))
+    with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+        assert collector.flush(5000) is False
+    assert [r.getMessage() for r in caplog.records if "OTLP JSON logs" in r.getMessage()] == [
+        f"could not write OTLP JSON logs: cannot write {blocker}/out/logs.jsonl: Not a directory"
+    ]
+    stats = collector.stats()["event"]
+    assert (stats["exported"], stats["export_failures"]) == (0, 1)

@@ -299,7 +299,7 @@ class LocalReceiver:
                     # that the unwritten line is not retried with the next one.
                     with contextlib.suppress(OSError):
                         self._jsonl.close()
-                    message = f"cannot write {self._jsonl.path}: {_why(error)}"
+                    message = str(error.strerror)  # names the file (RotatingLineFile)
                     print(f"receive: {message}", file=sys.stderr)
                     raise FileUnavailable(message) from None
 
@@ -446,7 +446,7 @@ def _opened(path: Path) -> RotatingLineFile:
     try:
         file.open()
     except OSError as error:
-        raise FileUnavailable(f"cannot write {path}: {_why(error)}") from None
+        raise FileUnavailable(str(error.strerror)) from None
     return file
 
 

@@ -13,9 +13,10 @@ exporters of the same SDK release, and has no size-based rotation; hence this.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -76,8 +77,9 @@ class RotatingLineFile:
         self._size = 0
 
     def write_line(self, line: str) -> None:
+        """Append a line; an OSError says which file could not be written, and why."""
         data = (line + "\n").encode("utf-8", "surrogatepass")
-        with self._lock:
+        with self._lock, self._naming_the_path():
             file = self._open()
             if self._is_full_for(len(data)):
                 file = self._rotate()
@@ -87,8 +89,16 @@ class RotatingLineFile:
 
     def open(self) -> None:
         """Open the file now (it opens at the first line otherwise)."""
-        with self._lock:
+        with self._lock, self._naming_the_path():
             self._open()
+
+    @contextlib.contextmanager
+    def _naming_the_path(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as error:
+            why = error.strerror or str(error)
+            raise OSError(error.errno, f"cannot write {self.path}: {why}") from None
 
     def _is_full_for(self, size: int) -> bool:
         return (
@@ -131,6 +141,9 @@ def _write_request(write: Writer, what: str, encode: Callable[[], Message]) -> b
     try:
         write(to_otlp_json(encode()))
         return True
+    except OSError as error:  # its message names the file (RotatingLineFile)
+        warn_limited(f"jsonl:{what}", "could not write OTLP JSON %s: %s", what, error.strerror)
+        return False
     except Exception as error:
         warn_limited(f"jsonl:{what}", "could not write OTLP JSON %s: %r", what, error)
         return False
