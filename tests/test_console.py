@@ -185,11 +185,14 @@ _SCRIPT = textwrap.dedent(
 )
 
 
-def _run_on_a_terminal(extra_env: dict[str, str]) -> list[str]:
+def _run_on_a_terminal(extra_env: dict[str, str], command: list[str] | None = None) -> list[str]:
     controller, terminal = pty.openpty()
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | extra_env
     process = subprocess.Popen(
-        [sys.executable, "-c", _SCRIPT], stdout=terminal, stderr=subprocess.PIPE, env=env
+        command or [sys.executable, "-c", _SCRIPT],
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     os.close(terminal)
     output = b""
@@ -335,3 +338,89 @@ def test_a_long_job_shows_what_has_ended_while_its_root_still_runs(make_collecto
     [root] = _wait_for_lines(capsys, 1)
     assert root[13:].startswith("TRACE  OK        nightly job ")
     assert f"trace={so_far[0].split('trace=')[1][:8]}" in root
+
+
+_FAILING_APP = textwrap.dedent(
+    """
+    import logging
+    from telemetry_otel import TelemetryCollector, TelemetryConfig
+
+    collector = TelemetryCollector(TelemetryConfig(export_endpoints=["console"]).with_env({}))
+    log = logging.getLogger("app")
+    log.addHandler(collector.logging_handler())
+    log.propagate = False
+
+
+    def lookup(items):
+        return items["missing"]
+
+
+    with collector:
+        try:
+            with collector.span("checkout") as span:
+                span.add_event("cache miss", {"key": "cart:42"})
+                try:
+                    lookup({})
+                except KeyError:
+                    log.exception("lookup failed")
+                    raise
+        except KeyError:
+            pass
+    """
+)
+
+
+def _without_times(lines: list[str]) -> list[str]:
+    return [re.sub(rf"^{TIME} ", "", re.sub(r" \d+\.\d{3}ms", " Nms", line)) for line in lines]
+
+
+def test_span_events_and_exceptions_print_under_their_span_piped_in_one_line_each(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text(_FAILING_APP)
+    result = subprocess.run(
+        [sys.executable, str(app)], capture_output=True, text=True, timeout=60, env=os.environ
+    )
+    assert result.returncode == 0, result.stderr
+    lines = _without_times(result.stdout.splitlines())
+    assert lines[0].startswith("TRACE  ERROR     checkout Nms trace=")
+    assert lines[0].endswith(" error=\"KeyError: 'missing'\"")
+    assert lines[1:3] == [
+        "EVENT  INFO        cache miss key=cart:42",
+        "EVENT  ERROR       exception KeyError: 'missing' exception.escaped=False",
+    ]
+    # The logging bridge's traceback stays one field: piped output is for programs.
+    assert lines[3].startswith("EVENT  ERROR       app: lookup failed ")
+    assert 'exception.stacktrace="Traceback (most recent call last):\\n' in lines[3]
+    assert len(lines) == 4
+
+
+def _traceback_under(lines: list[str], first: int) -> list[str]:
+    """The traceback lines from ``first`` on, without their margin (32 columns: under
+    the event's name, one level below its span) and the bar."""
+    block = []
+    for line in lines[first:]:
+        if not line.startswith(" " * 32 + "│ "):
+            break
+        block.append(line[34:])
+    return block
+
+
+def test_on_a_terminal_an_exception_s_traceback_prints_as_lines_under_it(tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text(_FAILING_APP)
+    lines = _without_times(_run_on_a_terminal({"NO_COLOR": "1"}, [sys.executable, str(app)]))
+    frames = [f'  File "{app}", line 20, in <module>', f'  File "{app}", line 12, in lookup']
+    assert lines[1] == "EVENT  INFO        cache miss key=cart:42"
+    assert lines[2] == "EVENT  ERROR       exception KeyError: 'missing' exception.escaped=False"
+    # The span's exception event: its traceback, OpenTelemetry's own frames left out,
+    # the same as the logging bridge's.
+    recorded = _traceback_under(lines, 3)
+    assert recorded[0] == "Traceback (most recent call last):"
+    assert recorded[-1] == "KeyError: 'missing'"
+    assert [line for line in recorded if line.startswith("  File")] == frames
+    logged = 3 + len(recorded)
+    assert lines[logged].startswith("EVENT  ERROR       app: lookup failed ")
+    assert "exception.stacktrace" not in lines[logged]
+    bridged = _traceback_under(lines, logged + 1)
+    assert bridged == recorded
+    assert len(lines) == logged + 1 + len(bridged)

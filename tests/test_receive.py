@@ -372,3 +372,49 @@ def test_metric_values_print_in_full_marked_cumulative_or_not_without_unknown_bo
         "METRIC COUNTER   seconds total 3000000000",
         "METRIC HISTOGRAM latency total count=3 sum=0.3",
     ]
+
+
+def _span_with_events() -> object:
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as pb
+    from opentelemetry.proto.common.v1 import common_pb2
+
+    request = pb.ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.add(
+        key="service.name", value=common_pb2.AnyValue(string_value="checkout")
+    )
+    span = resource_spans.scope_spans.add().spans.add(
+        name="charge",
+        trace_id=bytes(range(1, 17)),
+        span_id=bytes(range(1, 9)),
+        start_time_unix_nano=1_000_000_000,
+        end_time_unix_nano=1_005_000_000,
+    )
+    span.status.code, span.status.message = 2, "ValueError: bad card"
+    miss = span.events.add(name="cache miss", time_unix_nano=1_001_000_000)
+    miss.attributes.add(key="key", value=common_pb2.AnyValue(string_value="cart"))
+    raised = span.events.add(name="exception", time_unix_nano=1_004_000_000)
+    for key, text in (
+        ("exception.type", "ValueError"),
+        ("exception.message", "bad card"),
+        ("exception.stacktrace", "Traceback (most recent call last):\n  raise\x1b[2J ValueError\n"),
+    ):
+        raised.attributes.add(key=key, value=common_pb2.AnyValue(string_value=text))
+    return request
+
+
+def test_receive_prints_span_events_under_their_span_and_tracebacks_on_a_terminal():
+    piped = ReceivedLines(settle_s=0.0).request("traces", _span_with_events())
+    assert all(line.startswith("checkout     ") for line in piped)
+    assert [line[13 + 13 :] for line in piped] == [  # without the service and the time
+        'TRACE  ERROR     charge 5.000ms trace=01020304 span=01020304 error="ValueError: bad card"',
+        "EVENT  INFO        cache miss key=cart",
+        "EVENT  ERROR       exception ValueError: bad card",
+    ]
+    on_terminal = ReceivedLines(bars=True, settle_s=0.0).request("traces", _span_with_events())
+    assert len(on_terminal) == 5
+    margin = "checkout     " + " " * (30 + 23 + 2)  # time, signal, level; the bar column
+    assert on_terminal[3:] == [
+        margin + "│ Traceback (most recent call last):",
+        margin + "│   raise?[2J ValueError",  # no escape code reaches the terminal
+    ]

@@ -35,16 +35,17 @@ from telemetry_otel._otel.destinations.layout import (
     EventView,
     MetricView,
     Paint,
+    SpanEventView,
     SpanView,
     bar,
     coloured,
-    event_line,
+    event_lines,
     histogram_value,
     metric_line,
     number_text,
     plain,
     shown_attributes,
-    span_line,
+    span_lines,
 )
 from telemetry_otel._otel.destinations.tree import Node, Placed, TraceTrees
 
@@ -173,17 +174,20 @@ class ReceivedLines:
                 yield self._with_service(service, metric_line(view, self._paint))
 
     def _lines(self, placed: list[Placed[Entry]]) -> list[str]:
-        return [self._with_service(*p.payload[:1], self._line(p)) for p in placed]
+        return [
+            self._with_service(p.payload[0], line) for p in placed for line in self._view_lines(p)
+        ]
 
-    def _line(self, placed: Placed[Entry]) -> str:
-        view, depth = placed.payload[1], placed.depth
+    def _view_lines(self, placed: Placed[Entry]) -> list[str]:
+        """A span or event's lines; on a terminal (with bars) tracebacks as lines too."""
+        view, depth, terminal = placed.payload[1], placed.depth, self._bars
         if isinstance(view, EventView):
-            pad = " " * (BAR_WIDTH + 2) if self._bars else ""  # under the span names
-            return event_line(view, depth, self._paint, in_tree=False, pad=pad)
-        if not self._bars:
-            return span_line(view, depth, self._paint, in_tree=False)
+            pad = " " * (BAR_WIDTH + 2) if terminal else ""  # under the span names
+            return event_lines(view, depth, self._paint, False, pad, terminal)
+        if not terminal:
+            return span_lines(view, depth, self._paint, in_tree=False)
         drawn = bar(view.start_ns, view.end_ns, placed.trace_start_ns, placed.trace_end_ns)
-        return span_line(view, depth, self._paint, in_tree=True, bar_text=drawn)
+        return span_lines(view, depth, self._paint, True, drawn, terminal)
 
     def _with_service(self, service: str, line: str) -> str:
         self._service_width = max(self._service_width, len(service))
@@ -204,6 +208,7 @@ def _span_view(span: Any) -> SpanView:
         span.status.message if failed else None,
         shown_attributes(_attributes(span.attributes)),
         parent if remote else None,
+        [SpanEventView(e.name, e.time_unix_nano, _attributes(e.attributes)) for e in span.events],
     )
 
 

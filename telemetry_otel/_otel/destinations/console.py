@@ -25,16 +25,17 @@ from telemetry_otel._otel.destinations.layout import (
     EventView,
     MetricView,
     Paint,
+    SpanEventView,
     SpanView,
     coloured,
-    event_line,
+    event_lines,
     histogram_value,
     metric_line,
     number_text,
     plain,
     running_line,
     shown_attributes,
-    span_line,
+    span_lines,
 )
 from telemetry_otel._otel.destinations.tree import Node, Placed, TraceTrees
 from telemetry_otel._otel.mapping.logs import log_record_to_event
@@ -56,11 +57,12 @@ class ConsoleLines:
     def stream(self) -> TextIO:
         return self._out or sys.stdout
 
+    def is_terminal(self) -> bool:
+        return bool(getattr(self.stream(), "isatty", lambda: False)())
+
     def paint(self) -> Paint:
         """How to show the LEVEL column on the stream as it is now."""
-        stream = self.stream()
-        is_terminal = getattr(stream, "isatty", lambda: False)()
-        return coloured if is_terminal and "NO_COLOR" not in os.environ else plain
+        return coloured if self.is_terminal() and "NO_COLOR" not in os.environ else plain
 
     def write(self, lines: list[str]) -> None:
         """Write the lines; StreamClosed when the reader has gone (``| head``)."""
@@ -110,6 +112,7 @@ def span_view(span: ReadableSpan) -> SpanView:
         (span.status.description or "") if span.status.is_ok is False else None,
         attributes,
         parent.span_id if parent is not None and not local_parent else None,
+        [SpanEventView(e.name, e.timestamp, dict(e.attributes or {})) for e in span.events],
     )
 
 
@@ -147,11 +150,12 @@ def metric_view(metric: Metric) -> MetricView:
 View = SpanView | EventView
 
 
-def view_line(placed: Placed[View], paint: Paint) -> str:
+def view_lines(placed: Placed[View], paint: Paint, terminal: bool) -> list[str]:
     view = placed.payload
     if isinstance(view, SpanView):
-        return span_line(view, placed.depth, paint, in_tree=True)
-    return event_line(view, placed.depth, paint, in_tree=bool(view.trace_id))
+        return span_lines(view, placed.depth, paint, in_tree=True, terminal=terminal)
+    in_tree = bool(view.trace_id)
+    return event_lines(view, placed.depth, paint, in_tree, terminal=terminal)
 
 
 # A trace prints this long after its root ended: its events travel through their own
@@ -236,12 +240,12 @@ class ConsoleTrees:
         placed: list[Placed[View]],
         running: Sequence[tuple[Hashable, list[Placed[View]]]] = (),
     ) -> bool:
-        paint = self.lines.paint()
-        lines = [view_line(p, paint) for p in placed]
+        paint, terminal = self.lines.paint(), self.lines.is_terminal()
+        lines = [line for p in placed for line in view_lines(p, paint, terminal)]
         for trace_id, so_far in running:
             assert isinstance(trace_id, int)  # the console's traces are keyed by their id
             lines.append(running_line(trace_id, so_far[0].trace_start_ns, paint))
-            lines += [view_line(p, paint) for p in so_far]
+            lines += [line for p in so_far for line in view_lines(p, paint, terminal)]
         return _printed(self.lines, lines)
 
 

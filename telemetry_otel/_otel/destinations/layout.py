@@ -9,7 +9,7 @@ objects or OTLP messages) into the views below, so they print alike.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -86,6 +86,15 @@ def bar(start_ns: int, end_ns: int, trace_start_ns: int, trace_end_ns: int) -> s
 
 
 @dataclass
+class SpanEventView:
+    """An event recorded on a span: ``span.add_event(...)``, or a recorded exception."""
+
+    name: str
+    time_ns: int
+    attributes: Mapping[str, Any]
+
+
+@dataclass
 class SpanView:
     name: str
     start_ns: int
@@ -96,6 +105,7 @@ class SpanView:
     error: str | None  # the status description of a failed span
     attributes: Mapping[str, Any]
     remote_parent: int | None = None  # a root's parent in another process
+    events: Sequence[SpanEventView] = ()
 
 
 @dataclass
@@ -138,6 +148,106 @@ def span_line(span: SpanView, depth: int, paint: Paint, in_tree: bool, bar_text:
     if span.attributes:
         words.append(format_fields(span.attributes))
     return " ".join(words)
+
+
+# OpenTelemetry's exception event and attributes (semantic conventions).
+EXCEPTION_EVENT = "exception"
+_STACKTRACE, _TYPE, _MESSAGE = "exception.stacktrace", "exception.type", "exception.message"
+# A traceback printed on a terminal keeps its last lines: the frames nearest the raise.
+TRACEBACK_LINES = 10
+
+
+def span_lines(
+    span: SpanView,
+    depth: int,
+    paint: Paint,
+    in_tree: bool,
+    bar_text: str = "",
+    terminal: bool = False,
+) -> list[str]:
+    """A span's line, then a line for each of its span events, one level down; on a
+    terminal an exception's traceback follows it as lines of its own."""
+    lines = [span_line(span, depth, paint, in_tree, bar_text)]
+    pad = " " * len(bar_text)
+    for event in span.events:
+        attributes = dict(event.attributes)
+        stacktrace = attributes.pop(_STACKTRACE, None)
+        failed = event.name == EXCEPTION_EVENT
+        words = [short_time(event.time_ns), "EVENT ", paint("ERROR" if failed else "INFO")]
+        if pad:
+            words.append(pad)
+        if failed:
+            kind, message = attributes.pop(_TYPE, "Exception"), attributes.pop(_MESSAGE, "")
+            words.append("  " * (depth + 1) + f"exception {kind}: {message}")
+        else:
+            words.append("  " * (depth + 1) + event.name)
+        if attributes:
+            words.append(format_fields(attributes))
+        lines.append(" ".join(words))
+        if terminal and isinstance(stacktrace, str):
+            lines += traceback_lines(stacktrace, _name_column(pad) + 2 * (depth + 1))
+    return lines
+
+
+def event_lines(
+    event: EventView, depth: int, paint: Paint, in_tree: bool, pad: str = "", terminal: bool = False
+) -> list[str]:
+    """An event's line; on a terminal, an ``exception.stacktrace`` field (the logging
+    bridge's) follows as lines of its own instead of one escaped string."""
+    stacktrace = event.fields.get(_STACKTRACE) if terminal else None
+    if not isinstance(stacktrace, str):
+        return [event_line(event, depth, paint, in_tree, pad)]
+    fields = {k: v for k, v in event.fields.items() if k != _STACKTRACE}
+    shown = EventView(
+        event.time_ns,
+        event.severity,
+        event.name,
+        event.message,
+        event.trace_id,
+        event.span_id,
+        fields,
+    )
+    line = event_line(shown, depth, paint, in_tree, pad)
+    return [line, *traceback_lines(stacktrace, _name_column(pad) + 2 * depth)]
+
+
+def traceback_lines(stacktrace: str, indent: int) -> list[str]:
+    """A traceback's last lines, each on a line of its own under the event's name, with
+    anything that is no printable character replaced (a traceback quotes user text).
+    OpenTelemetry's own frames (the span's context manager the exception passed
+    through) are left out: they say nothing about the application."""
+    lines = _without_sdk_frames(stacktrace.rstrip("\n").splitlines())
+    lines = [_printable(line) for line in lines]
+    if len(lines) > TRACEBACK_LINES:
+        lines = ["…", *lines[-TRACEBACK_LINES:]]
+    return [" " * indent + "│ " + line for line in lines]
+
+
+def _without_sdk_frames(lines: list[str]) -> list[str]:
+    kept: list[str] = []
+    skipping = False
+    for line in lines:
+        if line.startswith('  File "'):
+            path = line.replace("\\", "/")
+            skipping = any(sdk in path for sdk in _SDK_PATHS)
+        elif not line.startswith("    "):  # not a frame's source or caret line
+            skipping = False
+        if not skipping:
+            kept.append(line)
+    return kept
+
+
+_SDK_PATHS = ("/opentelemetry/sdk/", "/opentelemetry/trace/", "/opentelemetry/context/")
+
+
+def _name_column(pad: str) -> int:
+    """Where a line's name starts: after ``time SIGNAL LEVEL`` (12 + 1 + 6 + 1 + 9 + 1
+    columns; colour codes take none) and the bar column's padding."""
+    return 30 + (len(pad) + 1 if pad else 0)
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
 
 
 def running_line(trace_id: int, since_ns: int, paint: Paint) -> str:
