@@ -418,3 +418,44 @@ def test_receive_prints_span_events_under_their_span_and_tracebacks_on_a_termina
         margin + "│ Traceback (most recent call last):",
         margin + "│   raise?[2J ValueError",  # no escape code reaches the terminal
     ]
+
+
+def test_a_trace_across_two_services_is_one_tree_with_each_line_s_service():
+    screen = Screen()
+    receiver = LocalReceiver("127.0.0.1", 0, 0, screen, lines=ReceivedLines(settle_s=1.0))
+    try:
+
+        def collector(service: str, endpoint: str) -> TelemetryCollector:
+            config = TelemetryConfig(
+                export_endpoints=[endpoint], service_name=service, flush_interval_ms=60_000
+            )
+            return TelemetryCollector(config.with_env({}))
+
+        client = collector("web", f"grpc://127.0.0.1:{receiver.grpc_port}")
+        server = collector("payments-api", f"http://127.0.0.1:{receiver.http_port}")
+        with client, server:
+            with client.span("GET /checkout"):
+                headers = client.inject_context()
+                with server.span("POST /pay", parent=server.extract_context(headers)):
+                    server.collect_event(Event("charged", "ok"))
+            assert server.flush(5000) and client.flush(5000)
+        lines = screen.wait_for(receiver, 3)
+    finally:
+        receiver.stop()
+    assert [line.split()[0] for line in lines] == ["web", "payments-api", "payments-api"], (
+        "\n".join(lines)
+    )
+    assert " TRACE  OK        GET /checkout " in lines[0]
+    assert " TRACE  OK          POST /pay " in lines[1]  # one level under its caller
+    assert " EVENT  INFO          charged: ok " in lines[2] + " "
+    trace = re.search(r" trace=(\w+) ", lines[0])
+    assert trace is not None and all(f" trace={trace[1]} " in line for line in lines)
+
+
+def test_a_span_sent_again_is_marked():
+    request = _span_with_events()
+    lines = ReceivedLines(settle_s=0.0)
+    first = lines.request("traces", request)
+    again = lines.request("traces", request)
+    assert "sent again" not in first[0]
+    assert again[0].endswith(" (sent again: this span id was shown before)")

@@ -29,6 +29,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metr
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 
 from telemetry_otel._otel.delivery.sender import GRPC_METHODS
+from telemetry_otel._otel.destinations.console import span_node
 from telemetry_otel._otel.destinations.files import RotatingLineFile, to_otlp_json
 from telemetry_otel._otel.destinations.layout import (
     BAR_WIDTH,
@@ -66,7 +67,9 @@ _CUMULATIVE = 2  # AGGREGATION_TEMPORALITY_CUMULATIVE (proto/metrics/v1)
 _SEVERITIES = ((21, "CRITICAL"), (17, "ERROR"), (13, "WARNING"), (9, "INFO"), (1, "DEBUG"))
 View = SpanView | EventView
 Entry = tuple[str, View]  # the sending service and what it sent
-Key = tuple[str, int]  # a trace of one service: spans of other services make other trees
+# A trace across services is one tree: a span whose remote parent was sent here too
+# nests under it, its service named on its line.
+Key = int
 
 
 class PortUnavailable(OSError):
@@ -148,23 +151,21 @@ class ReceivedLines:
         return self._lines(self._trees.drain())
 
     def _add(self, key: Key, node: Node[Entry]) -> list[Placed[Entry]]:
-        if key[1] == 0:  # an event outside any trace
+        if key == 0:  # an event outside any trace
             return [Placed(node.payload, 0, node.start_ns, node.end_ns)]
         return self._trees.add(key, node)
 
     def _span_nodes(self, request: Any) -> Iterator[tuple[Key, Node[Entry]]]:
         for service, span in _items(request, "spans"):
             view = _span_view(span)
-            ends = (view.start_ns, view.end_ns)
-            node: Node[Entry] = Node((service, view), view.span_id, view.parent_id, *ends, True)
-            yield (service, view.trace_id), node
+            yield view.trace_id, span_node((service, view), view)
 
     def _event_nodes(self, request: Any) -> Iterator[tuple[Key, Node[Entry]]]:
         for service, record in _items(request, "log_records"):
             view = _event_view(record)
             at = (view.time_ns, view.time_ns)
             node: Node[Entry] = Node((service, view), view.span_id, None, *at, False)
-            yield (service, view.trace_id), node
+            yield view.trace_id, node
 
     def _metric_lines(self, request: Any) -> Iterator[str]:
         for service, metric in _items(request, "metrics"):
@@ -185,9 +186,9 @@ class ReceivedLines:
             pad = " " * (BAR_WIDTH + 2) if terminal else ""  # under the span names
             return event_lines(view, depth, self._paint, False, pad, terminal)
         if not terminal:
-            return span_lines(view, depth, self._paint, in_tree=False)
+            return span_lines(view, depth, self._paint, in_tree=False, again=placed.again)
         drawn = bar(view.start_ns, view.end_ns, placed.trace_start_ns, placed.trace_end_ns)
-        return span_lines(view, depth, self._paint, True, drawn, terminal)
+        return span_lines(view, depth, self._paint, True, drawn, terminal, placed.again)
 
     def _with_service(self, service: str, line: str) -> str:
         self._service_width = max(self._service_width, len(service))

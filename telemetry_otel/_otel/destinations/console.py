@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Hashable, Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -148,12 +148,14 @@ def metric_view(metric: Metric) -> MetricView:
 
 
 View = SpanView | EventView
+P = TypeVar("P")
 
 
 def view_lines(placed: Placed[View], paint: Paint, terminal: bool) -> list[str]:
     view = placed.payload
     if isinstance(view, SpanView):
-        return span_lines(view, placed.depth, paint, in_tree=True, terminal=terminal)
+        again = placed.again
+        return span_lines(view, placed.depth, paint, True, terminal=terminal, again=again)
     in_tree = bool(view.trace_id)
     return event_lines(view, placed.depth, paint, in_tree, terminal=terminal)
 
@@ -251,7 +253,15 @@ class ConsoleTrees:
 
 def _span_node(span: ReadableSpan) -> tuple[int, Node[View]]:
     view = span_view(span)
-    return view.trace_id, Node(view, view.span_id, view.parent_id, view.start_ns, view.end_ns, True)
+    return view.trace_id, span_node(view, view)
+
+
+def span_node(payload: P, view: SpanView) -> Node[P]:
+    """A span's node: under its local parent, or under a remote parent when that span
+    is in the trace too (both ends of a call in one process, or at one receiver)."""
+    remote = view.remote_parent is not None
+    parent = view.remote_parent if remote else view.parent_id
+    return Node(payload, view.span_id, parent, view.start_ns, view.end_ns, True, remote)
 
 
 def _event_node(record: ReadableLogRecord) -> tuple[int, Node[View]]:

@@ -129,8 +129,12 @@ class MetricView:
     fields: Mapping[str, Any]
 
 
-def span_line(span: SpanView, depth: int, paint: Paint, in_tree: bool, bar_text: str = "") -> str:
-    """A span's line; ``in_tree`` leaves out the ids its place in the tree already says."""
+def span_line(
+    span: SpanView, depth: int, paint: Paint, in_tree: bool, bar_text: str = "", again: bool = False
+) -> str:
+    """A span's line; ``in_tree`` leaves out the ids its place in the tree already says;
+    ``again`` marks a span id shown before (a span sent twice, or a legacy trace id
+    reused by a later run)."""
     status = "ERROR" if span.error is not None else "OK"
     words = [short_time(span.start_ns), "TRACE ", paint(status)]
     if bar_text:
@@ -147,6 +151,8 @@ def span_line(span: SpanView, depth: int, paint: Paint, in_tree: bool, bar_text:
         words.append(f"error={json.dumps(span.error or 'ERROR')}")
     if span.attributes:
         words.append(format_fields(span.attributes))
+    if again:
+        words.append("(sent again: this span id was shown before)")
     return " ".join(words)
 
 
@@ -164,10 +170,11 @@ def span_lines(
     in_tree: bool,
     bar_text: str = "",
     terminal: bool = False,
+    again: bool = False,
 ) -> list[str]:
     """A span's line, then a line for each of its span events, one level down; on a
     terminal an exception's traceback follows it as lines of its own."""
-    lines = [span_line(span, depth, paint, in_tree, bar_text)]
+    lines = [span_line(span, depth, paint, in_tree, bar_text, again)]
     pad = " " * len(bar_text)
     for event in span.events:
         attributes = dict(event.attributes)

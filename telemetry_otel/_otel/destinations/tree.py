@@ -37,16 +37,27 @@ class Node(Generic[P]):
     start_ns: int
     end_ns: int
     is_span: bool
+    # ``parent_id`` is a span of another process (a remote parent): the span nests
+    # under it when that span is in the trace too (another service sending to the
+    # same receiver), and otherwise stands as a root of its own.
+    remote_parent: bool = False
+
+    @property
+    def is_root(self) -> bool:
+        """A span whose arrival lets its trace be given out: no local parent."""
+        return self.is_span and (self.parent_id is None or self.remote_parent)
 
 
 @dataclass
 class Placed(Generic[P]):
-    """A node given out: how deep it sits and the extent of its trace (for bars)."""
+    """A node given out: how deep it sits, the extent of its trace (for bars), and
+    whether its span id was given out before (the same span sent again)."""
 
     payload: P
     depth: int
     trace_start_ns: int
     trace_end_ns: int
+    again: bool = False
 
 
 @dataclass
@@ -88,7 +99,7 @@ class TraceTrees(Generic[P]):
         held.nodes.append(node)
         self._held_count += 1
         placed: list[Placed[P]] = []
-        if node.is_span and node.parent_id is None:
+        if node.is_root:
             if self._settle_s:
                 self._rooted.append((self._clock(), trace_id))
             else:
@@ -166,8 +177,9 @@ class TraceTrees(Generic[P]):
         stack = [(node, base) for node in top]
         while stack:
             node, depth = stack.pop()
-            placed.append(Placed(node.payload, depth, start, end))
-            if node.is_span and node.span_id not in depths:
+            again = node.is_span and node.span_id in depths
+            placed.append(Placed(node.payload, depth, start, end, again))
+            if node.is_span and not again:
                 depths[node.span_id] = depth
                 below = sorted(children.pop(node.span_id, ()), key=_start, reverse=True)
                 stack += [(child, depth + 1) for child in below]
@@ -180,15 +192,16 @@ class TraceTrees(Generic[P]):
     def _place_late(self, shown: tuple[dict[int, int], int, int], node: Node[P]) -> Placed[P]:
         depths, start, end = shown
         above = node.parent_id if node.is_span else node.span_id
-        if node.is_span and above is None:  # another root of the trace
-            depth = 0
-        elif above in depths:
+        if above in depths:
             depth = depths[above] + 1
+        elif node.is_root:  # another root of the trace
+            depth = 0
         else:
             depth = 1
-        if node.is_span:
+        again = node.is_span and node.span_id in depths
+        if node.is_span and not again:
             depths[node.span_id] = depth
-        return Placed(node.payload, depth, start, end)
+        return Placed(node.payload, depth, start, end, again)
 
     def _remember(self, trace_id: Hashable, shown: tuple[dict[int, int], int, int]) -> None:
         self._shown[trace_id] = shown
