@@ -221,7 +221,7 @@ def test_receive_piped_prints_plain_lines_and_the_line_to_paste(tmp_path):
 def test_receive_on_a_terminal_draws_bars_and_colours_levels():
     grpc_port, http_port = free_port(), free_port()
     controller, terminal = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"} | {"COLUMNS": "160"}
     process = _start_receive(
         "--grpc-port",
         str(grpc_port),
@@ -459,3 +459,21 @@ def test_a_span_sent_again_is_marked():
     again = lines.request("traces", request)
     assert "sent again" not in first[0]
     assert again[0].endswith(" (sent again: this span id was shown before)")
+
+
+def test_a_narrow_terminal_drops_the_bars_and_cuts_long_service_names():
+    request = _span_with_events()
+    [resource_spans] = request.resource_spans
+    resource_spans.resource.attributes[0].value.string_value = "payments-reconciliation-worker"
+    wide = ReceivedLines(bars=True, settle_s=0.0, columns=160).request("traces", request)
+    narrow = ReceivedLines(bars=True, settle_s=0.0, columns=80).request("traces", request)
+    assert wide[0].startswith("payments-reconciliation-worker ")
+    assert "[████████████████████] charge 5.000ms" in wide[0]
+    assert narrow[0].startswith("payments-re… ")
+    assert "█" not in narrow[0]
+    assert narrow[0][13 + 13 :].startswith("TRACE  ERROR     charge 5.000ms trace=01020304 ")
+    # Still a terminal: the traceback prints as lines, under the event's name.
+    assert narrow[3:] == [
+        "payments-re… " + " " * 32 + "│ Traceback (most recent call last):",
+        "payments-re… " + " " * 32 + "│   raise?[2J ValueError",
+    ]

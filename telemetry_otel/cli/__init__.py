@@ -11,6 +11,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 import argparse
 import logging
+import shutil
 import signal
 import sys
 import threading
@@ -259,6 +260,7 @@ def run_receive(args: argparse.Namespace) -> int:
         bars=terminal,
         colour=terminal and "NO_COLOR" not in os.environ,
         self_metrics=args.self_metrics,
+        columns=shutil.get_terminal_size().columns if terminal else None,
     )
     try:
         receiver = LocalReceiver(

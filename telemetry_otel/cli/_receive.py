@@ -60,6 +60,10 @@ SELF_METRIC_PREFIX = "telemetry_otel."
 # A trace is shown this long after its root arrives: SDKs export spans and log records
 # in separate requests, and what they sent apart should still land in the tree.
 SETTLE_S = 1.0
+# A terminal narrower than this drops the bars (22 columns) and cuts service names to
+# NARROW_SERVICE_WIDTH, so that a span's name is not pushed past the edge.
+WIDE_TERMINAL = 120
+NARROW_SERVICE_WIDTH = 12
 # OTLP span flags (proto/trace/v1): whether the parent's remoteness is known, and is so.
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
 _STATUS_ERROR = 2
@@ -129,12 +133,19 @@ class ReceivedLines:
         self_metrics: bool = False,
         max_wait_s: float = 10.0,
         settle_s: float = SETTLE_S,
+        columns: int | None = None,
     ) -> None:
-        self._bars = bars
+        """``bars``: the output is a terminal (bars, tracebacks as lines), ``columns``
+        wide: narrower than WIDE_TERMINAL, the bars are left out and the service column
+        is cut, so that span names stay on their line."""
+        narrow = columns is not None and columns < WIDE_TERMINAL
+        self._terminal = bars
+        self._bars = bars and not narrow
         self._paint: Paint = coloured if colour else plain
         self._self_metrics = self_metrics
         self._trees: TraceTrees[Entry] = TraceTrees(max_wait_s=max_wait_s, settle_s=settle_s)
         self._service_width = 12
+        self._max_service_width = NARROW_SERVICE_WIDTH if narrow else None
 
     def request(self, signal: str, request: Any) -> list[str]:
         """The lines one export request adds (with those of traces now complete)."""
@@ -181,16 +192,21 @@ class ReceivedLines:
 
     def _view_lines(self, placed: Placed[Entry]) -> list[str]:
         """A span or event's lines; on a terminal (with bars) tracebacks as lines too."""
-        view, depth, terminal = placed.payload[1], placed.depth, self._bars
+        view, depth, terminal = placed.payload[1], placed.depth, self._terminal
         if isinstance(view, EventView):
-            pad = " " * (BAR_WIDTH + 2) if terminal else ""  # under the span names
+            pad = " " * (BAR_WIDTH + 2) if self._bars else ""  # under the span names
             return event_lines(view, depth, self._paint, False, pad, terminal)
-        if not terminal:
-            return span_lines(view, depth, self._paint, in_tree=False, again=placed.again)
+        if not self._bars:
+            return span_lines(
+                view, depth, self._paint, False, terminal=terminal, again=placed.again
+            )
         drawn = bar(view.start_ns, view.end_ns, placed.trace_start_ns, placed.trace_end_ns)
         return span_lines(view, depth, self._paint, True, drawn, terminal, placed.again)
 
     def _with_service(self, service: str, line: str) -> str:
+        limit = self._max_service_width
+        if limit is not None and len(service) > limit:
+            service = service[: limit - 1] + "…"
         self._service_width = max(self._service_width, len(service))
         return f"{service:<{self._service_width}} {line}"
 
