@@ -95,3 +95,30 @@ def test_every_python_snippet_in_the_readme_and_docs_runs(tmp_path):
         assert result.returncode == 0, (
             f"snippet {number}:\n{snippet}\n{result.stdout}{result.stderr}"
         )
+
+
+def test_the_package_description_is_written_for_an_installed_package():
+    # (tomllib is 3.11's: the line is read as it is written.)
+    [readme] = re.findall(r'^readme = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
+    assert readme == "PACKAGE.md"
+    description = (ROOT / readme).read_text()
+    assert description.startswith("# telemetry-otel\n")
+    assert "make demo" not in description and "make test" not in description
+    # No link into this checkout: on an index page a relative link leads nowhere.
+    assert re.findall(r"\]\((?!https?://)[^)]*\)", description) == []
+    manifest = (ROOT / "MANIFEST.in").read_text()
+    assert "recursive-include docs *.md" in manifest  # the docs it points to ship
+
+
+def test_the_package_description_s_quick_start_runs(tmp_path):
+    import subprocess
+    import sys
+
+    [quick_start] = re.findall(r"```python\n(.*?)```", (ROOT / "PACKAGE.md").read_text(), re.S)
+    path = tmp_path / "quick_start.py"
+    path.write_text(quick_start)
+    result = subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "metric" in result.stdout and "collected" in result.stdout
