@@ -358,13 +358,11 @@ def test_histograms_added_up_between_collections_reach_every_reader_and_callback
     assert (min(m.min for m in deltas), max(m.max for m in deltas)) == (0.0, 20000.0)
 
 
-@pytest.fixture
-def exponential_histograms(monkeypatch):
-    """OTLP endpoints ask for base-2 exponential histograms (the SDK's variable)."""
-    monkeypatch.setenv(
-        "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
-        "base2_exponential_bucket_histogram",
-    )
+@pytest.fixture(params=["base2_exponential_bucket_histogram", "BASE2_Exponential_Bucket_Histogram"])
+def exponential_histograms(monkeypatch, request):
+    """OTLP endpoints ask for base-2 exponential histograms (the SDK's variable), written
+    in any case, as the specification allows enum values."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", request.param)
     sdk.otlp_metric_preferences.cache_clear()
     yield
     sdk.otlp_metric_preferences.cache_clear()

@@ -15,6 +15,7 @@ that changes them fails the tests, not a user.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable
 from time import time_ns
@@ -144,7 +145,16 @@ def otlp_metric_preferences() -> tuple[dict[type, Any], dict[type, Any]]:
         _fell_back("OTLPMetricExporterMixin")
         return {}, {}
     preferences: Any = OTLPMetricExporterMixin()
-    return preferences._get_temporality({}), preferences._get_aggregation({})
+    aggregation = preferences._get_aggregation({})
+    # The SDK compares this variable as written (its temporality one in any case), and
+    # the specification asks for enum values in any case.
+    chosen = os.environ.get("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "")
+    if chosen.strip().lower() == "base2_exponential_bucket_histogram":
+        from opentelemetry.sdk.metrics import Histogram
+        from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
+
+        aggregation = {**aggregation, Histogram: ExponentialBucketHistogramAggregation()}
+    return preferences._get_temporality({}), aggregation
 
 
 def log_encoder() -> Callable[[Any], Any]:
