@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any, TypeVar
 
+from telemetry_otel._redact import is_sensitive
+
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 # Timestamps travel as unsigned 64-bit nanoseconds but several encoders treat
@@ -152,11 +154,24 @@ def _check_tags(owner: str, name: str, tags: object) -> None:
         kind = type(value)
         if kind is str or kind is bool or kind is float:
             continue
+        shown = _Withheld(value) if is_sensitive(key) else value
         if kind is int:
             if not _INT64_MIN <= value <= _INT64_MAX:
-                raise _fail_value(owner, f"{name}[{key!r}]", "within signed 64 bits", value)
+                raise _fail_value(owner, f"{name}[{key!r}]", "within signed 64 bits", shown)
             continue
-        raise _fail_type(owner, f"{name}[{key!r}]", "a str, int, float or bool", value)
+        raise _fail_type(owner, f"{name}[{key!r}]", "a str, int, float or bool", shown)
+
+
+class _Withheld:
+    """A sensitive tag's value in an error message: its type, never the value (a
+    traceback reaches logs that the redaction of exported tags does not cover)."""
+
+    def __init__(self, value: object) -> None:
+        self._kind = type(value).__name__
+
+    def __repr__(self) -> str:
+        article = "an" if self._kind[:1].lower() in "aeiou" else "a"
+        return f"{article} {self._kind} (its value is not shown: the key is sensitive)"
 
 
 def _check_histogram_fields(

@@ -232,3 +232,45 @@ def test_the_default_redaction_words_cover_common_secrets(key):
 @pytest.mark.parametrize("key", ["spinner", "designation", "author", "classname", "bearing"])
 def test_redaction_matches_whole_words_so_innocent_keys_stay_readable(key):
     assert not is_sensitive(key)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            lambda: Metric("m", 1, tags={"api_key": ["k3y-s3cr3t"]}),
+            "Metric.tags['api_key'] must be a str, int, float or bool, "
+            "got a list (its value is not shown: the key is sensitive)",
+        ),
+        (
+            lambda: Trace("t", "s", "op", 1.0, tags={"api_token": 2**70 + 7}),
+            "Trace.tags['api_token'] must be within signed 64 bits, "
+            "got an int (its value is not shown: the key is sensitive)",
+        ),
+        (
+            lambda: TelemetryConfig(tags={"db.password": {"v": "s3cr3t"}}),
+            "TelemetryConfig.tags['db.password'] must be a str, int, float or bool, "
+            "got a dict (its value is not shown: the key is sensitive)",
+        ),
+        (
+            lambda: (
+                TelemetryCollector(TelemetryConfig(enabled=False))
+                .counter("calls")
+                .bind(authToken=b"s3cr3t")
+            ),
+            "counter.bind.tags['authToken'] must be a str, int, float or bool, "
+            "got a bytes (its value is not shown: the key is sensitive)",
+        ),
+    ],
+)
+def test_a_type_error_for_a_sensitive_tag_never_quotes_its_value(build, message):
+    with pytest.raises((TypeError, ValueError)) as raised:
+        build()
+    assert str(raised.value) == message
+    assert "s3cr3t" not in str(raised.value) and str(2**70 + 7) not in str(raised.value)
+
+
+def test_a_type_error_for_an_ordinary_tag_still_shows_the_value():
+    with pytest.raises(TypeError) as raised:
+        Metric("m", 1, tags={"region": ["eu"]})
+    assert str(raised.value).endswith("got ['eu']")
