@@ -254,7 +254,7 @@ def parse_statsd_endpoint(name: str, value: str) -> str:
     try:
         statsd_endpoint("statsd_endpoint", value.strip())
     except ValueError:
-        raise _bad(name, value, "statsd://host:port") from None
+        raise _bad(name, value, "statsd://host:port, without credentials") from None
     return value.strip()
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from typing import Any
 
-from telemetry_otel._redact import header_problem
+from telemetry_otel._redact import header_problem, mask_url
 from telemetry_otel._validation import _check_tags, enum_error, enum_member
 from telemetry_otel.models import EventSeverity
 
@@ -185,10 +185,18 @@ def statsd_endpoint(name: str, value: object) -> str | None:
         return None
     if not isinstance(value, str):
         raise TypeError(f"TelemetryConfig.{name} must be a str or None, got {value!r}")
+    if "@" in value.partition("://")[2]:
+        # A listener takes no credentials: a user:password@ here is a mistake to point
+        # out, and the password is never repeated.
+        raise ValueError(
+            f"TelemetryConfig.{name} takes no credentials (a StatsD listener has none), "
+            f"got {mask_url(value)!r}"
+        )
     host, port = statsd_host_port(value)
     if not host or port is None:
         raise ValueError(
-            f"TelemetryConfig.{name} must be statsd://host:port (port 0 to 65535), got {value!r}"
+            f"TelemetryConfig.{name} must be statsd://host:port (port 0 to 65535), "
+            f"got {mask_url(value)!r}"
         )
     return value
 

@@ -274,3 +274,19 @@ def test_a_type_error_for_an_ordinary_tag_still_shows_the_value():
     with pytest.raises(TypeError) as raised:
         Metric("m", 1, tags={"region": ["eu"]})
     assert str(raised.value).endswith("got ['eu']")
+
+
+def test_a_statsd_endpoint_with_credentials_is_refused_without_repeating_the_password(
+    monkeypatch,
+):
+    with pytest.raises(ValueError) as raised:
+        TelemetryConfig(statsd_endpoint="statsd://user:p4ssw0rd@127.0.0.1:8125")
+    assert str(raised.value) == (
+        "TelemetryConfig.statsd_endpoint takes no credentials (a StatsD listener has none), "
+        "got 'statsd://user:***@127.0.0.1:8125'"
+    )
+    monkeypatch.setenv("TELEMETRY_STATSD_ENDPOINT", "statsd://user:p4ssw0rd@127.0.0.1:8125")
+    with pytest.raises(ValueError) as from_env:
+        TelemetryConfig.from_env()
+    assert "p4ssw0rd" not in str(from_env.value)
+    assert str(from_env.value).endswith("expected statsd://host:port, without credentials")
