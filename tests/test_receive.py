@@ -477,3 +477,33 @@ def test_a_narrow_terminal_drops_the_bars_and_cuts_long_service_names():
         "payments-re… " + " " * 32 + "│ Traceback (most recent call last):",
         "payments-re… " + " " * 32 + "│   raise?[2J ValueError",
     ]
+
+
+def test_receive_whose_reader_leaves_stops_quietly():
+    # `receive | head -1`: the reader takes a line and goes; the next lines find the pipe
+    # closed in several server threads at once.
+    grpc_port, http_port = free_port(), free_port()
+    process = _start_receive(
+        "--grpc-port",
+        str(grpc_port),
+        "--http-port",
+        str(http_port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        process.stderr.readline()  # listening
+        send_workload(f"grpc://127.0.0.1:{grpc_port}", "checkout")
+        assert process.stdout.readline()  # the one line head -1 takes
+        process.stdout.close()
+        for round_number in range(3):  # each has lines that find nobody reading
+            send_workload(f"http://127.0.0.1:{http_port}", f"round-{round_number}")
+        code = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    err = process.stderr.read().decode()
+    assert code == 0, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err

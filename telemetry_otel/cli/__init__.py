@@ -277,14 +277,26 @@ def run_receive(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    while not stop.wait(0.25):  # traces show once settled (or their root is overdue)
-        receiver.print_expired()
+    while not stop.wait(0.25) and not _READER_GONE.is_set():
+        receiver.print_expired()  # traces show once settled (or their root is overdue)
     receiver.stop()
     return 0
 
 
+# Set when receive's reader went away (`receive | head -1`): it then stops, quietly.
+_READER_GONE = threading.Event()
+
+
 def _print_line(line: str) -> None:
-    print(line, flush=True)
+    if _READER_GONE.is_set():
+        return
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        # Many server threads print: the first to find the pipe closed points stdout at
+        # /dev/null (so that no flush at exit raises again) and tells receive to stop.
+        _READER_GONE.set()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 # -- config --------------------------------------------------------------------------------------
