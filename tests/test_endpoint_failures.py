@@ -465,3 +465,21 @@ def test_a_rate_limit_worded_like_a_limit_is_not_taken_for_a_size_refusal():
         "request size 5000000 is over the max of 4194304",
     ):
         assert is_size_refusal(message), message
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_partial_success_with_a_negative_count_counts_nothing_rejected(
+    otlp_receiver, transport, make_collector
+):
+    otlp_receiver.fail_next(transport, "traces", Partial(-1000, "quota warning"))
+    collector = make_collector(
+        export_endpoints=[f"{transport}://127.0.0.1:{_port(otlp_receiver, transport)}"],
+        flush_interval_ms=60_000,
+    )
+    for i in range(10):
+        collector.collect_trace(Trace("t", f"s{i}", "op", 1.0))
+    collector.flush(5000)
+    counts = collector.stats()["trace"]
+    # Never "exported 1010 for 10 items, export_failures -1000".
+    assert (counts["exported"], counts["export_failures"], counts["pending"]) == (10, 0, 0)
+    assert len(otlp_receiver.spans()) == 10

@@ -254,7 +254,8 @@ class OtlpSender:
         except Exception:
             return Answer(ACCEPTED)  # a 2xx without a readable body: taken, as the spec says
         partial = response.partial_success
-        rejected = int(getattr(partial, field))
+        # int64 on the wire: a negative count is no count (and would add to "exported").
+        rejected = max(0, int(getattr(partial, field)))
         if rejected or partial.error_message:
             return Answer(PARTIAL, "partial success", one_line(partial.error_message), rejected)
         return Answer(ACCEPTED)
