@@ -403,3 +403,31 @@ def test_decrements_are_owed_by_the_counter_and_paid_out_of_its_next_increments(
     assert metrics(otlp_receiver)["jobs"] == [({}, 8.0)]
     stats = collector.stats()["metric"]
     assert (stats["bridged_statsd"], stats["bridge_malformed_statsd"]) == (4, 0)
+
+
+def test_tag_sets_folded_into_the_overflow_series_are_counted_limited(
+    otlp_receiver, make_collector
+):
+    port = free_port()
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"],
+        statsd_endpoint=f"statsd://127.0.0.1:{port}",
+        max_metric_series=2,
+    )
+    send(port, b"hits:1|c|#k:0\nhits:1|c|#k:1\nhits:1|c|#k:2\nhits:1|c|#k:3\nhits:2|c|#k:0")
+    settle(collector, 5)
+    assert collector.flush(10_000) is True
+    stats = collector.stats()["metric"]
+    # k:2 and k:3 went into the overflow series: two lines changed by the series cap.
+    assert (stats["bridged_statsd"], stats["limited"]) == (5, 2)
+    points = {
+        repr(sorted(attributes_of(p.attributes).items())): p.as_double or p.as_int
+        for _, m in otlp_receiver.metrics(SCOPE)
+        if m.name == "hits"
+        for p in m.sum.data_points
+    }
+    assert points == {
+        "[('k', '0')]": 3,
+        "[('k', '1')]": 1,
+        "[('otel.metric.overflow', True)]": 2,
+    }

@@ -118,6 +118,7 @@ class Pipeline:
                 config.max_metric_series,
                 self.accounting.bridges["statsd"],
                 self.events.collect,
+                self.metrics.count_limited,
             )
             if self.metrics.collects_after_sources:
                 listener.combine_between_collections()

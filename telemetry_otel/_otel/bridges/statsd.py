@@ -79,7 +79,10 @@ class StatsdListener:
         max_series: int,
         counts: BridgeTally,
         collect_event: Callable[[Event], bool],
+        count_limited: Callable[[], object] = lambda: None,
     ) -> None:
+        """``count_limited``: the metric signal's ``limited`` count, for a line whose tags
+        the size limits cut or that the series cap folded into the overflow series."""
         self.host, port = statsd_host_port(endpoint)
         self.port = port or 0
         self._instruments = InstrumentCache(
@@ -90,6 +93,7 @@ class StatsdListener:
         self._bridged = counts.bridged
         self._malformed, self._dropped = counts.lost["malformed"], counts.lost["dropped"]
         self._collect_event = collect_event
+        self._count_limited = count_limited
         self._packets: deque[bytes] = deque()
         self._ready = threading.Condition(threading.Lock())
         self._lock = ForkSafeLock()  # the gauges, sets and weights below
@@ -242,9 +246,11 @@ class StatsdListener:
         if recorder is None:
             return False  # the name is already another type
         try:
-            recorder.record(metric.value, metric.tags)
+            limited = recorder.record(metric.value, metric.tags)
         except RecorderClosed:  # a packet taken while stop() collects for the last time
             return False
+        if limited:
+            self._count_limited()
         return True
 
     def _counter(self, line: MetricLine, key: SeriesKey) -> bool:
@@ -271,10 +277,14 @@ class StatsdListener:
         if recorder is None or any(v < 0 for v in line.values):
             return False  # another type already, or a value no OTel histogram takes
         try:
-            for value in line.values:
+            limited = [
                 recorder.record_many(value, metric.tags, self._weight(key, line.rate))
+                for value in line.values
+            ]
         except RecorderClosed:
             return False
+        if any(limited):
+            self._count_limited()
         return True
 
     def _weight(self, key: SeriesKey, rate: float) -> int:
