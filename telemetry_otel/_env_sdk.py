@@ -21,6 +21,17 @@ OTEL_TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
 OTEL_METRICS_EXPORTER = "OTEL_METRICS_EXPORTER"
 OTEL_LOGS_EXPORTER = "OTEL_LOGS_EXPORTER"
 OTEL_METRICS_EXEMPLAR_FILTER = "OTEL_METRICS_EXEMPLAR_FILTER"
+OTEL_SPAN_EVENT_COUNT_LIMIT = "OTEL_SPAN_EVENT_COUNT_LIMIT"
+OTEL_SPAN_LINK_COUNT_LIMIT = "OTEL_SPAN_LINK_COUNT_LIMIT"
+OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT = "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT"
+OTEL_LINK_ATTRIBUTE_COUNT_LIMIT = "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT"
+# SpanLimits argument each is read into; the specification's default for each is 128.
+_SPAN_COUNT_LIMITS = {
+    "max_events": OTEL_SPAN_EVENT_COUNT_LIMIT,
+    "max_links": OTEL_SPAN_LINK_COUNT_LIMIT,
+    "max_event_attributes": OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT,
+    "max_link_attributes": OTEL_LINK_ATTRIBUTE_COUNT_LIMIT,
+}
 OTEL_EXPORTER_PROMETHEUS_HOST = "OTEL_EXPORTER_PROMETHEUS_HOST"
 OTEL_EXPORTER_PROMETHEUS_PORT = "OTEL_EXPORTER_PROMETHEUS_PORT"
 EXPORTER_VARIABLES = {
@@ -99,6 +110,25 @@ def exemplar_filter(environ: Mapping[str, str]) -> str:
         _ignored(OTEL_METRICS_EXEMPLAR_FILTER, value, f"one of {', '.join(EXEMPLAR_FILTERS)}")
         return "trace_based"
     return name
+
+
+def span_count_limits(environ: Mapping[str, str]) -> dict[str, int]:
+    """Span event and link limits from their variables; 128 when unset or malformed.
+
+    Read here, not by the SDK: its SpanLimits raises on a malformed value (``abc``,
+    ``-1``), which would fail start() over a limit the collector can do without.
+    """
+    limits = {}
+    for argument, name in _SPAN_COUNT_LIMITS.items():
+        value = environ.get(name)
+        limits[argument] = 128
+        if value is None:
+            continue
+        if value.strip().isdigit():
+            limits[argument] = int(value.strip())
+        else:
+            _ignored(name, value, "a whole number of at least 0")
+    return limits
 
 
 def exporters(environ: Mapping[str, str]) -> dict[str, frozenset[str] | None]:

@@ -449,3 +449,53 @@ def test_the_exemplar_filter_variable_is_read_in_any_case_and_never_fails_start(
         else []
     )
     assert _warnings(fresh_warnings) == expected
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1e309", " "])
+def test_malformed_limit_variables_warn_and_never_fail_start(
+    value, monkeypatch, otlp_receiver, fresh_warnings
+):
+    names = (
+        "OTEL_ATTRIBUTE_COUNT_LIMIT",
+        "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+        "OTEL_SPAN_EVENT_COUNT_LIMIT",
+        "OTEL_SPAN_LINK_COUNT_LIMIT",
+        "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT",
+        "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT",
+        # Not read by the collector (the generic limits apply), and never by the SDK.
+        "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT",
+        "OTEL_LOGRECORD_ATTRIBUTE_COUNT_LIMIT",
+        "OTEL_LOGRECORD_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+    )
+    for name in names:
+        monkeypatch.setenv(name, value)
+    collector = TelemetryCollector(
+        TelemetryConfig(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"])
+    )
+    collector.start()  # the SDK alone raised ValueError for each of these
+    with collector.span("job") as span:
+        for n in range(3):
+            span.add_event(f"step {n}")
+        collector.collect_event(Event("e", "m", tags={"k": "v"}))
+    collector.stop(5000)
+    [(_, exported)] = otlp_receiver.spans()
+    assert [e.name for e in exported.events] == ["step 0", "step 1", "step 2"]
+    assert len(otlp_receiver.log_records()) == 1
+    warned = {
+        line.split("=", 1)[0].removeprefix("environment variable ")
+        for line in _warnings(fresh_warnings)
+    }
+    assert warned == set(names[:6])
+
+
+def test_a_start_that_fails_midway_leaves_no_callback_tracebacks(monkeypatch, caplog):
+    from telemetry_otel._otel import pipeline
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(pipeline, "EventPipeline", fail)
+    collector = TelemetryCollector(TelemetryConfig(export_endpoints=["console"]).with_env({}))
+    with caplog.at_level(logging.DEBUG), pytest.raises(OSError, match="disk gone"):
+        collector.start()
+    assert [r.getMessage() for r in caplog.records if "Callback failed" in r.getMessage()] == []

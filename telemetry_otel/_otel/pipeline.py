@@ -13,7 +13,7 @@ from typing import Any
 from telemetry_otel._otel.bridges.prometheus_registry import SCOPE as PROMETHEUS_SCOPE
 from telemetry_otel._otel.bridges.prometheus_registry import RegistryBridge
 from telemetry_otel._otel.bridges.statsd import StatsdListener
-from telemetry_otel._otel.delivery.accounting import SIGNALS, Accounting, Stats
+from telemetry_otel._otel.delivery.accounting import SIGNALS, Accounting, Stats, empty_stats
 from telemetry_otel._otel.delivery.callbacks import ExporterCallback, QueueSettings
 from telemetry_otel._otel.delivery.outcomes import SHUTDOWN
 from telemetry_otel._otel.delivery.queue import DeliveryQueue, begin_flush_all
@@ -65,6 +65,9 @@ class Pipeline:
         self._destinations = destinations
         self._shared: Shared | None = None
         self._listeners: list[StatsdListener] = []
+        # Until the build is done, the collector's own metrics (whose readers an abandoned
+        # build shuts down, collecting once more) read empty counts, not a half pipeline.
+        self._built = False
         try:
             self._shared = shared = Shared(
                 config,
@@ -95,6 +98,7 @@ class Pipeline:
         self.collect_trace = self.traces.collect
         self.live_span = self.traces.live_span
         self._nowhere_timer = self._start_nowhere_check(config)
+        self._built = True
         follow_forks(self)
 
     def _bridge_sources(self, config: TelemetryConfig, shared: Shared) -> None:
@@ -340,6 +344,8 @@ class Pipeline:
 
     def stats(self) -> Stats:
         """Per-signal counts, summed over destinations (see TelemetryCollector.stats)."""
+        if not self._built:
+            return empty_stats()
         hub = self.callbacks
         queues = {
             "trace": [*self.traces.queues, *hub.trace_queues()],

@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
-from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordLimits
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -36,7 +36,23 @@ from telemetry_otel._otel.runtime.sdk import log_encoder
 from telemetry_otel._redact import mask_url
 from telemetry_otel.config import TelemetryConfig
 
+_SPAN_LIMIT_ARGUMENTS = (
+    "max_attributes",
+    "max_events",
+    "max_links",
+    "max_span_attributes",
+    "max_event_attributes",
+    "max_link_attributes",
+)
 _RESOURCE = Resource.create({"service.name": "telemetry-otel-check"})
+# Given whole, so that the SDK reads no limit variable: a malformed one would raise
+# (the collector warns about those and goes on; check must not fail on them either).
+_SPAN_LIMITS = SpanLimits(
+    **dict.fromkeys(_SPAN_LIMIT_ARGUMENTS, 128),
+    max_attribute_length=SpanLimits.UNSET,
+    max_span_attribute_length=SpanLimits.UNSET,
+)
+_LOG_LIMITS = LogRecordLimits(128, LogRecordLimits.UNSET, 128, LogRecordLimits.UNSET)
 _NAME = "telemetry-otel check"
 
 
@@ -255,7 +271,7 @@ def _plaintext_probe(host: str, port: int) -> str | None:
 
 def _one_span() -> bytes:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=_RESOURCE, shutdown_on_exit=False)
+    provider = TracerProvider(resource=_RESOURCE, shutdown_on_exit=False, span_limits=_SPAN_LIMITS)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     provider.get_tracer(_NAME).start_span("check").end()
     return encode_spans(exporter.get_finished_spans()).SerializeToString()
@@ -277,7 +293,9 @@ def _one_metric() -> bytes:
 
 def _one_log() -> bytes:
     exporter = InMemoryLogRecordExporter()  # type: ignore[no-untyped-call]
-    provider = LoggerProvider(resource=_RESOURCE, shutdown_on_exit=False)
+    provider = LoggerProvider(
+        resource=_RESOURCE, shutdown_on_exit=False, log_record_limits=_LOG_LIMITS
+    )
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     provider.get_logger(_NAME).emit(
         event_name="check",

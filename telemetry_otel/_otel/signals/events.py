@@ -54,8 +54,14 @@ class EventPipeline(ItemPipeline):
             for s in EventSeverity
             if keep is not None and s.severity_number >= keep.severity_number
         )
+        # Every limit given, as for spans: the SDK would read a malformed variable and raise.
+        length = config.max_attribute_length
+        length_limit = LogRecordLimits.UNSET if length is None else length
         limits = LogRecordLimits(
-            max_attributes=config.max_attributes, max_attribute_length=config.max_attribute_length
+            max_attributes=config.max_attributes,
+            max_attribute_length=length_limit,
+            max_log_record_attributes=config.max_attributes,
+            max_log_record_attribute_length=length_limit,
         )
         self.provider = joined or enabled_by_the_collector(
             LoggerProvider(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -13,6 +14,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Span
 
+from telemetry_otel._env_sdk import span_count_limits
 from telemetry_otel._otel.delivery.processors import LiveSpanCounter, QueueSpanProcessor
 from telemetry_otel._otel.mapping.ids import otel_trace_id
 from telemetry_otel._otel.mapping.spans import SpanFactory
@@ -49,9 +51,15 @@ class TracePipeline(ItemPipeline):
         rate = float(or_default(config.trace_sample_rate, config.sample_rate))
         if joined is None:
             sampler: Sampler = live_span_sampler(rate)
+            # Every limit given: the SDK reads the one left out from its variable and
+            # raises on a malformed value, failing start(); the collector judged them.
+            length = config.max_attribute_length
             limits = SpanLimits(
+                max_attributes=config.max_attributes,
                 max_span_attributes=config.max_attributes,
-                max_span_attribute_length=config.max_attribute_length,
+                max_attribute_length=SpanLimits.UNSET if length is None else length,
+                max_span_attribute_length=SpanLimits.UNSET if length is None else length,
+                **span_count_limits(os.environ),
             )
             provider = enabled_by_the_collector(
                 TracerProvider(
