@@ -143,9 +143,10 @@ class DeliveryQueue(Generic[T]):
 
     def submit(self, item: T) -> None:
         """Queue an item; never blocks on the destination. A full queue drops its oldest item."""
-        lock = self._lock
-        lock.acquire()  # not `with`: its __enter__/__exit__ calls cost more than the rest
-        try:
+        # `with`, never acquire()/release(): a signal handler that raises (Ctrl-C, or
+        # SIGTERM made SystemExit by deliver_on_terminate) between acquire() and the
+        # try would leave the lock held, and the stop that follows would wait on it.
+        with self._lock:
             counts = self._counts
             counts.submitted += 1
             if self._closed:
@@ -163,8 +164,6 @@ class DeliveryQueue(Generic[T]):
                 self._start_worker()
             elif len(items) == self._wake_at:
                 self._cond.notify()
-        finally:
-            lock.release()
 
     @property
     def spools(self) -> bool:

@@ -149,15 +149,11 @@ class BoundCounter(_Bound):
             and current_context().get(SPAN_KEY) is None
         ):
             return self._record(value)
-        lock = recorder.pending_lock
-        lock.acquire()
-        try:
+        with recorder.pending_lock:  # `with`: see SeriesRecorder.record
             if recorder.closed:
                 return False
             pending = recorder.pending
             pending[series] = pending.get(series, 0) + value
-        finally:
-            lock.release()
         self._count()
         if self._limited:
             self._count_limited()
@@ -187,14 +183,10 @@ class BoundGauge(_Bound):
             and current_context().get(SPAN_KEY) is None
         ):
             return self._record(value)
-        lock = recorder.pending_lock
-        lock.acquire()
-        try:
+        with recorder.pending_lock:
             if recorder.closed:
                 return False
             recorder.pending[series] = value
-        finally:
-            lock.release()
         self._count()
         if self._limited:
             self._count_limited()
