@@ -107,3 +107,18 @@ def test_private_opentelemetry_names_are_imported_only_by_the_sdk_seam():
     ]
     assert outside == []
     assert _private_otel_imports(seam)  # the seam does read them
+
+
+def test_locks_are_taken_by_with_statements_only():
+    # A signal handler that raises (Ctrl-C, or the SIGTERM deliver_on_terminate turns into
+    # an exit) between acquire() and the try that releases would leave the lock held, and
+    # the stop that follows would wait on it; a with statement leaves no such gap.
+    calls = [
+        f"{path.relative_to(PACKAGE.parent)}:{node.lineno}"
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "acquire"
+    ]
+    assert calls == []
