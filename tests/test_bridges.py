@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import urllib.request
@@ -10,7 +11,12 @@ from typing import Any
 
 import prometheus_client as prom
 import pytest
-from prometheus_client.core import CounterMetricFamily, SummaryMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    SummaryMetricFamily,
+)
 
 from telemetry_otel import TelemetryCollector, TelemetryConfig
 from telemetry_otel._otel.bridges import prometheus_registry
@@ -400,3 +406,42 @@ def test_a_summary_is_written_to_jsonl_files_as_a_summary(tmp_path, make_collect
         10.0,
         [{"quantile": 0.5, "value": 2.0}, {"quantile": 0.99, "value": 4.5}],
     )
+
+
+class Hostile:
+    """A custom collector with values no OTel measurement takes."""
+
+    def collect(self) -> Any:
+        yield HistogramMetricFamily(
+            "huge", "Huge", buckets=[("1", 2.0**70), ("+Inf", 2.0**70)], sum_value=1.0
+        )
+        yield HistogramMetricFamily(
+            "fractional", "Fractional", buckets=[("1", 0.5), ("+Inf", 1.0)], sum_value=1.0
+        )
+        yield GaugeMetricFamily("nan_gauge", "NaN", value=math.nan)
+        yield GaugeMetricFamily("inf_gauge", "Inf", value=math.inf)
+
+
+def test_hostile_registry_values_are_counted_and_never_stop_the_other_metrics(
+    otlp_receiver, make_collector, caplog
+):
+    registry = prom.CollectorRegistry()
+    registry.register(Hostile())
+    prom.Counter("jobs_total", "Jobs", registry=registry).inc(7)
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"],
+        prometheus_registries=[registry],
+    )
+    for _ in range(3):
+        assert collector.flush(10_000) is True
+    got = bridged(otlp_receiver)
+    assert sorted(got) == ["jobs"]
+    assert [p.as_double for _, p in points(got["jobs"])] == [7.0]
+    stats = collector.stats()["metric"]
+    # Every read: two histograms and two gauges not bridged, one counter bridged.
+    reads = stats["bridged_prometheus"]
+    assert reads >= 3
+    assert stats["bridge_failed_prometheus"] == 4 * reads
+    assert "non-finite" not in caplog.text  # the SDK's warning, at every collection
+    assert caplog.text.count("has NaN or infinite samples") == 2
+    assert caplog.text.count("a bucket count is not a whole number") == 2

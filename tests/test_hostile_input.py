@@ -14,6 +14,20 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.metrics.export import (
+    AggregationTemporality,
+    Histogram,
+    HistogramDataPoint,
+    MetricExportResult,
+    MetricsData,
+    NumberDataPoint,
+    ResourceMetrics,
+    ScopeMetrics,
+    Sum,
+)
+from opentelemetry.sdk.metrics.export import Metric as SdkMetric
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from telemetry_otel import (
     Event,
@@ -24,6 +38,8 @@ from telemetry_otel import (
     TelemetryConfig,
     Trace,
 )
+from telemetry_otel._endpoints import OtlpTarget
+from telemetry_otel._otel.destinations.otlp import OtlpMetricExporter
 from tests.otlp_receiver import any_value, attributes_of
 
 anything = st.one_of(
@@ -541,3 +557,39 @@ def test_hostile_user_objects_raise_only_type_or_value_errors_and_never_hang_col
         assert _collect_within(collector, model) in (True, False)
     finally:
         RaisingHashStr.armed = False
+
+
+def _metrics_data(*metrics: SdkMetric) -> MetricsData:
+    scope = ScopeMetrics(InstrumentationScope("telemetry_otel"), list(metrics), "")
+    return MetricsData([ResourceMetrics(Resource({}), [scope], "")])
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_a_histogram_count_past_uint64_costs_only_its_own_point(otlp_receiver, transport):
+    def point(count: int, attributes: dict[str, str]) -> HistogramDataPoint:
+        return HistogramDataPoint(attributes, 0, 1, count, 1.0, [count, 0], [1.0], 1.0, 1.0)
+
+    cumulative = AggregationTemporality.CUMULATIVE
+    histogram = Histogram([point(2**64, {"k": "huge"}), point(3, {"k": "ok"})], cumulative)
+    counter = Sum([NumberDataPoint({}, 0, 1, 5)], cumulative, True)
+    data = _metrics_data(
+        SdkMetric("latency", "", "", histogram),
+        SdkMetric("alone", "", "", Histogram([point(-1, {})], cumulative)),
+        SdkMetric("jobs", "", "", counter),
+    )
+    if transport == "grpc":
+        target = OtlpTarget("grpc", f"http://127.0.0.1:{otlp_receiver.grpc_port}")
+    else:
+        target = OtlpTarget("http", f"http://127.0.0.1:{otlp_receiver.http_port}/v1/metrics")
+    exporter = OtlpMetricExporter("receiver", target)
+    try:
+        assert exporter.export(data) is MetricExportResult.SUCCESS
+    finally:
+        exporter.shutdown()
+    got = {m.name: m for _, m in otlp_receiver.metrics()}
+    assert sorted(got) == ["jobs", "latency"]
+    assert [
+        (p.count, attributes_of(p.attributes)) for p in got["latency"].histogram.data_points
+    ] == [(3, {"k": "ok"})]
+    counts = exporter.counts()
+    assert (counts.submitted, counts.exported, counts.dropped_by) == (4, 2, {"rejected": 2})

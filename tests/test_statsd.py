@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsd import StatsClient
 
-from telemetry_otel import TelemetryCollector, TelemetryConfig
+from telemetry_otel import Metric, MetricType, TelemetryCollector, TelemetryConfig
 from telemetry_otel._otel.bridges import statsd as listener_module
 from telemetry_otel._otel.bridges.statsd_parser import (
     CheckLine,
@@ -27,6 +27,7 @@ from telemetry_otel._otel.bridges.statsd_parser import (
     parse_line,
     parse_packet,
 )
+from telemetry_otel._otel.runtime import sdk
 from tests.otlp_receiver import OtlpReceiver, attributes_of
 from tests.prometheus_server import free_port
 
@@ -431,3 +432,72 @@ def test_tag_sets_folded_into_the_overflow_series_are_counted_limited(
         "[('k', '1')]": 1,
         "[('otel.metric.overflow', True)]": 2,
     }
+
+
+def test_one_line_with_a_hostile_sample_rate_never_stops_the_other_metrics(
+    listening, otlp_receiver
+):
+    collector, port = listening
+    send(port, b"tiny:1|ms|@1e-300\nhuge:1e308|c|@0.1\nsparse:2|ms|@0.000001\nok:1|c")
+    settle(collector, 4)
+    for _ in range(2):  # the histogram is cumulative: every later export must go too
+        collector.collect_metric(Metric("app_requests", 1, MetricType.COUNTER))
+        assert collector.flush(10_000) is True
+    got = metrics(otlp_receiver)
+    assert sorted(got) == ["ok", "sparse"]
+    assert got["sparse"][0][1][0] == 1_000_000  # one line at 1e-6 stands for a million
+    stats = collector.stats()["metric"]
+    assert (stats["bridged_statsd"], stats["bridge_malformed_statsd"]) == (2, 2)
+    app = [m for _, m in otlp_receiver.metrics() if m.name == "app_requests"]
+    assert [p.as_double or p.as_int for p in app[-1].sum.data_points] == [2]
+
+
+def test_a_sampled_timer_records_at_most_a_thousand_times_into_exponential_histograms(
+    otlp_receiver, make_collector, monkeypatch, request
+):
+    monkeypatch.setenv(
+        "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+        "base2_exponential_bucket_histogram",
+    )
+    sdk.otlp_metric_preferences.cache_clear()
+    request.addfinalizer(sdk.otlp_metric_preferences.cache_clear)
+    port = free_port()
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"],
+        statsd_endpoint=f"statsd://127.0.0.1:{port}",
+    )
+    send(port, b"slow:3|ms|@0.000001\nslow:3|ms|@0.01")
+    settle(collector, 2)
+    assert collector.flush(10_000) is True
+    [point] = [
+        p
+        for _, m in otlp_receiver.metrics(SCOPE)
+        if m.name == "slow"
+        for p in m.exponential_histogram.data_points
+    ]
+    assert (point.count, point.sum) == (1_100, 3_300.0)
+    stats = collector.stats()["metric"]
+    assert (stats["bridged_statsd"], stats["limited"]) == (2, 1)
+
+
+def test_set_members_and_set_tag_sets_are_bounded_per_collection_and_counted(
+    listening, otlp_receiver, monkeypatch
+):
+    collector, port = listening
+    monkeypatch.setattr(listener_module, "MAX_SET_SERIES", 2)
+    monkeypatch.setattr(listener_module, "MAX_SET_MEMBERS", 3)
+    send(
+        port,
+        b"users:a|s|#k:0\nusers:b|s|#k:1\nusers:c|s|#k:2\n"  # a third tag set: dropped
+        b"users:c|s|#k:1\nusers:d|s|#k:1\nusers:a|s|#k:0",  # d is a fourth member: dropped
+    )
+    settle(collector, 6)
+    assert collector.flush(10_000) is True
+    assert metrics(otlp_receiver)["users"] == [({"k": "0"}, 1), ({"k": "1"}, 2)]
+    stats = collector.stats()["metric"]
+    assert (stats["bridged_statsd"], stats["bridge_dropped_statsd"]) == (4, 2)
+    send(port, b"users:d|s|#k:2")  # a new collection: room again
+    settle(collector, 7)
+    assert collector.flush(10_000) is True
+    assert ({"k": "2"}, 1) in metrics(otlp_receiver)["users"]
+    assert collector.stats()["metric"]["bridge_dropped_statsd"] == 2

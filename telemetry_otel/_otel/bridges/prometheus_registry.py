@@ -48,6 +48,8 @@ from telemetry_otel._version import __version__
 SCOPE = "telemetry_otel.prometheus"
 # How long a collection waits for one registry's collect().
 READ_TIMEOUT_S = 5.0
+# Bucket counts past it are not whole in a float (see _is_count).
+_MAX_COUNT = 2**53
 LabelsKey = tuple[tuple[str, str], ...]
 # Families whose samples are gauges: their value, as it is.
 _GAUGE_TYPES = frozenset(("gauge", "untyped", "unknown", "info", "stateset"))
@@ -186,6 +188,7 @@ class RegistryBridge:
         # Label sets past max_series fold into one overflow series, as the SDK folds them:
         # a counter's values add up there, a gauge keeps the last.
         folded, overflow = 0, 0.0
+        samples = self._finite(family, samples)
         for sample in samples:
             attributes = self._attributes(sample.labels)
             key = tuple(sorted(attributes.items()))
@@ -200,6 +203,23 @@ class RegistryBridge:
         for _ in samples:
             self._bridged.increment()
         observed[otel_name] = list(observations.values())
+
+    def _finite(self, family: Any, samples: list[Any]) -> list[Any]:
+        """The samples an OTel observation takes: the SDK ignores a NaN or infinite one
+        with a warning at every collection, so they are left out here, counted failed and
+        logged once per family."""
+        finite = [sample for sample in samples if math.isfinite(sample.value)]
+        if len(finite) < len(samples):
+            for _ in range(len(samples) - len(finite)):
+                self._failed.increment()
+            warn_once(
+                f"prometheus-nan:{family.name}",
+                "prometheus_client metric %r has NaN or infinite samples: they are not "
+                "bridged (OpenTelemetry measurements are finite), counted "
+                "bridge_failed_prometheus",
+                family.name,
+            )
+        return finite
 
     def _callback(self, name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
@@ -256,6 +276,15 @@ class RegistryBridge:
                 description=family.documentation or "",
                 explicit_bucket_boundaries_advisory=list(bounds),
             )
+        if not all(_is_count(n) for n in counts):
+            self._failed.increment()
+            warn_limited(
+                f"prometheus-counts:{name}",
+                "prometheus_client histogram %r is not bridged: a bucket count is not a "
+                "whole number from 0 to 2**53",
+                family.name,
+            )
+            return
         total = entry.get("_sum", 0.0)
         last_counts, last_total = self._last.get((name, key), ([0.0] * len(counts), 0.0))
         added = [now - before for now, before in zip(counts, last_counts, strict=False)]
@@ -289,6 +318,12 @@ class RegistryBridge:
         if cut:
             self._limited.increment()
         return dict(shaped)
+
+
+def _is_count(value: float) -> bool:
+    """A bucket count the aggregation can add exactly: past 2**53 a float is no longer a
+    whole count, and a point's counts past 2**64 would stop every export (OTLP uint64)."""
+    return math.isfinite(value) and 0 <= value <= _MAX_COUNT and value == int(value)
 
 
 def _summary_point(entry: Mapping[str, Any]) -> SummaryPoint:

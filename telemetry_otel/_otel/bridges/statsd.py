@@ -58,6 +58,9 @@ MAX_QUEUED_PACKETS = 10_000
 # Distinct members a set remembers per collection, and gauges whose last value a
 # relative change can start from: bounds against a flood of new names.
 MAX_SET_MEMBERS = 100_000
+# Distinct (name, tags) sets per collection: each costs a Python set, so a flood of
+# tag sets is bounded here, before it reaches the series cap of the gauge it becomes.
+MAX_SET_SERIES = 10_000
 MAX_REMEMBERED_GAUGES = 100_000
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 # What became of a line: telemetry, not StatsD (or refused by the models), or over a bound.
@@ -99,6 +102,7 @@ class StatsdListener:
         self._lock = ForkSafeLock()  # the gauges, sets and weights below
         self._gauges: dict[SeriesKey, float] = {}
         self._sets: dict[SeriesKey, set[str]] = {}
+        self._set_members = 0  # in all of them
         self._carried: dict[SeriesKey, float] = {}
         self._owed: dict[SeriesKey, float] = {}  # decrements not yet paid by increments
         self._socket: socket.socket | None = None
@@ -233,12 +237,35 @@ class StatsdListener:
         if line.kind == "g":
             return _outcome(self._gauge(line, key))
         if line.kind == "s":
-            with self._lock:
-                members = self._sets.setdefault(key, set())
-                room = MAX_SET_MEMBERS - len(members)
-                members.update(line.members[: max(0, room)])
-            return BRIDGED
+            return self._set(line, key)
         return _outcome(self._timer(line, key))
+
+    def _set(self, line: MetricLine, key: SeriesKey) -> str:
+        """Remember the line's members till the next collection; a line with members
+        past the bounds (all sets' members, or set series) is counted dropped."""
+        if self._remember_members(line, key):
+            return BRIDGED
+        warn_limited(
+            "statsd:sets",
+            "more StatsD set members than %d, or set tag sets than %d, since the last "
+            "collection; dropping",
+            MAX_SET_MEMBERS,
+            MAX_SET_SERIES,
+        )
+        return DROPPED
+
+    def _remember_members(self, line: MetricLine, key: SeriesKey) -> bool:
+        with self._lock:
+            members = self._sets.get(key)
+            if members is None:
+                if len(self._sets) >= MAX_SET_SERIES:
+                    return False
+                members = self._sets[key] = set()
+            before = len(members)
+            room = max(0, MAX_SET_MEMBERS - self._set_members)
+            members.update(line.members[:room])
+            self._set_members += len(members) - before
+            return room >= len(line.members) or members.issuperset(line.members)
 
     def _metric(self, line: MetricLine, kind: MetricType, value: float) -> bool:
         metric = Metric(line.name, value, kind, dict(line.tags))
@@ -303,7 +330,7 @@ class StatsdListener:
         """Each set's distinct members since the last collection, as a gauge; then what
         the instruments added up goes to every reader."""
         with self._lock:
-            sets, self._sets = self._sets, {}
+            sets, self._sets, self._set_members = self._sets, {}, 0
         for (name, tags), members in sets.items():
             line = MetricLine(name, "s", tags=dict(tags))
             self._metric(line, MetricType.GAUGE, len(members))

@@ -28,6 +28,9 @@ import math
 from dataclasses import dataclass, field
 
 METRIC_TYPES = frozenset(("c", "g", "ms", "h", "d", "s"))
+# A sampled line stands for 1/rate measurements: below this rate one packet could
+# set a histogram's count past what OTLP carries, or cost a core to record.
+MIN_SAMPLE_RATE = 1e-6
 # DogStatsD's alert types and service check statuses, as event severities.
 ALERT_SEVERITIES = {"error": "error", "warning": "warning", "info": "info", "success": "info"}
 CHECK_SEVERITIES = {0: "info", 1: "warning", 2: "error", 3: "warning"}
@@ -118,8 +121,8 @@ def _metric(line: str) -> MetricLine:
     for section in sections:
         if section.startswith("@"):
             rate = _number(section[1:], "sample rate")
-            if not 0.0 < rate <= 1.0:
-                raise Malformed("sample rate outside (0, 1]")
+            if not MIN_SAMPLE_RATE <= rate <= 1.0:
+                raise Malformed(f"sample rate outside [{MIN_SAMPLE_RATE:g}, 1]")
         elif section.startswith("#"):
             tags = _tags(section[1:])
         elif section.startswith(_ORIGIN_PREFIXES):
@@ -135,6 +138,8 @@ def _metric(line: str) -> MetricLine:
         )
     relative = kind == "g" and raw_values[0][:1] in ("+", "-")
     values = tuple(_number(v, "value") for v in raw_values)
+    if not math.isfinite(sum(values) / rate):
+        raise Malformed("the values over the sample rate are not finite")
     return MetricLine(name, kind, values, rate, tags, relative, origin=origin)
 
 

@@ -18,8 +18,12 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from telemetry_otel._endpoints import OtlpTarget
 from telemetry_otel._otel.delivery.accounting import SELF_SCOPE
-from telemetry_otel._otel.delivery.outcomes import EXPORTER, Delivered, DeliveryCounts
-from telemetry_otel._otel.mapping.metrics import count_data_points, within_int64
+from telemetry_otel._otel.delivery.outcomes import EXPORTER, REJECTED, Delivered, DeliveryCounts
+from telemetry_otel._otel.mapping.metrics import (
+    count_data_points,
+    within_int64,
+    without_uncountable,
+)
 from telemetry_otel._otel.mapping.summaries import SummaryBoard
 from telemetry_otel._otel.runtime.forks import ForkSafeLock
 from telemetry_otel._otel.runtime.log import warn_limited
@@ -101,10 +105,11 @@ class CountingMetricExporter(MetricExporter):
             # A forked child of a stopped collector: the SDK restarts the reader's
             # thread there, whose last collection must not be sent again.
             return MetricExportResult.FAILURE
-        metrics_data = within_int64(metrics_data)
+        metrics_data, uncountable = without_uncountable(within_int64(metrics_data))
         points = count_data_points(metrics_data, skip_scope=SELF_SCOPE)
         with self._lock:  # pending while the export has not returned
-            self._counts.submitted += points
+            self._counts.submitted += points + uncountable
+            self._counts.drop(REJECTED, uncountable)
         try:
             delivered = self._deliver(metrics_data, points, timeout_millis)
         except Exception:

@@ -14,7 +14,9 @@ from opentelemetry.metrics import Meter
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, ObservableCounter
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
+    ExponentialHistogram,
     Gauge,
+    HistogramDataPoint,
     MetricsData,
     Sum,
 )
@@ -26,12 +28,13 @@ from telemetry_otel._otel.mapping.series import Combine, Series, SeriesRecorder,
 from telemetry_otel._otel.mapping.spans import ns_to_seconds
 from telemetry_otel._otel.mapping.summaries import SummaryBoard, as_summaries
 from telemetry_otel._otel.runtime.forks import ForkSafeLock, follow_forks
-from telemetry_otel._otel.runtime.log import warn_once
+from telemetry_otel._otel.runtime.log import warn_limited, warn_once
 from telemetry_otel._otel.runtime.sdk import SynchronousGauge, exemplars_only_in_spans
 from telemetry_otel._shaping import Shaper
 from telemetry_otel.models import Metric, MetricType
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_UINT64_MAX = 2**64 - 1
 # The callback bridge hands out what changed in each interval.
 DELTA_TEMPORALITY: dict[type, AggregationTemporality] = {
     Counter: AggregationTemporality.DELTA,
@@ -272,6 +275,73 @@ def _metric_within_int64(metric: Any) -> Any:
         for point in metric.data.data_points
     ]
     return replace(metric, data=replace(metric.data, data_points=points))
+
+
+def without_uncountable(data: MetricsData) -> tuple[MetricsData, int]:
+    """``data`` without the histogram points whose counts OTLP cannot carry, and how
+    many were left out.
+
+    OTLP carries a histogram's count and bucket counts as uint64: one count past it
+    (a bridged registry's, or a hostile sample rate's) makes the encoder refuse the
+    whole export, every metric with it, at every interval from then on, since the
+    point is cumulative. Only that point is left out (counted ``dropped_rejected`` by
+    the caller, logged once a minute per metric); nothing is copied unless a point
+    needs it.
+    """
+    left_out = 0
+    for metric in metrics_of(data):
+        uncountable = _uncountable_points(metric)
+        if uncountable:
+            left_out += uncountable
+            warn_limited(
+                f"uncountable:{metric.name}",
+                "metric %r has a histogram count OTLP cannot carry (past 2**64 - 1, or "
+                "negative): its point is left out of every export, counted dropped_rejected",
+                metric.name,
+            )
+    if not left_out:
+        return data, 0
+    kept = replace(
+        data,
+        resource_metrics=[
+            replace(
+                rm,
+                scope_metrics=[
+                    replace(sm, metrics=[m for m in map(_countable, sm.metrics) if m is not None])
+                    for sm in rm.scope_metrics
+                ],
+            )
+            for rm in data.resource_metrics
+        ],
+    )
+    return kept, left_out
+
+
+def _uncountable_points(metric: Any) -> int:
+    if not isinstance(metric.data, (HistogramData, ExponentialHistogram)):
+        return 0
+    return sum(not _countable_point(point) for point in metric.data.data_points)
+
+
+def _countable_point(point: Any) -> bool:
+    if isinstance(point, HistogramDataPoint):
+        counts = [point.count, *point.bucket_counts]
+    else:
+        counts = [
+            point.count,
+            point.zero_count,
+            *point.positive.bucket_counts,
+            *point.negative.bucket_counts,
+        ]
+    return all(0 <= count <= _UINT64_MAX for count in counts)
+
+
+def _countable(metric: Any) -> Any:
+    """The metric without its uncountable points; None when none is left."""
+    if not _uncountable_points(metric):
+        return metric
+    points = [point for point in metric.data.data_points if _countable_point(point)]
+    return replace(metric, data=replace(metric.data, data_points=points)) if points else None
 
 
 def count_data_points(data: MetricsData, skip_scope: str | None = None) -> int:

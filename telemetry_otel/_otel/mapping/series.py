@@ -55,6 +55,11 @@ __all__ = [
 # Where the SDK folds measurements past the cardinality limit; the recorder folds
 # them there itself, so that every reader agrees on which tag sets were kept.
 OVERFLOW_ATTRIBUTES: Mapping[str, Any] = {"otel.metric.overflow": True}
+# How many times record_many records one value where it cannot add to the buckets at
+# once (exponential histograms, or inside a span for exemplars): one measurement costs
+# microseconds, and a sampled StatsD line may stand for a million. Past it the rest is
+# left out, and the caller counts the line limited.
+MAX_RECORDED_WEIGHT = 1_000
 # Every NaN tag value becomes this one object: NaN equals nothing, not even itself, so
 # each NaN would otherwise make a series of its own, and a flood of them fold every
 # later tag set into the overflow series.
@@ -228,9 +233,9 @@ class SeriesRecorder:
         buckets = self.combine is Combine.BUCKETS and outside_any_span()
         if buckets and self._add_to_buckets(series, value, count - 1):
             return limited
-        for _ in range(count - 1):
+        for _ in range(min(count, MAX_RECORDED_WEIGHT) - 1):
             self.record(value, tags)
-        return limited
+        return limited or count > MAX_RECORDED_WEIGHT
 
     def bind(self, tags: Mapping[str, Any]) -> tuple[SeriesRecorder, Series, bool]:
         """The recorder and series a bound handle records on, and whether the size
