@@ -123,9 +123,9 @@ class TelemetryConfig:
     )
     max_export_batch_bytes: int = option(
         4_000_000,
-        "Largest OTLP trace or log request, encoded; batches are cut to fit (the default "
-        "stays below the 4 MiB that gRPC and the Collector receive by default), and an "
-        "item that cannot fit alone is dropped (counted).",
+        "Largest OTLP request, encoded; trace and log batches and metric exports are cut "
+        "to fit (the default stays below the 4 MiB that gRPC and the Collector receive by "
+        "default), and a span or log record that cannot fit alone is dropped (counted).",
         check.positive_int,
         (env.TELEMETRY_MAX_EXPORT_BATCH_BYTES, env.parse_positive_int),
     )

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -21,6 +24,7 @@ from opentelemetry.trace import (
 from opentelemetry.trace.status import Status, StatusCode
 
 from telemetry_otel import TelemetryConfig, Trace
+from telemetry_otel._otel.delivery.otlp import metric_points, split_metrics
 from telemetry_otel._otel.mapping.encoding import encode_spans
 from telemetry_otel._otel.pipeline import Pipeline
 
@@ -105,3 +109,68 @@ def test_negative_zero_is_not_taken_from_the_attribute_cache_as_zero() -> None:
     [zero] = [span for span in request.resource_spans[0].scope_spans[0].spans if span.name == "op"]
     values = {kv.key: kv.value.double_value for kv in zero.attributes if kv.key in ("neg", "pos")}
     assert (str(values["neg"]), str(values["pos"])) == ("-0.0", "0.0")
+
+
+def _metrics_request() -> ExportMetricsServiceRequest:
+    """Two resources; an app scope with a sum, a histogram and a gauge; a self scope."""
+    request = ExportMetricsServiceRequest()
+    for service in ("checkout", "billing"):
+        resource = request.resource_metrics.add(schema_url="https://schema/1")
+        resource.resource.attributes.add(key="service.name").value.string_value = service
+        app = resource.scope_metrics.add()
+        app.scope.name, app.scope.version = "telemetry_otel", "1.0"
+        jobs = app.metrics.add(name="jobs", unit="1", description="Jobs")
+        jobs.sum.is_monotonic, jobs.sum.aggregation_temporality = True, 2
+        for n in range(3):
+            jobs.sum.data_points.add(as_int=n).attributes.add(key="n").value.int_value = n
+        latency = app.metrics.add(name="latency", unit="s")
+        latency.histogram.aggregation_temporality = 1
+        latency.histogram.data_points.add(count=2, sum=3.0, bucket_counts=[1, 1])
+        app.metrics.add(name="depth").gauge.data_points.add(as_double=0.5)
+        own = resource.scope_metrics.add()
+        own.scope.name = "telemetry_otel.self"
+        own.metrics.add(name="telemetry_otel.exported").sum.data_points.add(as_int=9)
+    return request
+
+
+def _flat_points(request: ExportMetricsServiceRequest) -> list[str]:
+    """Each point with everything it carries from its resource, scope and metric."""
+    flat = []
+    for resource in request.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                kind = metric.WhichOneof("data")
+                data = getattr(metric, kind)
+                shell = type(data)()
+                shell.CopyFrom(data)
+                shell.ClearField("data_points")
+                for point in data.data_points:
+                    flat.append(
+                        "|".join(
+                            str(part)
+                            for part in (
+                                resource.resource,
+                                resource.schema_url,
+                                scope.scope,
+                                metric.name,
+                                metric.unit,
+                                metric.description,
+                                kind,
+                                shell,
+                                point,
+                            )
+                        )
+                    )
+    return flat
+
+
+def test_a_metrics_request_splits_into_halves_that_carry_every_point_and_its_context():
+    request = _metrics_request()
+    parts = split_metrics(request, skip_scope="telemetry_otel.self")
+    assert [metric_points(part) for _, part in parts] == [6, 6]
+    # The self scope's points are not the application's: not counted as items.
+    assert sum(items for items, _ in parts) == metric_points(request, "telemetry_otel.self") == 10
+    assert _flat_points(parts[0][1]) + _flat_points(parts[1][1]) == _flat_points(request)
+    quarters = [q for _, half in parts for _, q in split_metrics(half)]
+    assert [metric_points(q) for q in quarters] == [3, 3, 3, 3]
+    assert [p for q in quarters for p in _flat_points(q)] == _flat_points(request)

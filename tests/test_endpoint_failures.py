@@ -16,7 +16,7 @@ import pytest
 from telemetry_otel import Event, Metric, MetricType, Trace
 from tests.conftest import assert_identity
 from tests.misbehaving import Resetter, Trickler, refusing_port
-from tests.otlp_receiver import BlackHole, GrpcFailure, OtlpReceiver, Partial
+from tests.otlp_receiver import BlackHole, GrpcFailure, OtlpReceiver, Partial, attributes_of
 from tests.prometheus_server import free_port
 
 TRANSPORTS = ["grpc", "http"]
@@ -483,3 +483,46 @@ def test_a_partial_success_with_a_negative_count_counts_nothing_rejected(
     # Never "exported 1010 for 10 items, export_failures -1000".
     assert (counts["exported"], counts["export_failures"], counts["pending"]) == (10, 0, 0)
     assert len(otlp_receiver.spans()) == 10
+
+
+ONE_MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(
+    ("receives", "budget"),
+    [(ONE_MIB, 16_000_000), (FOUR_MIB, 4_000_000)],
+    ids=["refused-then-split", "cut-to-the-budget"],
+)
+def test_a_metric_export_larger_than_a_request_is_split_and_every_point_arrives(
+    transport, receives, budget, make_collector
+):
+    receiver = OtlpReceiver(max_http_body=receives, max_grpc_receive_bytes=receives).start()
+    try:
+        collector = make_collector(
+            export_endpoints=[f"{transport}://127.0.0.1:{_port(receiver, transport)}"],
+            max_export_batch_bytes=budget,
+            flush_interval_ms=60_000,
+        )
+        names = [f"queue_depth_{n}" for n in range(20)]
+        series = 600 if receives == ONE_MIB else 2_000
+        for name in names:
+            for tag in range(series):
+                tags = {"queue": f"{tag:05d}" + "q" * 250, "region": "eu-west-" + "r" * 40}
+                collector.collect_metric(Metric(name, tag, MetricType.GAUGE, tags))
+        assert collector.flush(30_000) is True
+        got: dict[tuple[str, str], int] = {}
+        for _, metric in receiver.metrics():
+            for point in metric.gauge.data_points:
+                key = (metric.name, attributes_of(point.attributes)["queue"][:5])
+                assert key not in got, key  # every point once
+                got[key] = point.as_int
+        assert len(got) == len(names) * series
+        assert got[("queue_depth_19", f"{series - 1:05d}")] == series - 1
+        sizes = [len(r.request.SerializeToString()) for r in receiver.requests("metrics")]
+        assert len(sizes) > 1 and max(sizes) <= min(receives, budget)
+        counts = collector.stats()["metric"]
+        assert (counts["exported"], counts["export_failures"]) == (len(names) * series, 0)
+        collector.stop()
+    finally:
+        receiver.stop()

@@ -27,6 +27,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from telemetry_otel._endpoints import OtlpTarget
@@ -378,3 +381,76 @@ def _rebuilt(
 
 
 # -- metrics -----------------------------------------------------------------------------------
+
+# An OTLP metric's data kinds, each a message with ``data_points``.
+_METRIC_KINDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
+
+
+def metric_points(request: ExportMetricsServiceRequest, skip_scope: str | None = None) -> int:
+    """How many data points a metrics request carries, leaving out one scope's."""
+    return sum(
+        len(_points(metric))
+        for resource in request.resource_metrics
+        for scope in resource.scope_metrics
+        if scope.scope.name != skip_scope
+        for metric in scope.metrics
+    )
+
+
+def _points(metric: Any) -> Any:
+    """A metric's data points, whatever its kind (none for a kind not known here)."""
+    kind = metric.WhichOneof("data")
+    return getattr(metric, kind).data_points if kind in _METRIC_KINDS else ()
+
+
+def split_metrics(
+    request: ExportMetricsServiceRequest, skip_scope: str | None = None
+) -> list[tuple[int, ExportMetricsServiceRequest]]:
+    """A metrics request cut in two halves by data point, each point keeping its
+    metric's name, unit, description and temporality, and its resource and scope:
+    ``(points, request)`` each, the points counted without ``skip_scope``'s.
+
+    The SDK's exporters send an export whole, however large: a workload of many series
+    is refused for its size at every interval (gRPC and the Collector take 4 MiB).
+    """
+    flat = [
+        (resource, scope, metric, point)
+        for resource in request.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        for point in _points(metric)
+    ]
+    half = len(flat) // 2
+    parts = []
+    for part in (flat[:half], flat[half:]):
+        rebuilt = _rebuilt_metrics(part)
+        parts.append((metric_points(rebuilt, skip_scope), rebuilt))
+    return parts
+
+
+def _rebuilt_metrics(part: list[tuple[Any, Any, Any, Any]]) -> ExportMetricsServiceRequest:
+    out = ExportMetricsServiceRequest()
+    copies: dict[int, Any] = {}  # id of the original resource, scope or metric -> its copy
+    for resource, scope, metric, point in part:
+        new_resource = copies.get(id(resource))
+        if new_resource is None:
+            new_resource = copies[id(resource)] = out.resource_metrics.add()
+            new_resource.resource.CopyFrom(resource.resource)
+            new_resource.schema_url = resource.schema_url
+        new_scope = copies.get(id(scope))
+        if new_scope is None:
+            new_scope = copies[id(scope)] = new_resource.scope_metrics.add()
+            new_scope.scope.CopyFrom(scope.scope)
+            new_scope.schema_url = scope.schema_url
+        kind = metric.WhichOneof("data")
+        new_metric = copies.get(id(metric))
+        if new_metric is None:
+            new_metric = copies[id(metric)] = new_scope.metrics.add()
+            new_metric.name, new_metric.unit = metric.name, metric.unit
+            new_metric.description = metric.description
+            new_metric.metadata.extend(metric.metadata)
+            for field, value in getattr(metric, kind).ListFields():
+                if field.name != "data_points":  # temporality, monotonic
+                    setattr(getattr(new_metric, kind), field.name, value)
+        getattr(new_metric, kind).data_points.add().CopyFrom(point)
+    return out

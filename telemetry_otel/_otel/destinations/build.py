@@ -52,7 +52,7 @@ def build_destination(endpoint: Endpoint, config: TelemetryConfig) -> Destinatio
 
     if "metrics" not in targets:
         return Destination(name, otlp_targets=dict(targets))
-    counting = OtlpMetricExporter(name, targets["metrics"])
+    counting = OtlpMetricExporter(name, targets["metrics"], config.max_export_batch_bytes)
     reader = PeriodicExportingMetricReader(
         counting, config.flush_interval_ms, cardinality_limits=cardinality_limits(config)
     )
