@@ -4,7 +4,8 @@ With the OTLP receiver's scripted answers (tests/otlp_receiver.py: 503 with
 Retry-After, 400 with a message, 302, gRPC codes with RetryInfo, size refusals as
 tonic and the Collector word them, partial success, a 4 MiB receive limit, a server
 without gzip) and its BlackHole, they make the kit: refuse, reset, a response
-trickled a byte at a time, and an HTTP server that looks like gRPC to a preface.
+trickled a byte at a time, an HTTP server that looks like gRPC to a preface, and one
+whose answers never end (a 1 GiB body).
 """
 
 from __future__ import annotations
@@ -118,16 +119,57 @@ class H2cLookalike(_Server):
         if head.startswith(b"PRI * HTTP/2.0"):
             connection.sendall(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))  # an empty SETTINGS
             return
-        while b"\r\n\r\n" not in head:
-            more = connection.recv(1 << 16)
-            if not more:
-                return
-            head += more
-        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
-        received = len(head.split(b"\r\n\r\n", 1)[1])
-        while received < length:
-            received += len(connection.recv(1 << 16))
+        if _read_request(connection, head) is None:
+            return
         connection.sendall(
             b"HTTP/1.1 %d Bad Request\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
             b"Connection: close\r\n\r\n" % (self.status, len(self.body)) + self.body
         )
+
+
+def _read_request(connection: socket.socket, head: bytes = b"") -> str | None:
+    """Read one HTTP/1.1 request with a Content-Length: its path, or None if the client
+    hung up."""
+    while b"\r\n\r\n" not in head:
+        more = connection.recv(1 << 16)
+        if not more:
+            return None
+        head += more
+    found = re.search(rb"(?i)content-length: *(\d+)", head)
+    length = int(found.group(1)) if found else 0
+    received = len(head.split(b"\r\n\r\n", 1)[1])
+    while received < length:
+        more = connection.recv(1 << 16)
+        if not more:
+            return None
+        received += len(more)
+    return head.split(b" ", 2)[1].decode("latin-1")
+
+
+class Flooder(_Server):
+    """Answers every HTTP request with ``status`` and a body of ``size`` bytes (1 GiB by
+    default: a proxy's error page gone wrong), sent as fast as the client reads it.
+    ``sent`` is how much of it the client took before it hung up; ``paths`` has the path
+    of each request."""
+
+    def __init__(self, status: int = 200, size: int = 1 << 30) -> None:
+        self.status, self.size = status, size
+        self.sent = 0
+        self.paths: list[str] = []
+        super().__init__()
+
+    def serve(self, connection: socket.socket) -> None:
+        connection.settimeout(5)
+        while (path := _read_request(connection)) is not None:
+            self.paths.append(path)
+            connection.sendall(
+                b"HTTP/1.1 %d Flood\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
+                % (self.status, self.size)
+            )
+            chunk = b"the server says no; " * 52_429  # about 1 MiB
+            left = self.size
+            while left > 0 and not self._stopped.is_set():
+                piece = chunk[:left]
+                connection.sendall(piece)
+                self.sent += len(piece)
+                left -= len(piece)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from telemetry_otel import Event, TelemetryCollector, TelemetryConfig, cli
+from tests.misbehaving import Flooder
 from tests.prometheus_server import free_port
 
 
@@ -459,3 +460,15 @@ def test_a_misspelt_scheme_or_a_bare_host_and_port_gets_a_did_you_mean(written, 
         "expected one of 'console"
     ), err
     assert "s3cret" not in err
+
+
+def test_check_reads_no_further_than_the_start_of_a_gigabyte_error_page(capsys):
+    flooder = Flooder(status=502)
+    try:
+        code, lines, _ = _check(capsys, f"http://127.0.0.1:{flooder.port}?timeout_ms=1500")
+    finally:
+        flooder.stop()
+    assert code == 1
+    assert len(lines) == 3
+    assert all("FAILED" in line and "HTTP 502: the server says no; the" in line for line in lines)
+    assert flooder.sent < len(flooder.paths) * 16 * 1024 * 1024

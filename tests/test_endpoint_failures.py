@@ -15,7 +15,7 @@ import pytest
 
 from telemetry_otel import Event, Metric, MetricType, Trace
 from tests.conftest import assert_identity
-from tests.misbehaving import Resetter, Trickler, refusing_port
+from tests.misbehaving import Flooder, Resetter, Trickler, refusing_port
 from tests.otlp_receiver import BlackHole, GrpcFailure, OtlpReceiver, Partial, attributes_of
 from tests.prometheus_server import free_port
 
@@ -526,3 +526,28 @@ def test_a_metric_export_larger_than_a_request_is_split_and_every_point_arrives(
         collector.stop()
     finally:
         receiver.stop()
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"), [(200, "exported"), (400, "export_failures_refused")]
+)
+def test_a_response_body_of_a_gigabyte_is_read_no_further_than_its_start(
+    status, outcome, make_collector, caplog
+):
+    flooder = Flooder(status)
+    try:
+        collector = make_collector(
+            export_endpoints=[f"http://127.0.0.1:{flooder.port}?timeout_ms=5000"],
+            flush_interval_ms=60_000,
+        )
+        for _ in range(2):
+            collector.collect_event(Event("order.paid", "m"))
+            collector.flush(10_000)
+        assert collector.stats()["event"][outcome] == 2
+        assert flooder.paths.count("/v1/logs") == 2
+        # The client hung up after the start of each body: the socket buffers, no more.
+        assert flooder.sent < len(flooder.paths) * 16 * ONE_MIB
+        if status == 400:
+            assert "HTTP 400 Flood: the server says no; the server says no;" in caplog.text
+    finally:
+        flooder.stop()

@@ -111,9 +111,9 @@ class HttpClient:
         connection.request("POST", self._path, body, {"Host": self._host_header, **headers})
         response = connection.getresponse()
         data = response.read(_MAX_BODY)
-        if not response.isclosed():
-            response.read()  # the rest, so the connection can be used again
-        if response.getheader("connection", "").lower() == "close":
+        if response.getheader("connection", "").lower() == "close" or not _ended(response):
+            # A body past the bound is never read to its end (a proxy's error page of a
+            # gigabyte would be read whole): the connection goes instead.
             self._drop()
         found = {name.lower(): value for name, value in response.getheaders()}
         return response.status, response.reason, found, data
@@ -148,6 +148,12 @@ class HttpClient:
             sock.abort()
         with self._lock:
             self._drop()
+
+
+def _ended(response: http.client.HTTPResponse) -> bool:
+    """Whether the response's body is all read, so that its connection can be used again
+    (a chunked body's last chunk may still be waiting: one more byte tells)."""
+    return response.isclosed() or not response.read(1)
 
 
 def url_and_headers(target: OtlpTarget) -> tuple[str, dict[str, str] | None]:
