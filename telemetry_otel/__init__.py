@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib as _importlib
 import typing as _typing
 
+# Imported first: it masks what the SDK logs when its modules are imported.
+from telemetry_otel._otel.runtime import log as _log  # noqa: F401
 from telemetry_otel._version import __version__
 
 if _typing.TYPE_CHECKING:

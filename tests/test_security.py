@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -290,3 +293,54 @@ def test_a_statsd_endpoint_with_credentials_is_refused_without_repeating_the_pas
         TelemetryConfig.from_env()
     assert "p4ssw0rd" not in str(from_env.value)
     assert str(from_env.value).endswith("expected statsd://host:port, without credentials")
+
+
+_RESOURCE_SCRIPT = """
+import logging, sys
+logging.basicConfig(level=logging.DEBUG)
+from telemetry_otel import Event, TelemetryCollector, TelemetryConfig
+config = TelemetryConfig(
+    export_endpoints=[sys.argv[1], "file://" + sys.argv[2]], max_attribute_length=64
+)
+print(config.describe())
+with TelemetryCollector(config) as collector:
+    collector.collect_event(Event("deploy.done", "ok"))
+"""
+
+
+def test_resource_attributes_from_the_environment_are_redacted_and_cut_everywhere(
+    otlp_receiver, tmp_path
+):
+    secrets = ["T0ken-1", "S3cr3t-2", "S3cr3t-3"]
+    environ = {
+        **os.environ,
+        "OTEL_RESOURCE_ATTRIBUTES": (
+            "api_token=T0ken-1,db.password=S3cr3t-2,db_password:S3cr3t-3,"
+            f"deployment.environment=prod,note={'n' * 5000}"
+        ),
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _RESOURCE_SCRIPT,
+            f"grpc://127.0.0.1:{otlp_receiver.grpc_port}",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
+    )
+    assert result.returncode == 0, result.stderr
+    [(resource, _)] = otlp_receiver.log_records()
+    assert resource["api_token"] == resource["db.password"] == "[REDACTED]"
+    assert resource["deployment.environment"] == "prod"
+    assert resource["note"] == "n" * 64
+    assert "db_password" not in resource  # malformed: skipped, as the SDK skips it
+    written = (tmp_path / "logs.jsonl").read_text()
+    assert '"[REDACTED]"' in written
+    for secret in secrets:
+        assert secret not in written
+        assert secret not in result.stdout + result.stderr, secret
+    assert "Invalid key value resource attribute pair ***" in result.stderr

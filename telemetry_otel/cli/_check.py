@@ -32,7 +32,7 @@ from telemetry_otel._otel.delivery.sender import (
     OtlpSender,
     one_line,
 )
-from telemetry_otel._otel.runtime.sdk import log_encoder
+from telemetry_otel._otel.runtime.sdk import detected_resource, log_encoder
 from telemetry_otel._redact import mask_url
 from telemetry_otel.config import TelemetryConfig
 
@@ -44,7 +44,7 @@ _SPAN_LIMIT_ARGUMENTS = (
     "max_event_attributes",
     "max_link_attributes",
 )
-_RESOURCE = Resource.create({"service.name": "telemetry-otel-check"})
+_RESOURCE = detected_resource().merge(Resource({"service.name": "telemetry-otel-check"}))
 # Given whole, so that the SDK reads no limit variable: a malformed one would raise
 # (the collector warns about those and goes on; check must not fail on them either).
 _SPAN_LIMITS = SpanLimits(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from opentelemetry.sdk.resources import Resource
 
+from telemetry_otel._env import OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME
+from telemetry_otel._otel.runtime.sdk import detected_resource
 from telemetry_otel._redact import REDACTED, SENSITIVE_WORDS, is_sensitive
 from telemetry_otel._shaping import Shaper
 
@@ -18,18 +21,27 @@ if TYPE_CHECKING:  # the config imports this module when asked to describe itsel
 SERVICE_NAME = "service.name"
 
 
-def build_resource(config: TelemetryConfig, shaper: Shaper | None = None) -> Resource:
-    """Global tags as resource attributes; service_name overrides a service.name tag.
-
-    Resource.create adds OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME beneath
-    these and falls back to the OTel default service name.
-    """
-    attributes: dict[str, Any] = dict(config.tags)
-    if shaper is not None:
-        attributes = dict(shaper.attributes(attributes)[0])
+def build_resource(
+    config: TelemetryConfig, shaper: Shaper | None = None, environ: Mapping[str, str] | None = None
+) -> Resource:
+    """The resource, as ``Resource.create`` builds it: what the SDK detects, then
+    ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME``, then the global tags, and
+    ``service_name`` over a ``service.name`` tag. With a shaper, every attribute is
+    redacted and limited as tags are, wherever it came from."""
+    environ = os.environ if environ is None else environ
+    detected = detected_resource()
+    attributes: dict[str, Any] = dict(detected.attributes)
+    attributes.update(env_pairs(environ.get(OTEL_RESOURCE_ATTRIBUTES, "")))
+    if environ.get(OTEL_SERVICE_NAME):
+        attributes[SERVICE_NAME] = environ[OTEL_SERVICE_NAME]
+    attributes.update(config.tags)
     if config.service_name is not None:
         attributes[SERVICE_NAME] = config.service_name
-    return Resource.create(attributes)
+    if not attributes.get(SERVICE_NAME):
+        attributes[SERVICE_NAME] = f"unknown_service:{os.path.basename(sys.executable)}"
+    if shaper is not None:
+        attributes = dict(shaper.attributes(attributes)[0])
+    return Resource(attributes, detected.schema_url)
 
 
 def describe_resource(
@@ -38,8 +50,8 @@ def describe_resource(
     """The resource a collector built from ``config`` sends, one attribute a line, with
     where each value came from; the values of sensitive keys masked."""
     environ = os.environ if environ is None else environ
-    attributes = build_resource(config).attributes
-    from_env = _env_pairs(environ.get("OTEL_RESOURCE_ATTRIBUTES", ""))
+    attributes = build_resource(config, environ=environ).attributes
+    from_env = env_pairs(environ.get(OTEL_RESOURCE_ATTRIBUTES, ""))
     width = max((len(key) for key in attributes), default=0)
     lines = []
     for key, value in sorted(attributes.items()):
@@ -56,22 +68,23 @@ def _source(
         return "service_name"
     if key in config.tags:
         return "tags"
-    if key == SERVICE_NAME and environ.get("OTEL_SERVICE_NAME"):
-        return "OTEL_SERVICE_NAME"
+    if key == SERVICE_NAME and environ.get(OTEL_SERVICE_NAME):
+        return OTEL_SERVICE_NAME
     if key in from_env:
-        return "OTEL_RESOURCE_ATTRIBUTES"
+        return OTEL_RESOURCE_ATTRIBUTES
     if key == SERVICE_NAME:
         return "OpenTelemetry default"
     return "OpenTelemetry SDK"
 
 
-def _env_pairs(text: str) -> dict[str, str]:
-    """The pairs the SDK reads from OTEL_RESOURCE_ATTRIBUTES (it skips malformed ones)."""
+def env_pairs(text: str) -> dict[str, str]:
+    """The pairs of OTEL_RESOURCE_ATTRIBUTES, read as the SDK reads them (a malformed
+    pair is skipped: the environment check warns of it, without its text)."""
     pairs = {}
     for item in text.split(","):
         key, sep, value = item.partition("=")
         if sep and key.strip():
-            pairs[unquote(key.strip())] = unquote(value.strip())
+            pairs[key.strip()] = unquote(value.strip())
     return pairs
 
 

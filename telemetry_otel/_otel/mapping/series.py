@@ -23,6 +23,7 @@ from enum import Enum
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import Resource
 
 from telemetry_otel._otel.runtime.forks import ForkSafeLock
 from telemetry_otel._otel.runtime.log import logger, warn_once
@@ -385,7 +386,10 @@ def _same_as_public_path() -> bool:
     # The filter given: the SDK would read OTEL_METRICS_EXEMPLAR_FILTER and refuse a
     # value the collector accepts (any case) or ignores (an invalid one).
     provider = MeterProvider(
-        metric_readers=readers, exemplar_filter=TraceBasedExemplarFilter(), shutdown_on_exit=False
+        metric_readers=readers,
+        exemplar_filter=TraceBasedExemplarFilter(),
+        shutdown_on_exit=False,
+        resource=Resource.get_empty(),  # not Resource.create: it would read the environment
     )
     meter = provider.get_meter("probe")
     shaper = Shaper(False, [], 128, None)

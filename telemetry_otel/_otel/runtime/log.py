@@ -64,3 +64,20 @@ def warn_once(key: str, message: str, *args: object) -> None:
         logger.warning(message, *args)
     else:
         warn_limited(key, message, *args)
+
+
+class _MaskedResourcePair(logging.Filter):
+    """The SDK logs a malformed ``OTEL_RESOURCE_ATTRIBUTES`` pair as it is (``Invalid key
+    value resource attribute pair db_password:S3cr3t``), from a ``Resource.create()`` it
+    runs when ``opentelemetry.sdk._logs`` is imported: the pair may be a key and its
+    secret with the ``=`` missing, so it is masked, as the library's own warning masks it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Invalid key value resource attribute pair") and (
+            isinstance(record.args, tuple) and record.args
+        ):
+            record.args = ("***", *record.args[1:])
+        return True
+
+
+logging.getLogger("opentelemetry.sdk.resources").addFilter(_MaskedResourcePair())

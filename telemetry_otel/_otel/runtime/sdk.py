@@ -31,6 +31,7 @@ from opentelemetry.sdk.metrics import (
     _Gauge,
 )
 from opentelemetry.sdk.metrics.export import MetricExporter
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource, get_aggregated_resources
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 
 from telemetry_otel._otel.runtime.log import logger
@@ -415,3 +416,22 @@ def forget_aggregations(provider: MeterProvider) -> None:
             for match in matches:
                 match._lock = threading.Lock()
                 match._attributes_aggregation = {}
+
+
+# -- resource ---------------------------------------------------------------------------------
+
+
+def detected_resource() -> Resource:
+    """What ``Resource.create`` detects (the SDK's own attributes, the service instance
+    id, any ``OTEL_EXPERIMENTAL_RESOURCE_DETECTORS``) without its OTELResourceDetector:
+    the library reads ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME`` itself, so
+    that their values are redacted and limited, and a malformed pair (perhaps a key and
+    its secret with the ``=`` missing) is never logged as it is
+    (``resources._build_resource_detectors``, ``resources._DEFAULT_RESOURCE``)."""
+    try:
+        from opentelemetry.sdk.resources import _DEFAULT_RESOURCE, _build_resource_detectors
+    except ImportError:  # pragma: no cover - depends on the installed SDK
+        _fell_back("resources._build_resource_detectors")
+        return Resource.create()
+    detectors = [d for d in _build_resource_detectors() if not isinstance(d, OTELResourceDetector)]
+    return get_aggregated_resources(detectors, _DEFAULT_RESOURCE)
