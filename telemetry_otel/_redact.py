@@ -142,3 +142,40 @@ def header_problem(name: object, value: object) -> str | None:
     if value != value.strip():
         return "its value starts or ends with white space"
     return None
+
+
+# A header value shorter than this is no secret worth masking in a server's message (a
+# tenant "a" would mask every "a").
+_MIN_SECRET = 4
+
+
+def header_secrets(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """What a server's answer may echo of the headers sent: each value, the credential
+    after its scheme (``Bearer t0k3n``), and a Basic credential decoded, whole and its
+    password; longest first, so that a secret inside another is masked with it."""
+    found: set[str] = set()
+    for value in headers.values():
+        found.add(value)
+        scheme, _, credential = value.partition(" ")
+        if credential:
+            found.add(credential.strip())
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(credential.strip(), validate=True).decode()
+            except ValueError:  # not base64, or not UTF-8: nothing more to find
+                continue
+            found.update((decoded, decoded.partition(":")[2]))
+    return tuple(sorted((s for s in found if len(s) >= _MIN_SECRET), key=len, reverse=True))
+
+
+def mask_secrets(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every secret masked, and a secret's start where a cut line ends
+    with it (``one_line`` cuts a server's message, perhaps inside a secret)."""
+    for secret in secrets:
+        text = text.replace(secret, MASK)
+    if text.endswith("…"):
+        for secret in secrets:
+            for length in range(len(secret) - 1, _MIN_SECRET - 1, -1):
+                if text[:-1].endswith(secret[:length]):
+                    return text[: -1 - length] + MASK + "…"
+    return text

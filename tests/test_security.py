@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import subprocess
 import sys
+from typing import Any
 
+import grpc
 import pytest
 
-from telemetry_otel import Event, Metric, MetricType, TelemetryCollector, TelemetryConfig, Trace
+from telemetry_otel import (
+    Event,
+    Metric,
+    MetricType,
+    TelemetryCollector,
+    TelemetryConfig,
+    Trace,
+    cli,
+)
+from telemetry_otel._otel.delivery.sender import one_line
 from telemetry_otel._otel.runtime import log
-from telemetry_otel._redact import is_sensitive
-from tests.otlp_receiver import BlackHole, attributes_of
+from telemetry_otel._redact import header_secrets, is_sensitive, mask_secrets
+from tests.otlp_receiver import BlackHole, GrpcFailure, attributes_of
 
 SECRET = "hunter2-S3CR3T"
 
@@ -344,3 +356,48 @@ def test_resource_attributes_from_the_environment_are_redacted_and_cut_everywher
         assert secret not in written
         assert secret not in result.stdout + result.stderr, secret
     assert "Invalid key value resource attribute pair ***" in result.stderr
+
+
+def _echoing_credentials(transport: str, headers: dict[str, str]) -> Any:
+    """A refusal that quotes the request's credentials back, as some proxies' 401 pages
+    do: every header value, each credential after its scheme, the Basic one decoded."""
+    echoed = "; ".join(f"{name}: {value}" for name, value in headers.items())
+    text = f"401 Unauthorized. You sent {echoed}; user:{SECRET} is not allowed"
+    if transport == "grpc":
+        return GrpcFailure(grpc.StatusCode.UNAUTHENTICATED, text)
+    return (401, {}, text.encode())
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_a_refusal_that_echoes_the_credentials_never_prints_them(
+    transport, otlp_receiver, caplog, capsys, monkeypatch
+):
+    port = otlp_receiver.grpc_port if transport == "grpc" else otlp_receiver.http_port
+    endpoint = f"{transport}://user:{SECRET}@127.0.0.1:{port}"
+    basic = "Basic " + base64.b64encode(f"user:{SECRET}".encode()).decode()
+    sent = {"authorization": basic, "x-api-key": "k3y-abcdef-123"}
+    for signal in ("logs", "traces", "metrics", "logs"):  # the collector's, then check's
+        otlp_receiver.fail_next(transport, signal, _echoing_credentials(transport, sent))
+    with caplog.at_level(logging.DEBUG):
+        collector = TelemetryCollector(
+            TelemetryConfig(export_endpoints=[endpoint], headers={"x-api-key": "k3y-abcdef-123"})
+        )
+        collector.start()
+        collector.collect_event(Event("e", "m"))
+        assert collector.flush(5000) is False
+        collector.stop(timeout_ms=2000)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=k3y-abcdef-123")
+        code = cli.main(["check", endpoint])
+    assert code == 1
+    captured = capsys.readouterr()
+    everything = "\n".join([caplog.text, captured.out, captured.err])
+    assert "401 Unauthorized. You sent authorization: ***; x-api-key: ***; *** is not" in everything
+    for secret in (SECRET, basic.split()[1], "k3y-abcdef-123"):
+        assert secret not in everything, secret
+
+
+def test_a_server_message_cut_inside_a_secret_masks_the_start_it_kept():
+    secrets = header_secrets({"authorization": "Bearer sk-live-abc123"})
+    cut = one_line("denied: " + "x" * 180 + " sk-live-abc123 more")
+    assert cut.endswith(" sk-live-ab…")
+    assert mask_secrets(cut, secrets).endswith(" ***…")

@@ -22,7 +22,7 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
@@ -35,7 +35,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from telemetry_otel._endpoints import OtlpTarget
 from telemetry_otel._otel.delivery.http import HttpClient, read_ca_file, url_and_headers
 from telemetry_otel._otel.runtime.log import warn_once
-from telemetry_otel._redact import mask_url
+from telemetry_otel._redact import header_secrets, mask_secrets, mask_url
 
 GRPC_METHODS = {
     "traces": "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
@@ -130,6 +130,8 @@ class OtlpSender:
         self._signal = signal
         self._url, headers = url_and_headers(target)
         self._headers = dict(headers or {})
+        # A server may echo the request's credentials (some proxies' 401 pages do).
+        self._secrets = header_secrets(self._headers)
         self.name = mask_url(self._url)  # for logs: never credentials
         # gzip until the receiver shows it cannot read it (see send()), and its refusal.
         self._compression = target.compression
@@ -184,6 +186,16 @@ class OtlpSender:
         return plain
 
     def _send_once(self, payload: bytes, deadline: float) -> Answer:
+        """One request; the server's message with the request's credentials masked, as
+        every log line and report quotes it."""
+        answer = self._answer_once(payload, deadline)
+        if self._secrets and answer.message:
+            masked = mask_secrets(answer.message, self._secrets)
+            if masked != answer.message:
+                return replace(answer, message=masked)
+        return answer
+
+    def _answer_once(self, payload: bytes, deadline: float) -> Answer:
         try:
             if self._target.protocol == "grpc":
                 return self._send_grpc(payload, deadline)
