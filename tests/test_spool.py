@@ -390,3 +390,45 @@ def test_workers_that_open_one_fresh_spool_at_the_same_moment_all_get_it(tmp_pat
         go.write_text("")
         results = [opener.communicate(timeout=60) for opener in openers]
         assert [out for out, _ in results] == ["spool\n"] * 8, [err for _, err in results]
+
+
+_READ_ONLY_SCRIPT = """
+import logging, sys
+logging.basicConfig(level=logging.WARNING, format="%(name)s %(message)s")
+from telemetry_otel import Event, TelemetryCollector, TelemetryConfig
+collector = TelemetryCollector(TelemetryConfig(export_endpoints=[sys.argv[1]], spool_dir=sys.argv[2]))
+collector.start()
+collector.collect_event(Event("deploy.done", "after a remount"))
+print(collector.flush(5000), collector.stats()["event"]["spool_unavailable"])
+collector.stop()
+"""
+
+
+def test_a_corrupt_spool_on_a_read_only_filesystem_means_running_without_a_spool(
+    tmp_path, otlp_receiver
+):
+    # A disk remounted read-only after I/O errors, holding a damaged spool: a real
+    # read-only tmpfs, mounted in a mount namespace of this test's own.
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    script = tmp_path / "start.py"
+    script.write_text(_READ_ONLY_SCRIPT)
+    endpoint = f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"
+    shell = (
+        f"mount -t tmpfs none {mount} && head -c 10240 /dev/urandom > {mount}/spool.sqlite3"
+        f" && mount -o remount,ro {mount} && exec {sys.executable} {script} {endpoint} {mount}"
+    )
+    result = subprocess.run(
+        ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", shell],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "1"]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("telemetry_otel ")]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"telemetry_otel telemetry spool {mount} cannot be used (")
+    assert "cannot be moved aside: Read-only file system" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert [r.event_name for _, r in otlp_receiver.log_records()] == ["deploy.done"]

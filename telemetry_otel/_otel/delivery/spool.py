@@ -127,7 +127,12 @@ def open_spool(directory: str, max_bytes: int) -> Spool | None:
     except sqlite3.DatabaseError as error:
         if not _is_corrupt(error):
             return _unavailable(directory, error)
-        moved = _move_aside(Path(directory) / "spool.sqlite3")
+        try:
+            moved = _move_aside(Path(directory) / "spool.sqlite3")
+        except OSError as cannot_move:  # a read-only filesystem, as after I/O errors
+            return _unavailable(
+                directory, f"{error}, and it cannot be moved aside: {cannot_move.strerror}"
+            )
         logger.warning(
             "telemetry spool %s is unreadable (%s): moved aside to %s, starting a fresh one",
             directory,
@@ -174,7 +179,7 @@ def _move_aside(path: Path) -> Path:
     return target
 
 
-def _unavailable(directory: str, error: Exception) -> Spool | None:
+def _unavailable(directory: str, error: Exception | str) -> Spool | None:
     logger.warning(
         "telemetry spool %s cannot be used (%s): running without a spool; what "
         "an outage holds back is counted as failed",
