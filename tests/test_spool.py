@@ -432,3 +432,43 @@ def test_a_corrupt_spool_on_a_read_only_filesystem_means_running_without_a_spool
     assert "cannot be moved aside: Read-only file system" in lines[0]
     assert "Traceback" not in result.stderr
     assert [r.event_name for _, r in otlp_receiver.log_records()] == ["deploy.done"]
+
+
+_HOLD_LOCK = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+db.rollback()
+"""
+
+
+def test_a_spool_another_process_holds_locked_never_holds_stop_past_its_deadline(
+    tmp_path, make_collector, caplog
+):
+    collector = _outage_collector(make_collector, tmp_path)
+    for i in range(5):
+        collector.collect_event(Event("before", str(i)))
+    assert collector.flush(5000) is False  # the outage: spooled
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(tmp_path / "spool.sqlite3")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        for i in range(5):
+            collector.collect_event(Event("while locked", str(i)))
+        started = time.monotonic()
+        collector.stop(timeout_ms=1000)
+        took = time.monotonic() - started
+    finally:
+        holder.communicate("\n", timeout=10)
+    # SQLite's busy timeout is 5 s, and each spool write waited it out.
+    assert took < 3.0, took
+    stats = collector.stats()["event"]
+    assert (stats["collected"], stats["spooled"]) == (10, 5)
+    assert (stats["dropped_shutdown"], stats["pending"]) == (5, 5)  # pending: the spooled five
+    assert "telemetry spool" in caplog.text and "database is locked" in caplog.text

@@ -294,6 +294,10 @@ class Pipeline:
         daemon threads. Joined global providers are flushed, not shut down: they
         belong to the application.
         """
+        if self._shared is not None and self._shared.spool is not None:
+            # A spool another process holds locked waits no longer than stop() may; a
+            # flush() leaves its writes to wait in the background, lost to nobody.
+            self._shared.spool.wait_until(deadline)
         for listener in self._listeners:  # what they received is collected, then exported
             listener.stop(deadline)
         if self._nowhere_timer is not None:

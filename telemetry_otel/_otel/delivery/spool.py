@@ -214,6 +214,8 @@ class Spool:
         self._owner = uuid.uuid4().hex
         self._lock = threading.Lock()
         self._closed = False
+        self._deadline: float | None = None
+        self._wait_cut = False  # the busy timeout is not SQLite's own now
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(
             self.path,
@@ -245,8 +247,25 @@ class Spool:
     def _transaction(self) -> sqlite3.Connection:
         """``with self._transaction():`` — one write transaction, taken at once (IMMEDIATE),
         so two processes never interleave a read and the write that depends on it."""
+        self._bound_wait()
         self._db.execute("BEGIN IMMEDIATE")
         return self._db
+
+    def wait_until(self, deadline: float | None) -> None:
+        """Wait for another process's lock on the file (a sibling worker, ``sqlite3`` in
+        a shell) until ``deadline`` at most, from now on: ``stop()`` owns its deadline.
+        None: SQLite's busy timeout again."""
+        self._deadline = deadline
+
+    def _bound_wait(self) -> None:
+        """Before a write (under the lock): the busy timeout cut to the deadline."""
+        if self._deadline is None and not self._wait_cut:
+            return
+        left = _BUSY_TIMEOUT_S
+        if self._deadline is not None:
+            left = max(0.0, min(left, self._deadline - time.monotonic()))
+        self._db.execute(f"PRAGMA busy_timeout = {int(left * 1000)}")
+        self._wait_cut = self._deadline is not None
 
     def on_evict(self, destination: str, signal: str, evicted: Evicted) -> None:
         """Tell ``evicted(items)`` when our rows of that destination and signal are dropped."""
@@ -348,6 +367,7 @@ class Spool:
         with self._lock:
             if self._closed:
                 return
+            self._bound_wait()
             self._db.execute(
                 "UPDATE batches SET lease_owner = NULL, lease_until = NULL"
                 " WHERE id = ? AND lease_owner = ?",
@@ -421,6 +441,7 @@ class Spool:
                 return
             self._closed = True
             with contextlib.suppress(sqlite3.Error):
+                self._bound_wait()
                 self._db.execute(
                     "UPDATE batches SET lease_owner = NULL, lease_until = NULL"
                     " WHERE lease_owner = ?",
