@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import socket
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -17,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from statsd import StatsClient
 
-from telemetry_otel import Metric, MetricType, TelemetryCollector, TelemetryConfig
+from telemetry_otel import Event, Metric, MetricType, TelemetryCollector, TelemetryConfig
 from telemetry_otel._otel.bridges import statsd as listener_module
 from telemetry_otel._otel.bridges.statsd_parser import (
     CheckLine,
@@ -501,3 +503,51 @@ def test_set_members_and_set_tag_sets_are_bounded_per_collection_and_counted(
     assert collector.flush(10_000) is True
     assert ({"k": "2"}, 1) in metrics(otlp_receiver)["users"]
     assert collector.stats()["metric"]["bridge_dropped_statsd"] == 2
+
+
+_FLOOD = """
+import socket, sys
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+packet = b"\\n".join(b"flood:1|c|#k:%d" % i for i in range(300))
+for _ in range(10_000_000):
+    sock.sendto(packet, ("127.0.0.1", int(sys.argv[1])))
+"""
+
+
+def test_a_flood_during_stop_leaves_the_deadline_to_export_what_was_recorded(
+    otlp_receiver, tmp_path
+):
+    for attempt in range(3):
+        port = free_port()
+        directory = tmp_path / str(attempt)
+        collector = TelemetryCollector(
+            TelemetryConfig(
+                export_endpoints=[
+                    f"grpc://127.0.0.1:{otlp_receiver.grpc_port}",
+                    f"file://{directory}",
+                ],
+                statsd_endpoint=f"statsd://127.0.0.1:{port}",
+                flush_interval_ms=60_000,
+            )
+        )
+        collector.start()
+        send(port, b"before_stop:%d|c" % attempt)
+        settle(collector, 1)
+        collector.collect_event(Event("deploy.done", str(attempt)))
+        flood = subprocess.Popen([sys.executable, "-c", _FLOOD, str(port)])
+        try:
+            settle(collector, 1_000)  # the flood is on
+            collector.stop(timeout_ms=1000)
+        finally:
+            flood.kill()
+            flood.wait(10)
+        assert ("before_stop", attempt) in [
+            (m.name, p.as_double or p.as_int)
+            for _, m in otlp_receiver.metrics(SCOPE)
+            for p in m.sum.data_points
+            if m.name == "before_stop"
+        ], attempt
+        written = (directory / "metrics.jsonl").read_text()
+        assert '"before_stop"' in written, attempt
+        assert '"deploy.done"' in (directory / "logs.jsonl").read_text(), attempt
+        assert collector.stats()["event"]["exported"] == 2, attempt  # both destinations

@@ -62,6 +62,9 @@ MAX_SET_MEMBERS = 100_000
 # tag sets is bounded here, before it reaches the series cap of the gauge it becomes.
 MAX_SET_SERIES = 10_000
 MAX_REMEMBERED_GAUGES = 100_000
+# The part of stop()'s deadline the listener may take to receive and parse its last
+# packets; the collection and export of what it recorded take the rest.
+STOP_SHARE = 0.25
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 # What became of a line: telemetry, not StatsD (or refused by the models), or over a bound.
 BRIDGED, MALFORMED, DROPPED = "bridged", "malformed", "dropped"
@@ -143,14 +146,23 @@ class StatsdListener:
 
     def stop(self, deadline: float) -> None:
         """Stop receiving, parse what was received (the socket's last packets too), and
-        close the socket."""
+        close the socket: within a share of stop()'s deadline, so that a flood still
+        leaves the rest to collect and export what was recorded. What is still queued
+        then is counted dropped."""
+        own = time.monotonic() + max(0.0, deadline - time.monotonic()) * STOP_SHARE
         self._stopping = True
         receiving, parsing = self._threads or (None, None)
-        join_until(receiving, deadline)
+        join_until(receiving, own)
         with self._ready:
             self._received_all = True
             self._ready.notify_all()
-        join_until(parsing, deadline)
+        if not join_until(parsing, own):
+            with self._ready:
+                left, self._packets = len(self._packets), deque()
+            for _ in range(left):
+                self._dropped.increment()
+            if left:
+                warn_limited("statsd:stop", "stop(): %d StatsD packets not parsed in time", left)
         if self._socket is not None:
             self._socket.close()
             self._socket = None
@@ -178,11 +190,15 @@ class StatsdListener:
                 continue
             except OSError:
                 return
-        # Stopping: what the socket holds was sent before stop(); take it too.
+        # Stopping: what the socket holds was sent before stop(); take it too, and no
+        # more than its buffer holds: under a flood it would never be empty.
         sock.setblocking(False)
+        left = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         with contextlib.suppress(OSError):  # BlockingIOError once it is empty
-            while True:
-                self._queue(sock.recv(65_535))
+            while left > 0:
+                packet = sock.recv(65_535)
+                self._queue(packet)
+                left -= len(packet)
 
     def _queue(self, packet: bytes) -> None:
         with self._ready:
