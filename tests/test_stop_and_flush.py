@@ -227,3 +227,28 @@ def test_what_is_recorded_while_stop_runs_arrives_or_is_refused(busy_cores, boun
         assert 0 < sum(accepted) < 400_000, f"run {run}: stop() came after the adds"
         assert _counter_total(recorder, "hits") == sum(accepted), f"run {run}"
         assert collector.stats()["metric"]["collected"] == sum(accepted), f"run {run}"
+
+
+@pytest.mark.parametrize("transport", ["grpc", "http"])
+def test_metric_points_in_an_export_that_never_returns_are_counted_at_stop(transport):
+    hole = BlackHole()
+    try:
+        collector = TelemetryCollector(
+            TelemetryConfig(
+                export_endpoints=[f"{transport}://127.0.0.1:{hole.port}?timeout_ms=30000"],
+                flush_interval_ms=60_000,
+            )
+        )
+        collector.start()
+        for name in ("jobs", "retries", "errors"):
+            collector.collect_metric(Metric(name, 1, MetricType.COUNTER))
+        collector.stop(timeout_ms=1000)
+        stats = collector.stats()["metric"]
+        # A stopped collector has nothing pending: the unanswered export is a loss.
+        assert (stats["pending"], stats["dropped_shutdown"], stats["exported"]) == (0, 3, 0)
+        assert_identity(collector.stats(), "metric")
+        time.sleep(0.5)  # the abandoned export's answer, if any, is not counted again
+        assert collector.stats()["metric"]["dropped_shutdown"] == 3
+        assert collector.stats()["metric"]["export_failures"] == 0
+    finally:
+        hole.stop()

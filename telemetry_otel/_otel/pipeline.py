@@ -318,6 +318,9 @@ class Pipeline:
         self.traces.processor.detach_queues()
         self.events.processor.detach_queues()
         released = run_until(deadline, self._release(deadline), "release")
+        for destination in self._destinations:
+            if destination.metric_counts is not None:
+                destination.metric_counts.count_unreturned_as_shutdown()
         return drained and metrics_done and not failed and released
 
     def _spool_reserve(self, deadline: float) -> float:

@@ -18,7 +18,13 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 from telemetry_otel._endpoints import OtlpTarget
 from telemetry_otel._otel.delivery.accounting import SELF_SCOPE
-from telemetry_otel._otel.delivery.outcomes import EXPORTER, REJECTED, Delivered, DeliveryCounts
+from telemetry_otel._otel.delivery.outcomes import (
+    EXPORTER,
+    REJECTED,
+    SHUTDOWN,
+    Delivered,
+    DeliveryCounts,
+)
 from telemetry_otel._otel.mapping.metrics import (
     count_data_points,
     within_int64,
@@ -88,6 +94,9 @@ class CountingMetricExporter(MetricExporter):
         self._counts = DeliveryCounts()
         self._lock = ForkSafeLock()
         self._stopped = False
+        # Points of exports that have not returned, and which stop() counted them for.
+        self._in_flight = 0
+        self._generation = 0
         # Bridged Prometheus summaries, for a destination that writes OTLP (see
         # mapping/summaries.py).
         self.summaries: SummaryBoard | None = None
@@ -110,13 +119,17 @@ class CountingMetricExporter(MetricExporter):
         with self._lock:  # pending while the export has not returned
             self._counts.submitted += points + uncountable
             self._counts.drop(REJECTED, uncountable)
+            self._in_flight += points
+            generation = self._generation
         try:
             delivered = self._deliver(metrics_data, points, timeout_millis)
         except Exception:
             warn_limited(f"metric-export:{self.name}", "metric export to %s raised", self.name)
             delivered = Delivered()
         with self._lock:
-            self._counts.record(delivered, points, EXPORTER)
+            if generation == self._generation:  # else stop() counted it already
+                self._in_flight -= points
+                self._counts.record(delivered, points, EXPORTER)
         return (
             MetricExportResult.SUCCESS
             if delivered.exported == points
@@ -126,6 +139,15 @@ class CountingMetricExporter(MetricExporter):
     def _deliver(self, metrics_data: MetricsData, points: int, timeout_millis: float) -> Delivered:
         result = self._inner.export(metrics_data, timeout_millis=timeout_millis)
         return Delivered(exported=points if result is MetricExportResult.SUCCESS else 0)
+
+    def count_unreturned_as_shutdown(self) -> None:
+        """At the end of stop(): the points of an export that has not returned (a black
+        hole, an endpoint slower than the deadline) are counted ``dropped_shutdown``, not
+        left pending; its answer, if it ever comes, is not counted again."""
+        with self._lock:
+            self._counts.drop(SHUTDOWN, self._in_flight)
+            self._in_flight = 0
+            self._generation += 1
 
     def counts(self) -> DeliveryCounts:
         """A snapshot of the data points exported and failed."""
