@@ -55,9 +55,10 @@ class TelemetryConfig:
     )
     buffer_size: int = option(
         1000,
-        "Queue size of each trace and event destination; a full queue drops its oldest "
-        "item (counted in ``stats()``). Export batches hold at most ``min(512, "
-        "buffer_size)`` items.",
+        "Queue size of each trace and event destination (and of each callback's metric "
+        "queue, which also holds at least one whole interval's data points); a full queue "
+        "drops its oldest item (counted in ``stats()``). Export batches hold at most "
+        "``min(512, buffer_size)`` items.",
         check.positive_int,
         (env.TELEMETRY_BUFFER_SIZE, env.parse_positive_int),
     )

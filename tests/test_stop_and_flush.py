@@ -252,3 +252,17 @@ def test_metric_points_in_an_export_that_never_returns_are_counted_at_stop(trans
         assert collector.stats()["metric"]["export_failures"] == 0
     finally:
         hole.stop()
+
+
+def test_a_callback_gets_every_tag_set_of_an_interval_past_buffer_size(make_collector, recorder):
+    collector = make_collector(buffer_size=100, flush_interval_ms=60_000)
+    collector.register_exporter(recorder)
+    for round_ in range(2):
+        for tag in range(1_500):
+            collector.collect_metric(Metric("hits", 1, MetricType.COUNTER, {"route": str(tag)}))
+        assert collector.flush(10_000) is True, round_
+    got = [(m.tags["route"], m.value) for kind, m in recorder.items if kind == "metric"]
+    assert len(got) == 3_000
+    assert sorted(set(got)) == sorted((str(tag), 1) for tag in range(1_500))
+    stats = collector.stats()["metric"]
+    assert (stats["dropped_queue_full"], stats["exported"]) == (0, 3_000)

@@ -136,6 +136,7 @@ class CallbackMetricExporter(MetricExporter):
             data = within_int64(metrics_data)
             models, unfit = metrics_data_to_models(data, self._global_tags, SELF_SCOPE)
             for queue in queues:
+                queue.hold_at_least(len(models))
                 for model in models:
                     queue.submit(model)
                 if unfit:  # a point no Metric can hold: counted, the others still go

@@ -112,7 +112,7 @@ class DeliveryQueue(Generic[T]):
         self._deliver = deliver
         self._spooler = spooler
         self._idle_passes = 0
-        self._max_size = max_size
+        self._max_size = self._configured_size = max_size
         self._batch_size = batch_size
         # How many waiting items wake the worker: a batch, or one for an immediate queue.
         self._wake_at = 1 if immediate else batch_size
@@ -164,6 +164,13 @@ class DeliveryQueue(Generic[T]):
                 self._start_worker()
             elif len(items) == self._wake_at:
                 self._cond.notify()
+
+    def hold_at_least(self, items: int) -> None:
+        """Hold ``items`` at once, past ``max_size`` if need be (never less than it): a
+        callback's metric queue takes each interval's points whole, however many tag
+        sets it has, while older intervals' points still give way."""
+        with self._lock:
+            self._max_size = max(self._configured_size, items)
 
     @property
     def spools(self) -> bool:
