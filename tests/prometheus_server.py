@@ -25,14 +25,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def prometheus_binary() -> str:
-    binary = shutil.which("prometheus")
+def prometheus_binary(name: str = "prometheus") -> str:
+    """The server, or ``promtool`` (the same package), or a skip (a failure in CI)."""
+    binary = shutil.which(name)
     if binary is None:
-        message = f"the Prometheus server is not installed: {INSTALL}"
+        message = f"{name} (the Prometheus package) is not installed: {INSTALL}"
         if REQUIRED:
             pytest.fail(message)
         pytest.skip(message)
     return binary
+
+
+def promtool_errors(page: str) -> str:
+    """What ``promtool check metrics`` finds wrong with a page, past lint advice (help
+    texts, suffixes): a page Prometheus would refuse to scrape. Empty when none."""
+    result = subprocess.run(
+        [prometheus_binary("promtool"), "check", "metrics"],
+        input=page,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return "" if result.returncode in (0, 3) else result.stdout + result.stderr  # 3: lint only
 
 
 class PrometheusServer:

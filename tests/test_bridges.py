@@ -18,10 +18,10 @@ from prometheus_client.core import (
     SummaryMetricFamily,
 )
 
-from telemetry_otel import TelemetryCollector, TelemetryConfig
+from telemetry_otel import Metric, MetricType, TelemetryCollector, TelemetryConfig
 from telemetry_otel._otel.bridges import prometheus_registry
 from tests.otlp_receiver import OtlpReceiver, attributes_of
-from tests.prometheus_server import PrometheusServer, free_port, prometheus_binary
+from tests.prometheus_server import PrometheusServer, free_port, prometheus_binary, promtool_errors
 
 SCOPE = "telemetry_otel.prometheus"
 
@@ -445,3 +445,28 @@ def test_hostile_registry_values_are_counted_and_never_stop_the_other_metrics(
     assert "non-finite" not in caplog.text  # the SDK's warning, at every collection
     assert caplog.text.count("has NaN or infinite samples") == 2
     assert caplog.text.count("a bucket count is not a whole number") == 2
+
+
+def test_a_page_never_writes_two_types_for_one_name_when_metrics_clash(make_collector, caplog):
+    registry = prom.CollectorRegistry()
+    prom.Counter("jobs", "Jobs", registry=registry).inc(3)  # jobs_total, a counter
+    prom.Gauge("depth", "Depth", registry=registry).set(3)
+    port = free_port()
+    collector = make_collector(
+        export_endpoints=[f"prometheus://127.0.0.1:{port}"], prometheus_registries=[registry]
+    )
+    collector.collect_metric(Metric("jobs_total", 5, MetricType.GAUGE))
+    collector.collect_metric(Metric("depth", 2, MetricType.COUNTER))
+    collector.collect_metric(Metric("jobs", 2, MetricType.COUNTER))
+    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    assert promtool_errors(page) == ""
+    types = [line.split()[2] for line in page.splitlines() if line.startswith("# TYPE ")]
+    assert len(types) == len(set(types))
+    # Two clashes (jobs_total as a gauge and as a counter; depth as a gauge and as a
+    # counter): one family of each left off, each said once; the first one written wins.
+    left_off = [
+        r.getMessage() for r in caplog.records if "off the Prometheus page" in r.getMessage()
+    ]
+    assert len(left_off) == 2, left_off
+    assert any("its name is taken by metric 'jobs" in line for line in left_off)
+    assert any("metric 'depth'" in line for line in left_off)

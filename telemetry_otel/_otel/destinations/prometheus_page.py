@@ -28,6 +28,8 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
+from telemetry_otel._otel.runtime.log import warn_once
+
 GAUGE_RULES = ("per_process", "sum", "max", "min", "last")
 PROCESS_LABEL = "process_pid"
 _SUMMED = ("counter", "histogram", "gaugehistogram", "summary")
@@ -169,17 +171,52 @@ class _Family:
 
 
 def merge(publications: list[Publication], gauges: str) -> list[Metric]:
-    """One page from every process's publication, the serving process's first."""
+    """One page from every process's publication, the serving process's first.
+
+    Each name the page writes belongs to one family: a family whose name or samples
+    another family of another type already writes (a collected gauge ``jobs_total`` and
+    a counter ``jobs``, a bridged family and a collected metric of one name) is left
+    out, with one warning, rather than written with a second ``# TYPE`` line that
+    Prometheus and ``promtool`` refuse the page for.
+    """
     families: dict[str, _Family] = {}
+    written: dict[str, str] = {}  # every name the page writes -> its family's name
     for publication in publications:
         for family in publication.families:
             merged = families.get(family["name"])
+            names = _written_names(family)
+            clash = next(
+                (written[n] for n in names if written.get(n, family["name"]) != family["name"]),
+                None,
+            )
+            if merged is not None and merged.type != family["type"]:
+                clash = merged.name
+            if clash is not None:
+                _warn_clash(family, clash)
+                continue
             if merged is None:
                 merged = families[family["name"]] = _Family(family)
-            elif merged.type != family["type"]:
-                continue  # a process of another version: the first publisher's type wins
+            written.update(dict.fromkeys(names, family["name"]))
             _add_family(merged, family, publication, gauges)
     return [family.metric() for family in families.values() if family.samples]
+
+
+def _written_names(family: dict[str, Any]) -> set[str]:
+    """The names a family's lines carry: its ``# TYPE`` name and its samples'."""
+    name = family["name"]
+    typed = f"{name}_total" if family["type"] == "counter" else name
+    return {typed, *(sample[0] for sample in family["samples"])}
+
+
+def _warn_clash(family: dict[str, Any], other: str) -> None:
+    warn_once(
+        f"prometheus-clash:{family['name']}:{family['type']}",
+        "metric %r (%s) is left off the Prometheus page: its name is taken by metric %r "
+        "of another type (a page with two # TYPE lines for one name is refused)",
+        family["name"],
+        family["type"],
+        other,
+    )
 
 
 def _add_family(
