@@ -470,3 +470,47 @@ def test_a_page_never_writes_two_types_for_one_name_when_metrics_clash(make_coll
     assert len(left_off) == 2, left_off
     assert any("its name is taken by metric 'jobs" in line for line in left_off)
     assert any("metric 'depth'" in line for line in left_off)
+
+
+class Slow:
+    """A healthy custom collector that takes a while to answer, as one reading a
+    database does."""
+
+    def collect(self) -> Any:
+        time.sleep(0.05)
+        yield CounterMetricFamily("orders", "Orders", value=7)
+
+
+def test_destinations_collecting_at_once_share_each_read_of_a_healthy_registry(
+    otlp_receiver, make_collector, tmp_path
+):
+    registry = prom.CollectorRegistry()
+    registry.register(Slow())
+    collector = make_collector(
+        export_endpoints=[
+            f"grpc://127.0.0.1:{otlp_receiver.grpc_port}",
+            f"http://127.0.0.1:{otlp_receiver.http_port}",
+            f"file://{tmp_path}",
+        ],
+        prometheus_registries=[registry],
+        flush_interval_ms=100,
+    )
+    time.sleep(2)
+    assert collector.flush(10_000) is True
+    assert collector.stats()["metric"]["bridge_failed_prometheus"] == 0
+    for transport in ("grpc", "http"):
+        exports = [
+            r.request for r in otlp_receiver.requests("metrics") if r.transport == transport
+        ]
+        assert len(exports) >= 5, transport
+        bridged_in_each = [
+            any(
+                sm.scope.name == SCOPE and any(m.name == "orders" for m in sm.metrics)
+                for rm in request.resource_metrics
+                for sm in rm.scope_metrics
+            )
+            for request in exports
+        ]
+        assert all(bridged_in_each), (transport, bridged_in_each)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert all('"orders"' in line for line in lines), len(lines)

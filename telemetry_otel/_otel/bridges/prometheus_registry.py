@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -34,6 +35,7 @@ from telemetry_otel._otel.mapping.summaries import (
     SummaryPoint,
     attributes_key,
 )
+from telemetry_otel._otel.runtime.forks import ForkSafeLock, follow_forks
 from telemetry_otel._otel.runtime.log import warn_limited, warn_once
 from telemetry_otel._otel.runtime.sdk import (
     hash_attributes,
@@ -84,9 +86,39 @@ class RegistryBridge:
         self._reading: set[int] = set()
         # Histogram series -> what its buckets, count and sum were at the last read.
         self._last: dict[tuple[str, LabelsKey], tuple[list[float], float]] = {}
+        # The read under way, that a collection starting meanwhile waits for (see read()).
+        self._ongoing: threading.Event | None = None
+        self._ongoing_lock = ForkSafeLock()
+        follow_forks(self)
+
+    def after_fork_in_child(self) -> None:
+        """A read under way in the parent has no thread in a forked child."""
+        self._ongoing = None
+        self._reading = set()
 
     def read(self) -> None:
-        """Read every registry once, for the collection about to happen."""
+        """Read every registry once, for the collection about to happen.
+
+        Destinations collect side by side: a collection that starts while another's read
+        is under way waits for that read and takes what it saw (its observations, and
+        the histogram counts it merged into every reader), rather than reading the
+        registries again at once and finding them busy."""
+        with self._ongoing_lock:
+            ongoing, mine = self._ongoing, self._ongoing is None
+            if mine:
+                ongoing = self._ongoing = threading.Event()
+        assert ongoing is not None
+        if not mine:
+            ongoing.wait(READ_TIMEOUT_S * len(self._registries) + 1.0)
+            return
+        try:
+            self._read_all()
+        finally:
+            with self._ongoing_lock:
+                self._ongoing = None
+            ongoing.set()
+
+    def _read_all(self) -> None:
         observed: dict[str, list[Observation]] = {}
         for registry in self._registries:
             families = self._families(registry)
