@@ -499,9 +499,7 @@ def test_destinations_collecting_at_once_share_each_read_of_a_healthy_registry(
     assert collector.flush(10_000) is True
     assert collector.stats()["metric"]["bridge_failed_prometheus"] == 0
     for transport in ("grpc", "http"):
-        exports = [
-            r.request for r in otlp_receiver.requests("metrics") if r.transport == transport
-        ]
+        exports = [r.request for r in otlp_receiver.requests("metrics") if r.transport == transport]
         assert len(exports) >= 5, transport
         bridged_in_each = [
             any(

@@ -581,7 +581,7 @@ def test_a_histogram_count_past_uint64_costs_only_its_own_point(otlp_receiver, t
         target = OtlpTarget("grpc", f"http://127.0.0.1:{otlp_receiver.grpc_port}")
     else:
         target = OtlpTarget("http", f"http://127.0.0.1:{otlp_receiver.http_port}/v1/metrics")
-    exporter = OtlpMetricExporter("receiver", target)
+    exporter = OtlpMetricExporter("receiver", target, max_request_bytes=4_000_000)
     try:
         assert exporter.export(data) is MetricExportResult.SUCCESS
     finally:

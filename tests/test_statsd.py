@@ -29,7 +29,7 @@ from telemetry_otel._otel.bridges.statsd_parser import (
     parse_line,
     parse_packet,
 )
-from telemetry_otel._otel.runtime import sdk
+from telemetry_otel._otel.runtime import log, sdk
 from tests.otlp_receiver import OtlpReceiver, attributes_of
 from tests.prometheus_server import free_port
 
@@ -551,3 +551,34 @@ def test_a_flood_during_stop_leaves_the_deadline_to_export_what_was_recorded(
         assert '"before_stop"' in written, attempt
         assert '"deploy.done"' in (directory / "logs.jsonl").read_text(), attempt
         assert collector.stats()["event"]["exported"] == 2, attempt  # both destinations
+
+
+def test_huge_invalid_metric_names_make_short_log_lines_in_bounded_number(
+    listening, otlp_receiver, caplog, monkeypatch
+):
+    collector, port = listening
+    monkeypatch.setattr(log, "_warned_once", set())
+    names = [f"bad name {i} " + "x" * 60_000 for i in range(40)]
+    with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+        for taken, name in enumerate(names, 1):  # one at a time: the socket buffer is small
+            send(port, f"{name}:1|c".encode())
+            settle(collector, taken)
+    renames = [
+        r.getMessage() for r in caplog.records if "is not a valid OpenTelemetry" in r.getMessage()
+    ]
+    assert len(renames) == len(names)
+    assert max(len(line) for line in renames) < 500
+    assert "… (60011 characters)" in renames[0]
+    assert len(caplog.text) < 40 * 1000
+    assert collector.stats()["metric"]["bridged_statsd"] == len(names)
+
+
+def test_warnings_under_a_flood_of_distinct_keys_stay_bounded(monkeypatch, caplog):
+    monkeypatch.setattr(log, "_last_warned", {})
+    monkeypatch.setattr(log, "_unreported", {})
+    with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+        for i in range(10_000):
+            log.warn_limited(f"flood:{i}:" + "k" * 10_000, "flood %d", i)
+    assert len(log._last_warned) == 4097  # 4096 keys, then one shared by the rest
+    assert max(len(key) for key in log._last_warned) < 250
+    assert len(caplog.records) == 4097

@@ -28,7 +28,7 @@ from telemetry_otel._otel.mapping.series import Combine, Series, SeriesRecorder,
 from telemetry_otel._otel.mapping.spans import ns_to_seconds
 from telemetry_otel._otel.mapping.summaries import SummaryBoard, as_summaries
 from telemetry_otel._otel.runtime.forks import ForkSafeLock, follow_forks
-from telemetry_otel._otel.runtime.log import warn_limited, warn_once
+from telemetry_otel._otel.runtime.log import shown, warn_limited, warn_once
 from telemetry_otel._otel.runtime.sdk import SynchronousGauge, exemplars_only_in_spans
 from telemetry_otel._shaping import Shaper
 from telemetry_otel.models import Metric, MetricType
@@ -103,12 +103,11 @@ class InstrumentCache:
         if name != legacy_name:
             warn_once(
                 f"rename:{legacy_name}",
-                "metric name %r is not a valid OpenTelemetry "
-                "instrument name: exported as %r with attribute %s=%r",
-                legacy_name,
-                name,
+                "metric name %s is not a valid OpenTelemetry instrument name: exported as "
+                "%s, with the name given in attribute %s",
+                shown(legacy_name),
+                shown(name),
                 LEGACY_NAME,
-                legacy_name,
             )
             recorder = RenamedRecorder(series, legacy_name)
         self.recorders[legacy_name] = (metric_type, recorder)
