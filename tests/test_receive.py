@@ -6,13 +6,16 @@ import os
 import pty
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
 
+import grpc
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from telemetry_otel import (
     Event,
@@ -24,6 +27,7 @@ from telemetry_otel import (
     Trace,
     cli,
 )
+from telemetry_otel._otel.delivery.sender import GRPC_METHODS
 from telemetry_otel.cli._receive import LocalReceiver, ReceivedLines
 from tests.prometheus_server import free_port
 
@@ -507,3 +511,111 @@ def test_receive_whose_reader_leaves_stops_quietly():
     err = process.stderr.read().decode()
     assert code == 0, err
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def _chain_request(depth: int) -> ExportTraceServiceRequest:
+    """One trace ``depth`` spans deep: each span the parent of the next."""
+    request = ExportTraceServiceRequest()
+    resource = request.resource_spans.add()
+    resource.resource.attributes.add(key="service.name").value.string_value = "deep"
+    scope = resource.scope_spans.add()
+    for level in range(depth):
+        span = scope.spans.add(name=f"level{level}", trace_id=(7).to_bytes(16, "big"))
+        span.span_id = (level + 1).to_bytes(8, "big")
+        if level:
+            span.parent_span_id = level.to_bytes(8, "big")
+        span.start_time_unix_nano, span.end_time_unix_nano = 1_000 + level, 10_000_000 - level
+    return request
+
+
+def test_a_ten_thousand_deep_trace_prints_in_lines_of_bounded_width():
+    lines = ReceivedLines(bars=True, settle_s=0.0)
+    printed = lines.request("traces", _chain_request(10_000)) + lines.drain()
+    assert len(printed) == 10_000
+    assert max(len(line) for line in printed) < 250  # was 20 KB: two spaces a level
+    assert re.search(r" {64}\[9999\] level9999 ", printed[-1]), printed[-1]
+    assert re.search(r" {62}level31 ", printed[31]), printed[31]
+
+
+HOSTILE = "ok\x1b]0;owned\x07\x1b[2J\r\nTRACE OK forged\x9b31m"
+
+
+def test_escape_codes_and_line_breaks_from_a_sender_never_reach_the_terminal(tmp_path):
+    screen = Screen()
+    receiver = LocalReceiver("127.0.0.1", 0, 0, screen, lines=ReceivedLines(settle_s=0.1))
+    try:
+        config = TelemetryConfig(
+            export_endpoints=[f"grpc://127.0.0.1:{receiver.grpc_port}"],
+            service_name=HOSTILE,
+            flush_interval_ms=60_000,
+        )
+        with TelemetryCollector(config) as collector:
+            with collector.span(HOSTILE, tags={HOSTILE: HOSTILE}) as span:
+                span.add_event(HOSTILE, {"k": HOSTILE})
+            collector.collect_event(Event(HOSTILE, HOSTILE, metadata={"k": [HOSTILE]}))
+            collector.collect_metric(Metric("queue", 3, MetricType.GAUGE, {"k": HOSTILE}))
+        printed = screen.wait_for(receiver, 4)
+    finally:
+        receiver.stop()
+    assert len(printed) >= 4
+    for line in printed:
+        assert line.isprintable(), repr(line)
+    assert sum("ok?]0;owned?" in line for line in printed) >= 4
+
+
+def test_the_console_never_prints_a_senders_escape_codes(capsys):
+    config = TelemetryConfig(export_endpoints=["console"], flush_interval_ms=60_000)
+    with TelemetryCollector(config) as collector:
+        with collector.span(HOSTILE, tags={"k": HOSTILE}):
+            collector.collect_event(Event(HOSTILE, HOSTILE))
+        collector.collect_metric(Metric("queue", 3, MetricType.GAUGE, {"k": HOSTILE}))
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) >= 3
+    assert all(line.isprintable() for line in lines), [
+        line for line in lines if not line.isprintable()
+    ]
+    assert "TRACE OK forged" not in [line.strip() for line in lines]
+
+
+def test_half_open_http_connections_hold_no_thread_for_good(monkeypatch):
+    from telemetry_otel.cli import _receive
+
+    monkeypatch.setattr(_receive._HttpHandler, "timeout", 2.0)
+    screen = Screen()
+    receiver = LocalReceiver("127.0.0.1", 0, 0, screen)
+    before = threading.active_count()
+    sockets = []
+    try:
+        for _ in range(200):
+            sockets.append(socket.create_connection(("127.0.0.1", receiver.http_port)))
+        time.sleep(0.3)
+        held = threading.active_count() - before
+        assert _receive.MAX_HTTP_CONNECTIONS // 2 <= held <= _receive.MAX_HTTP_CONNECTIONS + 2
+        deadline = time.monotonic() + 10
+        while threading.active_count() > before + 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() <= before + 2  # every idle one timed out
+        send_workload(f"http://127.0.0.1:{receiver.http_port}", "after")
+        assert any("after" in line for line in screen.wait_for(receiver, 3))
+    finally:
+        for sock in sockets:
+            sock.close()
+        receiver.stop()
+
+
+def test_an_undecodable_grpc_request_is_refused_with_a_line_on_stderr(capfd):
+    receiver = LocalReceiver("127.0.0.1", 0, 0, Screen())
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{receiver.grpc_port}") as channel:
+            export = channel.unary_unary(GRPC_METHODS["traces"])
+            with pytest.raises(grpc.RpcError) as raised:
+                export(b"\xff\xff\xff not protobuf", timeout=5)
+    finally:
+        receiver.stop()
+    assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details() == "the body is not an OTLP traces request"
+    assert (
+        "receive: refused a gRPC traces request: the body is not an OTLP traces request"
+        in capfd.readouterr().err
+    )

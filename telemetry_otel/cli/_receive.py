@@ -15,6 +15,7 @@ import errno
 import socket
 import sys
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -45,6 +46,7 @@ from telemetry_otel._otel.destinations.layout import (
     metric_line,
     number_text,
     plain,
+    printable,
     shown_attributes,
     span_lines,
 )
@@ -204,6 +206,7 @@ class ReceivedLines:
         return span_lines(view, depth, self._paint, True, drawn, terminal, placed.again)
 
     def _with_service(self, service: str, line: str) -> str:
+        service = printable(service)
         limit = self._max_service_width
         if limit is not None and len(service) > limit:
             service = service[: limit - 1] + "…"
@@ -360,7 +363,15 @@ class LocalReceiver:
     def _grpc_handler(self, signal: str) -> grpc.RpcMethodHandler[Any, Any]:
         request_type, response_type = MESSAGES[signal]
 
-        def export(request: Any, context: grpc.ServicerContext) -> Any:
+        def export(body: bytes, context: grpc.ServicerContext) -> Any:
+            # Decoded here, not by grpcio: an undecodable request gets one stderr line,
+            # as over HTTP, where grpcio would answer it and say nothing.
+            try:
+                request = request_type.FromString(body)
+            except DecodeError:
+                message = f"the body is not an OTLP {signal} request"
+                print(f"receive: refused a gRPC {signal} request: {message}", file=sys.stderr)
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
             try:
                 self.on_request(signal, request)
             except FileUnavailable as error:
@@ -368,19 +379,17 @@ class LocalReceiver:
             return response_type()
 
         return grpc.unary_unary_rpc_method_handler(
-            export,
-            request_deserializer=request_type.FromString,
-            response_serializer=response_type.SerializeToString,
+            export, response_serializer=response_type.SerializeToString
         )
 
-    def _start_http(self, host: str, port: int) -> ThreadingHTTPServer:
+    def _start_http(self, host: str, port: int) -> _BoundedHttpServer:
         receiver = self
 
         class Handler(_HttpHandler):
             owner = receiver
 
         try:
-            server = ThreadingHTTPServer((host, port), Handler)
+            server = _BoundedHttpServer((host, port), Handler)
         except OSError as error:
             why = _why(error)
             raise PortUnavailable(f"cannot listen for OTLP/HTTP on {host}:{port}: {why}") from None
@@ -400,6 +409,41 @@ class LocalReceiver:
 
 # The largest request body read, compressed or not: the OTLP default receive limit.
 MAX_BODY_BYTES = 4 * 1024 * 1024
+# HTTP connections served at once (a thread each), and how long one may sit idle or
+# half-open: 500 senders that connect and never send hold none of them for good.
+MAX_HTTP_CONNECTIONS = 64
+IDLE_TIMEOUT_S = 10.0
+
+
+class _BoundedHttpServer(ThreadingHTTPServer):
+    """A thread per connection, MAX_HTTP_CONNECTIONS at most: a connection past them is
+    closed at once (one line on stderr a minute), as a receiver at its limit does."""
+
+    daemon_threads = True
+    request_queue_size = 128  # socketserver's 5 makes a burst of senders wait seconds
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_HTTP_CONNECTIONS)
+        self._refused_at = 0.0
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            if time.monotonic() - self._refused_at >= 60:
+                self._refused_at = time.monotonic()
+                print(
+                    f"receive: {MAX_HTTP_CONNECTIONS} HTTP connections open: closing new ones",
+                    file=sys.stderr,
+                )
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _Refused(Exception):
@@ -412,6 +456,7 @@ class _Refused(Exception):
 
 class _HttpHandler(BaseHTTPRequestHandler):
     owner: LocalReceiver
+    timeout = IDLE_TIMEOUT_S  # per read: a half-open connection ends, and its thread
 
     def do_POST(self) -> None:
         # The Collector's paths exactly: a prefix or a trailing slash is a wrong address.

@@ -61,11 +61,11 @@ def format_fields(fields: Mapping[str, Any]) -> str:
     parts = []
     for key, value in fields.items():
         if isinstance(value, str):
-            needs_quotes = not value or any(c in value for c in ' "=\n')
+            needs_quotes = not value or not value.isprintable() or any(c in value for c in ' "=')
             text = json.dumps(value, ensure_ascii=False) if needs_quotes else value
         else:
             text = json.dumps(value, default=str, ensure_ascii=False)
-        parts.append(f"{key}={text}")
+        parts.append(f"{printable(str(key))}={printable(text)}")
     return " ".join(parts)
 
 
@@ -140,7 +140,7 @@ def span_line(
     if bar_text:
         words.append(bar_text)
     duration_ms = (span.end_ns - span.start_ns) / 1_000_000
-    words += ["  " * depth + span.name, f"{duration_ms:.3f}ms"]
+    words += [indent(depth) + printable(span.name), f"{duration_ms:.3f}ms"]
     if not in_tree or depth == 0:
         words.append(f"trace={short_id(span.trace_id, 32)}")
     words.append(f"span={short_id(span.span_id, 16)}")
@@ -148,7 +148,7 @@ def span_line(
     if parent is not None and (not in_tree or depth == 0):
         words.append(f"parent={short_id(parent, 16)}")
     if span.error is not None:
-        words.append(f"error={json.dumps(span.error or 'ERROR')}")
+        words.append(f"error={printable(json.dumps(span.error or 'ERROR', ensure_ascii=False))}")
     if span.attributes:
         words.append(format_fields(span.attributes))
     if again:
@@ -185,14 +185,14 @@ def span_lines(
             words.append(pad)
         if failed:
             kind, message = attributes.pop(_TYPE, "Exception"), attributes.pop(_MESSAGE, "")
-            words.append("  " * (depth + 1) + f"exception {kind}: {message}")
+            words.append(indent(depth + 1) + printable(f"exception {kind}: {message}"))
         else:
-            words.append("  " * (depth + 1) + event.name)
+            words.append(indent(depth + 1) + printable(event.name))
         if attributes:
             words.append(format_fields(attributes))
         lines.append(" ".join(words))
         if terminal and isinstance(stacktrace, str):
-            lines += traceback_lines(stacktrace, _name_column(pad) + 2 * (depth + 1))
+            lines += traceback_lines(stacktrace, _name_column(pad) + len(indent(depth + 1)))
     return lines
 
 
@@ -215,7 +215,7 @@ def event_lines(
         fields,
     )
     line = event_line(shown, depth, paint, in_tree, pad)
-    return [line, *traceback_lines(stacktrace, _name_column(pad) + 2 * depth)]
+    return [line, *traceback_lines(stacktrace, _name_column(pad) + len(indent(depth)))]
 
 
 def traceback_lines(stacktrace: str, indent: int) -> list[str]:
@@ -224,7 +224,7 @@ def traceback_lines(stacktrace: str, indent: int) -> list[str]:
     OpenTelemetry's own frames (the span's context manager the exception passed
     through) are left out: they say nothing about the application."""
     lines = _without_sdk_frames(stacktrace.rstrip("\n").splitlines())
-    lines = [_printable(line) for line in lines]
+    lines = [printable(line) for line in lines]
     if len(lines) > TRACEBACK_LINES:
         lines = ["…", *lines[-TRACEBACK_LINES:]]
     return [" " * indent + "│ " + line for line in lines]
@@ -253,8 +253,25 @@ def _name_column(pad: str) -> int:
     return 30 + (len(pad) + 1 if pad else 0)
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
+    """Text a sender wrote, as a terminal line may show it: a character that is not
+    printable (an escape code that would set the window title or clear the screen, a
+    line break that would forge a line of its own) becomes ``?``."""
+    if text.isprintable():
+        return text
     return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def indent(depth: int) -> str:
+    """A name's indentation in its trace: two spaces a level, to MAX_INDENT levels; a
+    deeper one says its depth instead (a 10,000-deep trace would otherwise print 100
+    MB of spaces)."""
+    if depth <= MAX_INDENT:
+        return "  " * depth
+    return "  " * MAX_INDENT + f"[{depth}] "
+
+
+MAX_INDENT = 32
 
 
 def running_line(trace_id: int, since_ns: int, paint: Paint) -> str:
@@ -268,7 +285,7 @@ def event_line(event: EventView, depth: int, paint: Paint, in_tree: bool, pad: s
     words = [short_time(event.time_ns), "EVENT ", paint(event.severity)]
     if pad:
         words.append(pad)
-    words += ["  " * depth + f"{event.name}:", str(event.message)]
+    words += [indent(depth) + printable(f"{event.name}:"), printable(str(event.message))]
     if event.trace_id and not in_tree:
         words.append(f"trace={short_id(event.trace_id, 32)} span={short_id(event.span_id, 16)}")
     if event.fields:
@@ -277,9 +294,10 @@ def event_line(event: EventView, depth: int, paint: Paint, in_tree: bool, pad: s
 
 
 def metric_line(metric: MetricView, paint: Paint) -> str:
-    words = [short_time(metric.time_ns), "METRIC", paint(metric.kind), metric.name, metric.value]
+    words = [short_time(metric.time_ns), "METRIC", paint(metric.kind), printable(metric.name)]
+    words.append(metric.value)
     if metric.unit:
-        words.append(metric.unit)
+        words.append(printable(metric.unit))
     if metric.fields:
         words.append(format_fields(metric.fields))
     return " ".join(words)
