@@ -130,8 +130,10 @@ class Shaper:
     def _mapping(self, value: Mapping[Any, Any], depth: int) -> tuple[dict[str, Any], bool]:
         shaped: dict[str, Any] = {}
         limited = False
-        for key, item in value.items():
-            if len(shaped) >= self.max_attributes:
+        # Bounded by the entries read, not the keys kept: a mapping whose items() yields
+        # one key for ever would keep this loop going with nothing new to keep.
+        for read, (key, item) in enumerate(value.items()):
+            if read >= self.max_attributes:
                 return shaped, True
             key = encodable(str(key))
             if self._sensitive(key):

@@ -307,7 +307,8 @@ class TelemetryConfig:
 
     def _validate(self) -> None:
         for name, declared in OPTIONS.items():
-            object.__setattr__(self, name, declared.check(name, getattr(self, name)))
+            value = _plain_text(getattr(self, name))
+            object.__setattr__(self, name, declared.check(name, value))
         check.statsd_reachable(self.statsd_endpoint, self.statsd_allow_remote)
         self.endpoints()
 
@@ -442,6 +443,19 @@ def _unknown_field(name: str) -> AttributeError:
     close = difflib.get_close_matches(name, FIELDS, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return AttributeError(f"TelemetryConfig has no field {name!r}{hint}")
+
+
+def _plain_text(value: Any) -> Any:
+    """A str subclass as the str it holds, in the lists, tuples and dicts of a field too:
+    the checks hash, compare and print strings, and a subclass's ``__hash__``, ``__eq__``
+    or ``__str__`` may raise anything or never return."""
+    if isinstance(value, str):
+        return value if type(value) is str else str.__str__(value)
+    if type(value) in (list, tuple):
+        return type(value)(_plain_text(item) for item in value)
+    if type(value) is dict:
+        return {_plain_text(key): _plain_text(item) for key, item in value.items()}
+    return value
 
 
 def _copy(value: Any) -> Any:

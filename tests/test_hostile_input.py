@@ -474,6 +474,29 @@ class EndlessMapping(Mapping):
         return 10**9
 
 
+class RepeatingDict(dict):
+    """A dict whose items() yields its one key again and again, for ever."""
+
+    def items(self):
+        return (("k", 1) for _ in itertools.count())
+
+    def __iter__(self):
+        return ("k" for _ in itertools.count())
+
+
+class RepeatingMapping(Mapping):
+    """A mapping of one key whose iteration never ends: that key, again and again."""
+
+    def __getitem__(self, key):
+        return 1
+
+    def __iter__(self):
+        return ("k" for _ in itertools.count())
+
+    def __len__(self):
+        return 1
+
+
 class RaisingMapping(Mapping):
     def __getitem__(self, key):
         raise Boom("__getitem__")
@@ -497,6 +520,11 @@ def _hostile_objects():
         [EndlessMapping()],
         {"nested": RaisingMapping()},
         {"nested": EndlessMapping()},
+        RepeatingDict(k=1),
+        RepeatingMapping(),
+        {"nested": RepeatingMapping()},
+        {"nested": RepeatingDict(k=1)},
+        [RepeatingMapping()],
         (x for x in itertools.count()),
     ]
 
@@ -593,3 +621,28 @@ def test_a_histogram_count_past_uint64_costs_only_its_own_point(otlp_receiver, t
     ] == [(3, {"k": "ok"})]
     counts = exporter.counts()
     assert (counts.submitted, counts.exported, counts.dropped_by) == (4, 2, {"rejected": 2})
+
+
+CONFIG_TEXT_FIELDS = [
+    ("export_endpoints", lambda s: [s], ["console"]),
+    ("statsd_endpoint", lambda s: s, "statsd://127.0.0.1:8125"),
+    ("service_name", lambda s: s, "checkout"),
+    ("redact_keys", lambda s: [s], ["tenant"]),
+    ("headers", lambda s: {"x-tenant": s}, {"x-tenant": "acme"}),
+    ("spool_dir", lambda s: s, "/tmp/spool"),
+]
+
+
+@pytest.mark.parametrize(("field", "wrap", "expected"), CONFIG_TEXT_FIELDS)
+@pytest.mark.parametrize("hostile", [RaisingHashStr, LyingStr, RaisingStr])
+def test_a_str_subclass_in_the_config_is_read_as_the_text_it_holds(field, wrap, expected, hostile):
+    text = expected[0] if isinstance(expected, list) else expected
+    if isinstance(expected, dict):
+        text = expected["x-tenant"]
+    RaisingHashStr.armed = True
+    try:
+        config = TelemetryConfig(**{field: wrap(hostile(text))})
+        assert getattr(config, field) == expected
+        assert repr(config) and config.describe()  # printing it calls nothing of theirs
+    finally:
+        RaisingHashStr.armed = False

@@ -312,7 +312,9 @@ import logging, sys
 logging.basicConfig(level=logging.DEBUG)
 from telemetry_otel import Event, TelemetryCollector, TelemetryConfig
 config = TelemetryConfig(
-    export_endpoints=[sys.argv[1], "file://" + sys.argv[2]], max_attribute_length=64
+    export_endpoints=[sys.argv[1], "file://" + sys.argv[2]],
+    max_attribute_length=64,
+    service_name="checkout-" + "s" * 100,
 )
 print(config.describe())
 with TelemetryCollector(config) as collector:
@@ -349,6 +351,7 @@ def test_resource_attributes_from_the_environment_are_redacted_and_cut_everywher
     assert resource["api_token"] == resource["db.password"] == "[REDACTED]"
     assert resource["deployment.environment"] == "prod"
     assert resource["note"] == "n" * 64
+    assert resource["service.name"] == "checkout-" + "s" * 100  # resources are exempt: not cut
     assert "db_password" not in resource  # malformed: skipped, as the SDK skips it
     written = (tmp_path / "logs.jsonl").read_text()
     assert '"[REDACTED]"' in written

@@ -242,7 +242,7 @@ def test_metric_points_in_an_export_that_never_returns_are_counted_at_stop(trans
         collector.start()
         for name in ("jobs", "retries", "errors"):
             collector.collect_metric(Metric(name, 1, MetricType.COUNTER))
-        collector.stop(timeout_ms=1000)
+        collector.stop(timeout_ms=3000)  # the export starts in time on a busy machine too
         stats = collector.stats()["metric"]
         # A stopped collector has nothing pending: the unanswered export is a loss.
         assert (stats["pending"], stats["dropped_shutdown"], stats["exported"]) == (0, 3, 0)

@@ -26,21 +26,24 @@ def build_resource(
 ) -> Resource:
     """The resource, as ``Resource.create`` builds it: what the SDK detects, then
     ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME``, then the global tags, and
-    ``service_name`` over a ``service.name`` tag. With a shaper, every attribute is
-    redacted and limited as tags are, wherever it came from."""
+    ``service_name`` over a ``service.name`` tag.
+
+    With a shaper, the attributes users give (the variable's and the tags) are redacted
+    and limited as tags are, wherever they came from; the SDK's own and the service name
+    are not cut (the specification exempts resources from the limits: only what a user
+    may fill with anything is bounded here)."""
     environ = os.environ if environ is None else environ
     detected = detected_resource()
-    attributes: dict[str, Any] = dict(detected.attributes)
-    attributes.update(env_pairs(environ.get(OTEL_RESOURCE_ATTRIBUTES, "")))
-    if environ.get(OTEL_SERVICE_NAME):
+    given: dict[str, Any] = {**env_pairs(environ.get(OTEL_RESOURCE_ATTRIBUTES, "")), **config.tags}
+    if shaper is not None:
+        given = dict(shaper.attributes(given)[0])
+    attributes: dict[str, Any] = {**detected.attributes, **given}
+    if environ.get(OTEL_SERVICE_NAME) and SERVICE_NAME not in config.tags:
         attributes[SERVICE_NAME] = environ[OTEL_SERVICE_NAME]
-    attributes.update(config.tags)
     if config.service_name is not None:
         attributes[SERVICE_NAME] = config.service_name
     if not attributes.get(SERVICE_NAME):
         attributes[SERVICE_NAME] = f"unknown_service:{os.path.basename(sys.executable)}"
-    if shaper is not None:
-        attributes = dict(shaper.attributes(attributes)[0])
     return Resource(attributes, detected.schema_url)
 
 
