@@ -19,8 +19,8 @@ from telemetry_otel._otel.delivery.callbacks import ExporterCallback
 from telemetry_otel._otel.live import Context, LiveSpan, extract_context, inject_context
 from telemetry_otel._otel.pipeline import Pipeline
 from telemetry_otel._otel.runtime import at_exit
-from telemetry_otel._otel.runtime.log import logger
-from telemetry_otel._otel.runtime.threads import off_the_loop
+from telemetry_otel._otel.runtime.log import logger, warn_once
+from telemetry_otel._otel.runtime.threads import delivering, off_the_loop, start_daemon
 from telemetry_otel._redact import mask_url
 from telemetry_otel._validation import _check_tags, _check_text
 from telemetry_otel.config import TelemetryConfig
@@ -37,6 +37,12 @@ class _State(enum.Enum):
     NEW = "new"
     RUNNING = "running"
     STOPPED = "stopped"
+
+
+_IN_CALLBACK = (
+    "%s was called from an exporter callback, which runs on the thread that delivers its "
+    "batches: %s, rather than wait for the batch the callback is in"
+)
 
 
 class TelemetryCollector:
@@ -100,7 +106,14 @@ class TelemetryCollector:
             timeout_ms: The deadline (default ``config.shutdown_timeout_ms``); what is
                 still queued then is dropped and counted in ``stats()``.
         """
-        self._stop_by(self._deadline(timeout_ms))
+        deadline = self._deadline(timeout_ms)
+        if delivering():
+            # Called by a callback: the stop would wait for the very batch the callback is
+            # in. It goes on in a thread of its own, and this call returns at once.
+            warn_once("stop-in-callback", _IN_CALLBACK, "stop()", "the stop goes on behind it")
+            start_daemon(lambda: self._stop_by(deadline), "telemetry-stop")
+            return
+        self._stop_by(deadline)
 
     def _stop_by(self, deadline: float) -> None:
         with self._lock:
@@ -125,6 +138,10 @@ class TelemetryCollector:
         """
         deadline = self._deadline(timeout_ms)
         pipeline = self._pipeline
+        if pipeline is not None and delivering():
+            # Called by a callback: nothing it waits for can end while the callback runs.
+            warn_once("flush-in-callback", _IN_CALLBACK, "flush()", "it returns False at once")
+            return False
         return True if pipeline is None else pipeline.flush(deadline)
 
     async def aflush(self, timeout_ms: float | None = None) -> bool:

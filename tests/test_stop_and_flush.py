@@ -266,3 +266,38 @@ def test_a_callback_gets_every_tag_set_of_an_interval_past_buffer_size(make_coll
     assert sorted(set(got)) == sorted((str(tag), 1) for tag in range(1_500))
     stats = collector.stats()["metric"]
     assert (stats["dropped_queue_full"], stats["exported"]) == (0, 3_000)
+
+
+@pytest.mark.parametrize("call", ["flush", "stop"])
+def test_a_callback_that_flushes_or_stops_never_waits_for_its_own_batch(call, caplog):
+    collector = TelemetryCollector(TelemetryConfig(flush_interval_ms=50))
+    returned: list[tuple[object, float]] = []
+
+    def callback(kind: str, item: object) -> None:
+        if returned:
+            return
+        started = time.monotonic()
+        outcome = collector.flush(5000) if call == "flush" else collector.stop(timeout_ms=5000)
+        returned.append((outcome, time.monotonic() - started))
+
+    collector.register_exporter(callback)
+    collector.start()
+    try:
+        collector.collect_event(Event("order.paid", "m"))
+        deadline = time.monotonic() + 10
+        while not returned and time.monotonic() < deadline:
+            time.sleep(0.01)
+        [(outcome, took)] = returned
+        assert took < 1.0, took  # was the whole 5 s: it waited for its own batch
+        if call == "flush":
+            assert outcome is False
+            assert collector.is_running
+        else:
+            deadline = time.monotonic() + 10
+            while collector.is_running and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert not collector.is_running
+            assert collector.stats()["event"]["exported"] == 1
+        assert f"{call}() was called from an exporter callback" in caplog.text
+    finally:
+        collector.stop(timeout_ms=2000)

@@ -33,7 +33,7 @@ from telemetry_otel._otel.delivery.outcomes import (
 from telemetry_otel._otel.runtime.forks import follow_forks
 from telemetry_otel._otel.runtime.log import logger, warn_limited
 from telemetry_otel._otel.runtime.sdk import suppress_instrumentation_key
-from telemetry_otel._otel.runtime.threads import start_daemon
+from telemetry_otel._otel.runtime.threads import mark_delivering, start_daemon
 
 T = TypeVar("T")
 _SUPPRESS_INSTRUMENTATION = suppress_instrumentation_key()
@@ -311,6 +311,7 @@ class DeliveryQueue(Generic[T]):
         self._thread = start_daemon(self._work, self.name)
 
     def _work(self) -> None:
+        mark_delivering()
         # Exporters must not trace their own network calls back into the pipeline.
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION, True))
         try:

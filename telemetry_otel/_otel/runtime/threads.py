@@ -94,3 +94,17 @@ async def off_the_loop(work: Callable[[], T], name: str) -> T:
     if start_daemon(run, name) is None:  # interpreter shutdown: no new threads
         return work()
     return await done
+
+
+# Set on the threads that hand batches to exporters and callbacks (delivery/queue.py):
+# a callback that calls flush() or stop() there would wait for the batch it is in.
+_delivering = threading.local()
+
+
+def mark_delivering() -> None:
+    _delivering.on = True
+
+
+def delivering() -> bool:
+    """Whether this thread delivers batches (so user code it runs is a callback)."""
+    return getattr(_delivering, "on", False)
