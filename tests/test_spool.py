@@ -445,7 +445,7 @@ db.rollback()
 
 
 def test_a_spool_another_process_holds_locked_never_holds_stop_past_its_deadline(
-    tmp_path, make_collector, caplog
+    tmp_path, make_collector, caplog, busy_cores
 ):
     collector = _outage_collector(make_collector, tmp_path)
     for i in range(5):

@@ -230,7 +230,7 @@ def test_what_is_recorded_while_stop_runs_arrives_or_is_refused(busy_cores, boun
 
 
 @pytest.mark.parametrize("transport", ["grpc", "http"])
-def test_metric_points_in_an_export_that_never_returns_are_counted_at_stop(transport):
+def test_metric_points_in_an_export_that_never_returns_are_counted_at_stop(transport, busy_cores):
     hole = BlackHole()
     try:
         collector = TelemetryCollector(
@@ -245,7 +245,9 @@ def test_metric_points_in_an_export_that_never_returns_are_counted_at_stop(trans
         collector.stop(timeout_ms=3000)  # the export starts in time on a busy machine too
         stats = collector.stats()["metric"]
         # A stopped collector has nothing pending: the unanswered export is a loss.
-        assert (stats["pending"], stats["dropped_shutdown"], stats["exported"]) == (0, 3, 0)
+        assert (stats["pending"], stats["dropped_shutdown"], stats["exported"]) == (0, 3, 0), str(
+            stats
+        )
         assert_identity(collector.stats(), "metric")
         time.sleep(0.5)  # the abandoned export's answer, if any, is not counted again
         assert collector.stats()["metric"]["dropped_shutdown"] == 3
@@ -269,7 +271,7 @@ def test_a_callback_gets_every_tag_set_of_an_interval_past_buffer_size(make_coll
 
 
 @pytest.mark.parametrize("call", ["flush", "stop"])
-def test_a_callback_that_flushes_or_stops_never_waits_for_its_own_batch(call, caplog):
+def test_a_callback_that_flushes_or_stops_never_waits_for_its_own_batch(call, caplog, busy_cores):
     collector = TelemetryCollector(TelemetryConfig(flush_interval_ms=50))
     returned: list[tuple[object, float]] = []
 

@@ -317,10 +317,12 @@ class Pipeline:
         _close_queues(queues, deadline)
         self.traces.processor.detach_queues()
         self.events.processor.detach_queues()
-        released = run_until(deadline, self._release(deadline), "release")
+        # Before the release closes the senders: an export cut short by that is one
+        # stop() could not finish, not an endpoint's failure.
         for destination in self._destinations:
             if destination.metric_counts is not None:
                 destination.metric_counts.count_unreturned_as_shutdown()
+        released = run_until(deadline, self._release(deadline), "release")
         return drained and metrics_done and not failed and released
 
     def _spool_reserve(self, deadline: float) -> float:
