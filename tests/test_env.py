@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -499,3 +502,27 @@ def test_a_start_that_fails_midway_leaves_no_callback_tracebacks(monkeypatch, ca
     with caplog.at_level(logging.DEBUG), pytest.raises(OSError, match="disk gone"):
         collector.start()
     assert [r.getMessage() for r in caplog.records if "Callback failed" in r.getMessage()] == []
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "1e309"])
+def test_a_malformed_span_attribute_limit_never_fails_the_import_or_the_start(value, otlp_receiver):
+    # The SDK's tracing module reads this variable when imported, and raises for it.
+    script = (
+        "import os, sys\n"
+        "from telemetry_otel import TelemetryCollector, TelemetryConfig\n"
+        "config = TelemetryConfig(export_endpoints=[sys.argv[1]])\n"
+        "with TelemetryCollector(config) as collector:\n"
+        "    with collector.span('checkout'):\n"
+        "        pass\n"
+        "print(os.environ['OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT": value},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [value]  # the environment is left as it was
+    assert [span.name for _, span in otlp_receiver.spans()] == ["checkout"]
