@@ -526,3 +526,27 @@ def test_a_malformed_span_attribute_limit_never_fails_the_import_or_the_start(va
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [value]  # the environment is left as it was
     assert [span.name for _, span in otlp_receiver.spans()] == ["checkout"]
+
+
+def test_an_unknown_propagator_is_left_out_and_never_fails_the_import():
+    # The API's propagation module loads every named propagator when imported, and
+    # raises for one that is not installed.
+    script = (
+        "from telemetry_otel import TelemetryCollector, TelemetryConfig\n"
+        "with TelemetryCollector(TelemetryConfig(export_endpoints=[])) as collector:\n"
+        "    with collector.span('checkout'):\n"
+        "        print(sorted(collector.inject_context({})))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "OTEL_PROPAGATORS": "tracecontext, b3multi ,baggage"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "['traceparent', 'tracestate']"
+    assert (
+        "OTEL_PROPAGATORS names propagators that are not installed, left out: b3multi "
+        "(installed: baggage, tracecontext)" in result.stderr
+    )
