@@ -25,6 +25,9 @@ OTEL_SPAN_EVENT_COUNT_LIMIT = "OTEL_SPAN_EVENT_COUNT_LIMIT"
 OTEL_SPAN_LINK_COUNT_LIMIT = "OTEL_SPAN_LINK_COUNT_LIMIT"
 OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT = "OTEL_EVENT_ATTRIBUTE_COUNT_LIMIT"
 OTEL_LINK_ATTRIBUTE_COUNT_LIMIT = "OTEL_LINK_ATTRIBUTE_COUNT_LIMIT"
+# Read by the OpenTelemetry API when imported; _otel/__init__.py imports it past a
+# propagator that is not installed.
+OTEL_PROPAGATORS = "OTEL_PROPAGATORS"
 # SpanLimits argument each is read into; the specification's default for each is 128.
 _SPAN_COUNT_LIMITS = {
     "max_events": OTEL_SPAN_EVENT_COUNT_LIMIT,
