@@ -423,12 +423,17 @@ class _BoundedHttpServer(ThreadingHTTPServer):
     request_queue_size = 128  # socketserver's 5 makes a burst of senders wait seconds
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        self._slots = threading.BoundedSemaphore(MAX_HTTP_CONNECTIONS)
+        self._open = 0  # connections being served
+        self._open_lock = threading.Lock()
         self._refused_at = 0.0
         super().__init__(address, handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
+        with self._open_lock:
+            full = self._open >= MAX_HTTP_CONNECTIONS
+            if not full:
+                self._open += 1
+        if full:
             self.shutdown_request(request)
             if time.monotonic() - self._refused_at >= 60:
                 self._refused_at = time.monotonic()
@@ -437,13 +442,21 @@ class _BoundedHttpServer(ThreadingHTTPServer):
                     file=sys.stderr,
                 )
             return
-        super().process_request(request, client_address)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread took it: its place is free again
+            self._close_one()
+            raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._close_one()
+
+    def _close_one(self) -> None:
+        with self._open_lock:
+            self._open -= 1
 
 
 class _Refused(Exception):
