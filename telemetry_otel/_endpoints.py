@@ -30,7 +30,7 @@ _OTLP_SCHEMES = {
 # vendors that serve gRPC behind TLS do).
 _DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 4317, "grpcs": 443}
 _OPTIONS = {
-    "otlp": ("compression", "timeout_ms", "ca_file", "signals"),
+    "otlp": ("compression", "timeout_ms", "ca_file", "client_cert", "client_key", "signals"),
     "console": ("format", "signals"),
     "file": ("max_bytes", "backups", "signals"),
     "prometheus": ("gauges",),
@@ -57,6 +57,8 @@ class OtlpTarget:
         compression: ``"gzip"`` or ``"none"``.
         timeout_ms: Time allowed for one export request.
         ca_file: PEM file of the CAs to trust for TLS, or None for the system's.
+        client_cert: PEM file of the client certificate (chain) shown for mutual TLS.
+        client_key: PEM file of its private key (never read into a message).
     """
 
     protocol: str
@@ -65,6 +67,8 @@ class OtlpTarget:
     compression: str = "gzip"
     timeout_ms: int = 10_000
     ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
 
     @property
     def tls(self) -> bool:
@@ -165,8 +169,11 @@ def _parse_otlp(text: str, parts: SplitResult) -> Endpoint:
     if protocol == "grpc" and parts.path not in ("", "/"):
         raise _error(text, "has a path; a gRPC endpoint takes none")
     options = _options(text, "otlp", parts.query)
-    if "ca_file" in options and not tls:
-        raise _error(text, "sets ca_file without TLS; use grpcs:// or https://")
+    for name in ("ca_file", "client_cert", "client_key"):
+        if name in options and not tls:
+            raise _error(text, f"sets {name} without TLS; use grpcs:// or https://")
+    if ("client_cert" in options) != ("client_key" in options):
+        raise _error(text, "sets one of client_cert and client_key; mutual TLS takes both")
     path, signals = _signal_path(text, parts.path.rstrip("/"), _signals(options))
     scheme = "https" if tls else "http"
     credentials = parts.netloc.rpartition("@")[0]
@@ -234,8 +241,8 @@ def _option_value(text: str, name: str, value: str) -> str | int:
         raise _error(text, f"has format={value!r}; expected text or json")
     if name == "gauges" and value not in GAUGE_RULES:
         raise _error(text, f"has gauges={value!r}; expected one of {', '.join(GAUGE_RULES)}")
-    if name == "ca_file" and not value:
-        raise _error(text, "has an empty ca_file")
+    if name in ("ca_file", "client_cert", "client_key") and not value:
+        raise _error(text, f"has an empty {name}")
     if name == "signals":
         given = value.split(",")
         if not value or any(signal not in SIGNALS for signal in given):
@@ -274,5 +281,7 @@ def otlp_targets(
             compression=str(options.get("compression", base.compression)),
             timeout_ms=int(options.get("timeout_ms", base.timeout_ms)),
             ca_file=str(options["ca_file"]) if "ca_file" in options else base.ca_file,
+            client_cert=str(options.get("client_cert", base.client_cert) or "") or None,
+            client_key=str(options.get("client_key", base.client_key) or "") or None,
         )
     return targets

@@ -21,6 +21,7 @@ from telemetry_otel import _env_sdk as env_sdk
 from telemetry_otel._endpoints import COMPRESSIONS, SIGNALS, Endpoint, OtlpTarget, parse_endpoint
 from telemetry_otel._otel.runtime.log import warn_limited
 from telemetry_otel._redact import header_problem, mask_pairs, mask_url
+from telemetry_otel._tls import client_identity_problem
 from telemetry_otel.models import EventSeverity
 
 Parser = Callable[[str, str], Any]
@@ -68,6 +69,8 @@ OTLP_SETTINGS = (
     "COMPRESSION",
     "TIMEOUT",
     "CERTIFICATE",
+    "CLIENT_CERTIFICATE",
+    "CLIENT_KEY",
     "INSECURE",
 )
 _PROTOCOLS = {"grpc": "grpc", "http/protobuf": "http"}
@@ -324,7 +327,28 @@ def _otlp_target(environ: Mapping[str, str], signal: str, urls: Mapping[str, str
         compression=_setting(environ, "COMPRESSION", signal, _parse_compression) or "gzip",
         timeout_ms=_setting(environ, "TIMEOUT", signal, parse_positive_int) or 10_000,
         ca_file=_setting(environ, "CERTIFICATE", signal, _parse_certificate),
+        **_client_identity(environ, signal),
     )
+
+
+def _client_identity(environ: Mapping[str, str], signal: str) -> dict[str, str | None]:
+    """The client certificate and key for mutual TLS, when both are set and usable; a
+    pair that is not (one of the two, unreadable, not each other's) is ignored, with one
+    warning, as any malformed ``OTEL_*`` variable is."""
+    cert = _setting(environ, "CLIENT_CERTIFICATE", signal, _parse_certificate)
+    key = _setting(environ, "CLIENT_KEY", signal, _parse_certificate)
+    if cert is None and key is None:
+        return {}
+    names = f"OTEL_EXPORTER_OTLP[_{signal.upper()}]_CLIENT_CERTIFICATE and _CLIENT_KEY"
+    problem = (
+        "only one of the two is set; mutual TLS takes both"
+        if cert is None or key is None
+        else client_identity_problem(cert, key)
+    )
+    if problem is not None:
+        warn_limited(f"env:client-identity:{signal}", "%s: %s; ignored", names, problem)
+        return {}
+    return {"client_cert": cert, "client_key": key}
 
 
 def _parse_protocol(name: str, value: str) -> str:

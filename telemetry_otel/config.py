@@ -28,6 +28,7 @@ from telemetry_otel._redact import (
     mask_tags,
     mask_url,
 )
+from telemetry_otel._tls import client_identity_problem
 from telemetry_otel.models import EventSeverity
 
 __all__ = ["TelemetryConfig"]
@@ -372,7 +373,10 @@ class TelemetryConfig:
             ValueError: an endpoint string has an unknown form or option.
         """
         check.endpoint_list("export_endpoints", self.export_endpoints)
-        return [*(parse_endpoint(text) for text in self.export_endpoints), *self._env_endpoints]
+        parsed = [parse_endpoint(text) for text in self.export_endpoints]
+        for endpoint in parsed:
+            _check_client_identity(endpoint)
+        return [*parsed, *self._env_endpoints]
 
     def otlp_targets(self, endpoint: Endpoint) -> dict[str, OtlpTarget]:
         """Each signal's OTLP target for an endpoint, headers and OTel defaults applied."""
@@ -417,11 +421,22 @@ class TelemetryConfig:
         return "\n".join(lines)
 
 
+def _check_client_identity(endpoint: Endpoint) -> None:
+    """An endpoint's client certificate and key, usable: readable, and one the other's."""
+    cert, key = endpoint.options.get("client_cert"), endpoint.options.get("client_key")
+    if cert is None or key is None:
+        return
+    problem = client_identity_problem(str(cert), str(key))
+    if problem is not None:
+        raise ValueError(f"export_endpoints: {mask_url(endpoint.text)!r}: {problem}")
+
+
 def _describe_targets(targets: Mapping[str, OtlpTarget]) -> list[str]:
     return [
         f"  {signal:<8} {target.protocol} {mask_url(target.url)} "
         f"compression={target.compression} timeout_ms={target.timeout_ms} "
         f"ca_file={target.ca_file} headers={mask_headers(target.headers)}"
+        + (f" client_cert={target.client_cert}" if target.client_cert else "")
         for signal, target in targets.items()
     ]
 

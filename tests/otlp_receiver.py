@@ -93,7 +93,10 @@ class OtlpReceiver:
         max_http_body: int | None = None,
         answer_delay_s: float = 0.0,
         max_grpc_receive_bytes: int | None = None,
+        require_client_cert: bool = False,
     ) -> None:
+        # Mutual TLS: a client must show a certificate the test CA issued.
+        self.require_client_cert = require_client_cert
         # gRPC's receive limit (grpcio's default: 4 MiB), refused as RESOURCE_EXHAUSTED.
         self.max_grpc_receive_bytes = max_grpc_receive_bytes
         self.tls = tls
@@ -152,7 +155,11 @@ class OtlpReceiver:
             self.grpc_port = server.add_insecure_port(address)
         else:
             key, cert = self.tls.key_file.read_bytes(), self.tls.cert_file.read_bytes()
-            credentials = grpc.ssl_server_credentials([(key, cert)])
+            credentials = grpc.ssl_server_credentials(
+                [(key, cert)],
+                root_certificates=self.tls.ca_file.read_bytes(),
+                require_client_auth=self.require_client_cert,
+            )
             self.grpc_port = server.add_secure_port(address, credentials)
         server.start()
         self._grpc_server = server
@@ -167,6 +174,9 @@ class OtlpReceiver:
         if self.tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
+            if self.require_client_cert:
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_verify_locations(self.tls.ca_file)
             server.socket = context.wrap_socket(server.socket, server_side=True)
         self.http_port = server.server_address[1]
         threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -97,7 +97,8 @@ def test_endpoints_are_parsed_into_kind_and_base_url():
         ("grpc://h:4317/v1", "has a path; a gRPC endpoint takes none"),
         (
             "http://h:4318?x=1",
-            "has an unknown option 'x' (allowed: compression, timeout_ms, ca_file, signals)",
+            "has an unknown option 'x' (allowed: compression, timeout_ms, ca_file, client_cert, "
+            "client_key, signals)",
         ),
         ("http://h:4318?compression=zstd", "has compression='zstd'; expected gzip or none"),
         ("grpc://h:4317?timeout_ms=-5", "has timeout_ms='-5'; expected a whole number >= 1"),

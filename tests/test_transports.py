@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
+from typing import Any
 
 import pytest
 
-from telemetry_otel import Event, Metric, MetricType, Trace
+from telemetry_otel import (
+    Event,
+    Metric,
+    MetricType,
+    TelemetryCollector,
+    TelemetryConfig,
+    Trace,
+    cli,
+)
 from telemetry_otel._otel.runtime import log
 from tests.otlp_receiver import OtlpReceiver, any_value
 from tests.tls import make_tls_files
@@ -281,3 +291,136 @@ def test_url_credentials_are_sent_as_basic_authorization(otlp_receiver, make_col
     assert collector.flush(10_000) is True
     expected = "Basic " + base64.b64encode(b"ann:p@ss").decode()
     assert otlp_receiver.requests("traces")[0].headers["authorization"] == expected
+
+
+# -- mutual TLS ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mtls_receiver(tls_files):
+    receiver = OtlpReceiver(tls=tls_files, require_client_cert=True).start()
+    yield receiver
+    receiver.stop()
+
+
+def _mtls_endpoint(scheme: str, receiver: OtlpReceiver, files: Any, **extra: str) -> str:
+    port = receiver.grpc_port if scheme == "grpcs" else receiver.http_port
+    options = {
+        "ca_file": str(files.ca_file),
+        "client_cert": str(files.client_cert_file),
+        "client_key": str(files.client_key_file),
+        **extra,
+    }
+    return f"{scheme}://127.0.0.1:{port}?" + "&".join(f"{k}={v}" for k, v in options.items())
+
+
+@pytest.mark.parametrize("scheme", ["grpcs", "https"])
+def test_a_gateway_requiring_client_certificates_gets_every_signal(
+    mtls_receiver, tls_files, make_collector, scheme
+):
+    endpoint = _mtls_endpoint(scheme, mtls_receiver, tls_files)
+    collector = make_collector(export_endpoints=[endpoint], flush_interval_ms=60_000)
+    _collect_one_of_each(collector)
+    assert collector.flush(10_000) is True
+    _assert_one_of_each_arrived(mtls_receiver)
+    shown = collector.config.describe()
+    assert f"client_cert={tls_files.client_cert_file}" in shown
+    assert str(tls_files.client_key_file) not in shown.replace(endpoint, "")
+
+
+@pytest.mark.parametrize("scheme", ["grpcs", "https"])
+def test_the_client_certificate_variables_are_read_per_signal_and_for_all(
+    mtls_receiver, tls_files, monkeypatch, scheme
+):
+    port = mtls_receiver.grpc_port if scheme == "grpcs" else mtls_receiver.http_port
+    environ = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"https://127.0.0.1:{port}",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc" if scheme == "grpcs" else "http/protobuf",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": str(tls_files.ca_file),
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": str(tls_files.client_cert_file),
+        "OTEL_EXPORTER_OTLP_CLIENT_KEY": str(tls_files.client_key_file),
+    }
+    collector = TelemetryCollector(TelemetryConfig().with_env(environ))
+    collector.start()
+    try:
+        _collect_one_of_each(collector)
+        assert collector.flush(10_000) is True
+        _assert_one_of_each_arrived(mtls_receiver)
+    finally:
+        collector.stop(timeout_ms=2000)
+
+
+@pytest.mark.parametrize("scheme", ["grpcs", "https"])
+def test_without_a_client_certificate_the_gateway_refuses_and_it_is_counted(
+    mtls_receiver, tls_files, make_collector, scheme
+):
+    port = mtls_receiver.grpc_port if scheme == "grpcs" else mtls_receiver.http_port
+    collector = make_collector(
+        export_endpoints=[
+            f"{scheme}://127.0.0.1:{port}?ca_file={tls_files.ca_file}&timeout_ms=500"
+        ],
+        flush_interval_ms=60_000,
+    )
+    collector.collect_event(Event("e", "m"))
+    assert collector.flush(10_000) is False
+    stats = collector.stats()["event"]
+    assert (stats["exported"], stats["export_failures_unavailable"]) == (0, 1)
+    assert mtls_receiver.received == []
+
+
+def test_a_client_key_that_is_not_the_certificates_is_refused_naming_both_never_quoting_them(
+    tmp_path, tls_files
+):
+    (tmp_path / "other").mkdir()
+    other = make_tls_files(tmp_path / "other")
+    endpoint = (
+        f"https://127.0.0.1:4318?client_cert={tls_files.client_cert_file}"
+        f"&client_key={other.client_key_file}"
+    )
+    with pytest.raises(ValueError) as raised:
+        TelemetryConfig(export_endpoints=[endpoint])
+    message = str(raised.value)
+    assert message.endswith(
+        f"client_key {other.client_key_file} is not the key of client_cert "
+        f"{tls_files.client_cert_file}"
+    )
+    key_text = other.client_key_file.read_text()
+    assert "PRIVATE KEY" not in message and key_text.splitlines()[1] not in message
+
+
+@pytest.mark.parametrize(
+    ("options", "problem"),
+    [
+        (
+            "client_cert=/nonexistent.pem&client_key=/nonexistent.key",
+            "client_cert /nonexistent.pem cannot be read: No such file or directory",
+        ),
+        ("client_cert={cert}", "sets one of client_cert and client_key; mutual TLS takes both"),
+        ("client_cert={key}&client_key={key}", "are not a PEM certificate and its key"),
+    ],
+)
+def test_unusable_client_certificates_fail_when_the_config_is_built(tls_files, options, problem):
+    filled = options.format(cert=tls_files.client_cert_file, key=tls_files.client_key_file)
+    with pytest.raises(ValueError, match=re.escape(problem)):
+        TelemetryConfig(export_endpoints=[f"https://127.0.0.1:4318?{filled}"])
+    with pytest.raises(ValueError, match="sets client_cert without TLS"):
+        TelemetryConfig(export_endpoints=[f"http://127.0.0.1:4318?{filled}"])
+
+
+def test_a_client_certificate_variable_without_its_key_is_ignored_with_a_warning(tls_files, caplog):
+    environ = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "https://127.0.0.1:4318",
+        "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": str(tls_files.client_cert_file),
+    }
+    with caplog.at_level(logging.WARNING, logger="telemetry_otel"):
+        config = TelemetryConfig().with_env(environ)
+    [endpoint] = config.endpoints()
+    assert all(t.client_cert is None for t in config.otlp_targets(endpoint).values())
+    assert "only one of the two is set; mutual TLS takes both; ignored" in caplog.text
+
+
+def test_check_says_which_client_certificate_it_showed(mtls_receiver, tls_files, capsys):
+    code = cli.main(["check", _mtls_endpoint("https", mtls_receiver, tls_files)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert out.count(f"(client certificate {tls_files.client_cert_file})") == 3

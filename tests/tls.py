@@ -22,6 +22,9 @@ class TlsFiles:
     ca_file: Path
     cert_file: Path
     key_file: Path
+    # A client's certificate and key, issued by the same CA (for mutual TLS).
+    client_cert_file: Path | None = None
+    client_key_file: Path | None = None
 
 
 def _name(common_name: str) -> x509.Name:
@@ -91,14 +94,46 @@ def make_tls_files(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
         )
     cert = builder.sign(ca_key, hashes.SHA256())
-    files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    files = TlsFiles(
+        directory / "ca.pem",
+        directory / "server.pem",
+        directory / "server.key",
+        directory / "client.pem",
+        directory / "client.key",
+    )
     files.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    files.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    files.key_file.write_bytes(
-        key.private_bytes(
+    _write_pair(files.cert_file, files.key_file, cert, key)
+    client_key = ec.generate_private_key(ec.SECP256R1())
+    client = (
+        x509.CertificateBuilder()
+        .subject_name(_name("telemetry-otel test client"))
+        .issuer_name(ca_cert.subject)
+        .public_key(client_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(ca=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(client_key.public_key()), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    assert files.client_cert_file is not None and files.client_key_file is not None
+    _write_pair(files.client_cert_file, files.client_key_file, client, client_key)
+    return files
+
+
+def _write_pair(cert_file: Path, key_file: Path, cert: x509.Certificate, key: object) -> None:
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(  # type: ignore[attr-defined]
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
     )
-    return files

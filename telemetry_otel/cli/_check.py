@@ -146,11 +146,12 @@ def _send(signal: str, target: OtlpTarget, payload: bytes, probes: _Probes) -> C
 
 def tried_url(target: OtlpTarget, signal: str) -> str:
     """The URL as the user would write it: ``grpc[s]://host:port`` for gRPC."""
+    shown = f" (client certificate {target.client_cert})" if target.client_cert else ""
     if target.protocol == "http":
-        return mask_url(target.url)
+        return mask_url(target.url) + shown
     scheme = "grpcs" if target.tls else "grpc"
     service = GRPC_METHODS[signal].rsplit(".", 1)[-1]  # TraceService/Export
-    return f"{scheme}://{mask_url(target.url).split('://', 1)[-1]} {service}"
+    return f"{scheme}://{mask_url(target.url).split('://', 1)[-1]} {service}{shown}"
 
 
 def printable(text: str) -> str:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from telemetry_otel._endpoints import OtlpTarget
 from telemetry_otel._redact import split_credentials
+from telemetry_otel._tls import client_context
 
 _MAX_BODY = 64 * 1024  # of a response: enough for any status message, bounded for a hostile one
 
@@ -76,7 +77,13 @@ class HttpClient:
     """One keep-alive connection to an OTLP/HTTP endpoint (http.client: requests and
     urllib3 bound each read, not the request)."""
 
-    def __init__(self, url: str, ca_file: str | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        ca_file: str | None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
+    ) -> None:
         parts = urlsplit(url)
         self._tls = parts.scheme == "https"
         self._host = parts.hostname or ""
@@ -84,6 +91,8 @@ class HttpClient:
         self._path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self._host_header = parts.netloc.rsplit("@", 1)[-1]
         self._context = ssl.create_default_context(cafile=ca_file) if self._tls else None
+        if self._context is not None:
+            client_context(self._context, client_cert, client_key)
         self._connection: http.client.HTTPConnection | None = None
         self._lock = threading.Lock()
 

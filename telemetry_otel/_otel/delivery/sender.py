@@ -237,7 +237,10 @@ class OtlpSender:
             payload = gzip.compress(payload)
             headers["Content-Encoding"] = "gzip"
         if self._http is None:
-            self._http = HttpClient(self._url, self._target.ca_file)
+            target = self._target
+            self._http = HttpClient(
+                self._url, target.ca_file, target.client_cert, target.client_key
+            )
         status, reason, response_headers, body = self._http.post(payload, headers, deadline)
         if 200 <= status < 300:
             return self._read_partial_success(body)
@@ -388,4 +391,9 @@ def _grpc_channel(target: OtlpTarget, url: str) -> Any:
     if not target.tls:
         return grpc.insecure_channel(address)
     roots = read_ca_file(target.ca_file)
-    return grpc.secure_channel(address, grpc.ssl_channel_credentials(root_certificates=roots))
+    key = read_ca_file(target.client_key) if target.client_cert else None
+    chain = read_ca_file(target.client_cert)
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=roots, private_key=key, certificate_chain=chain
+    )
+    return grpc.secure_channel(address, credentials)
