@@ -31,7 +31,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 
 from telemetry_otel._otel.delivery.sender import GRPC_METHODS
 from telemetry_otel._otel.destinations.console import span_node
-from telemetry_otel._otel.destinations.files import RotatingLineFile, to_otlp_json
+from telemetry_otel._otel.destinations.files import RotatingLineFile
 from telemetry_otel._otel.destinations.layout import (
     BAR_WIDTH,
     EventView,
@@ -51,6 +51,7 @@ from telemetry_otel._otel.destinations.layout import (
     span_lines,
 )
 from telemetry_otel._otel.destinations.tree import Node, Placed, TraceTrees
+from telemetry_otel._otel.mapping.otlp_json import to_otlp_json
 
 MESSAGES: dict[str, tuple[Any, Any]] = {
     "traces": (trace_pb.ExportTraceServiceRequest, trace_pb.ExportTraceServiceResponse),

@@ -12,15 +12,12 @@ exporters of the same SDK release, and has no size-based rotation; hence this.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import json
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -30,36 +27,13 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from telemetry_otel._otel.mapping.encoding import encode_spans
 from telemetry_otel._otel.mapping.metrics import metrics_request
+from telemetry_otel._otel.mapping.otlp_json import to_otlp_json
 from telemetry_otel._otel.mapping.summaries import SummaryBoard
 from telemetry_otel._otel.runtime.forks import ForkSafeLock
 from telemetry_otel._otel.runtime.log import warn_limited
 from telemetry_otel._otel.runtime.sdk import log_encoder
 
 _encode_logs = log_encoder()
-
-_ID_KEYS = frozenset(("traceId", "spanId", "parentSpanId"))
-
-
-def _hex_ids(value: Any) -> Any:
-    """Replace base64 trace and span ids (proto3 JSON) by hex ones (OTLP JSON), in place."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key in _ID_KEYS and isinstance(item, str):
-                value[key] = base64.b64decode(item).hex()
-            else:
-                _hex_ids(item)
-    elif isinstance(value, list):
-        for item in value:
-            _hex_ids(item)
-    return value
-
-
-def to_otlp_json(request: Message) -> str:
-    """One export request as a single line of OTLP JSON."""
-    data = json.loads(MessageToJson(request, use_integers_for_enums=True, indent=None))
-    # ASCII only: raw U+2028 or U+0085 inside a string would split the line for readers
-    # that split on every Unicode line break.
-    return json.dumps(_hex_ids(data), separators=(",", ":"))
 
 
 class RotatingLineFile:
