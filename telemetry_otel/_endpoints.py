@@ -30,7 +30,15 @@ _OTLP_SCHEMES = {
 # vendors that serve gRPC behind TLS do).
 _DEFAULT_PORTS = {"http": 80, "https": 443, "grpc": 4317, "grpcs": 443}
 _OPTIONS = {
-    "otlp": ("compression", "timeout_ms", "ca_file", "client_cert", "client_key", "signals"),
+    "otlp": (
+        "protocol",
+        "compression",
+        "timeout_ms",
+        "ca_file",
+        "client_cert",
+        "client_key",
+        "signals",
+    ),
     "console": ("format", "signals"),
     "file": ("max_bytes", "backups", "signals"),
     "prometheus": ("gauges",),
@@ -59,6 +67,7 @@ class OtlpTarget:
         ca_file: PEM file of the CAs to trust for TLS, or None for the system's.
         client_cert: PEM file of the client certificate (chain) shown for mutual TLS.
         client_key: PEM file of its private key (never read into a message).
+        encoding: HTTP only: ``"protobuf"`` or ``"json"`` (OTLP/JSON, ``http/json``).
     """
 
     protocol: str
@@ -69,6 +78,7 @@ class OtlpTarget:
     ca_file: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    encoding: str = "protobuf"
 
     @property
     def tls(self) -> bool:
@@ -172,6 +182,12 @@ def _parse_otlp(text: str, parts: SplitResult) -> Endpoint:
     for name in ("ca_file", "client_cert", "client_key"):
         if name in options and not tls:
             raise _error(text, f"sets {name} without TLS; use grpcs:// or https://")
+    given = options.get("protocol")
+    if given is not None and (given == "grpc") != (protocol == "grpc"):
+        spoken = "grpc" if protocol == "grpc" else "http/protobuf or http/json"
+        raise _error(
+            text, f"has protocol={given}, which {parts.scheme}:// does not speak ({spoken})"
+        )
     if ("client_cert" in options) != ("client_key" in options):
         raise _error(text, "sets one of client_cert and client_key; mutual TLS takes both")
     path, signals = _signal_path(text, parts.path.rstrip("/"), _signals(options))
@@ -241,6 +257,8 @@ def _option_value(text: str, name: str, value: str) -> str | int:
         raise _error(text, f"has format={value!r}; expected text or json")
     if name == "gauges" and value not in GAUGE_RULES:
         raise _error(text, f"has gauges={value!r}; expected one of {', '.join(GAUGE_RULES)}")
+    if name == "protocol" and value not in HTTP_ENCODINGS and value != "grpc":
+        raise _error(text, f"has protocol={value!r}; expected http/protobuf, http/json or grpc")
     if name in ("ca_file", "client_cert", "client_key") and not value:
         raise _error(text, f"has an empty {name}")
     if name == "signals":
@@ -257,6 +275,19 @@ def _option_value(text: str, name: str, value: str) -> str | int:
             raise _error(text, f"has {name}={value!r}; expected a whole number >= {least}")
         return int(value)
     return value
+
+
+# The OTLP/HTTP protocol values, by the body encoding each names.
+HTTP_ENCODINGS = {"http/protobuf": "protobuf", "http/json": "json"}
+
+
+def _encoding(endpoint: Endpoint, options: Mapping[str, str | int], base: OtlpTarget) -> str:
+    """The body encoding: the ``protocol`` option's, else the variable's (HTTP only)."""
+    if endpoint.protocol != "http":
+        return "protobuf"
+    if "protocol" in options:
+        return HTTP_ENCODINGS[str(options["protocol"])]
+    return base.encoding
 
 
 def otlp_targets(
@@ -283,5 +314,6 @@ def otlp_targets(
             ca_file=str(options["ca_file"]) if "ca_file" in options else base.ca_file,
             client_cert=str(options.get("client_cert", base.client_cert) or "") or None,
             client_key=str(options.get("client_key", base.client_key) or "") or None,
+            encoding=_encoding(endpoint, options, base),
         )
     return targets

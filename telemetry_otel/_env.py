@@ -18,7 +18,14 @@ from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from telemetry_otel import _env_sdk as env_sdk
-from telemetry_otel._endpoints import COMPRESSIONS, SIGNALS, Endpoint, OtlpTarget, parse_endpoint
+from telemetry_otel._endpoints import (
+    COMPRESSIONS,
+    HTTP_ENCODINGS,
+    SIGNALS,
+    Endpoint,
+    OtlpTarget,
+    parse_endpoint,
+)
 from telemetry_otel._otel.runtime.log import warn_limited
 from telemetry_otel._redact import header_problem, mask_pairs, mask_url
 from telemetry_otel._tls import client_identity_problem
@@ -73,7 +80,7 @@ OTLP_SETTINGS = (
     "CLIENT_KEY",
     "INSECURE",
 )
-_PROTOCOLS = {"grpc": "grpc", "http/protobuf": "http"}
+_PROTOCOLS = ("grpc", "http/protobuf", "http/json")
 _DEFAULT_URLS = {"grpc": "http://localhost:4317", "http": "http://localhost:4318"}
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
@@ -317,7 +324,8 @@ def _setting(
 
 
 def _otlp_target(environ: Mapping[str, str], signal: str, urls: Mapping[str, str]) -> OtlpTarget:
-    protocol = _setting(environ, "PROTOCOL", signal, _parse_protocol) or "http"
+    spoken = _setting(environ, "PROTOCOL", signal, _parse_protocol) or "http/protobuf"
+    protocol = "grpc" if spoken == "grpc" else "http"
     headers = _setting(environ, "HEADERS", signal, parse_headers)
     insecure = bool(_setting(environ, "INSECURE", signal, parse_otel_bool))
     return OtlpTarget(
@@ -327,11 +335,12 @@ def _otlp_target(environ: Mapping[str, str], signal: str, urls: Mapping[str, str
         compression=_setting(environ, "COMPRESSION", signal, _parse_compression) or "gzip",
         timeout_ms=_setting(environ, "TIMEOUT", signal, parse_positive_int) or 10_000,
         ca_file=_setting(environ, "CERTIFICATE", signal, _parse_certificate),
+        encoding=HTTP_ENCODINGS.get(spoken, "protobuf"),
         **_client_identity(environ, signal),
     )
 
 
-def _client_identity(environ: Mapping[str, str], signal: str) -> dict[str, str | None]:
+def _client_identity(environ: Mapping[str, str], signal: str) -> dict[str, Any]:
     """The client certificate and key for mutual TLS, when both are set and usable; a
     pair that is not (one of the two, unreadable, not each other's) is ignored, with one
     warning, as any malformed ``OTEL_*`` variable is."""
@@ -353,9 +362,9 @@ def _client_identity(environ: Mapping[str, str], signal: str) -> dict[str, str |
 
 def _parse_protocol(name: str, value: str) -> str:
     # Case-insensitive, as the specification asks of every enum-valued variable.
-    protocol = _PROTOCOLS.get(value.strip().lower())
-    if protocol is None:
-        raise _bad(name, value, "grpc or http/protobuf (http/json is not supported)")
+    protocol = value.strip().lower()
+    if protocol not in _PROTOCOLS:
+        raise _bad(name, value, "grpc, http/protobuf or http/json")
     return protocol
 
 

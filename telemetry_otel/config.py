@@ -431,9 +431,14 @@ def _check_client_identity(endpoint: Endpoint) -> None:
         raise ValueError(f"export_endpoints: {mask_url(endpoint.text)!r}: {problem}")
 
 
+def _spoken(target: OtlpTarget) -> str:
+    """The protocol as OTEL_EXPORTER_OTLP_PROTOCOL names it."""
+    return "grpc" if target.protocol == "grpc" else f"http/{target.encoding}"
+
+
 def _describe_targets(targets: Mapping[str, OtlpTarget]) -> list[str]:
     return [
-        f"  {signal:<8} {target.protocol} {mask_url(target.url)} "
+        f"  {signal:<8} {_spoken(target)} {mask_url(target.url)} "
         f"compression={target.compression} timeout_ms={target.timeout_ms} "
         f"ca_file={target.ca_file} headers={mask_headers(target.headers)}"
         + (f" client_cert={target.client_cert}" if target.client_cert else "")

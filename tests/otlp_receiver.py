@@ -6,7 +6,9 @@ messages) with the transport, headers and content encoding it arrived with.
 
 from __future__ import annotations
 
+import base64
 import gzip
+import json
 import socket
 import ssl
 import threading
@@ -18,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
+from google.protobuf import json_format
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2, logs_service_pb2_grpc
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
@@ -59,6 +62,21 @@ class Partial:
 
     rejected: int
     message: str
+
+
+def _base64_ids(value: Any) -> Any:
+    """OTLP/JSON writes trace and span ids in hex; protobuf's JSON reads bytes in base64.
+    Written here on its own, not taken from the library: the receiver checks its JSON."""
+    if isinstance(value, dict):
+        return {
+            key: base64.b64encode(bytes.fromhex(item)).decode()
+            if key in ("traceId", "spanId", "parentSpanId") and isinstance(item, str)
+            else _base64_ids(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_base64_ids(item) for item in value]
+    return value
 
 
 def _response(signal: str, failure: Any) -> Message:
@@ -339,14 +357,24 @@ class _OtlpHttpHandler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(message)
             return
+        as_json = self.headers.get("Content-Type", "").startswith("application/json")
         request = _REQUESTS[signal]()
-        request.ParseFromString(body)
+        if as_json:
+            json_format.Parse(json.dumps(_base64_ids(json.loads(body))), request)
+        else:
+            request.ParseFromString(body)
         headers = {k.lower(): v for k, v in self.headers.items()}
         headers[":path"] = self.path
         self.owner.record(signal, "http", request, headers)
-        payload = _response(signal, failure).SerializeToString()
+        response = _response(signal, failure)
+        if as_json:  # answered in kind, as OTLP/JSON receivers do
+            payload = json_format.MessageToJson(response, indent=None).encode()
+        else:
+            payload = response.SerializeToString()
         self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header(
+            "Content-Type", "application/json" if as_json else "application/x-protobuf"
+        )
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)

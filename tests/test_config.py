@@ -97,8 +97,8 @@ def test_endpoints_are_parsed_into_kind_and_base_url():
         ("grpc://h:4317/v1", "has a path; a gRPC endpoint takes none"),
         (
             "http://h:4318?x=1",
-            "has an unknown option 'x' (allowed: compression, timeout_ms, ca_file, client_cert, "
-            "client_key, signals)",
+            "has an unknown option 'x' (allowed: protocol, compression, timeout_ms, ca_file, "
+            "client_cert, client_key, signals)",
         ),
         ("http://h:4318?compression=zstd", "has compression='zstd'; expected gzip or none"),
         ("grpc://h:4317?timeout_ms=-5", "has timeout_ms='-5'; expected a whole number >= 1"),
@@ -212,7 +212,9 @@ def test_repr_and_describe_mask_header_values_and_url_credentials():
         assert "hunter2" not in shown and "s3cret-key" not in shown
         assert "user:***@otlp.example.com" in shown
         assert "'api-key': '***'" in shown
-    assert "  traces   http https://user:***@otlp.example.com:443/v1/traces" in config.describe()
+    assert "  traces   http/protobuf https://user:***@otlp.example.com:443/v1/traces" in (
+        config.describe()
+    )
 
 
 def test_bad_headers_are_refused_without_showing_their_values():

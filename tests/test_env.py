@@ -117,11 +117,7 @@ def _warnings(caplog) -> list[str]:
         ("OTEL_SDK_DISABLED", "yes", "true or false"),
         ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "zstd", "gzip or none"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon", "a whole number of at least 1"),
-        (
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-            "http/json",
-            "grpc or http/protobuf (http/json is not supported)",
-        ),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml", "grpc, http/protobuf or http/json"),
         (
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             "localhost:4317",

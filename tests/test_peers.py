@@ -106,3 +106,49 @@ def test_oteltap_which_reads_no_gzip_gets_everything_after_one_refusal(make_coll
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
         f"OTLP endpoint http://127.0.0.1:{port} cannot read gzip-compressed requests"
     ]
+
+
+def test_rotel_reads_every_field_of_http_json_as_it_reads_protobuf(forwarded_to):
+    # Two collectors, one per encoding, with the same workload: rotel decodes each and
+    # forwards it, and what it forwards for one equals what it forwards for the other.
+    rotel = Rotel(forwarded_to.grpc_port, max_receive_mib=4)
+    try:
+        for encoding in ("http/protobuf", "http/json"):
+            config = TelemetryConfig(
+                export_endpoints=[f"http://127.0.0.1:{rotel.http_port}?protocol={encoding}"],
+                service_name=encoding,
+                flush_interval_ms=60_000,
+                self_metrics=False,
+            )
+            with TelemetryCollector(config) as collector:
+                _workload(collector)
+            assert collector.stats()["trace"]["exported"] == 3, encoding
+        assert forwarded_to.wait_for(
+            lambda: len(forwarded_to.spans()) >= 6 and len(forwarded_to.log_records()) >= 2, 30
+        )
+    finally:
+        output = rotel.stop()
+    for signal, items in (("spans", forwarded_to.spans()), ("logs", forwarded_to.log_records())):
+        by_service: dict[str, list[str]] = {"http/protobuf": [], "http/json": []}
+        for resource, item in items:
+            if signal == "logs":
+                item.ClearField("observed_time_unix_nano")  # when each collector took it
+            by_service[resource["service.name"]].append(str(item))
+        assert sorted(by_service["http/json"]) == sorted(by_service["http/protobuf"]), (
+            signal,
+            output,
+        )
+        assert len(by_service["http/json"]) == (3 if signal == "spans" else 1)
+
+
+def _workload(collector: TelemetryCollector) -> None:
+    """Fixed ids and times, so that both encodings send the same items."""
+    at = 1_700_000_000.0
+    collector.collect_trace(
+        Trace("t-1", "root", "checkout", 12.5, tags={"route": "/pay", "n": 2**40}, timestamp=at)
+    )
+    collector.collect_trace(Trace("t-1", "kid", "charge", 3.5, "root", error="no", timestamp=at))
+    collector.collect_trace(Trace("t-2", "alone", "ping", 0.5, timestamp=at))
+    collector.collect_event(
+        Event("paid", "order paid", metadata={"items": [1, 2], "who": {"id": "u"}}, timestamp=at)
+    )

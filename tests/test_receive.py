@@ -297,19 +297,28 @@ def test_a_request_it_cannot_read_is_refused_in_one_line_and_receive_keeps_going
         413,
         "the body is over 4194304 bytes once gunzipped",
     )
-    assert _post(port, "/v1/logs", b"{}", **{"Content-Type": "application/json"}) == (
-        415,
-        "OTLP/HTTP JSON is not read here; send protobuf",
+    assert _post(port, "/v1/logs", b"{not json", **{"Content-Type": "application/json"}) == (
+        400,
+        "the body is not an OTLP logs request",
     )
     err = capsys.readouterr().err.splitlines()
     assert err == [
         "receive: refused a request to /v1/traces: the body is not an OTLP traces request",
         "receive: refused a request to /v1/logs: the body is not valid gzip",
         "receive: refused a request to /v1/metrics: the body is over 4194304 bytes once gunzipped",
-        "receive: refused a request to /v1/logs: OTLP/HTTP JSON is not read here; send protobuf",
+        "receive: refused a request to /v1/logs: the body is not an OTLP logs request",
     ]
     send_workload(f"http://127.0.0.1:{port}", "checkout")  # and it still receives
     assert len(screen.wait_for(receiver, 9)) == 9
+
+
+def test_http_json_is_received_and_shown_as_protobuf_is(receiving):
+    receiver, screen = receiving
+    send_workload(f"http://127.0.0.1:{receiver.http_port}?protocol=http/json", "checkout")
+    lines = screen.wait_for(receiver, 9)
+    assert len(lines) == 9
+    assert any("POST /pay" in line and "route=/pay" in line for line in lines)
+    assert any("METRIC HISTOGRAM latency total count=2 sum=42" in line for line in lines)
 
 
 @pytest.mark.parametrize("path", ["/foo/v1/traces", "/v1/traces/", "/v1/spans", "/traces"])

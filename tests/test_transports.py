@@ -20,7 +20,7 @@ from telemetry_otel import (
     cli,
 )
 from telemetry_otel._otel.runtime import log
-from tests.otlp_receiver import OtlpReceiver, any_value
+from tests.otlp_receiver import OtlpReceiver, Partial, any_value
 from tests.tls import make_tls_files
 
 
@@ -37,6 +37,18 @@ def _assert_one_of_each_arrived(receiver):
     assert (span.name, span.end_time_unix_nano) == ("charge", 1_700_000_000_000_000_000)
     assert (record.event_name, any_value(record.body)) == ("paid", "order paid")
     assert (metric.name, metric.sum.data_points[0].as_int) == ("orders", 2)
+
+
+def _one_of_each_arrives(config: TelemetryConfig, receiver: OtlpReceiver) -> None:
+    """A collector of ``config`` sends one item of each signal, and they arrive."""
+    collector = TelemetryCollector(config)
+    collector.start()
+    try:
+        _collect_one_of_each(collector)
+        assert collector.flush(10_000) is True
+        _assert_one_of_each_arrived(receiver)
+    finally:
+        collector.stop(timeout_ms=2000)
 
 
 @pytest.mark.parametrize("compression", ["gzip", "none"])
@@ -340,14 +352,7 @@ def test_the_client_certificate_variables_are_read_per_signal_and_for_all(
         "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE": str(tls_files.client_cert_file),
         "OTEL_EXPORTER_OTLP_CLIENT_KEY": str(tls_files.client_key_file),
     }
-    collector = TelemetryCollector(TelemetryConfig().with_env(environ))
-    collector.start()
-    try:
-        _collect_one_of_each(collector)
-        assert collector.flush(10_000) is True
-        _assert_one_of_each_arrived(mtls_receiver)
-    finally:
-        collector.stop(timeout_ms=2000)
+    _one_of_each_arrives(TelemetryConfig().with_env(environ), mtls_receiver)
 
 
 @pytest.mark.parametrize("scheme", ["grpcs", "https"])
@@ -424,3 +429,104 @@ def test_check_says_which_client_certificate_it_showed(mtls_receiver, tls_files,
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.count(f"(client certificate {tls_files.client_cert_file})") == 3
+
+
+# -- OTLP/JSON ------------------------------------------------------------------------------
+
+
+def _rich_workload(collector: TelemetryCollector) -> None:
+    """Every field kind: ids, nesting, events, errors, int64 values, each metric type."""
+    with collector.span("checkout", tags={"route": "/pay", "attempt": 2**40}) as span:
+        span.add_event("card.checked", {"ok": True, "score": 0.75})
+        with collector.span("charge"):
+            collector.collect_event(
+                Event("paid", "order paid", metadata={"items": [1, 2], "who": {"id": "u1"}})
+            )
+    collector.collect_trace(Trace("t-1", "s-1", "legacy", 3.5, error="declined"))
+    collector.collect_metric(Metric("orders", 2**40, MetricType.COUNTER, {"region": "eu"}))
+    collector.collect_metric(Metric("depth", 0.5, MetricType.GAUGE))
+    collector.collect_metric(Metric("latency", 12.5, MetricType.HISTOGRAM, unit="ms"))
+
+
+def _by_encoding(receiver: OtlpReceiver, signal: str) -> dict[str, list[Any]]:
+    found: dict[str, list[Any]] = {"json": [], "protobuf": []}
+    for received in receiver.requests(signal):
+        json_body = received.headers.get("content-type") == "application/json"
+        found["json" if json_body else "protobuf"].append(received.request)
+    return found
+
+
+def _without_times(request: Any) -> Any:
+    """A metrics request without its points' times (each destination collects apart)."""
+    copy = type(request)()
+    copy.CopyFrom(request)
+    for resource in copy.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                for point in getattr(metric, metric.WhichOneof("data")).data_points:
+                    point.ClearField("time_unix_nano")
+                    point.ClearField("start_time_unix_nano")
+    return copy
+
+
+@pytest.mark.parametrize("compression", ["gzip", "none"])
+def test_http_json_carries_every_field_the_protobuf_path_does(
+    otlp_receiver, make_collector, compression
+):
+    base = f"http://127.0.0.1:{otlp_receiver.http_port}?compression={compression}"
+    collector = make_collector(
+        export_endpoints=[base, f"{base}&protocol=http/json"],
+        flush_interval_ms=60_000,
+        self_metrics=False,
+    )
+    _rich_workload(collector)
+    assert collector.flush(10_000) is True
+    for signal in ("traces", "logs"):
+        found = _by_encoding(otlp_receiver, signal)
+        assert len(found["json"]) == len(found["protobuf"]) == 1, signal
+        assert found["json"][0] == found["protobuf"][0], signal
+    found = _by_encoding(otlp_receiver, "metrics")
+    assert [_without_times(r) for r in found["json"]] == [
+        _without_times(r) for r in found["protobuf"]
+    ]
+    stats = collector.stats()
+    assert (stats["trace"]["exported"], stats["event"]["exported"]) == (6, 2)
+
+
+def test_http_json_is_split_retried_and_partially_accepted_like_protobuf(make_collector):
+    receiver = OtlpReceiver(max_http_body=200_000).start()
+    try:
+        receiver.fail_next("http", "logs", (503, {"Retry-After": "0"}, b'{"message":"busy"}'))
+        receiver.fail_next("http", "logs", Partial(3, "three too old"))
+        collector = make_collector(
+            export_endpoints=[f"http://127.0.0.1:{receiver.http_port}?protocol=http/json"],
+            max_export_batch_bytes=16_000_000,
+            flush_interval_ms=60_000,
+        )
+        for i in range(200):
+            collector.collect_event(Event("big", f"{i:04d}" + "x" * 2000))
+        assert collector.flush(10_000) is False  # three rejected
+        counts = collector.stats()["event"]
+        assert (counts["exported"], counts["export_failures_partial"]) == (197, 3)
+        bodies = [r for r in receiver.requests("logs")]
+        assert len(bodies) > 2  # split: the first request was over the receiver's limit
+        assert all(r.headers["content-type"] == "application/json" for r in bodies)
+    finally:
+        receiver.stop()
+
+
+def test_the_protocol_variable_names_http_json(otlp_receiver):
+    environ = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_receiver.http_port}",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "HTTP/JSON",  # enum values in any case
+    }
+    config = TelemetryConfig(flush_interval_ms=60_000).with_env(environ)
+    assert "  traces   http/json http://127.0.0.1" in config.describe()
+    _one_of_each_arrives(config, otlp_receiver)
+    assert {r.headers["content-type"] for r in otlp_receiver.received} == {"application/json"}
+
+
+@pytest.mark.parametrize("endpoint", ["grpc://h:4317?protocol=http/json", "http://h?protocol=grpc"])
+def test_a_protocol_its_scheme_does_not_speak_is_refused(endpoint):
+    with pytest.raises(ValueError, match=r"which (grpc|http)s?:// does not speak"):
+        TelemetryConfig(export_endpoints=[endpoint])

@@ -51,7 +51,7 @@ from telemetry_otel._otel.destinations.layout import (
     span_lines,
 )
 from telemetry_otel._otel.destinations.tree import Node, Placed, TraceTrees
-from telemetry_otel._otel.mapping.otlp_json import to_otlp_json
+from telemetry_otel._otel.mapping.otlp_json import from_otlp_json, to_otlp_json
 
 MESSAGES: dict[str, tuple[Any, Any]] = {
     "traces": (trace_pb.ExportTraceServiceRequest, trace_pb.ExportTraceServiceResponse),
@@ -491,17 +491,17 @@ class _HttpHandler(BaseHTTPRequestHandler):
         except FileUnavailable as error:
             self.send_error(500, str(error))
             return
-        payload = response_type().SerializeToString()
+        if self._json:
+            payload, kind = to_otlp_json(response_type()).encode(), "application/json"
+        else:
+            payload, kind = response_type().SerializeToString(), "application/x-protobuf"
         self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
 
     def _request(self, signal: str, request_type: Any) -> Any:
-        content_type = self.headers.get("Content-Type", "application/x-protobuf")
-        if "json" in content_type:
-            raise _Refused(415, "OTLP/HTTP JSON is not read here; send protobuf")
         try:
             length = int(self.headers.get("Content-Length", 0))
         except ValueError:
@@ -512,9 +512,16 @@ class _HttpHandler(BaseHTTPRequestHandler):
         if self.headers.get("Content-Encoding") == "gzip":
             body = _gunzip(body)
         try:
+            if self._json:
+                return from_otlp_json(body, request_type)
             return request_type.FromString(body)
-        except DecodeError:
+        except (DecodeError, ValueError):
             raise _Refused(400, f"the body is not an OTLP {signal} request") from None
+
+    @property
+    def _json(self) -> bool:
+        """OTLP/JSON (``http/json``): read as such, and answered in kind."""
+        return "json" in self.headers.get("Content-Type", "")
 
     def log_message(self, format: str, *args: Any) -> None:
         pass

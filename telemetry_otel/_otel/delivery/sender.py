@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import http.client
+import json
 import random
 import re
 import socket
@@ -26,14 +27,22 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from google.rpc.status_pb2 import Status  # type: ignore[import-untyped]
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
 )
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 from telemetry_otel._endpoints import OtlpTarget
 from telemetry_otel._otel.delivery.http import HttpClient, read_ca_file, url_and_headers
+from telemetry_otel._otel.mapping.otlp_json import from_otlp_json, to_otlp_json
 from telemetry_otel._otel.runtime.log import warn_once
 from telemetry_otel._redact import header_secrets, mask_secrets, mask_url
 
@@ -42,6 +51,12 @@ GRPC_METHODS = {
     "logs": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
     "metrics": "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
 }
+_REQUESTS: dict[str, Any] = {
+    "traces": ExportTraceServiceRequest,
+    "logs": ExportLogsServiceRequest,
+    "metrics": ExportMetricsServiceRequest,
+}
+_CONTENT_TYPES = {False: "application/x-protobuf", True: "application/json"}
 _RESPONSES: dict[str, Any] = {
     "traces": (ExportTraceServiceResponse, "rejected_spans"),
     "logs": (ExportLogsServiceResponse, "rejected_log_records"),
@@ -232,7 +247,12 @@ class OtlpSender:
     # -- HTTP --------------------------------------------------------------------------------
 
     def _send_http(self, payload: bytes, deadline: float) -> Answer:
-        headers = {"Content-Type": "application/x-protobuf", **self._headers}
+        json_body = self._target.encoding == "json"
+        headers = {"Content-Type": _CONTENT_TYPES[json_body], **self._headers}
+        if json_body:
+            # Requests are made (and spooled) as protobuf: the JSON is written from it
+            # at the last moment, so that splitting and replay work alike for both.
+            payload = to_otlp_json(_REQUESTS[self._signal].FromString(payload)).encode()
         if self._compression == "gzip":
             payload = gzip.compress(payload)
             headers["Content-Encoding"] = "gzip"
@@ -243,7 +263,7 @@ class OtlpSender:
             )
         status, reason, response_headers, body = self._http.post(payload, headers, deadline)
         if 200 <= status < 300:
-            return self._read_partial_success(body)
+            return self._read_partial_success(body, json_body)
         message = _status_message(body)
         if status in _RETRYABLE_HTTP:
             after = _retry_after(response_headers.get("retry-after"))
@@ -261,11 +281,14 @@ class OtlpSender:
             with contextlib.suppress(Exception):
                 channel.close()
 
-    def _read_partial_success(self, body: bytes) -> Answer:
+    def _read_partial_success(self, body: bytes, json_body: bool = False) -> Answer:
         response_type, field = _RESPONSES[self._signal]
         response = response_type()
         try:
-            response.ParseFromString(body)
+            if json_body and body.strip():
+                response = from_otlp_json(body, response_type)
+            else:
+                response.ParseFromString(body)
         except Exception:
             return Answer(ACCEPTED)  # a 2xx without a readable body: taken, as the spec says
         partial = response.partial_success
@@ -358,7 +381,8 @@ def _network_failure(error: Exception) -> Answer:
 
 
 def _status_message(body: bytes) -> str:
-    """The message of an OTLP error body: a google.rpc.Status, or text some servers send."""
+    """The message of an OTLP error body: a google.rpc.Status in protobuf or in JSON (as
+    OTLP/JSON servers answer), or text some servers send."""
     status = Status()
     try:
         status.ParseFromString(body)
@@ -366,6 +390,13 @@ def _status_message(body: bytes) -> str:
             return one_line(status.message)
     except Exception:
         pass
+    if body.lstrip().startswith(b"{"):
+        try:
+            message = json.loads(body).get("message")
+            if isinstance(message, str) and message:
+                return one_line(message)
+        except (ValueError, AttributeError):
+            pass
     return one_line(body.decode("utf-8", "replace"))
 
 
