@@ -179,7 +179,8 @@ class TelemetryConfig:
     self_metrics: bool = option(
         True,
         "Export the counts of ``stats()`` as the collector's own metrics "
-        "(``telemetry_otel.*``), each series once it is not zero.",
+        "(``telemetry_otel.*``, and per exporter under the semantic conventions' "
+        "``otel.sdk.*`` names), each series once it is not zero.",
         check.boolean,
         (env.TELEMETRY_SELF_METRICS, env.parse_bool),
     )

@@ -443,3 +443,57 @@ def test_a_forked_child_starts_with_no_held_spans_and_decides_its_own_after_the_
     assert result.returncode == 0, result.stderr
     # The parent decides what it held before the fork; the child never sees it again.
     assert sorted(result.stdout.splitlines()) == ["child 0 0 1", "parent 1 0 2"]
+
+
+def _conventional(receiver: OtlpReceiver, name: str) -> dict[tuple[str, str], int]:
+    """The last export of one ``otel.sdk.*`` metric: (component name, error.type) -> value."""
+    found: dict[tuple[str, str], int] = {}
+    for _, metric in receiver.metrics(scope="telemetry_otel.self"):
+        if metric.name == name:
+            for point in getattr(metric, metric.WhichOneof("data")).data_points:
+                attributes = attributes_of(point.attributes)
+                key = (attributes["otel.component.name"], attributes.get("error.type", ""))
+                found[key] = point.as_int
+    return found
+
+
+def test_the_counts_are_exported_under_the_sdk_metric_conventions_names_too(
+    otlp_receiver, make_collector
+):
+    down = free_port()
+    collector = make_collector(
+        export_endpoints=[
+            f"grpc://127.0.0.1:{otlp_receiver.grpc_port}",
+            f"http://127.0.0.1:{down}?protocol=http/json&timeout_ms=200",
+        ],
+        buffer_size=50,
+        flush_interval_ms=60_000,
+    )
+    for i in range(3):
+        collector.collect_trace(Trace(f"t{i}", "s", "op", 1.0))
+    collector.collect_event(Event("deploy.done", "ok"))
+    collector.collect_metric(Metric("orders", 1, MetricType.COUNTER))
+    assert collector.flush(10_000) is False  # the second endpoint is down
+    assert collector.flush(10_000) is False  # and the counts of the first flush go out
+    healthy = f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"
+    down_name = f"http://127.0.0.1:{down}?protocol=http/json&timeout_ms=200"
+    assert _conventional(otlp_receiver, "otel.sdk.exporter.span.exported") == {
+        (f"otlp_grpc_span_exporter/{healthy}", ""): 3,
+        (f"otlp_http_json_span_exporter/{down_name}", "unavailable"): 3,
+    }
+    assert _conventional(otlp_receiver, "otel.sdk.exporter.log.exported") == {
+        (f"otlp_grpc_log_exporter/{healthy}", ""): 1,
+        (f"otlp_http_json_log_exporter/{down_name}", "unavailable"): 1,
+    }
+    processed = _conventional(otlp_receiver, "otel.sdk.processor.span.processed")
+    assert processed == {
+        (f"batching_span_processor/otlp_grpc_span_exporter/{healthy}", ""): 3,
+        (f"batching_span_processor/otlp_http_json_span_exporter/{down_name}", ""): 3,
+    }
+    capacity = _conventional(otlp_receiver, "otel.sdk.processor.log.queue.capacity")
+    assert set(capacity.values()) == {50}
+    exported_points = _conventional(otlp_receiver, "otel.sdk.exporter.metric_data_point.exported")
+    assert exported_points[(f"otlp_grpc_metric_exporter/{healthy}", "")] >= 1
+    # The library's own names stay, beside them.
+    names = {m.name for _, m in otlp_receiver.metrics(scope="telemetry_otel.self")}
+    assert {"telemetry_otel.exported", "telemetry_otel.collected"} <= names

@@ -13,7 +13,13 @@ from typing import Any
 from telemetry_otel._otel.bridges.prometheus_registry import SCOPE as PROMETHEUS_SCOPE
 from telemetry_otel._otel.bridges.prometheus_registry import RegistryBridge
 from telemetry_otel._otel.bridges.statsd import StatsdListener
-from telemetry_otel._otel.delivery.accounting import SIGNALS, Accounting, Stats, empty_stats
+from telemetry_otel._otel.delivery.accounting import (
+    SIGNALS,
+    Accounting,
+    Component,
+    Stats,
+    empty_stats,
+)
 from telemetry_otel._otel.delivery.callbacks import ExporterCallback, QueueSettings
 from telemetry_otel._otel.delivery.outcomes import SHUTDOWN
 from telemetry_otel._otel.delivery.queue import DeliveryQueue, begin_flush_all
@@ -82,7 +88,9 @@ class Pipeline:
                 destinations,
                 dict(shaper.attributes(config.tags)[0]),
             )
-            self.metrics = MetricPipeline(shared, self._global["metric"], self.stats)
+            self.metrics = MetricPipeline(
+                shared, self._global["metric"], self.stats, self.components
+            )
             if config.spool_dir:
                 shared.spool = open_spool(config.spool_dir, config.spool_max_bytes)
             self._spool_unavailable = bool(config.spool_dir) and shared.spool is None
@@ -369,6 +377,24 @@ class Pipeline:
         for signal in SIGNALS:
             stats[signal]["no_destination"] = int(signal in nowhere)
         return stats
+
+    def components(self) -> list[Component]:
+        """Every exporter with its counts, as the SDK-metric conventions name them."""
+        if not self._built:
+            return []
+        found = [
+            Component(kind, *queue.component, queue.counts(), queue.capacity)
+            for kind, queues in (("span", self._span_queues()), ("log", self._log_queues()))
+            for queue in queues
+            if queue.component is not None
+        ]
+        return found + self.metrics.components()
+
+    def _span_queues(self) -> list[DeliveryQueue[Any]]:
+        return [*self.traces.queues, *self.callbacks.trace_queues()]
+
+    def _log_queues(self) -> list[DeliveryQueue[Any]]:
+        return [*self.events.queues, *self.callbacks.event_queues()]
 
     def after_fork_in_child(self) -> None:
         self.traces.after_fork_in_child()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
@@ -290,3 +292,116 @@ def _observe_bridges(stats: Callable[[], Stats]) -> Callable[[CallbackOptions], 
         return observations
 
     return callback
+
+
+@dataclass(frozen=True)
+class Component:
+    """One exporter (and the queue before it) as the SDK-metric conventions see it.
+
+    ``kind`` is span, log or metric_data_point; ``capacity`` is its queue's, None for
+    a metric exporter (the SDK's reader has no queue).
+    """
+
+    kind: str
+    type: str
+    name: str
+    counts: DeliveryCounts
+    capacity: int | None = None
+
+
+# The conventions' unit for each kind of item.
+_UNITS = {"span": "{span}", "log": "{log_record}", "metric_data_point": "{data_point}"}
+
+
+def register_convention_metrics(meter: Meter, components: Callable[[], list[Component]]) -> None:
+    """The semantic conventions' SDK metrics (``otel.sdk.exporter.*``,
+    ``otel.sdk.processor.*``) from each exporter's counts, for dashboards built on them.
+
+    - ``otel.sdk.exporter.<kind>.exported``: items whose export finished, without
+      ``error.type`` when exported, with it (this library's failure reason: unavailable,
+      refused, partial, callback, exporter) when not;
+    - ``otel.sdk.processor.<span|log>.processed``: items the queue handed to its exporter,
+      and those it dropped, with ``error.type`` the drop reason (queue_full, shutdown…);
+    - ``otel.sdk.processor.<span|log>.queue.size`` and ``.queue.capacity``.
+
+    Attributes ``otel.component.type`` and ``otel.component.name`` name the exporter (the
+    processor: ``batching_<kind>_processor``). Each series appears once it is not zero.
+    """
+    seen: set[str] = set()
+
+    def points(select: Callable[[Component], list[tuple[int, dict[str, str]]]], kind: str) -> Any:
+        def callback(options: CallbackOptions) -> list[Observation]:
+            observations = []
+            for found in components():
+                if found.kind != kind:
+                    continue
+                for value, attributes in select(found):
+                    key = f"{kind}|{select.__name__}|{sorted(attributes.items())}"
+                    if value or key in seen:
+                        seen.add(key)
+                        observations.append(Observation(value, attributes))
+            return observations
+
+        return callback
+
+    for kind in ("span", "log", "metric_data_point"):
+        meter.create_observable_counter(
+            f"otel.sdk.exporter.{kind}.exported",
+            [points(_exported, kind)],
+            unit=_UNITS[kind],
+            description=f"The number of {_UNITS[kind][1:-1]}s for which the export has finished",
+        )
+    for kind in ("span", "log"):
+        meter.create_observable_counter(
+            f"otel.sdk.processor.{kind}.processed",
+            [points(_processed, kind)],
+            unit=_UNITS[kind],
+            description=f"The number of {_UNITS[kind][1:-1]}s for which the processing has "
+            "finished",
+        )
+        meter.create_observable_up_down_counter(
+            f"otel.sdk.processor.{kind}.queue.size",
+            [points(_queue_size, kind)],
+            unit=_UNITS[kind],
+            description=f"The number of {_UNITS[kind][1:-1]}s in the processor's queue",
+        )
+        meter.create_observable_up_down_counter(
+            f"otel.sdk.processor.{kind}.queue.capacity",
+            [points(_queue_capacity, kind)],
+            unit=_UNITS[kind],
+            description="The maximum number of items the processor's queue holds",
+        )
+
+
+def _named(component: Component) -> dict[str, str]:
+    return {"otel.component.type": component.type, "otel.component.name": component.name}
+
+
+def _processor(component: Component) -> dict[str, str]:
+    kind = f"batching_{component.kind}_processor"
+    return {"otel.component.type": kind, "otel.component.name": f"{kind}/{component.name}"}
+
+
+def _exported(component: Component) -> list[tuple[int, dict[str, str]]]:
+    counts = component.counts
+    done = [(counts.exported, _named(component))]
+    for reason, count in sorted(counts.failed_by.items()):
+        done.append((count, {**_named(component), "error.type": reason}))
+    return done
+
+
+def _processed(component: Component) -> list[tuple[int, dict[str, str]]]:
+    counts = component.counts
+    handed = counts.exported + counts.export_failures + counts.spooled
+    done = [(handed, _processor(component))]
+    for reason, count in sorted(counts.dropped_by.items()):
+        done.append((count, {**_processor(component), "error.type": reason}))
+    return done
+
+
+def _queue_size(component: Component) -> list[tuple[int, dict[str, str]]]:
+    return [(max(0, component.counts.pending - component.counts.spooled), _processor(component))]
+
+
+def _queue_capacity(component: Component) -> list[tuple[int, dict[str, str]]]:
+    return [(component.capacity or 0, _processor(component))]

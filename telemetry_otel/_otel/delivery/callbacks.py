@@ -70,6 +70,8 @@ class CallbackDestination:
         self.traces = settings.make_queue(f"{name}-traces", self._deliver_spans, None, CALLBACK)
         self.events = settings.make_queue(f"{name}-events", self._deliver_logs, None, CALLBACK)
         self.metrics = settings.make_queue(f"{name}-metrics", self._deliver_metrics, None, CALLBACK)
+        for queue, kind in ((self.traces, "span"), (self.events, "log")):
+            queue.component = (f"callback_{kind}_exporter", f"callback_{kind}_exporter/{name}")
 
     def queues(self) -> tuple[DeliveryQueue[Any], ...]:
         return (self.traces, self.events, self.metrics)

@@ -107,6 +107,9 @@ class DeliveryQueue(Generic[T]):
         immediate: bool = False,
     ) -> None:
         self.name = name
+        # The OTel component this queue stands for, as the SDK-metric conventions name
+        # it: ``(otel.component.type, otel.component.name)`` of its exporter.
+        self.component: tuple[str, str] | None = None
         self._failure_reason = failure_reason
         self._full_key = f"full:{name}"
         self._deliver = deliver
@@ -164,6 +167,11 @@ class DeliveryQueue(Generic[T]):
                 self._start_worker()
             elif len(items) == self._wake_at:
                 self._cond.notify()
+
+    @property
+    def capacity(self) -> int:
+        """How many items it holds before dropping the oldest (``buffer_size``)."""
+        return self._configured_size
 
     def hold_at_least(self, items: int) -> None:
         """Hold ``items`` at once, past ``max_size`` if need be (never less than it): a

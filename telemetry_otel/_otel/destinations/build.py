@@ -23,6 +23,8 @@ from telemetry_otel._otel.destinations.destination import (
     CountingMetricExporter,
     Destination,
     cardinality_limits,
+    component,
+    otlp_exporter_type,
 )
 from telemetry_otel._otel.destinations.files import (
     JsonLogRecordExporter,
@@ -36,6 +38,22 @@ from telemetry_otel.config import TelemetryConfig
 
 def build_destination(endpoint: Endpoint, config: TelemetryConfig) -> Destination:
     """The exporters and reader an endpoint stands for."""
+    destination = _built(endpoint, config)
+    destination.kind = endpoint.kind
+    counting = destination.metric_counts
+    if counting is not None:
+        kind = "otlp" if destination.otlp_targets else endpoint.kind
+        targets = destination.otlp_targets or {}
+        exporter_type = (
+            otlp_exporter_type(targets["metrics"], "metric")
+            if "metrics" in targets
+            else f"{kind}_metric_exporter"
+        )
+        counting.component = component(exporter_type, destination)
+    return destination
+
+
+def _built(endpoint: Endpoint, config: TelemetryConfig) -> Destination:
     name = mask_url(endpoint.text)  # names reach logs and thread names: no credentials
     if endpoint.kind == "console":
         return _console_destination(name, endpoint, config)

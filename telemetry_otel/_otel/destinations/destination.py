@@ -55,6 +55,8 @@ class Destination:
     immediate: bool = False
     # Shows what it holds back (the console's trees) at flush(); False if it could not.
     flush_held: Callable[[], bool] | None = None
+    # The endpoint's kind: otlp, console, file or prometheus.
+    kind: str = ""
 
     def takes(self, signal: str) -> bool:
         """Whether it exports ``signal`` (``"trace"``, ``"event"`` or ``"metric"``)."""
@@ -70,6 +72,23 @@ class Destination:
                 exporter.shutdown()
         for close in self.closers:
             close()
+
+
+def otlp_exporter_type(target: OtlpTarget, kind: str) -> str:
+    """``otel.component.type`` of the OTLP exporter for one signal, as the SDK-metric
+    conventions name them (``otlp_grpc_span_exporter``, ``otlp_http_json_log_exporter``…);
+    ``kind`` is span, log or metric."""
+    if target.protocol == "grpc":
+        transport = "grpc"
+    else:
+        transport = "http_json" if target.encoding == "json" else "http"
+    return f"otlp_{transport}_{kind}_exporter"
+
+
+def component(exporter_type: str, destination: Destination) -> tuple[str, str]:
+    """``(otel.component.type, otel.component.name)``: the name is the type and the
+    endpoint, unique within the collector."""
+    return exporter_type, f"{exporter_type}/{destination.name}"
 
 
 def cardinality_limits(config: TelemetryConfig) -> dict[type, int]:
@@ -94,6 +113,8 @@ class CountingMetricExporter(MetricExporter):
         self._counts = DeliveryCounts()
         self._lock = ForkSafeLock()
         self._stopped = False
+        # (otel.component.type, otel.component.name), for the SDK-metric conventions.
+        self.component: tuple[str, str] | None = None
         # Points of exports that have not returned, and which stop() counted them for.
         self._in_flight = 0
         self._generation = 0

@@ -16,7 +16,11 @@ from telemetry_otel._otel.delivery.callbacks import QueueSettings
 from telemetry_otel._otel.delivery.otlp import OtlpDelivery
 from telemetry_otel._otel.delivery.queue import DeliveryQueue
 from telemetry_otel._otel.delivery.spool import Spool
-from telemetry_otel._otel.destinations.destination import Destination
+from telemetry_otel._otel.destinations.destination import (
+    Destination,
+    component,
+    otlp_exporter_type,
+)
 from telemetry_otel._otel.runtime.log import warn_limited
 from telemetry_otel._otel.runtime.sdk import enable_provider
 from telemetry_otel._shaping import Shaper
@@ -120,6 +124,10 @@ class ItemPipeline:
             self.provider.force_flush(int(max(0, deadline - time.monotonic()) * 1000))
 
 
+# The exporter kind in an ``otel.component.type``, by signal.
+_KINDS = {"trace": "span", "event": "log"}
+
+
 def _destination_queue(
     shared: Shared, destination: Destination, signal: ItemSignal
 ) -> DeliveryQueue[Any] | None:
@@ -138,6 +146,8 @@ def _destination_queue(
         )
         spooler = delivery if shared.spool is not None else None
         queue = shared.settings.make_queue(name, delivery.deliver, spooler=spooler)
+        exporter_type = otlp_exporter_type(targets[otlp_signal], _KINDS[signal])
+        queue.component = component(exporter_type, destination)
         delivery.attach(queue)
         shared.deliveries.append(delivery)
         return queue
@@ -145,7 +155,9 @@ def _destination_queue(
     if exporter is None:
         return None
     deliver = _exporter_delivery(exporter)
-    return shared.settings.make_queue(name, deliver, immediate=destination.immediate)
+    queue = shared.settings.make_queue(name, deliver, immediate=destination.immediate)
+    queue.component = component(f"{destination.kind}_{_KINDS[signal]}_exporter", destination)
+    return queue
 
 
 def _exporter_delivery(

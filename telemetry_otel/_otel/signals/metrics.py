@@ -18,7 +18,13 @@ from opentelemetry.sdk.metrics import (
 from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 
 from telemetry_otel._env_sdk import exemplar_filter
-from telemetry_otel._otel.delivery.accounting import SELF_SCOPE, Stats, register_self_metrics
+from telemetry_otel._otel.delivery.accounting import (
+    SELF_SCOPE,
+    Component,
+    Stats,
+    register_convention_metrics,
+    register_self_metrics,
+)
 from telemetry_otel._otel.delivery.callbacks import CallbackMetricExporter
 from telemetry_otel._otel.delivery.outcomes import DeliveryCounts
 from telemetry_otel._otel.delivery.queue import DeliveryQueue, close_all, flush_all
@@ -51,7 +57,11 @@ class MetricPipeline:
     callback is registered."""
 
     def __init__(
-        self, shared: Shared, joined: MeterProvider | None, stats: Callable[[], Stats]
+        self,
+        shared: Shared,
+        joined: MeterProvider | None,
+        stats: Callable[[], Stats],
+        components: Callable[[], list[Component]] = list,
     ) -> None:
         config = shared.config
         self._shared = shared
@@ -98,7 +108,9 @@ class MetricPipeline:
         if self.collects_after_sources:
             self.instruments.combine_between_collections()
         if config.self_metrics:
-            register_self_metrics(self.provider.get_meter(SELF_SCOPE, __version__), stats)
+            own = self.provider.get_meter(SELF_SCOPE, __version__)
+            register_self_metrics(own, stats)
+            register_convention_metrics(own, components)
 
     # -- the collecting path: never raises for a valid model --------------------------------
 
@@ -264,6 +276,14 @@ class MetricPipeline:
     def counts(self) -> list[DeliveryCounts]:
         """The counts of each destination's metric exporter."""
         return [e.counts() for e in self._exporters]
+
+    def components(self) -> list[Component]:
+        """Each destination's metric exporter, as the SDK-metric conventions name it."""
+        return [
+            Component("metric_data_point", *e.component, e.counts())
+            for e in self._exporters
+            if e.component is not None
+        ]
 
     def after_fork_in_child(self) -> None:
         """A forked child's metrics start from zero: the parent exports its own. An
