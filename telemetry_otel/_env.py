@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from telemetry_otel import _env_sdk as env_sdk
+from telemetry_otel._config_file import OTEL_CONFIG_FILE, ConfigFileError, read_config_file
 from telemetry_otel._endpoints import (
     COMPRESSIONS,
     HTTP_ENCODINGS,
@@ -96,6 +97,13 @@ class EnvSettings:
 
     fields: dict[str, tuple[Any, str]] = field(default_factory=dict)
     otlp_defaults: dict[str, OtlpTarget] = field(default_factory=dict)
+    # What was read and not applied, and why: (the variable or file key, the reason).
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    # The variables read: the environment's, or with OTEL_CONFIG_FILE those the file
+    # stands for (the resource and limits are read from them later).
+    environ: Mapping[str, str] = field(default_factory=dict)
+    # A configuration file's variables and fields: the file's line each came from.
+    origins: Mapping[str, str] = field(default_factory=dict)
     # From OTLP endpoint and OTEL_<SIGNAL>_EXPORTER variables: used when the config names
     # no endpoint.
     endpoints: list[Endpoint] = field(default_factory=list)
@@ -110,7 +118,7 @@ class EnvSettings:
 
 def _bad(name: str, value: str, expected: str) -> ValueError:
     return ValueError(
-        f"environment variable {name}={shown_value(name, value)}: expected {expected}"
+        f"{env_sdk.variable_name(name)}={shown_value(name, value)}: expected {expected}"
     )
 
 
@@ -243,6 +251,7 @@ def _parsed(name: str, value: str, parse: Callable[[str, str], Any]) -> Any:
         if not name.startswith("OTEL_"):
             raise
         warn_limited(f"env:{name}", "%s; ignored", error)
+        env_sdk.note(name, f"invalid: {str(error).rpartition(': ')[2]}")
         return _IGNORED
 
 
@@ -279,7 +288,67 @@ def read_env(
     """Parse every variable this library reads: ``fields`` maps each config field to the
     variables that set it, highest precedence first (the config declares them).
     ValueError on the first malformed ``TELEMETRY_*`` one; a malformed ``OTEL_*`` one is
-    ignored, with a warning."""
+    ignored, with a warning.
+
+    With ``OTEL_CONFIG_FILE``, the file stands for the ``OTEL_*`` variables, as the
+    specification says (see _config_file.py); ``TELEMETRY_*`` ones still come first."""
+    reading = env_sdk.Reading(origins={}, notes=[])
+    file_fields: dict[str, Any] = {}
+    path = environ.get(OTEL_CONFIG_FILE)
+    if path:
+        environ, file_fields = _with_config_file(environ, path, reading)
+    token = env_sdk.READING.set(reading)
+    try:
+        settings = _read_env(environ, fields)
+    finally:
+        env_sdk.READING.reset(token)
+    for name, value in file_fields.items():
+        if name not in settings.fields:
+            settings.fields[name] = (value, reading.origins[name])
+    settings.fields = {
+        name: (value, reading.origins.get(source.partition("=")[0], source))
+        for name, (value, source) in settings.fields.items()
+    }
+    settings.notes = reading.notes
+    settings.environ = MappingProxyType(dict(environ))
+    settings.origins = MappingProxyType(dict(reading.origins))
+    return settings
+
+
+def _with_config_file(
+    environ: Mapping[str, str], path: str, reading: env_sdk.Reading
+) -> tuple[Mapping[str, str], dict[str, Any]]:
+    """The environment a configuration file stands for: ``TELEMETRY_*`` variables kept,
+    the ``OTEL_*`` ones replaced by the file's; and the config fields it sets. A file
+    that cannot be read is one warning, and the ``OTEL_*`` variables are read instead."""
+    try:
+        found = read_config_file(path, environ)
+    except ConfigFileError as error:
+        warn_limited("env:config-file", "%s; reading the OTEL_* variables instead", error)
+        reading.notes.append((OTEL_CONFIG_FILE, f"invalid: {error}"))
+        return environ, {}
+    replaced = "not applied: OTEL_CONFIG_FILE replaces the OTEL_* variables"
+    reading.notes.extend(
+        (name, replaced)
+        for name in sorted(environ)
+        if name.startswith("OTEL_") and name != OTEL_CONFIG_FILE
+    )
+    reading.notes.extend(found.notes)
+    reading.origins.update(found.origins)
+    kept = {name: value for name, value in environ.items() if not name.startswith("OTEL_")}
+    fields = {}
+    for name, value in found.fields.items():
+        if type(value) is int and value >= 1:
+            fields[name] = value
+        else:
+            reading.notes.append((found.origins[name], "invalid: expected a whole number >= 1"))
+            del reading.origins[name]
+    return {**kept, **found.variables}, fields
+
+
+def _read_env(
+    environ: Mapping[str, str], fields: Mapping[str, Sequence[tuple[str, Parser]]]
+) -> EnvSettings:
     settings = EnvSettings()
     for config_field, variables in fields.items():
         for name, parse in variables:

@@ -9,6 +9,8 @@ variable and is ignored, as that specification asks.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from importlib.util import find_spec
 from types import MappingProxyType
 
@@ -58,10 +60,37 @@ _EXPORTERS = {
 }
 
 
+@dataclass
+class Reading:
+    """One reading of the environment: where each variable came from (a configuration
+    file's line, for the variables a file stands for), and what was not applied."""
+
+    origins: dict[str, str] = field(default_factory=dict)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+
+
+READING: ContextVar[Reading | None] = ContextVar("telemetry_otel_env_reading", default=None)
+
+
+def variable_name(name: str) -> str:
+    """How messages name a variable: its file line, when a configuration file set it."""
+    reading = READING.get()
+    if reading is not None and name in reading.origins:
+        return reading.origins[name]
+    return f"environment variable {name}"
+
+
+def note(name: str, why: str) -> None:
+    """Remember that ``name`` was read and not applied, and why (for ``config --explain``)."""
+    reading = READING.get()
+    if reading is not None:
+        shown = reading.origins.get(name, name)
+        reading.notes.append((shown, why))
+
+
 def _ignored(name: str, value: str, expected: str) -> None:
-    warn_limited(
-        f"env:{name}", "environment variable %s=%r: expected %s; ignored", name, value, expected
-    )
+    warn_limited(f"env:{name}", "%s=%r: expected %s; ignored", variable_name(name), value, expected)
+    note(name, f"invalid: expected {expected}")
 
 
 def sampler_rate(environ: Mapping[str, str]) -> tuple[float, str] | None:

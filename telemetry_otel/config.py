@@ -286,6 +286,10 @@ class TelemetryConfig:
             object.__setattr__(self, name, _copy(default) if value is _UNSET else value)
         self._env_endpoints: tuple[Endpoint, ...] = ()
         self._otlp_defaults: Mapping[str, OtlpTarget] = _BUILT_IN_TARGETS
+        # The variables it was read against (with_env), and what of them was not applied.
+        self._environ: Mapping[str, str] = os.environ
+        self._env_notes: tuple[tuple[str, str], ...] = ()
+        self._env_origins: Mapping[str, str] = {}
         self._validate()
         self._sources = sources  # last: from here on, an assignment is checked (__setattr__)
 
@@ -346,10 +350,26 @@ class TelemetryConfig:
         resolved = TelemetryConfig(**values)
         resolved._sources = sources
         resolved._otlp_defaults = MappingProxyType(env.otlp_defaults)
+        resolved._environ = env.environ
+        resolved._env_notes = tuple(env.notes)
+        resolved._env_origins = env.origins
         if sources["export_endpoints"] == "default":
             resolved._env_endpoints = tuple(env.endpoints)
         resolved._resolved = True
         return resolved
+
+    def _origin_of(self, text: str) -> str:
+        """An endpoint's text, each variable a configuration file stands for named by
+        the file's line instead."""
+        for variable, origin in self._env_origins.items():
+            text = text.replace(variable, origin)
+        return text
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """The variables this config was read against: the environment's, or those an
+        ``OTEL_CONFIG_FILE`` stands for (read for the resource and limits)."""
+        return self._environ
 
     def _for_collector(self) -> TelemetryConfig:
         """What a collector runs with: a copy of a config already read against an
@@ -362,6 +382,9 @@ class TelemetryConfig:
         copy._sources = dict(self._sources)
         copy._otlp_defaults = self._otlp_defaults
         copy._env_endpoints = self._env_endpoints
+        copy._environ = self._environ
+        copy._env_notes = self._env_notes
+        copy._env_origins = self._env_origins
         copy._resolved = True
         return copy
 
@@ -416,7 +439,7 @@ class TelemetryConfig:
 
         lines.extend(describe_resource(self))
         for endpoint in self.endpoints():
-            lines.append(f"endpoint {mask_url(endpoint.text)}")
+            lines.append(f"endpoint {self._origin_of(mask_url(endpoint.text))}")
             if endpoint.kind == "otlp":
                 lines.extend(_describe_targets(self.otlp_targets(endpoint)))
         return "\n".join(lines)

@@ -428,10 +428,9 @@ def test_enum_valued_otlp_protocol_is_read_in_any_case():
 def test_the_exemplar_filter_variable_is_read_in_any_case_and_never_fails_start(
     value, exemplars, warned, monkeypatch, otlp_receiver, fresh_warnings
 ):
-    monkeypatch.setenv("OTEL_METRICS_EXEMPLAR_FILTER", value)
     collector = TelemetryCollector(
         TelemetryConfig(export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"]).with_env(
-            {}
+            {"OTEL_METRICS_EXEMPLAR_FILTER": value}
         )
     )
     collector.start()  # the SDK alone raised ValueError here for ALWAYS_ON and bogus

@@ -129,9 +129,15 @@ def _parser() -> argparse.ArgumentParser:
         "config",
         "print the effective configuration",
         "Print the configuration a collector started here would run with, from the "
-        "TELEMETRY_* and OTEL_* variables, each value with where it came from; "
-        "secrets masked.",
+        "TELEMETRY_* and OTEL_* variables (or OTEL_CONFIG_FILE), each value with where it "
+        "came from; secrets masked.",
         "0 printed; 2 a malformed TELEMETRY_* variable.",
+    )
+    config.add_argument(
+        "--explain",
+        action="store_true",
+        help="also list every variable and file key read and not applied, and why "
+        "(overridden, invalid, not supported)",
     )
     config.set_defaults(run=run_config)
     return parser
@@ -303,7 +309,13 @@ def _print_line(line: str) -> None:
 
 
 def run_config(args: Any) -> int:
-    print(TelemetryConfig.from_env().describe())
+    config = TelemetryConfig.from_env()
+    if getattr(args, "explain", False):
+        from telemetry_otel.cli._explain import explain
+
+        print(explain(config, os.environ))
+    else:
+        print(config.describe())
     return 0
 
 

@@ -32,7 +32,7 @@ def build_resource(
     and limited as tags are, wherever they came from; the SDK's own and the service name
     are not cut (the specification exempts resources from the limits: only what a user
     may fill with anything is bounded here)."""
-    environ = os.environ if environ is None else environ
+    environ = config.environ if environ is None else environ
     detected = detected_resource()
     given: dict[str, Any] = {**env_pairs(environ.get(OTEL_RESOURCE_ATTRIBUTES, "")), **config.tags}
     if shaper is not None:
@@ -52,13 +52,14 @@ def describe_resource(
 ) -> list[str]:
     """The resource a collector built from ``config`` sends, one attribute a line, with
     where each value came from; the values of sensitive keys masked."""
-    environ = os.environ if environ is None else environ
+    environ = config.environ if environ is None else environ
     attributes = build_resource(config, environ=environ).attributes
     from_env = env_pairs(environ.get(OTEL_RESOURCE_ATTRIBUTES, ""))
     width = max((len(key) for key in attributes), default=0)
     lines = []
     for key, value in sorted(attributes.items()):
         source = _source(key, config, environ, from_env)
+        source = config._env_origins.get(source, source)  # a configuration file's line
         shown = REDACTED if is_sensitive(key, _words(config)) else value
         lines.append(f"resource {key:<{width}} {shown!r}  ({source})")
     return lines

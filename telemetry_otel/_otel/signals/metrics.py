@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -84,7 +83,7 @@ class MetricPipeline:
                 MeterProvider(
                     metric_readers=self.readers,
                     resource=shared.resource,
-                    exemplar_filter=_EXEMPLAR_FILTERS[exemplar_filter(os.environ)](),
+                    exemplar_filter=_EXEMPLAR_FILTERS[exemplar_filter(config.environ)](),
                     shutdown_on_exit=False,
                 )
             )

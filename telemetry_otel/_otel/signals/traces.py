@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -59,7 +58,7 @@ class TracePipeline(ItemPipeline):
                 max_span_attributes=config.max_attributes,
                 max_attribute_length=SpanLimits.UNSET if length is None else length,
                 max_span_attribute_length=SpanLimits.UNSET if length is None else length,
-                **span_count_limits(os.environ),
+                **span_count_limits(config.environ),
             )
             provider = enabled_by_the_collector(
                 TracerProvider(
