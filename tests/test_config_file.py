@@ -490,3 +490,30 @@ def test_config_explain_without_a_file_names_overridden_invalid_and_unread_varia
         "  OTEL_BSP_MAX_QUEUE_SIZE='2048'  not read by this library",
         "  OTEL_EXPORTER_OTLP_TIMEOUT='soon'  invalid: expected a whole number of at least 1",
     ]
+
+
+def test_the_switch_a_sampler_alone_and_a_prometheus_pull_reader_are_read(tmp_path):
+    path = _write(
+        tmp_path,
+        """\
+file_format: "1.1"
+disabled: true
+tracer_provider:
+  sampler:
+    always_off:
+meter_provider:
+  readers:
+    - pull:
+        exporter:
+          prometheus/development:
+            host: 127.0.0.1
+            port: 9999
+""",
+    )
+    config = TelemetryConfig(enabled=True).with_env({"OTEL_CONFIG_FILE": path})
+    # The operator's switch wins over code, from the file as from OTEL_SDK_DISABLED.
+    assert (config.enabled, config.trace_sample_rate) == (False, 0.0)
+    assert config._sources["enabled"] == f"OTEL_CONFIG_FILE {path}:2 disabled, over code"
+    [endpoint] = config.endpoints()  # no tracer or logger exporter: those export nothing
+    assert (endpoint.kind, endpoint.url) == ("prometheus", "127.0.0.1:9999")
+    assert config._env_notes == ()
