@@ -325,7 +325,8 @@ def register_convention_metrics(meter: Meter, components: Callable[[], list[Comp
     - ``otel.sdk.processor.<span|log>.queue.size`` and ``.queue.capacity``.
 
     Attributes ``otel.component.type`` and ``otel.component.name`` name the exporter (the
-    processor: ``batching_<kind>_processor``). Each series appears once it is not zero.
+    processor: ``batching_<kind>_processor``). Each series appears once it is not zero
+    (a queue's capacity once the queue took an item).
     """
     seen: set[str] = set()
 
@@ -404,4 +405,7 @@ def _queue_size(component: Component) -> list[tuple[int, dict[str, str]]]:
 
 
 def _queue_capacity(component: Component) -> list[tuple[int, dict[str, str]]]:
-    return [(component.capacity or 0, _processor(component))]
+    # Once the queue took an item: a constant series from start would make an idle
+    # collector export at every interval (and its stop wait on a dead endpoint).
+    used = component.counts.submitted > 0
+    return [((component.capacity or 0) if used else 0, _processor(component))]
