@@ -36,16 +36,22 @@ from tests.prometheus_server import free_port
 SCOPE = "telemetry_otel.statsd"
 
 
+def listen(receiver: OtlpReceiver, make_collector: Any, **config: Any) -> tuple[Any, int]:
+    """A started collector with a StatsD listener on loopback, exporting to ``receiver``;
+    and the listener's port."""
+    port = free_port()
+    collector = make_collector(
+        export_endpoints=[f"grpc://127.0.0.1:{receiver.grpc_port}"],
+        statsd_endpoint=f"statsd://127.0.0.1:{port}",
+        **config,
+    )
+    return collector, port
+
+
 @pytest.fixture
 def listening(otlp_receiver, make_collector):
     """A collector with a StatsD listener on loopback, exporting to the OTLP receiver."""
-    port = free_port()
-    collector = make_collector(
-        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"],
-        statsd_endpoint=f"statsd://127.0.0.1:{port}",
-        redact_keys=["api_key"],
-    )
-    return collector, port
+    return listen(otlp_receiver, make_collector, redact_keys=["api_key"])
 
 
 @pytest.fixture
@@ -196,12 +202,7 @@ def test_a_flood_is_bounded_by_the_packet_queue_and_counted(listening, monkeypat
 def test_more_metric_names_than_max_metric_series_are_dropped_and_counted(
     otlp_receiver, make_collector
 ):
-    port = free_port()
-    collector = make_collector(
-        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"],
-        statsd_endpoint=f"statsd://127.0.0.1:{port}",
-        max_metric_series=2,
-    )
+    collector, port = listen(otlp_receiver, make_collector, max_metric_series=2)
     send(port, b"a:1|c\nb:1|c\nc:1|c\na:1|c")
     settle(collector, 4)
     assert collector.flush(10_000) is True
@@ -411,12 +412,7 @@ def test_decrements_are_owed_by_the_counter_and_paid_out_of_its_next_increments(
 def test_tag_sets_folded_into_the_overflow_series_are_counted_limited(
     otlp_receiver, make_collector
 ):
-    port = free_port()
-    collector = make_collector(
-        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"],
-        statsd_endpoint=f"statsd://127.0.0.1:{port}",
-        max_metric_series=2,
-    )
+    collector, port = listen(otlp_receiver, make_collector, max_metric_series=2)
     send(port, b"hits:1|c|#k:0\nhits:1|c|#k:1\nhits:1|c|#k:2\nhits:1|c|#k:3\nhits:2|c|#k:0")
     settle(collector, 5)
     assert collector.flush(10_000) is True
@@ -463,11 +459,7 @@ def test_a_sampled_timer_records_at_most_a_thousand_times_into_exponential_histo
     )
     sdk.otlp_metric_preferences.cache_clear()
     request.addfinalizer(sdk.otlp_metric_preferences.cache_clear)
-    port = free_port()
-    collector = make_collector(
-        export_endpoints=[f"grpc://127.0.0.1:{otlp_receiver.grpc_port}"],
-        statsd_endpoint=f"statsd://127.0.0.1:{port}",
-    )
+    collector, port = listen(otlp_receiver, make_collector)
     send(port, b"slow:3|ms|@0.000001\nslow:3|ms|@0.01")
     settle(collector, 2)
     assert collector.flush(10_000) is True
