@@ -121,7 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     receive.add_argument(
         "--self-metrics",
         action="store_true",
-        help="also show the collector's own telemetry_otel.* metrics (default: hidden)",
+        help="also show the collector's own telemetry_otel.* and otel.sdk.* metrics "
+        "(default: hidden)",
     )
     receive.set_defaults(run=run_receive)
     config = _command(

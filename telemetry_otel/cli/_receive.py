@@ -1,10 +1,11 @@
-"""A local OTLP receiver (gRPC and HTTP/protobuf, gzip) that prints what arrives.
+"""A local OTLP receiver (gRPC and HTTP, protobuf or JSON, gzip) that prints what arrives.
 
 For developing without a backend: ``telemetry-otel receive``. Each line starts with
 the sending service (``service.name``); spans print as trees once their root arrives
 (``tree.py``), with a bar for where each sits in its trace on a terminal; events show
-their trace and span ids; metrics print one line per series. The collector's own
-``telemetry_otel.*`` metrics are left out unless asked for. ``jsonl`` also appends each
+their trace and span ids; metrics print one line per series. A collector's own metrics
+(its ``telemetry_otel.self`` scope: ``telemetry_otel.*`` and ``otel.sdk.*``) are left out
+unless asked for. ``jsonl`` also appends each
 request as an OTLP JSON line.
 """
 
@@ -29,6 +30,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as logs_pb
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as metrics_pb
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as trace_pb
 
+from telemetry_otel._otel.delivery.accounting import SELF_SCOPE
 from telemetry_otel._otel.delivery.sender import GRPC_METHODS
 from telemetry_otel._otel.destinations.console import span_node
 from telemetry_otel._otel.destinations.files import RotatingLineFile
@@ -59,7 +61,6 @@ MESSAGES: dict[str, tuple[Any, Any]] = {
     "logs": (logs_pb.ExportLogsServiceRequest, logs_pb.ExportLogsServiceResponse),
 }
 Printer = Callable[[str], None]
-SELF_METRIC_PREFIX = "telemetry_otel."
 # A trace is shown this long after its root arrives: SDKs export spans and log records
 # in separate requests, and what they sent apart should still land in the tree.
 SETTLE_S = 1.0
@@ -109,14 +110,18 @@ _LAYOUT = {
 }
 
 
-def _items(request: Any, items: str) -> Iterator[tuple[str, Any]]:
-    """Each item of an export request, with the service that sent it."""
+def _items(
+    request: Any, items: str, skip_scope: str | None = None
+) -> Iterator[tuple[str, Any]]:
+    """Each item of an export request, with the service that sent it; the items of the
+    scope ``skip_scope`` left out."""
     resources, scopes = _LAYOUT[items]
     for resource in getattr(request, resources):
         service = _service(resource)
         for scope in getattr(resource, scopes):
-            for item in getattr(scope, items):
-                yield service, item
+            if scope.scope.name != skip_scope or not skip_scope:
+                for item in getattr(scope, items):
+                    yield service, item
 
 
 def _service(resource: Any) -> str:
@@ -182,9 +187,9 @@ class ReceivedLines:
             yield view.trace_id, node
 
     def _metric_lines(self, request: Any) -> Iterator[str]:
-        for service, metric in _items(request, "metrics"):
-            if metric.name.startswith(SELF_METRIC_PREFIX) and not self._self_metrics:
-                continue
+        # A collector's own metrics (telemetry_otel.*, otel.sdk.*) are in a scope of theirs.
+        hidden = None if self._self_metrics else SELF_SCOPE
+        for service, metric in _items(request, "metrics", hidden):
             for view in _metric_views(metric):
                 yield self._with_service(service, metric_line(view, self._paint))
 
