@@ -110,9 +110,7 @@ _LAYOUT = {
 }
 
 
-def _items(
-    request: Any, items: str, skip_scope: str | None = None
-) -> Iterator[tuple[str, Any]]:
+def _items(request: Any, items: str, skip_scope: str | None = None) -> Iterator[tuple[str, Any]]:
     """Each item of an export request, with the service that sent it; the items of the
     scope ``skip_scope`` left out."""
     resources, scopes = _LAYOUT[items]
