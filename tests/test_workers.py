@@ -147,3 +147,35 @@ def test_gunicorn_workers_share_one_exact_prometheus_page_across_worker_deaths(
             last[resource["service.instance.id"]] = metric.sum.data_points[-1].as_int
     assert sum(last.values()) == served
     assert len(last) >= 5  # 4 workers, the replacement of the graceful one (and others)
+
+
+_SWALLOWS_SYSTEM_EXIT = """
+import sys, time
+from telemetry_otel import Event, TelemetryCollector, TelemetryConfig, deliver_on_terminate
+deliver_on_terminate()
+collector = TelemetryCollector(TelemetryConfig(export_endpoints=["file://" + sys.argv[1]],
+                                               flush_interval_ms=60_000))
+collector.start()
+collector.collect_event(Event("task_done", "before the SIGTERM"))
+print("ready", flush=True)
+for _ in range(600):  # bounded: a minute
+    try:
+        time.sleep(0.1)
+    except SystemExit:
+        pass  # as Python swallows it when it lands in a weakref callback or a __del__
+"""
+
+
+def test_a_sigterm_whose_system_exit_is_swallowed_still_delivers_and_ends_the_worker(tmp_path):
+    # Pool.terminate() ends a worker with SIGTERM; when the SystemExit it raises lands
+    # where Python ignores exceptions, the worker used to wait for tasks for ever.
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _SWALLOWS_SYSTEM_EXIT, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 128 + signal.SIGTERM
+    lines = (tmp_path / "logs.jsonl").read_text().splitlines()
+    assert ['"before the SIGTERM"' in line for line in lines] == [True]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import os
 import signal
+import threading
 import time
 import weakref
 from multiprocessing import util as multiprocessing_util
@@ -115,4 +116,21 @@ def _exit_for_sigterm(signum: int, frame: object) -> None:
     # A second SIGTERM (a supervisor's) must not cut the stop short: it keeps its deadline.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if not _stopping:
+        # Raised where the main thread stands, Python may swallow it: in a weakref
+        # callback or a __del__ it prints "Exception ignored" and goes on, and a pool
+        # worker then waits for tasks for ever, its telemetry never sent. A thread of
+        # its own stops everything and ends the process if no exit has begun by then.
+        threading.Thread(target=_exit_if_still_running, args=(signum,), daemon=True).start()
         raise SystemExit(128 + signum)
+
+
+# How long the SystemExit of a SIGTERM has to start the exit before the fallback does.
+_FALLBACK_AFTER_S = 2.0
+
+
+def _exit_if_still_running(signum: int) -> None:
+    time.sleep(_FALLBACK_AFTER_S)
+    if _stopping:  # the ordinary exit path is stopping everything: it keeps its deadline
+        return
+    _stop_all()
+    os._exit(128 + signum)
