@@ -225,6 +225,35 @@ def test_a_bound_handle_records_nothing_before_start_and_after_stop(receiver):
     assert [(p[0], p[3], p[4]) for p in request] == [("jobs", repr([("queue", "high")]), (5, 0.0))]
 
 
+def test_a_bound_handle_in_a_span_keeps_its_exemplar(receiver):
+    collector = TelemetryCollector(
+        TelemetryConfig(
+            service_name="exemplars", export_endpoints=[f"grpc://127.0.0.1:{receiver.grpc_port}"]
+        ).with_env({})
+    )
+    orders = collector.counter("orders").bind(shop="a")
+    level = collector.gauge("stock").bind(shop="a")
+    collector.start()
+    for _ in range(3):  # past the first measurement: the handles add up directly
+        assert (orders.add(2), level.set(7)) == (True, True)
+    with collector.span("checkout") as span:
+        assert (orders.add(5), level.set(4)) == (True, True)
+    collector.stop(5000)
+    assert (orders.add(1), level.set(1)) == (False, False)
+    assert collector.stats()["metric"]["collected"] == 8
+    points = {
+        metric.name: metric
+        for resource, metric in receiver.metrics()
+        if resource["service.name"] == "exemplars"
+    }
+    [total] = points["orders"].sum.data_points
+    [last] = points["stock"].gauge.data_points
+    assert (total.as_int, last.as_int) == (11, 4)
+    [exemplar] = total.exemplars
+    assert exemplar.as_int == 5
+    assert exemplar.span_id == span.get_span_context().span_id.to_bytes(8, "big")
+
+
 def test_a_disabled_collector_s_handles_record_nothing():
     collector = TelemetryCollector(TelemetryConfig(enabled=False))
     collector.start()

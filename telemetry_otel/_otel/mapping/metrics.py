@@ -53,9 +53,16 @@ class InstrumentCache:
     """
 
     def __init__(
-        self, provider: MeterProvider, meter: Meter, shaper: Shaper, max_series: int
+        self,
+        provider: MeterProvider,
+        meter: Meter,
+        shaper: Shaper,
+        max_series: int,
+        count_collected: Callable[[], object] | None = None,
     ) -> None:
         self._meter = meter
+        # What each recorder's collect() counts with, where it holds no lock.
+        self._count_collected = count_collected
         self._consumer = fast_path_consumer(provider)
         self._shaper = shaper
         self._max_series = max_series
@@ -137,6 +144,8 @@ class InstrumentCache:
             self._lock,
             combine if self._combines else None,
         )
+        if self._count_collected is not None:
+            recorder.count_collected = self._count_collected
         self._series_recorders.append(recorder)
         return recorder
 
@@ -152,6 +161,10 @@ class InstrumentCache:
         with self._drain_lock:
             for recorder in list(self._series_recorders):
                 recorder.drain()
+
+    def counted(self) -> int:
+        """What the recorders counted under their own locks (SeriesRecorder.counted)."""
+        return sum(recorder.counted for recorder in self._series_recorders)
 
     def close(self) -> None:
         """Refuse every later measurement: the last collection is about to begin."""
@@ -192,6 +205,10 @@ class RenamedRecorder:
     def __init__(self, inner: SeriesRecorder, legacy_name: str) -> None:
         self._inner = inner
         self._legacy_name = legacy_name
+
+    def collect(self, value: float, tags: Mapping[str, Any]) -> bool:
+        self._inner.collect(value, {**tags, LEGACY_NAME: self._legacy_name})
+        return True
 
     def record(self, value: float, tags: Mapping[str, Any]) -> bool:
         self._inner.record(value, {**tags, LEGACY_NAME: self._legacy_name})

@@ -30,8 +30,10 @@ from telemetry_otel._otel.runtime.log import logger, warn_once
 from telemetry_otel._otel.runtime.sdk import (
     CHECKED_AGAINST,
     METRIC_INTERNALS_IMPORTED,
+    SPAN_KEY,
     SynchronousGauge,
     collect_after,
+    current_context,
     hash_attributes,
     is_synchronous_consumer,
     measurement_consumer,
@@ -90,6 +92,10 @@ class Series:
         # Whether a measurement reached the SDK: its first one creates the series'
         # aggregations, so that a cumulative series starts when it was first measured.
         self.started = False
+
+
+def _not_counted() -> None:
+    """A recorder's count_collected until its instrument cache gives it one."""
 
 
 class RecorderClosed(Exception):
@@ -166,27 +172,48 @@ class SeriesRecorder:
         # Set under pending_lock by close(): every measurement checks it under the same
         # lock, so none lands after the last collection took what was pending.
         self.closed = False
+        # Measurements the collect path and bound handles added to pending, counted
+        # under pending_lock where they hold it anyway (the collected count includes
+        # it: Tally.include); the others go to count_collected.
+        self.counted = 0
+        self.count_collected: Callable[[], object] = _not_counted
         # The bucket bounds every reader shares (None: not all the same), and the
         # reader storages they were read from.
         self._bounds: tuple[float, ...] | None = None
         self._bounds_for: object = None
 
-    def record(self, value: float, tags: Mapping[str, Any]) -> bool:
+    def collect(self, value: float, tags: Mapping[str, Any]) -> bool:
+        """Record a measurement of the collect path and count it collected; whether
+        the size limits (or the series cap) changed its tags."""
         items = tuple(tags.items())
         known = self._by_items.get(items)
         if not isinstance(known, tuple):
             known = self._typed_series(tags, items, known)
         series, limited = known
-        # A counter's addition written out: it is most of what a measurement costs. The
-        # lock is taken by `with`, never acquire()/release(): a signal handler raising
-        # between those (Ctrl-C, deliver_on_terminate's SIGTERM) would leave it held.
-        if self.combine is _SUM and series.started and outside_any_span():
+        # A counter's addition written out, and counted under the lock it holds anyway
+        # (Tally.include): it is most of what a measurement costs. The lock is taken by
+        # `with`, never acquire()/release(): a signal handler raising between those
+        # (Ctrl-C, deliver_on_terminate's SIGTERM) would leave it held.
+        if (
+            self.combine is _SUM
+            and series.started
+            and SPAN_KEY
+            and current_context().get(SPAN_KEY) is None  # outside_any_span(), inline
+        ):
             with self.pending_lock:
                 if self.closed:
                     raise RecorderClosed
                 pending = self.pending
                 pending[series] = pending.get(series, 0) + value
+                self.counted += 1
             return limited
+        self.record_series(series, value)
+        self.count_collected()
+        return limited
+
+    def record(self, value: float, tags: Mapping[str, Any]) -> bool:
+        """``collect`` without the count: for the bridges, which count what they bring."""
+        series, limited = self.known(tags)
         self.record_series(series, value)
         return limited
 

@@ -42,6 +42,9 @@ class _Bound:
     """What the three bound kinds share: the binding to the owner's pipeline."""
 
     _type: MetricType
+    # How the recorder adds this kind up between collections, where the fast path may
+    # add to it directly: SUM (counters), LAST (gauges), None (never: histograms).
+    _adds_up: Combine | None
     # Set by _bind, read only once it has bound (_pipeline is then no longer _UNBOUND).
     _recorder: SeriesRecorder
     _series: Series
@@ -58,6 +61,7 @@ class _Bound:
         "_name",
         "_owner",
         "_pipeline",
+        "_ready",
         "_recorder",
         "_series",
         "_tags",
@@ -72,7 +76,8 @@ class _Bound:
         self._unit = unit
         self._description = description
         self._tags = tags
-        self._pipeline = _UNBOUND
+        # The pipeline whose series this handle adds to directly (see _record).
+        self._pipeline = self._ready = _UNBOUND
 
     @property
     def name(self) -> str:
@@ -110,17 +115,27 @@ class _Bound:
         return True
 
     def _record(self, value: float) -> bool:
-        """The recorder's own path (inside a span, a first measurement, buckets), then
-        the counts; False when stop() began its last collection meanwhile."""
+        """The recorder's own path (a first measurement, inside a span, buckets), then
+        the counts; False when not collecting, or when stop() began its last
+        collection meanwhile. Once the series adds up as the handle's fast path does,
+        that path is taken from the next measurement on, until the pipeline changes."""
+        if self._pipeline is not self._owner._pipeline and not self._bind():
+            return False
+        # The pipeline first: a rebinding thread sets it last, so the recorder and
+        # series read after it are at least as new, and _ready then names a pipeline
+        # they belong to or one that is no longer the collector's.
+        pipeline, recorder, series = self._pipeline, self._recorder, self._series
         try:
-            self._recorder.record_series(self._series, value)
+            recorder.record_series(series, value)
         except RecorderClosed:
             return False
         except Exception:
             return bool(self._metrics.internal_error())
         self._count()
-        if self._limited:
+        if self._limited:  # counted on this path every time: the fast path does not
             self._count_limited()
+        elif series.started and recorder.combine is self._adds_up and SPAN_KEY:
+            self._ready = pipeline
         return True
 
 
@@ -128,6 +143,7 @@ class BoundCounter(_Bound):
     """A counter with its tags bound: ``add(value)``. From ``CounterHandle.bind()``."""
 
     _type = MetricType.COUNTER
+    _adds_up = _SUM
     __slots__ = ()
 
     def add(self, value: int | float) -> bool:
@@ -138,25 +154,17 @@ class BoundCounter(_Bound):
             or (type(value) is float and value - value == 0.0 and value >= 0.0)
         ):
             _check_value(value, MetricType.COUNTER)
-        if self._pipeline is not self._owner._pipeline and not self._bind():
-            return False
-        series, recorder = self._series, self._recorder
-        # SeriesRecorder.record's addition, written out: it is all a measurement costs.
-        if not (
-            recorder.combine is _SUM
-            and series.started
-            and SPAN_KEY
-            and current_context().get(SPAN_KEY) is None
-        ):
+        if self._ready is not self._owner._pipeline or current_context().get(SPAN_KEY) is not None:
             return self._record(value)
+        # SeriesRecorder.record's addition, written out: it is all a measurement costs,
+        # and counted under the lock it holds anyway (Tally.include).
+        recorder = self._recorder
         with recorder.pending_lock:  # `with`: see SeriesRecorder.record
             if recorder.closed:
                 return False
-            pending = recorder.pending
+            pending, series = recorder.pending, self._series
             pending[series] = pending.get(series, 0) + value
-        self._count()
-        if self._limited:
-            self._count_limited()
+            recorder.counted += 1
         return True
 
 
@@ -164,6 +172,7 @@ class BoundGauge(_Bound):
     """A gauge with its tags bound: ``set(value)``. From ``GaugeHandle.bind()``."""
 
     _type = MetricType.GAUGE
+    _adds_up = _LAST
     __slots__ = ()
 
     def set(self, value: int | float) -> bool:
@@ -173,23 +182,14 @@ class BoundGauge(_Bound):
             or (type(value) is int and _INT64_MIN <= value <= _INT64_MAX)
         ):
             _check_value(value, MetricType.GAUGE)
-        if self._pipeline is not self._owner._pipeline and not self._bind():
-            return False
-        series, recorder = self._series, self._recorder
-        if not (
-            recorder.combine is _LAST
-            and series.started
-            and SPAN_KEY
-            and current_context().get(SPAN_KEY) is None
-        ):
+        if self._ready is not self._owner._pipeline or current_context().get(SPAN_KEY) is not None:
             return self._record(value)
+        recorder = self._recorder
         with recorder.pending_lock:
             if recorder.closed:
                 return False
-            recorder.pending[series] = value
-        self._count()
-        if self._limited:
-            self._count_limited()
+            recorder.pending[self._series] = value
+            recorder.counted += 1
         return True
 
 
@@ -197,6 +197,7 @@ class BoundHistogram(_Bound):
     """A histogram with its tags bound: ``record(value)``. From ``HistogramHandle.bind()``."""
 
     _type = MetricType.HISTOGRAM
+    _adds_up = None  # buckets: always the recorder's own path
     __slots__ = ()
 
     def record(self, value: int | float) -> bool:

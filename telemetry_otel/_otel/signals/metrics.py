@@ -89,13 +89,18 @@ class MetricPipeline:
             )
         meter = self.provider.get_meter(SCOPE_NAME, __version__)
         self.instruments = InstrumentCache(
-            self.provider, meter, shared.shaper, config.max_metric_series
+            self.provider,
+            meter,
+            shared.shaper,
+            config.max_metric_series,
+            self._tally.collected.increment,
         )
         self._recorders = self.instruments.recorders
         # Bound once: the collecting path (and bound handles, signals/bound.py) count
         # with a single call.
         self.count_collected = self._tally.collected.increment
         self.count_limited = self._tally.limited.increment
+        self._tally.collected.include(self.instruments.counted)
         # Measurements add up between collections only on the collector's own
         # provider, where every reader's collection drains them first: an application's
         # provider may get readers no drain would reach.
@@ -129,9 +134,7 @@ class MetricPipeline:
                 return self.reject_clash(metric.name, metric_type)
             if value < 0 and metric_type is _HISTOGRAM:
                 return self.reject_negative(metric.name, value)
-            limited = recorder.record(value, metric.tags)
-            self.count_collected()
-            if limited:
+            if recorder.collect(value, metric.tags):  # counted there
                 self.count_limited()
             return True
         except RecorderClosed:  # stop() began its last collection meanwhile
