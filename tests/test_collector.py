@@ -502,6 +502,37 @@ def test_bridge_gives_event_metadata_and_tags_back_apart(make_collector, recorde
     )
 
 
+@pytest.mark.parametrize(
+    ("global_tags", "tags", "expected"),
+    [
+        ({"env": "prod"}, {"team": "payments"}, {"env": "prod", "team": "payments"}),
+        # A global tag named like the probability attribute keeps its own value.
+        (
+            {"sampling.probability": "global"},
+            {"team": "a"},
+            {"sampling.probability": "global", "team": "a"},
+        ),
+        # An event's own tag of that name: the record (and so the wire) holds the
+        # probability the event was kept with under that name, and gives it back.
+        ({}, {"sampling.probability": "mine"}, {"sampling.probability": 0.5}),
+    ],
+)
+def test_an_event_without_metadata_comes_back_with_its_tags_only(
+    make_collector, recorder, global_tags, tags, expected
+):
+    collector = make_collector(tags=global_tags, sample_rate=0.5, event_sample_rate=0.5)
+    collector.register_exporter(recorder)
+    events = [Event("user_action", "checkout", tags=tags, timestamp=1_700_000_000.5)] * 200
+    kept = sum(collector.collect_event(event) for event in events)
+    collector.flush()
+    received = recorder.of("event")
+    assert 0 < kept == len(received)
+    assert {repr(event.tags) for event in received} == {repr(expected)}
+    assert {(repr(event.metadata), event.timestamp) for event in received} == {
+        ("{}", 1_700_000_000.5)
+    }
+
+
 def test_the_collector_leaves_otel_global_providers_alone(make_collector):
     before = (
         trace.get_tracer_provider(),

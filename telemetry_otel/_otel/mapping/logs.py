@@ -29,7 +29,9 @@ class LegacyLogRecord(LogRecord):
     to the exported record.
     """
 
-    tag_keys: frozenset[str] = frozenset()
+    # None: every attribute but the sampling probability is a tag (an event without
+    # metadata, the common case), so the hot path builds no set.
+    tag_keys: frozenset[str] | None = frozenset()
     # The event's own severity: the callback bridge gives it back as it was.
     severity: EventSeverity | None = None
 
@@ -51,13 +53,15 @@ def event_to_log_record(
     is not known).
     """
     metadata = event.metadata
+    tag_keys: frozenset[str] | None
     if metadata:
         merged = {key: value for key, value in event.tags.items() if key not in metadata}
         tag_keys = frozenset(merged)
         merged.update(metadata)
     else:
         merged = event.tags
-        tag_keys = frozenset(merged)
+        # A tag named like the probability attribute must be told apart from it.
+        tag_keys = None if PROBABILITY not in merged else frozenset(merged)
     shaped, limited = shaper.attributes(merged, reserved=1)
     attributes = {**shaped, PROBABILITY: probability} if probability is not None else dict(shaped)
     body, name, body_cut, name_cut = event.message, event.name, False, False
@@ -113,7 +117,9 @@ def log_record_to_event(record: ReadWriteLogRecord, global_tags: Mapping[str, An
     if type(log) is LegacyLogRecord and type(log.attributes) is dict:
         return _shaped_event(log, log.attributes, global_tags)
     attributes = dict(log.attributes or {})
-    tag_keys: frozenset[str] = getattr(log, "tag_keys", frozenset())
+    tag_keys: frozenset[str] | None = getattr(log, "tag_keys", frozenset())
+    if tag_keys is None:
+        tag_keys = frozenset(attributes)
     tags = dict(global_tags)
     tags.update((key, attributes.pop(key)) for key in tag_keys if key in attributes)
     attributes.pop(PROBABILITY, None)
@@ -134,8 +140,16 @@ def _shaped_event(
     the Event's checks and was then redacted and limited, so it is not checked again.
     Nested metadata is copied: the exported record keeps its own."""
     tag_keys = log.tag_keys
-    tags = dict(global_tags)
     metadata: dict[str, Any] = {}
+    if tag_keys is None:  # tags only: copied at once, the probability left out
+        tags = {**global_tags, **attributes}
+        if PROBABILITY in attributes:
+            if PROBABILITY in global_tags:
+                tags[PROBABILITY] = global_tags[PROBABILITY]
+            else:
+                del tags[PROBABILITY]
+        return _trusted_event(log, metadata, tags)
+    tags = dict(global_tags)
     for key, value in attributes.items():
         if key in tag_keys:
             tags[key] = value
@@ -143,13 +157,17 @@ def _shaped_event(
             kind = type(value)
             scalar = kind is str or kind is int or kind is float or kind is bool
             metadata[key] = value if scalar else _plain(value)
+    return _trusted_event(log, metadata, tags)
+
+
+def _trusted_event(log: LegacyLogRecord, metadata: dict[str, Any], tags: dict[str, Any]) -> Event:
     return Event._trusted(
         {
             "name": log.event_name,
             "message": log.body,
             "severity": log.severity,
             "metadata": metadata,
-            "timestamp": ns_to_seconds(log.timestamp),  # type: ignore[arg-type]
+            "timestamp": log.timestamp / 1_000_000_000,  # type: ignore[operator]  # ns_to_seconds
             "tags": tags,
         }
     )
