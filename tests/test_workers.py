@@ -179,3 +179,45 @@ def test_a_sigterm_whose_system_exit_is_swallowed_still_delivers_and_ends_the_wo
     assert worker.wait(timeout=30) == 128 + signal.SIGTERM
     lines = (tmp_path / "logs.jsonl").read_text().splitlines()
     assert ['"before the SIGTERM"' in line for line in lines] == [True]
+
+
+_SIGTERM_WHILE_EXITING = """
+import multiprocessing, os, signal, sys
+from multiprocessing import util
+from telemetry_otel import Event, TelemetryCollector, TelemetryConfig, deliver_on_terminate
+
+def work(directory):
+    deliver_on_terminate()
+    collector = TelemetryCollector(TelemetryConfig(export_endpoints=["file://" + directory],
+                                                   flush_interval_ms=60_000))
+    collector.start()
+    collector.collect_event(Event("task_done", "before the exit"))
+    # Pool.terminate() can signal a worker that is already leaving (it got its
+    # sentinel): the SIGTERM lands among the exit function's finalizers, before the
+    # one that stops the collector (a higher priority runs first).
+    util.Finalize(None, os.kill, (os.getpid(), signal.SIGTERM), exitpriority=100)
+
+if __name__ == "__main__":
+    worker = multiprocessing.get_context(sys.argv[2]).Process(target=work, args=(sys.argv[1],))
+    worker.start()
+    worker.join(60)
+    print(worker.exitcode)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_a_sigterm_while_a_worker_is_already_leaving_does_not_cut_its_delivery_short(
+    method, tmp_path
+):
+    script = tmp_path / "leaving.py"
+    script.write_text(_SIGTERM_WHILE_EXITING)
+    result = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), method],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert (result.stdout, result.stderr) == ("0\n", "")
+    lines = (tmp_path / "logs.jsonl").read_text().splitlines()
+    assert ['"before the exit"' in line for line in lines] == [True]

@@ -115,13 +115,21 @@ def exit_on_sigterm() -> None:
 def _exit_for_sigterm(signum: int, frame: object) -> None:
     # A second SIGTERM (a supervisor's) must not cut the stop short: it keeps its deadline.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if not _stopping:
+    if not _stopping and not _leaving_already():
         # Raised where the main thread stands, Python may swallow it: in a weakref
         # callback or a __del__ it prints "Exception ignored" and goes on, and a pool
         # worker then waits for tasks for ever, its telemetry never sent. A thread of
         # its own stops everything and ends the process if no exit has begun by then.
         threading.Thread(target=_exit_if_still_running, args=(signum,), daemon=True).start()
         raise SystemExit(128 + signum)
+
+
+def _leaving_already() -> bool:
+    """multiprocessing's exit function has begun (it sets ``util._exiting`` first): its
+    finalizers stop every open pipeline. ``Pool.terminate()`` signals a worker that got
+    its sentinel and is leaving; a SystemExit raised among those finalizers would skip
+    the rest of them, the stop among them, and the worker would end without it."""
+    return getattr(multiprocessing_util, "_exiting", False) is True
 
 
 # How long the SystemExit of a SIGTERM has to start the exit before the fallback does.
