@@ -172,6 +172,8 @@ def test_a_gauge_rule_shows_one_series_over_the_living_processes(
     assert _short(_page(port), "depth") == {"depth{}": 2.0}
 
 
+# Forking while the collector's threads run is what this test is about.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_counts_only_what_it_measured_itself(page):
     collector, _, port, _ = page
     collector.collect_metric(Metric("orders", 10, MetricType.COUNTER))

@@ -149,14 +149,21 @@ def test_gunicorn_workers_share_one_exact_prometheus_page_across_worker_deaths(
     assert len(last) >= 5  # 4 workers, the replacement of the graceful one (and others)
 
 
-_SWALLOWS_SYSTEM_EXIT = """
-import sys, time
+# A worker as deliver_on_terminate makes it, with one event to deliver; what follows it
+# says where the SIGTERM finds the worker.
+_WORKER_WITH_AN_EVENT = """
+import multiprocessing, signal, sys, time
 from telemetry_otel import Event, TelemetryCollector, TelemetryConfig, deliver_on_terminate
 deliver_on_terminate()
 collector = TelemetryCollector(TelemetryConfig(export_endpoints=["file://" + sys.argv[1]],
                                                flush_interval_ms=60_000))
 collector.start()
 collector.collect_event(Event("task_done", "before the SIGTERM"))
+"""
+
+_SWALLOWS_SYSTEM_EXIT = (
+    _WORKER_WITH_AN_EVENT
+    + """
 print("ready", flush=True)
 for _ in range(600):  # bounded: a minute
     try:
@@ -164,19 +171,30 @@ for _ in range(600):  # bounded: a minute
     except SystemExit:
         pass  # as Python swallows it when it lands in a weakref callback or a __del__
 """
+)
+
+
+def _terminated(script: str, directory: Path) -> tuple[int, float]:
+    """Run a worker script until it says ready, SIGTERM it: its exit code, and how long
+    it took to end. Kills it (the one process started here) if it does not end."""
+    worker = subprocess.Popen(
+        [sys.executable, "-c", script, str(directory)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
+        started = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        return worker.wait(timeout=30), time.monotonic() - started
+    finally:
+        worker.kill()
+        worker.wait()
 
 
 def test_a_sigterm_whose_system_exit_is_swallowed_still_delivers_and_ends_the_worker(tmp_path):
     # Pool.terminate() ends a worker with SIGTERM; when the SystemExit it raises lands
     # where Python ignores exceptions, the worker used to wait for tasks for ever.
-    worker = subprocess.Popen(
-        [sys.executable, "-c", _SWALLOWS_SYSTEM_EXIT, str(tmp_path)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert worker.stdout is not None and worker.stdout.readline() == "ready\n"
-    worker.send_signal(signal.SIGTERM)
-    assert worker.wait(timeout=30) == 128 + signal.SIGTERM
+    code, _ = _terminated(_SWALLOWS_SYSTEM_EXIT, tmp_path)
+    assert code == 128 + signal.SIGTERM
     lines = (tmp_path / "logs.jsonl").read_text().splitlines()
     assert ['"before the SIGTERM"' in line for line in lines] == [True]
 
@@ -186,33 +204,43 @@ import multiprocessing, os, signal, sys
 from multiprocessing import util
 from telemetry_otel import Event, TelemetryCollector, TelemetryConfig, deliver_on_terminate
 
-def work(directory):
+def work(directory, when):
     deliver_on_terminate()
     collector = TelemetryCollector(TelemetryConfig(export_endpoints=["file://" + directory],
                                                    flush_interval_ms=60_000))
     collector.start()
     collector.collect_event(Event("task_done", "before the exit"))
     # Pool.terminate() can signal a worker that is already leaving (it got its
-    # sentinel): the SIGTERM lands among the exit function's finalizers, before the
-    # one that stops the collector (a higher priority runs first).
-    util.Finalize(None, os.kill, (os.getpid(), signal.SIGTERM), exitpriority=100)
+    # sentinel): the SIGTERM lands as its exit function begins, or among the
+    # function's finalizers before the one that stops the collector (a higher
+    # priority runs first).
+    if when == "as it begins":
+        def signal_on_entry(frame, event, arg):
+            if event == "call" and frame.f_code is util._exit_function.__code__:
+                sys.setprofile(None)
+                os.kill(os.getpid(), signal.SIGTERM)
+        sys.setprofile(signal_on_entry)
+    else:
+        util.Finalize(None, os.kill, (os.getpid(), signal.SIGTERM), exitpriority=100)
 
 if __name__ == "__main__":
-    worker = multiprocessing.get_context(sys.argv[2]).Process(target=work, args=(sys.argv[1],))
+    context = multiprocessing.get_context(sys.argv[2])
+    worker = context.Process(target=work, args=(sys.argv[1], sys.argv[3]))
     worker.start()
     worker.join(60)
     print(worker.exitcode)
 """
 
 
+@pytest.mark.parametrize("when", ["as it begins", "among the finalizers"])
 @pytest.mark.parametrize("method", ["fork", "forkserver"])
 def test_a_sigterm_while_a_worker_is_already_leaving_does_not_cut_its_delivery_short(
-    method, tmp_path
+    method, when, tmp_path
 ):
     script = tmp_path / "leaving.py"
     script.write_text(_SIGTERM_WHILE_EXITING)
     result = subprocess.run(
-        [sys.executable, str(script), str(tmp_path), method],
+        [sys.executable, str(script), str(tmp_path), method, when],
         capture_output=True,
         text=True,
         timeout=120,
@@ -221,3 +249,26 @@ def test_a_sigterm_while_a_worker_is_already_leaving_does_not_cut_its_delivery_s
     assert (result.stdout, result.stderr) == ("0\n", "")
     lines = (tmp_path / "logs.jsonl").read_text().splitlines()
     assert ['"before the exit"' in line for line in lines] == [True]
+
+
+_MAIN_THREAD_BLOCKED_IN_C = (
+    _WORKER_WITH_AN_EVENT
+    + """
+# The kernel hands a process signal to any thread that does not block it: here never
+# the main one, which then waits in C on a lock nobody releases, as a Pool worker waits
+# for the task queue's lock that Pool.terminate() keeps.
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+lock = multiprocessing.Lock()
+lock.acquire()
+print("ready", flush=True)
+lock.acquire(timeout=60)  # bounded: a minute
+"""
+)
+
+
+def test_a_sigterm_another_thread_receives_still_delivers_and_ends_the_worker(tmp_path):
+    code, took = _terminated(_MAIN_THREAD_BLOCKED_IN_C, tmp_path)
+    assert code == 128 + signal.SIGTERM
+    assert took < 20  # not the minute the lock would wait
+    lines = (tmp_path / "logs.jsonl").read_text().splitlines()
+    assert ['"before the SIGTERM"' in line for line in lines] == [True]
