@@ -207,12 +207,16 @@ def test_handles_on_eight_threads_add_up_exactly(receiver):
     ]
 
 
-def test_a_bound_handle_records_nothing_before_start_and_after_stop(receiver):
-    collector = TelemetryCollector(
-        TelemetryConfig(
-            service_name="lifecycle", export_endpoints=[f"grpc://127.0.0.1:{receiver.grpc_port}"]
-        ).with_env({})
+def unstarted(receiver: OtlpReceiver, service: str) -> TelemetryCollector:
+    """A collector with default limits, exporting to the receiver, not started yet."""
+    config = TelemetryConfig(
+        service_name=service, export_endpoints=[f"grpc://127.0.0.1:{receiver.grpc_port}"]
     )
+    return TelemetryCollector(config.with_env({}))
+
+
+def test_a_bound_handle_records_nothing_before_start_and_after_stop(receiver):
+    collector = unstarted(receiver, "lifecycle")
     counter = collector.counter("jobs").bind(queue="high")
     assert isinstance(counter, BoundCounter)
     assert counter.add(1) is False
@@ -226,11 +230,7 @@ def test_a_bound_handle_records_nothing_before_start_and_after_stop(receiver):
 
 
 def test_a_bound_handle_in_a_span_keeps_its_exemplar(receiver):
-    collector = TelemetryCollector(
-        TelemetryConfig(
-            service_name="exemplars", export_endpoints=[f"grpc://127.0.0.1:{receiver.grpc_port}"]
-        ).with_env({})
-    )
+    collector = unstarted(receiver, "exemplars")
     orders = collector.counter("orders").bind(shop="a")
     level = collector.gauge("stock").bind(shop="a")
     collector.start()
