@@ -118,8 +118,8 @@ def log_record_to_event(record: ReadWriteLogRecord, global_tags: Mapping[str, An
         return _shaped_event(log, log.attributes, global_tags)
     attributes = dict(log.attributes or {})
     tag_keys: frozenset[str] | None = getattr(log, "tag_keys", frozenset())
-    if tag_keys is None:
-        tag_keys = frozenset(attributes)
+    if tag_keys is None:  # every attribute but the sampling probability
+        tag_keys = frozenset(attributes) - {PROBABILITY}
     tags = dict(global_tags)
     tags.update((key, attributes.pop(key)) for key in tag_keys if key in attributes)
     attributes.pop(PROBABILITY, None)
